@@ -1,0 +1,385 @@
+//! Checks: proof, from the kernel, that a layer did what it says.
+//!
+//! A check never looks at what lab printed. It runs in one of three places:
+//! - `Inside`: in a probe process that joins the container the way `nsenter` does
+//!   (setns into its namespaces, chroot into its root), so it sees what the
+//!   container sees. The same probe works on a container made by `lab step` and on
+//!   one built by hand or by `lab script` (`lab check N --pid PID`).
+//! - `Host`: in lab, on the host, while the container runs.
+//! - `AfterExit`: in lab, after the container is gone (is the host as it was?).
+
+use crate::sys;
+use anyhow::{Context, Result};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+pub struct Check {
+    pub layer: u8,
+    /// What is being proved, as a short sentence.
+    pub name: &'static str,
+    /// For a student whose check failed: the usual cause and how to look.
+    pub hint: &'static str,
+    pub kind: Kind,
+}
+
+pub enum Kind {
+    Inside(fn(&Probe) -> Outcome),
+    Host(fn(&Probe) -> Outcome),
+    AfterExit(fn(&Before) -> Outcome),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Pass(String),
+    Fail(String),
+    Skip(String),
+}
+
+impl Outcome {
+    /// Pass when `ok`, else fail, with the same detail either way.
+    pub fn from(ok: bool, detail: impl Into<String>) -> Outcome {
+        if ok {
+            Outcome::Pass(detail.into())
+        } else {
+            Outcome::Fail(detail.into())
+        }
+    }
+    pub fn passed(&self) -> bool {
+        matches!(self, Outcome::Pass(_))
+    }
+    pub fn detail(&self) -> &str {
+        match self {
+            Outcome::Pass(d) | Outcome::Fail(d) | Outcome::Skip(d) => d,
+        }
+    }
+}
+
+/// A check and how it came out.
+pub struct Report {
+    pub layer: u8,
+    pub name: &'static str,
+    pub hint: &'static str,
+    pub outcome: Outcome,
+}
+
+/// What the checks know about the container and the host. Made on the host before
+/// the probe joins the container; plain data, so it survives the fork.
+pub struct Probe {
+    /// A process of the container, as the host numbers it.
+    pub target: Pid,
+    /// Device and inode of the directory that should be the container's `/`.
+    pub root: (u64, u64),
+    pub root_path: PathBuf,
+    /// The hostname the container should have, when lab knows it.
+    pub hostname: Option<String>,
+    pub host_hostname: String,
+    /// A file that exists on the host, outside the root filesystem.
+    pub marker: PathBuf,
+    /// The host's mount table and the container's, both opened on the host before
+    /// joining: they can be read from inside, even where the container has no /proc.
+    pub host_mounts: File,
+    pub container_mounts: File,
+    /// lab's own pid namespace (the host's) and how many processes it shows.
+    pub host_pid_ns: u64,
+    pub host_processes: usize,
+    /// A System V message queue made on the host.
+    pub msg_queue: i32,
+}
+
+impl Probe {
+    /// The host's mount table, as it is now.
+    pub fn host_mountinfo(&self) -> String {
+        reread(&self.host_mounts)
+    }
+    /// The container's mount table, as it is now.
+    pub fn container_mountinfo(&self) -> String {
+        reread(&self.container_mounts)
+    }
+}
+
+fn reread(mut f: &File) -> String {
+    use std::io::{Seek, SeekFrom};
+    let mut text = String::new();
+    let _ = f.seek(SeekFrom::Start(0));
+    let _ = f.read_to_string(&mut text);
+    text
+}
+
+/// The host as it was before the container started.
+pub struct Before {
+    pub mountinfo: String,
+    pub hostname: String,
+    pub after_mountinfo: String,
+    pub after_hostname: String,
+}
+
+impl Before {
+    pub fn take() -> Before {
+        Before {
+            mountinfo: read_mountinfo(),
+            hostname: host_hostname(),
+            after_mountinfo: String::new(),
+            after_hostname: String::new(),
+        }
+    }
+    /// Record the host as it is now, after the container is gone.
+    pub fn now(mut self) -> Before {
+        self.after_mountinfo = read_mountinfo();
+        self.after_hostname = host_hostname();
+        self
+    }
+}
+
+fn read_mountinfo() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+}
+
+pub fn host_hostname() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.nodename().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The inode of `/proc/PID/ns/NAME`: two processes share a namespace exactly when
+/// these are equal.
+pub fn ns_inode(pid: &str, name: &str) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/{name}"))
+        .ok()
+        .map(|m| m.ino())
+}
+
+/// Everything the checks of `step` need from the host: the files and objects they
+/// look for from inside. Removed again when dropped.
+pub struct Fixtures {
+    pub probe: Probe,
+    marker_dir: PathBuf,
+}
+
+impl Fixtures {
+    pub fn make(target: Pid, rootfs: &Path, hostname: Option<String>) -> Result<Fixtures> {
+        let marker_dir = crate::state::run_dir().join(format!("check-{}", std::process::id()));
+        std::fs::create_dir_all(&marker_dir)
+            .with_context(|| format!("creating {}", marker_dir.display()))?;
+        let marker = marker_dir.join("host-file");
+        std::fs::write(
+            &marker,
+            "this file lives on the host, outside the container\n",
+        )?;
+        let meta = std::fs::metadata(rootfs)
+            .with_context(|| format!("root filesystem {}", rootfs.display()))?;
+        let msg_queue = match sys::msgget_private() {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&marker_dir);
+                return Err(e);
+            }
+        };
+        let probe = Probe {
+            target,
+            root: (meta.dev(), meta.ino()),
+            root_path: rootfs.to_path_buf(),
+            hostname,
+            host_hostname: host_hostname(),
+            marker,
+            host_mounts: File::open("/proc/self/mountinfo")?,
+            container_mounts: File::open(format!("/proc/{target}/mountinfo")).with_context(
+                || format!("process {target} not found (is the container still running?)"),
+            )?,
+            host_pid_ns: ns_inode("self", "pid").unwrap_or(0),
+            host_processes: count_processes(Path::new("/proc")),
+            msg_queue,
+        };
+        Ok(Fixtures { probe, marker_dir })
+    }
+}
+
+impl Drop for Fixtures {
+    fn drop(&mut self) {
+        sys::msg_queue_remove(self.probe.msg_queue);
+        let _ = std::fs::remove_dir_all(&self.marker_dir);
+    }
+}
+
+/// How many processes a `/proc` shows.
+pub fn count_processes(proc: &Path) -> usize {
+    pids_in(proc).len()
+}
+
+pub fn pids_in(proc: &Path) -> Vec<u32> {
+    std::fs::read_dir(proc)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every check of layers 1..=step.
+pub fn checks_for(step: u8) -> Vec<Check> {
+    crate::layers::up_to(step)
+        .iter()
+        .flat_map(|l| (l.checks)(step))
+        .collect()
+}
+
+/// Run the `Inside` and `Host` checks of `step` against the container that `target`
+/// belongs to. `AfterExit` checks are left for [`after_exit`].
+pub fn run(step: u8, target: Pid, rootfs: &Path, hostname: Option<String>) -> Result<Vec<Report>> {
+    let checks: Vec<Check> = checks_for(step)
+        .into_iter()
+        .filter(|c| !matches!(c.kind, Kind::AfterExit(_)))
+        .collect();
+    let fixtures = Fixtures::make(target, rootfs, hostname)?;
+    let probe = &fixtures.probe;
+    let mut outcomes: Vec<Option<Outcome>> = checks
+        .iter()
+        .map(|c| match c.kind {
+            Kind::Host(f) => Some(f(probe)),
+            _ => None,
+        })
+        .collect();
+    let inside: Vec<usize> = (0..checks.len())
+        .filter(|i| outcomes[*i].is_none())
+        .collect();
+    if !inside.is_empty() {
+        let lines = run_inside(&checks, &inside, probe)?;
+        for line in lines.lines() {
+            let mut parts = line.splitn(3, '\t');
+            let (Some(i), Some(status), Some(detail)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let Ok(i) = i.parse::<usize>() else { continue };
+            if i < outcomes.len() {
+                outcomes[i] = Some(match status {
+                    "pass" => Outcome::Pass(detail.into()),
+                    "skip" => Outcome::Skip(detail.into()),
+                    _ => Outcome::Fail(detail.into()),
+                });
+            }
+        }
+    }
+    Ok(checks
+        .into_iter()
+        .zip(outcomes)
+        .map(|(c, o)| Report {
+            layer: c.layer,
+            name: c.name,
+            hint: c.hint,
+            outcome: o.unwrap_or_else(|| {
+                Outcome::Fail("the probe inside the container gave no answer".into())
+            }),
+        })
+        .collect())
+}
+
+/// The checks that compare the host after the container is gone with before.
+pub fn after_exit(step: u8, before: &Before) -> Vec<Report> {
+    checks_for(step)
+        .into_iter()
+        .filter_map(|c| match c.kind {
+            Kind::AfterExit(f) => Some(Report {
+                layer: c.layer,
+                name: c.name,
+                hint: c.hint,
+                outcome: f(before),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Fork a probe that joins the container, forks again so that it is inside the pid
+/// namespace too, and runs the inside checks there. Answers come back over a pipe,
+/// one line per check: `INDEX<TAB>pass|fail|skip<TAB>DETAIL`.
+fn run_inside(checks: &[Check], which: &[usize], probe: &Probe) -> Result<String> {
+    let (read_end, write_end) = nix::unistd::pipe().context("pipe")?;
+    match sys::fork()? {
+        ForkResult::Child => {
+            drop(read_end);
+            let code = match probe_main(checks, which, probe, write_end) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("lab: the probe could not join the container: {e:#}");
+                    1
+                }
+            };
+            // Leave without running the parent's destructors (they belong to lab).
+            std::process::exit(code);
+        }
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let mut out = String::new();
+            File::from(read_end).read_to_string(&mut out)?;
+            let _ = waitpid(child, None);
+            Ok(out)
+        }
+    }
+}
+
+fn probe_main(checks: &[Check], which: &[usize], probe: &Probe, out: OwnedFd) -> Result<()> {
+    join(probe.target)?;
+    // setns(CLONE_NEWPID) only applies to children: fork once more to be inside.
+    match sys::fork()? {
+        ForkResult::Child => {
+            let mut out = File::from(out);
+            for &i in which {
+                let Kind::Inside(f) = checks[i].kind else {
+                    continue;
+                };
+                let outcome = f(probe);
+                let (status, detail) = match &outcome {
+                    Outcome::Pass(d) => ("pass", d),
+                    Outcome::Fail(d) => ("fail", d),
+                    Outcome::Skip(d) => ("skip", d),
+                };
+                let detail = detail.replace(['\n', '\t'], " ");
+                let _ = writeln!(out, "{i}\t{status}\t{detail}");
+            }
+            std::process::exit(0);
+        }
+        ForkResult::Parent { child } => {
+            drop(out);
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+                other => anyhow::bail!("the probe ended with {other:?}"),
+            }
+        }
+    }
+}
+
+/// Enter the namespaces and the root of process `target`, as `nsenter --all --root`
+/// does. Namespaces we already share are skipped.
+pub fn join(target: Pid) -> Result<()> {
+    use nix::sched::{setns, CloneFlags};
+    let t = target.to_string();
+    let root = File::open(format!("/proc/{t}/root"))
+        .with_context(|| format!("process {t} not found (is the container still running?)"))?;
+    let spaces = [
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+    ];
+    let mut files = Vec::new();
+    for (name, flag) in spaces {
+        if ns_inode(&t, name) != ns_inode("self", name) {
+            let f = File::open(format!("/proc/{t}/ns/{name}"))
+                .with_context(|| format!("opening /proc/{t}/ns/{name}"))?;
+            files.push((name, flag, f));
+        }
+    }
+    for (name, flag, f) in &files {
+        setns(f.as_fd(), *flag)
+            .with_context(|| format!("setns into the {name} namespace of {t}"))?;
+    }
+    nix::unistd::fchdir(&root).context("fchdir to the container's root")?;
+    nix::unistd::chroot(".").context("chroot to the container's root")?;
+    nix::unistd::chdir("/").context("chdir /")?;
+    Ok(())
+}

@@ -1,0 +1,415 @@
+//! Running a step: the processes, and how they talk.
+//!
+//! ```text
+//! lab (host)                              child (in the new namespaces)
+//! ──────────                              ─────────────────────────────
+//! take a name, note the host's state
+//! clone(CLONE_NEW...)  ─────────────────▶ applies the Inside commands
+//!                      ◀── "ok" ───────── (or "error ...", then exits)
+//! runs the checks (a probe joins it)      reaps children while it waits
+//! "go" (or "stop" for lab verify) ──────▶ forks the command and is its init:
+//! waits; passes SIGTERM/SIGHUP on          reaps every child, passes signals on,
+//!                                          exits with the command's status
+//! removes what it made, checks the host
+//! ```
+//!
+//! With a pid namespace the child is PID 1 of it, and when it exits the kernel
+//! kills whatever is left inside. Everything lab makes on the host is recorded in
+//! its state directory first (state.rs), and removed on every way out: normal exit,
+//! error, Ctrl-C, a closed terminal; after `kill -9`, by the next run or `lab clean`.
+
+use crate::check::{self, Before, Report};
+use crate::plan::{Phase, Plan, Spec};
+use crate::render::{self, Item, Printer};
+use crate::state::Claim;
+use crate::sys;
+use anyhow::{anyhow, bail, Context, Result};
+use colored::Colorize;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `lab step`: print everything, then run the command.
+    Step,
+    /// `lab verify`: run the checks, then stop; print only the checks (or nothing).
+    Verify { quiet: bool },
+}
+
+/// How a run ended.
+pub struct Finished {
+    pub reports: Vec<Report>,
+    /// The command's exit status (128+N when killed by signal N).
+    pub exit_code: i32,
+}
+
+/// lab was stopped by a signal before the command started.
+#[derive(Debug)]
+pub struct Interrupted(pub Signal);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "interrupted by {}: the container was removed", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Build the container of `spec`, check it, run its command, tear it down.
+pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
+    let claim = Claim::take(name)?;
+    spec.name = claim.name.clone();
+    let plan = Plan::new(spec);
+    let loud = mode == Mode::Step;
+    let before = Before::take();
+    sys::catch_terminating_signals()?;
+
+    let say = |text: &str| {
+        if loud {
+            print!("{text}");
+        }
+    };
+    say(&format!(
+        "{}\ncontainer {} · root filesystem {}\n",
+        render::step_title(&plan).bold(),
+        plan.spec.name,
+        plan.spec.rootfs.display()
+    ));
+    let mut printer = Printer::default();
+    let sequence = plan.sequence();
+    for item in sequence.iter().take_while(|i| !is_inside(i)) {
+        say(&printer.item(&plan, item));
+    }
+
+    let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    let parent = Pid::this();
+    let child = match sys::clone_into(plan.clone_flags())? {
+        ForkResult::Child => {
+            drop(ready_r);
+            drop(go_w);
+            let code = child_main(&plan, parent, printer, loud, ready_w, go_r);
+            // Leave without the parent's destructors: the claim belongs to lab.
+            std::process::exit(code);
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(ready_w);
+    drop(go_r);
+    let mut guard = ChildGuard {
+        pid: child,
+        reaped: false,
+    };
+    claim.record_pid(child);
+
+    let answer = read_answer(ready_r)?;
+    if let Some(message) = answer.strip_prefix("error\t") {
+        guard.wait();
+        bail!("{}", message.replace('\t', "\n"));
+    }
+    if answer != "ok" {
+        guard.wait();
+        bail!("the container's first process died during setup");
+    }
+
+    let mut reports = check::run(
+        plan.spec.step,
+        child,
+        &plan.spec.rootfs,
+        Some(plan.spec.name.clone()),
+    )?;
+    say(&render::reports("Checks", &reports));
+    if let Some(signal) = sys::take_signal() {
+        return Err(Interrupted(signal).into());
+    }
+
+    let mut go = File::from(go_w);
+    let exit_code = if mode == Mode::Step {
+        for item in sequence.iter().skip_while(|i| !is_run(i)) {
+            say(&printer.item(&plan, item));
+        }
+        if plan.spec.command == [Spec::DEFAULT_COMMAND]
+            && std::io::IsTerminal::is_terminal(&std::io::stdin())
+        {
+            println!(
+                "\nYou are inside container {} (step {}). Look around: hostname, ps, ls /, cat /proc/mounts.\nType exit to leave; lab then removes the container.",
+                plan.spec.name, plan.spec.step
+            );
+        }
+        go.write_all(b"g").context("starting the command")?;
+        drop(go);
+        guard.wait_forwarding()
+    } else {
+        go.write_all(b"s").context("stopping the container")?;
+        drop(go);
+        guard.wait()
+    };
+
+    drop(guard);
+    drop(claim);
+    let after = check::after_exit(plan.spec.step, &before.now());
+    say(&render::reports(
+        &format!("After exit (container {} is gone)", plan.spec.name),
+        &after,
+    ));
+    reports.extend(after);
+    Ok(Finished { reports, exit_code })
+}
+
+fn is_inside(item: &Item) -> bool {
+    match item {
+        Item::Command(c) => c.phase >= Phase::Inside,
+        Item::Note(..) | Item::Unshare(_) => false,
+    }
+}
+
+fn is_run(item: &Item) -> bool {
+    matches!(item, Item::Command(c) if c.phase == Phase::Run)
+}
+
+/// The first line the child sends, read so that Ctrl-C still gets through.
+fn read_answer(fd: OwnedFd) -> Result<String> {
+    let mut file = File::from(fd);
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match file.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) if byte[0] == b'\n' => break,
+            Ok(_) => buf.push(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                if let Some(signal) = sys::take_signal() {
+                    return Err(Interrupted(signal).into());
+                }
+            }
+            Err(e) => return Err(e).context("reading from the container"),
+        }
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The container's first process, killed if lab leaves early.
+struct ChildGuard {
+    pid: Pid,
+    reaped: bool,
+}
+
+impl ChildGuard {
+    /// Wait for the child; return its exit status.
+    fn wait(&mut self) -> i32 {
+        self.wait_with(|_| {})
+    }
+
+    /// Wait, passing SIGTERM and SIGHUP on to the child. Ctrl-C (SIGINT) is not
+    /// passed on: the terminal already sends it to the command.
+    fn wait_forwarding(&mut self) -> i32 {
+        let pid = self.pid;
+        self.wait_with(move |sig| {
+            if matches!(sig, Signal::SIGTERM | Signal::SIGHUP) {
+                let _ = kill(pid, sig);
+            }
+        })
+    }
+
+    fn wait_with(&mut self, mut on_signal: impl FnMut(Signal)) -> i32 {
+        loop {
+            match waitpid(self.pid, None) {
+                Ok(status) => {
+                    self.reaped = true;
+                    return exit_code(status);
+                }
+                Err(Errno::EINTR) => {
+                    if let Some(sig) = sys::take_signal() {
+                        on_signal(sig);
+                    }
+                }
+                Err(_) => {
+                    self.reaped = true;
+                    return 1;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if !self.reaped {
+            let _ = kill(self.pid, Signal::SIGKILL);
+            let _ = waitpid(self.pid, None);
+        }
+    }
+}
+
+fn exit_code(status: WaitStatus) -> i32 {
+    match status {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        _ => 1,
+    }
+}
+
+// ── The child: the container's first process ─────────────────────────────────
+
+fn child_main(
+    plan: &Plan,
+    parent: Pid,
+    mut printer: Printer,
+    loud: bool,
+    ready: OwnedFd,
+    go: OwnedFd,
+) -> i32 {
+    let mut ready = File::from(ready);
+    // Die with lab: if lab is killed, the container must not live on without it.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid() != parent && nix::unistd::getpid().as_raw() != 1 {
+        return 1;
+    }
+    for item in plan
+        .sequence()
+        .iter()
+        .filter(|i| is_inside(i) && !is_run(i))
+    {
+        if loud {
+            print!("{}", printer.item(plan, item));
+        }
+        let Item::Command(c) = item else { continue };
+        if let Err(e) = c.action.apply() {
+            let hint = hint_for(&e);
+            let message = format!(
+                "`{}` failed: {e:#}{}",
+                c.action.shell(),
+                hint.map(|h| format!("\t{h}")).unwrap_or_default()
+            );
+            let _ = writeln!(ready, "error\t{message}");
+            return 1;
+        }
+    }
+    if writeln!(ready, "ok").is_err() {
+        return 1;
+    }
+    drop(ready);
+    match wait_for_go(go) {
+        Some(true) => {}
+        Some(false) => return 0,
+        None => return 1,
+    }
+    init(&plan.spec)
+}
+
+/// What usually causes an error, and what to do, for a student.
+fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
+    let errno = e.chain().find_map(|c| c.downcast_ref::<Errno>().copied())?;
+    let text = format!("{e:#}");
+    Some(match errno {
+        Errno::EPERM | Errno::EACCES => "Permission denied: lab needs root. Run it with sudo.",
+        Errno::EINVAL if text.contains("pivot_root") => {
+            "pivot_root refuses when the new root is not a mount point (mount --bind it onto itself first) or when / is a shared mount (mount --make-rprivate / first)."
+        }
+        Errno::ENOENT => "A path is missing in the root filesystem: check --rootfs (it needs /proc, /bin/sh, ...), or rebuild it with sudo lab rootfs.",
+        Errno::EBUSY => "Something is still using that mount or directory.",
+        _ => return None,
+    })
+}
+
+/// Wait for lab's word, reaping any child meanwhile (the probe leaves orphans on
+/// purpose). `Some(true)`: go, `Some(false)`: stop, `None`: lab is gone.
+fn wait_for_go(go: OwnedFd) -> Option<bool> {
+    let mut go = File::from(go);
+    loop {
+        reap_all();
+        let mut fds = [PollFd::new(go.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(20u16)) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+        let mut byte = [0u8; 1];
+        return match go.read(&mut byte) {
+            Ok(1) if byte[0] == b'g' => Some(true),
+            Ok(1) if byte[0] == b's' => Some(false),
+            _ => None,
+        };
+    }
+}
+
+fn reap_all() {
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// lab's init: start the command, reap every child until the command exits, and
+/// pass SIGTERM and SIGHUP on to it. Returns the command's status.
+fn init(spec: &Spec) -> i32 {
+    let command = match sys::fork() {
+        Ok(ForkResult::Child) => exec_command(spec),
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => {
+            eprintln!("lab: {e:#}");
+            return 1;
+        }
+    };
+    loop {
+        match waitpid(None, None) {
+            Ok(status) if status.pid() == Some(command) => return exit_code(status),
+            Ok(_) => {}
+            Err(Errno::EINTR) => {
+                if let Some(sig) = sys::take_signal() {
+                    if matches!(sig, Signal::SIGTERM | Signal::SIGHUP) {
+                        let _ = kill(command, sig);
+                    }
+                }
+            }
+            Err(_) => return 1,
+        }
+    }
+}
+
+fn exec_command(spec: &Spec) -> ! {
+    use std::ffi::CString;
+    sys::default_signals();
+    let result = (|| -> Result<std::convert::Infallible> {
+        let args: Vec<CString> = spec
+            .command
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .context("the command holds a NUL byte")?;
+        let prompt = format!("[step {}] \\h:\\w\\$ ", spec.step);
+        let mut env = vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            "HOME=/root".to_string(),
+            format!("PS1={prompt}"),
+        ];
+        if let Ok(term) = std::env::var("TERM") {
+            env.push(format!("TERM={term}"));
+        }
+        let env: Vec<CString> = env
+            .into_iter()
+            .map(|e| CString::new(e).unwrap_or_default())
+            .collect();
+        let _ = std::env::set_current_dir("/");
+        // PATH of the container, not lab's: the program is looked up inside.
+        std::env::set_var(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+        nix::unistd::execvpe(&args[0], &args, &env).map_err(|e| anyhow!(e))
+    })();
+    let Err(e) = result;
+    eprintln!(
+        "lab: cannot run {} inside the container: {e:#} (is it in the root filesystem?)",
+        render::command(&spec.command)
+    );
+    std::process::exit(127);
+}

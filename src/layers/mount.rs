@@ -1,0 +1,368 @@
+//! Layer 2: a mount namespace, and pivot_root instead of chroot.
+//!
+//! A mount namespace gives the container its own copy of the mount table: what it
+//! mounts or unmounts is its own business. Inside it, pivot_root swaps the root
+//! *mount* (not just a process's root directory, as chroot does): the root
+//! filesystem becomes `/`, the host's tree is hung below it and then detached. Once
+//! the host's tree is no longer mounted anywhere in the namespace, no `..` and no
+//! chroot trick leads back to it.
+
+use super::Layer;
+use crate::check::{Before, Check, Kind, Outcome, Probe};
+use crate::plan::{quote_path, Action, Command, Namespace, Spec};
+use anyhow::{Context, Result};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::unistd;
+use std::path::PathBuf;
+
+pub const LAYER: Layer = Layer {
+    number: 2,
+    title: "mount namespace and pivot_root",
+    idea: "the container gets its own mount table, and its root is a mount the host's tree is detached from",
+    namespaces: &[Namespace::Mount],
+    commands,
+    note: |_| None,
+    checks,
+};
+
+/// Where pivot_root puts the host's root, relative to the new root.
+const OLD_ROOT: &str = ".oldroot";
+
+// ── The commands ───────────────────────────────────────────────────────────────
+
+fn commands(spec: &Spec) -> Vec<Command> {
+    let root = spec.rootfs.clone();
+    vec![
+        Command::inside(
+            2,
+            "make every mount private first: the namespace starts as a copy of the host's, and shared mounts (systemd's default) would pass our mounts back to the host; pivot_root also refuses a shared /",
+            MakePrivate,
+        ),
+        Command::inside(
+            2,
+            "bind the root filesystem onto itself: pivot_root needs the new root to be a mount point",
+            BindSelf(root.clone()),
+        ),
+        Command::inside(2, "pivot_root works on the current directory", ChangeDir(root)),
+        Command::inside(2, "a place below the new root for the old root to go", MakeDir(OLD_ROOT.into())),
+        Command::inside(
+            2,
+            "the root filesystem becomes /; the host's root moves to /.oldroot",
+            PivotRoot,
+        ),
+        Command::inside(2, "step into the new root", ChangeDir("/".into())),
+        Command::inside(
+            2,
+            "make the shell forget where it found programs: those were paths of the host's tree",
+            ForgetProgramPaths,
+        ),
+        Command::inside(
+            2,
+            "detach the host's tree: until now it was still reachable under /.oldroot",
+            DetachOldRoot,
+        ),
+        Command::inside(2, "remove the empty mount point", RemoveDir(format!("/{OLD_ROOT}").into())),
+    ]
+}
+
+/// `mount --make-rprivate /`
+struct MakePrivate;
+/// `mount --bind DIR DIR`
+struct BindSelf(PathBuf);
+/// `cd DIR`
+struct ChangeDir(PathBuf);
+/// `mkdir -p DIR`
+struct MakeDir(PathBuf);
+/// `pivot_root . .oldroot`
+struct PivotRoot;
+/// `hash -r`
+struct ForgetProgramPaths;
+/// `umount -l /.oldroot`
+struct DetachOldRoot;
+/// `rmdir DIR`
+struct RemoveDir(PathBuf);
+
+// ── The system calls ───────────────────────────────────────────────────────────
+
+impl Action for MakePrivate {
+    fn shell(&self) -> String {
+        "mount --make-rprivate /".into()
+    }
+    fn apply(&self) -> Result<()> {
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .context("mount(\"/\", MS_REC|MS_PRIVATE)")
+    }
+}
+
+impl Action for BindSelf {
+    fn shell(&self) -> String {
+        let p = quote_path(&self.0);
+        format!("mount --bind {p} {p}")
+    }
+    fn apply(&self) -> Result<()> {
+        mount(
+            Some(&self.0),
+            &self.0,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| format!("mount({}, MS_BIND)", self.0.display()))
+    }
+}
+
+impl Action for ChangeDir {
+    fn shell(&self) -> String {
+        format!("cd {}", quote_path(&self.0))
+    }
+    fn apply(&self) -> Result<()> {
+        unistd::chdir(&self.0).with_context(|| format!("chdir {}", self.0.display()))
+    }
+}
+
+impl Action for MakeDir {
+    fn shell(&self) -> String {
+        format!("mkdir -p {}", quote_path(&self.0))
+    }
+    fn apply(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.0).with_context(|| format!("mkdir {}", self.0.display()))
+    }
+}
+
+impl Action for PivotRoot {
+    fn shell(&self) -> String {
+        format!("pivot_root . {OLD_ROOT}")
+    }
+    fn apply(&self) -> Result<()> {
+        unistd::pivot_root(".", OLD_ROOT)
+            .with_context(|| format!("pivot_root(\".\", \"{OLD_ROOT}\")"))
+    }
+}
+
+impl Action for ForgetProgramPaths {
+    fn shell(&self) -> String {
+        "hash -r".into()
+    }
+    fn apply(&self) -> Result<()> {
+        // A shell caches the path of every program it ran (`mount` was /usr/bin/mount
+        // on the host). lab keeps no such cache: it looks the command up when it runs
+        // it, inside the new root, so there is nothing to forget.
+        Ok(())
+    }
+}
+
+impl Action for DetachOldRoot {
+    fn shell(&self) -> String {
+        format!("umount -l /{OLD_ROOT}")
+    }
+    fn apply(&self) -> Result<()> {
+        // Lazy (MNT_DETACH): the old root is busy (lab's own binary came from it).
+        umount2(format!("/{OLD_ROOT}").as_str(), MntFlags::MNT_DETACH)
+            .with_context(|| format!("umount2(/{OLD_ROOT}, MNT_DETACH)"))
+    }
+}
+
+impl Action for RemoveDir {
+    fn shell(&self) -> String {
+        format!("rmdir {}", quote_path(&self.0))
+    }
+    fn apply(&self) -> Result<()> {
+        std::fs::remove_dir(&self.0).with_context(|| format!("rmdir {}", self.0.display()))
+    }
+}
+
+// ── The checks ─────────────────────────────────────────────────────────────────
+
+fn checks(_step: u8) -> Vec<Check> {
+    vec![
+        Check {
+            layer: 2,
+            name: "the container's / is a private mount",
+            hint: "/ is still shared with the host: `mount --make-rprivate /` did not run first. See `findmnt -o TARGET,PROPAGATION /` inside.",
+            kind: Kind::Inside(root_is_private),
+        },
+        Check {
+            layer: 2,
+            name: "a mount made inside does not appear on the host",
+            hint: "The mount leaked to the host: no mount namespace, or / was shared. Compare `cat /proc/self/mountinfo` inside and on the host.",
+            kind: Kind::Inside(mount_stays_inside),
+        },
+        Check {
+            layer: 2,
+            name: "the host's root is detached",
+            hint: "The old root is still mounted: `umount -l /.oldroot` did not run. Look for it with `cat /proc/mounts` inside.",
+            kind: Kind::Inside(old_root_detached),
+        },
+        Check {
+            layer: 2,
+            name: "the chroot escape of step 1 now fails",
+            hint: "The escape reached the host: the container is in a chroot, not behind pivot_root with the old root detached.",
+            kind: Kind::Inside(escape_fails),
+        },
+        Check {
+            layer: 2,
+            name: "after exit, the host's mount table is as before",
+            hint: "A mount was left on the host: run `sudo lab clean`, and compare `findmnt` with what you expect.",
+            kind: Kind::AfterExit(host_mounts_unchanged),
+        },
+    ]
+}
+
+/// One line of /proc/self/mountinfo, the fields the checks need.
+pub struct MountEntry {
+    pub mount_point: String,
+    pub optional: String,
+    pub source: String,
+}
+
+pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            let r: Vec<&str> = right.split(' ').collect();
+            Some(MountEntry {
+                mount_point: f.get(4)?.to_string(),
+                optional: f.get(6..).map(|o| o.join(" ")).unwrap_or_default(),
+                source: r.get(1)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+fn root_is_private(p: &Probe) -> Outcome {
+    let mounts = parse_mountinfo(&p.container_mountinfo());
+    match mounts.iter().rev().find(|m| m.mount_point == "/") {
+        Some(m) => Outcome::from(
+            !m.optional.contains("shared:"),
+            format!(
+                "propagation of /: {}",
+                if m.optional.is_empty() {
+                    "private"
+                } else {
+                    &m.optional
+                }
+            ),
+        ),
+        None => Outcome::Fail("no mount at / in /proc/self/mountinfo".into()),
+    }
+}
+
+fn mount_stays_inside(p: &Probe) -> Outcome {
+    let source = format!("lab-probe-{}", std::process::id());
+    let Some(dir) = ["/mnt", "/tmp", "/root", "/home", "/var", "/etc"]
+        .into_iter()
+        .find(|d| std::path::Path::new(d).is_dir())
+    else {
+        return Outcome::Skip("no directory to mount on inside".into());
+    };
+    if let Err(e) = mount(
+        Some(source.as_str()),
+        dir,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("size=4k"),
+    ) {
+        return Outcome::Fail(format!("mount -t tmpfs {source} {dir}: {e}"));
+    }
+    let inside = parse_mountinfo(&p.container_mountinfo())
+        .iter()
+        .any(|m| m.source == source);
+    let host_text = p.host_mountinfo();
+    let on_host = parse_mountinfo(&host_text)
+        .iter()
+        .any(|m| m.source == source);
+    let _ = umount2(dir, MntFlags::MNT_DETACH);
+    if !inside {
+        return Outcome::Fail(format!(
+            "the tmpfs {source} on {dir} is not even in the container's mount table"
+        ));
+    }
+    Outcome::from(
+        !on_host,
+        format!(
+            "tmpfs {source} on {dir}: in the container's mount table, {} the host's ({} mounts)",
+            if on_host { "and also in" } else { "not in" },
+            host_text.lines().count()
+        ),
+    )
+}
+
+fn old_root_detached(p: &Probe) -> Outcome {
+    let inside = parse_mountinfo(&p.container_mountinfo());
+    let host = p.host_mountinfo().lines().count();
+    let old: Vec<&MountEntry> = inside
+        .iter()
+        .filter(|m| m.mount_point.starts_with("/.oldroot"))
+        .collect();
+    Outcome::from(
+        old.is_empty() && inside.len() < host,
+        format!(
+            "the container has {} mounts, the host {}; {} under /{OLD_ROOT}",
+            inside.len(),
+            host,
+            old.len()
+        ),
+    )
+}
+
+fn escape_fails(p: &Probe) -> Outcome {
+    match super::chroot::try_escape(p) {
+        Ok(false) => Outcome::Pass(format!(
+            "after the chroot trick, {} is still out of reach",
+            p.marker.display()
+        )),
+        Ok(true) => Outcome::Fail(format!(
+            "a root process escaped and read the host's {}",
+            p.marker.display()
+        )),
+        Err(e) => Outcome::Fail(format!("{e:#}")),
+    }
+}
+
+fn host_mounts_unchanged(b: &Before) -> Outcome {
+    let before = b.mountinfo.lines().count();
+    let after = b.after_mountinfo.lines().count();
+    if b.mountinfo == b.after_mountinfo {
+        return Outcome::Pass(format!("{before} mounts before, the same {after} after"));
+    }
+    let gone: Vec<&str> = b
+        .mountinfo
+        .lines()
+        .filter(|l| !b.after_mountinfo.contains(l))
+        .collect();
+    let new: Vec<&str> = b
+        .after_mountinfo
+        .lines()
+        .filter(|l| !b.mountinfo.contains(l))
+        .collect();
+    Outcome::Fail(format!(
+        "{before} mounts before, {after} after; new: {}; gone: {}",
+        new.join(" | "),
+        gone.join(" | ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines_are_parsed() {
+        let text = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                    30 22 0:5 / /proc rw - proc proc rw\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].mount_point, "/");
+        assert_eq!(m[0].optional, "shared:1");
+        assert_eq!(m[0].source, "/dev/vda");
+        assert_eq!(m[1].optional, "");
+        assert_eq!(m[1].source, "proc");
+    }
+}

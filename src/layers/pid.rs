@@ -1,0 +1,225 @@
+//! Layer 3: a pid namespace with its own /proc.
+//!
+//! A pid namespace numbers processes afresh: the first process in it is PID 1, and
+//! it sees only the processes of its namespace (and of namespaces below it). The
+//! host still sees them too, under other numbers. `/proc` shows the processes of
+//! the pid namespace that mounted it, so the container needs a new one: the host's
+//! /proc would still list every host process.
+//!
+//! PID 1 is special. Orphaned processes are handed to it, and it must reap them
+//! when they exit, or they stay as zombies; and the kernel delivers it no signal it
+//! has no handler for, so a plain `kill` does not stop it. A shell is poor at both.
+//! `lab step` therefore keeps its own small init as PID 1 (container.rs), which
+//! reaps every child and passes SIGTERM and SIGHUP on, and runs the command as
+//! its child, as `docker run --init` does. Typed by hand, the shell you exec is PID 1.
+
+use super::Layer;
+use crate::check::{ns_inode, pids_in, Check, Kind, Outcome, Probe};
+use crate::plan::{Action, Command, Namespace, Spec};
+use crate::sys;
+use anyhow::{Context, Result};
+use nix::mount::{mount, MsFlags};
+use nix::sys::wait::waitpid;
+use nix::unistd::ForkResult;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const LAYER: Layer = Layer {
+    number: 3,
+    title: "pid namespace and /proc",
+    idea: "the container gets its own process numbers: its first process is PID 1 and it sees only its own processes",
+    namespaces: &[Namespace::Pid],
+    commands,
+    note,
+    checks,
+};
+
+fn note(_step: u8) -> Option<&'static str> {
+    Some(
+        "Typed by hand, the shell you exec becomes PID 1, which must reap orphans and gets no signal it has no handler for. lab step keeps a tiny init as PID 1 that reaps orphans and passes SIGTERM and SIGHUP on, and runs your command as its child.",
+    )
+}
+
+// ── The commands ───────────────────────────────────────────────────────────────
+
+fn commands(_spec: &Spec) -> Vec<Command> {
+    vec![Command::inside(
+        3,
+        "a fresh /proc: it lists the processes of the pid namespace that mounts it",
+        MountProc,
+    )]
+}
+
+/// `mount -t proc -o nosuid,nodev,noexec proc /proc`
+struct MountProc;
+
+// ── The system calls ───────────────────────────────────────────────────────────
+
+impl Action for MountProc {
+    fn shell(&self) -> String {
+        "mount -t proc -o nosuid,nodev,noexec proc /proc".into()
+    }
+    fn apply(&self) -> Result<()> {
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>)
+            .context("mount(\"proc\", \"/proc\", \"proc\") (does the root filesystem have a /proc directory?)")
+    }
+}
+
+// ── The checks ─────────────────────────────────────────────────────────────────
+
+fn checks(_step: u8) -> Vec<Check> {
+    vec![
+        Check {
+            layer: 3,
+            name: "the container's first process is PID 1",
+            hint: "The container shares the host's pid namespace: unshare --pid needs --fork, because only the next child of the caller enters it. Compare `ls -l /proc/self/ns/pid` inside and on the host.",
+            kind: Kind::Host(first_process_is_pid1),
+        },
+        Check {
+            layer: 3,
+            name: "/proc is the container's own",
+            hint: "/proc is missing or is the host's: mount a new one inside with `mount -t proc proc /proc`.",
+            kind: Kind::Inside(proc_is_own),
+        },
+        Check {
+            layer: 3,
+            name: "host processes are invisible",
+            hint: "Host processes show in /proc: /proc was not mounted fresh inside the new pid namespace. Try `ps` inside.",
+            kind: Kind::Inside(host_processes_invisible),
+        },
+        Check {
+            layer: 3,
+            name: "PID 1 reaps orphaned processes",
+            hint: "An orphan stayed a zombie: PID 1 does not wait for children it did not start (a shell exec'd as PID 1, or `sleep`). `ps -o pid,stat,comm` inside shows Z.",
+            kind: Kind::Inside(orphans_are_reaped),
+        },
+    ]
+}
+
+fn nspid(pid: &str) -> Option<Vec<String>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
+    Some(line.split_whitespace().skip(1).map(String::from).collect())
+}
+
+fn first_process_is_pid1(p: &Probe) -> Outcome {
+    let target = p.target.to_string();
+    let Some(ns) = ns_inode(&target, "pid") else {
+        return Outcome::Fail(format!("process {target} is gone"));
+    };
+    if ns == p.host_pid_ns {
+        return Outcome::Fail("the container's processes are in the host's pid namespace".into());
+    }
+    for pid in pids_in(Path::new("/proc")) {
+        let pid = pid.to_string();
+        if ns_inode(&pid, "pid") != Some(ns) {
+            continue;
+        }
+        if let Some(ids) = nspid(&pid) {
+            if ids.last().map(String::as_str) == Some("1") {
+                return Outcome::Pass(format!(
+                    "host PID {pid} is PID 1 inside (NSpid: {})",
+                    ids.join(" ")
+                ));
+            }
+        }
+    }
+    Outcome::Fail("no process of the container's pid namespace is PID 1 in it".into())
+}
+
+fn proc_is_own(_: &Probe) -> Outcome {
+    let me = std::process::id().to_string();
+    match std::fs::read_link("/proc/self") {
+        Ok(link) => Outcome::from(
+            link.to_string_lossy() == me,
+            format!(
+                "/proc/self is {} and the probe is PID {me} inside",
+                link.display()
+            ),
+        ),
+        Err(e) => Outcome::Fail(format!("no /proc inside: readlink /proc/self: {e}")),
+    }
+}
+
+fn host_processes_invisible(p: &Probe) -> Outcome {
+    let Some(own) = ns_inode("self", "pid") else {
+        return Outcome::Fail("no /proc inside".into());
+    };
+    let pids = pids_in(Path::new("/proc"));
+    let foreign = pids
+        .iter()
+        .filter(|pid| ns_inode(&pid.to_string(), "pid").is_some_and(|ns| ns != own))
+        .count();
+    Outcome::from(
+        foreign == 0 && !pids.is_empty() && pids.len() < p.host_processes,
+        format!(
+            "/proc inside lists {} processes ({} from other pid namespaces); the host has {}",
+            pids.len(),
+            foreign,
+            p.host_processes
+        ),
+    )
+}
+
+/// Make an orphan: a child that starts a grandchild and exits at once. The
+/// grandchild is handed to PID 1; when it exits, only PID 1 can reap it.
+fn orphans_are_reaped(p: &Probe) -> Outcome {
+    // Without this pid namespace's own /proc, "gone from /proc" would prove nothing.
+    if let o @ Outcome::Fail(_) = proc_is_own(p) {
+        return o;
+    }
+    let (rd, wr) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => return Outcome::Fail(format!("pipe: {e}")),
+    };
+    let child = match sys::fork() {
+        Ok(ForkResult::Child) => {
+            drop(rd);
+            if let Ok(ForkResult::Parent { child: orphan }) = sys::fork() {
+                let _ = std::fs::File::from(wr).write_all(orphan.to_string().as_bytes());
+                std::process::exit(0);
+            }
+            // The orphan: wait until its parent is gone, then exit and become a zombie.
+            drop(wr);
+            std::thread::sleep(Duration::from_millis(50));
+            std::process::exit(0);
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(e) => return Outcome::Fail(format!("{e:#}")),
+    };
+    drop(wr);
+    let mut pid = String::new();
+    let _ = std::fs::File::from(rd).read_to_string(&mut pid);
+    let _ = waitpid(child, None);
+    if pid.is_empty() {
+        return Outcome::Fail("could not start the orphan".into());
+    }
+    let start = Instant::now();
+    let mut zombie_seen = false;
+    while start.elapsed() < Duration::from_secs(3) {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => {
+                return Outcome::Pass(format!(
+                    "orphan PID {pid} exited and was reaped{}",
+                    if zombie_seen {
+                        " (seen as a zombie first)"
+                    } else {
+                        ""
+                    }
+                ))
+            }
+            Ok(stat) => {
+                zombie_seen |= stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|s| s.trim_start().starts_with('Z'))
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Outcome::Fail(format!(
+        "orphan PID {pid} is still a zombie after 3 s: PID 1 does not reap it"
+    ))
+}

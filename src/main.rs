@@ -1,0 +1,265 @@
+//! lab: rebuild a Linux container one kernel feature at a time.
+//!
+//! Start reading at `layers/` (one file per layer), then `plan.rs` (how a layer is
+//! described), `container.rs` (how a step runs) and `check.rs` (how it is proved).
+
+mod check;
+mod container;
+mod layers;
+mod plan;
+mod render;
+mod rootfs;
+mod state;
+mod sys;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "lab",
+    version,
+    about = "Rebuild a Linux container one kernel feature at a time",
+    after_help = "Start with `lab steps`, then `lab explain 1` and `sudo lab step 1`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+fn step_number() -> clap::builder::RangedI64ValueParser<u8> {
+    clap::value_parser!(u8).range(1..=i64::from(layers::last_step()))
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// The step: layers 1 to N are switched on
+    #[arg(value_parser = step_number())]
+    step: u8,
+    /// A directory holding a root filesystem [default: the one `lab rootfs` builds]
+    #[arg(long, value_name = "DIR")]
+    rootfs: Option<PathBuf>,
+    /// The container's name and hostname [default: the first free of c1, c2, ...]
+    #[arg(long, value_name = "NAME", value_parser = container_name)]
+    name: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// List the steps of the workshop
+    Steps,
+    /// Print the commands that build step N by hand (needs no root, changes nothing)
+    Explain {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print a bash script that builds step N with those commands only
+    Script {
+        #[command(flatten)]
+        target: Target,
+        /// What the script runs inside [default: /bin/sh]
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Build step N, check every layer, then run a shell (or COMMAND) inside
+    Step {
+        #[command(flatten)]
+        target: Target,
+        /// What runs inside [default: /bin/sh]
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Build step N, run every check, tear down; exit 0 only if all passed
+    Verify {
+        #[command(flatten)]
+        target: Target,
+        /// Print the checks as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the checks of step N against a running container, e.g. one built by hand
+    Check {
+        #[command(flatten)]
+        target: Target,
+        /// Any process of the container, as the host numbers it
+        #[arg(long)]
+        pid: i32,
+        /// Print the checks as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build the default root filesystem (no download)
+    Rootfs {
+        /// Where the programs come from
+        #[arg(long, value_enum, default_value = "auto")]
+        from: rootfs::Source,
+    },
+    /// Stop every container lab started and remove everything lab left on the host
+    Clean,
+}
+
+fn container_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.starts_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("use 1-63 letters, digits and dashes (it becomes the hostname)".into())
+    }
+}
+
+fn main() -> ExitCode {
+    if !std::io::stdout().is_terminal() {
+        colored::control::set_override(false);
+    }
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(i) = e.downcast_ref::<container::Interrupted>() {
+                eprintln!("lab: {i}");
+                return ExitCode::from(128 + i.0 as u8);
+            }
+            let mut lines = format!("{e:#}");
+            if let Some((first, rest)) = lines.clone().split_once('\n') {
+                lines = format!("{first}\n  hint: {rest}");
+            }
+            eprintln!("lab: {lines}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Cmd::Steps => {
+            print!("{}", render::steps());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Explain { target } => {
+            let plan = plan::Plan::new(spec(&target, vec![], false)?);
+            print!("{}", render::explain(&plan));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Script { target, command } => {
+            let plan = plan::Plan::new(spec(&target, command, false)?);
+            print!("{}", render::script(&plan));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Step { target, command } => {
+            need_root("step")?;
+            let spec = spec(&target, command, true)?;
+            let done = container::run(spec, target.name.as_deref(), container::Mode::Step)?;
+            Ok(ExitCode::from(done.exit_code.clamp(0, 255) as u8))
+        }
+        Cmd::Verify { target, json } => {
+            need_root("verify")?;
+            let spec = spec(&target, vec!["/bin/true".into()], true)?;
+            let done = container::run(
+                spec,
+                target.name.as_deref(),
+                container::Mode::Verify { quiet: json },
+            )?;
+            Ok(print_verdict(&done.reports, json))
+        }
+        Cmd::Check { target, pid, json } => {
+            need_root("check")?;
+            let spec = spec(&target, vec![], false)?;
+            let reports = check::run(
+                spec.step,
+                nix::unistd::Pid::from_raw(pid),
+                &spec.rootfs,
+                target.name.clone(),
+            )?;
+            Ok(print_verdict(&reports, json))
+        }
+        Cmd::Rootfs { from } => {
+            need_root("rootfs")?;
+            let path = rootfs::default_path();
+            let how = rootfs::build(&path, from)?;
+            println!("Root filesystem ready in {}: {how}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Clean => {
+            need_root("clean")?;
+            let done = state::clean()?;
+            if done.is_empty() {
+                println!("Nothing to clean: lab left nothing on this host.");
+            }
+            for line in done {
+                println!("{line}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_verdict(reports: &[check::Report], json: bool) -> ExitCode {
+    let failed = reports.iter().filter(|r| !r.outcome.passed()).count();
+    if json {
+        print!("{}", render::json(reports));
+    } else {
+        print!("{}", render::reports("Checks", reports));
+        println!(
+            "\n{} of {} checks passed.",
+            reports.len() - failed,
+            reports.len()
+        );
+    }
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The spec of a command line. `for_real`: the root filesystem must exist (and
+/// the default one is built on first use).
+fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::Spec> {
+    let step = layers::step(target.step).expect("clap checked the range");
+    if step.layer.is_none() {
+        bail!(
+            "step {} ({}) is not built yet: steps 1-{} are. See `lab steps`.",
+            step.number,
+            step.title,
+            layers::last_built()
+        );
+    }
+    let rootfs = match (&target.rootfs, for_real) {
+        (Some(dir), true) => {
+            if !dir.join("bin").is_dir() && !dir.join("usr/bin").is_dir() {
+                bail!(
+                    "{} does not look like a root filesystem (no bin/ in it)",
+                    dir.display()
+                );
+            }
+            dir.canonicalize()?
+        }
+        (Some(dir), false) => std::path::absolute(dir)?,
+        (None, true) => rootfs::ensure_default()?,
+        (None, false) => rootfs::default_path(),
+    };
+    let command = if command.is_empty() {
+        vec![plan::Spec::DEFAULT_COMMAND.to_string()]
+    } else {
+        command
+    };
+    Ok(plan::Spec {
+        step: target.step,
+        rootfs,
+        name: target.name.clone().unwrap_or_else(|| "c1".into()),
+        command,
+    })
+}
+
+fn need_root(what: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("lab {what} changes the kernel's view of processes and needs root: run it with sudo (sudo lab {what} ...)");
+    }
+    Ok(())
+}

@@ -1,0 +1,289 @@
+//! The plan of a step, as data.
+//!
+//! Each layer turns a [`Spec`] (which step, which root filesystem, which container)
+//! into a list of [`Command`]s. One command is one line a person would type, the
+//! sentence that says why, and the [`Action`] that knows both its shell text and the
+//! system calls that do the same thing. That single list is what `lab explain`
+//! prints, what `lab script` turns into bash, and what `lab step` executes, so the
+//! three cannot drift apart.
+
+use crate::layers::{self, Layer};
+use anyhow::Result;
+use nix::sched::CloneFlags;
+use std::path::PathBuf;
+
+/// What the student asked for.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Layers 1..=step are switched on.
+    pub step: u8,
+    /// The directory that becomes the container's `/`.
+    pub rootfs: PathBuf,
+    /// The container's name: its hostname (from step 4) and its state directory.
+    pub name: String,
+    /// What runs inside (default: an interactive shell).
+    pub command: Vec<String>,
+}
+
+impl Spec {
+    pub const DEFAULT_COMMAND: &'static str = "/bin/sh";
+
+    /// The command as one shell line, quoted so it can be pasted.
+    pub fn command_line(&self) -> String {
+        join_quoted(&self.command)
+    }
+}
+
+/// When, and on which side, a command runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// On the host, before the container exists.
+    Host,
+    /// Inside the new namespaces, before the command starts.
+    Inside,
+    /// The last line: start the command.
+    Run,
+}
+
+/// One thing a layer does, known both as shell text and as system calls.
+pub trait Action {
+    /// The line a person types, exactly as printed by `lab explain` and `lab step`.
+    fn shell(&self) -> String;
+    /// The same line inside `lab script`, where the command to run is `"$@"`.
+    fn script(&self) -> String {
+        self.shell()
+    }
+    /// Do it with system calls, the way the shell command would.
+    fn apply(&self) -> Result<()>;
+}
+
+/// A line of the plan: which layer it belongs to, when it runs, why, and what.
+pub struct Command {
+    pub layer: u8,
+    pub phase: Phase,
+    pub why: String,
+    pub action: Box<dyn Action>,
+}
+
+impl Command {
+    pub fn inside(layer: u8, why: impl Into<String>, action: impl Action + 'static) -> Self {
+        Self {
+            layer,
+            phase: Phase::Inside,
+            why: why.into(),
+            action: Box::new(action),
+        }
+    }
+}
+
+/// A kind of namespace, as `unshare(1)` spells it and as `clone(2)` flags it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Namespace {
+    Mount,
+    Pid,
+    Uts,
+    Ipc,
+}
+
+impl Namespace {
+    /// The options of `unshare(1)`. A new pid namespace needs `--fork`: the process
+    /// that calls unshare stays where it was, and only its next child is PID 1.
+    pub fn unshare_options(self) -> &'static str {
+        match self {
+            Namespace::Mount => "--mount",
+            Namespace::Pid => "--pid --fork",
+            Namespace::Uts => "--uts",
+            Namespace::Ipc => "--ipc",
+        }
+    }
+
+    pub fn clone_flag(self) -> CloneFlags {
+        match self {
+            Namespace::Mount => CloneFlags::CLONE_NEWNS,
+            Namespace::Pid => CloneFlags::CLONE_NEWPID,
+            Namespace::Uts => CloneFlags::CLONE_NEWUTS,
+            Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
+        }
+    }
+
+    pub fn word(self) -> &'static str {
+        match self {
+            Namespace::Mount => "mount",
+            Namespace::Pid => "pid",
+            Namespace::Uts => "uts",
+            Namespace::Ipc => "ipc",
+        }
+    }
+}
+
+/// The whole plan of one step.
+pub struct Plan {
+    pub spec: Spec,
+    /// The layers switched on, in order.
+    pub layers: Vec<&'static Layer>,
+    /// Every namespace asked for, with the layer that asks for it.
+    pub namespaces: Vec<(u8, Namespace)>,
+    /// Every command, ordered by phase, then by layer.
+    pub commands: Vec<Command>,
+}
+
+impl Plan {
+    pub fn new(spec: Spec) -> Plan {
+        let layers = layers::up_to(spec.step);
+        let namespaces = layers
+            .iter()
+            .flat_map(|l| l.namespaces.iter().map(move |ns| (l.number, *ns)))
+            .collect();
+        let mut commands: Vec<Command> = layers.iter().flat_map(|l| (l.commands)(&spec)).collect();
+        if layers.iter().any(|l| !l.namespaces.is_empty()) {
+            commands.push(Command {
+                layer: 0,
+                phase: Phase::Run,
+                why: "replace this shell with the command: it runs in the container".into(),
+                action: Box::new(Exec {
+                    command: spec.command.clone(),
+                }),
+            });
+        }
+        // Stable: within a phase, layers keep their order and their own order.
+        commands.sort_by_key(|c| (c.phase, c.layer));
+        Plan {
+            spec,
+            layers,
+            namespaces,
+            commands,
+        }
+    }
+
+    pub fn clone_flags(&self) -> CloneFlags {
+        self.namespaces
+            .iter()
+            .fold(CloneFlags::empty(), |f, (_, ns)| f | ns.clone_flag())
+    }
+
+    /// The `unshare` line that enters every namespace of the step, if any.
+    pub fn unshare(&self) -> Option<Unshare> {
+        (!self.namespaces.is_empty()).then(|| Unshare {
+            namespaces: self.namespaces.clone(),
+        })
+    }
+
+    pub fn commands_in(&self, phase: Phase) -> impl Iterator<Item = &Command> {
+        self.commands.iter().filter(move |c| c.phase == phase)
+    }
+}
+
+/// `unshare --mount --pid --fork ... bash`: a new shell in new namespaces. lab does
+/// the same with one `clone(2)` that carries every namespace flag (see container.rs).
+pub struct Unshare {
+    pub namespaces: Vec<(u8, Namespace)>,
+}
+
+impl Unshare {
+    fn options(&self) -> String {
+        let opts: Vec<&str> = self
+            .namespaces
+            .iter()
+            .map(|(_, ns)| ns.unshare_options())
+            .collect();
+        opts.join(" ")
+    }
+
+    pub fn shell(&self) -> String {
+        format!("unshare {} bash", self.options())
+    }
+
+    pub fn script(&self) -> String {
+        format!(
+            "unshare {} bash -c 'inside \"$@\"' inside \"$@\"",
+            self.options()
+        )
+    }
+
+    pub fn why(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        let mut layers: Vec<u8> = self.namespaces.iter().map(|(l, _)| *l).collect();
+        layers.dedup();
+        for layer in layers {
+            let words: Vec<&str> = self
+                .namespaces
+                .iter()
+                .filter(|(l, _)| *l == layer)
+                .map(|(_, ns)| ns.word())
+                .collect();
+            parts.push(format!("{} (layer {layer})", words.join(" and ")));
+        }
+        if self.namespaces.len() == 1 {
+            format!(
+                "start a shell in a new {} namespace; type the rest in that shell",
+                parts[0]
+            )
+        } else {
+            format!(
+                "start a shell in new {} namespaces; type the rest in that shell",
+                parts.join(", ")
+            )
+        }
+    }
+
+    /// "Layer 2 · new namespaces", or "Layers 2, 3, 4 · new namespaces".
+    pub fn title(&self) -> String {
+        let mut layers: Vec<String> = self.namespaces.iter().map(|(l, _)| l.to_string()).collect();
+        layers.dedup();
+        let s = if layers.len() == 1 { "" } else { "s" };
+        format!("Layer{s} {} · new namespaces", layers.join(", "))
+    }
+}
+
+/// `exec CMD`: the last line inside. lab's own init starts the command instead,
+/// after the checks (see container.rs), so applying this line does nothing more.
+pub struct Exec {
+    pub command: Vec<String>,
+}
+
+impl Action for Exec {
+    fn shell(&self) -> String {
+        format!("exec {}", join_quoted(&self.command))
+    }
+    fn script(&self) -> String {
+        "exec \"$@\"".into()
+    }
+    fn apply(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Quote a word for a POSIX shell only when it needs it.
+pub fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=:,+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+pub fn quote_path(path: &std::path::Path) -> String {
+    quote(&path.to_string_lossy())
+}
+
+pub fn join_quoted(words: &[String]) -> String {
+    words.iter().map(|w| quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_leaves_plain_words_and_quotes_the_rest() {
+        assert_eq!(quote("/var/lib/lab/rootfs"), "/var/lib/lab/rootfs");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("$HOME"), "'$HOME'");
+    }
+}

@@ -1,0 +1,292 @@
+//! Turning a plan into text: `lab explain`, `lab script`, the lines `lab step`
+//! prints as it applies each command, and the check reports (text or JSON).
+//!
+//! All of them walk the same [`Plan::sequence`], so a command reads the same
+//! wherever it is printed.
+
+use crate::check::{Outcome, Report};
+use crate::layers::Layer;
+use crate::plan::{join_quoted, Command, Phase, Plan, Unshare};
+use colored::Colorize;
+use std::fmt::Write;
+
+/// One printable piece of a plan, in the order a person would type it.
+pub enum Item<'a> {
+    /// A remark of a layer.
+    Note(&'static Layer, &'static str),
+    /// The line that enters the new namespaces.
+    Unshare(Unshare),
+    Command(&'a Command),
+}
+
+impl Plan {
+    /// Notes of layers without commands; host commands; `unshare`; the commands
+    /// inside, each layer followed by its note; the last line, that runs the command.
+    pub fn sequence(&self) -> Vec<Item<'_>> {
+        let step = self.spec.step;
+        let mut items = Vec::new();
+        for layer in &self.layers {
+            if !self.commands.iter().any(|c| c.layer == layer.number) {
+                if let Some(note) = (layer.note)(step) {
+                    items.push(Item::Note(layer, note));
+                }
+            }
+        }
+        items.extend(self.commands_in(Phase::Host).map(Item::Command));
+        if let Some(unshare) = self.unshare() {
+            items.push(Item::Unshare(unshare));
+        }
+        let inside: Vec<&Command> = self.commands_in(Phase::Inside).collect();
+        for (i, c) in inside.iter().enumerate() {
+            items.push(Item::Command(c));
+            let last_of_layer = inside.get(i + 1).map_or(true, |n| n.layer != c.layer);
+            if last_of_layer {
+                let layer = self.layers.iter().find(|l| l.number == c.layer);
+                if let Some((layer, note)) = layer.and_then(|l| Some((*l, (l.note)(step)?))) {
+                    items.push(Item::Note(layer, note));
+                }
+            }
+        }
+        items.extend(self.commands_in(Phase::Run).map(Item::Command));
+        items
+    }
+
+    pub fn layer(&self, number: u8) -> Option<&'static Layer> {
+        self.layers.iter().find(|l| l.number == number).copied()
+    }
+}
+
+/// Prints section headers only when the section changes.
+#[derive(Default)]
+pub struct Printer {
+    section: Option<String>,
+}
+
+impl Printer {
+    pub fn item(&mut self, plan: &Plan, item: &Item) -> String {
+        let mut out = String::new();
+        match item {
+            Item::Note(layer, note) => {
+                self.header(&mut out, &layer_title(layer), Some(layer.idea));
+                let _ = writeln!(out, "  {} {}", "Note:".italic(), note.italic());
+            }
+            Item::Unshare(u) => {
+                self.header(&mut out, &u.title(), None);
+                command_lines(&mut out, &u.shell(), &u.why());
+            }
+            Item::Command(c) => {
+                match plan.layer(c.layer) {
+                    Some(layer) => self.header(&mut out, &layer_title(layer), Some(layer.idea)),
+                    None => self.header(&mut out, "Run", None),
+                }
+                command_lines(&mut out, &c.action.shell(), &c.why);
+            }
+        }
+        out
+    }
+
+    fn header(&mut self, out: &mut String, title: &str, idea: Option<&str>) {
+        if self.section.as_deref() != Some(title) {
+            let _ = writeln!(out, "\n{}", title.bold());
+            if let Some(idea) = idea {
+                let _ = writeln!(out, "  {}", format!("({idea})").italic());
+            }
+            self.section = Some(title.to_string());
+        }
+    }
+}
+
+fn layer_title(layer: &Layer) -> String {
+    format!("Layer {} · {}", layer.number, layer.title)
+}
+
+fn command_lines(out: &mut String, shell: &str, why: &str) {
+    let _ = writeln!(out, "  {}", shell.cyan());
+    let _ = writeln!(out, "    {}", format!("# {why}").dimmed());
+}
+
+pub fn step_title(plan: &Plan) -> String {
+    let title = crate::layers::step(plan.spec.step).map_or("", |s| s.title);
+    format!("Step {} · {}", plan.spec.step, title)
+}
+
+/// `lab explain N`
+pub fn explain(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", step_title(plan).bold());
+    let _ = writeln!(
+        out,
+        "{} by hand: type these commands as root, in this order.",
+        match plan.spec.step {
+            1 => "Layer 1".to_string(),
+            n => format!("Layers 1-{n}"),
+        }
+    );
+    let mut printer = Printer::default();
+    for item in plan.sequence() {
+        out.push_str(&printer.item(plan, &item));
+    }
+    out
+}
+
+/// `lab script N`: the same commands as one bash script. What runs inside the new
+/// namespaces goes in a function that `unshare` starts in a new bash.
+pub fn script(plan: &Plan) -> String {
+    let step = plan.spec.step;
+    let mut out = String::new();
+    let _ = writeln!(out, "#!/bin/bash");
+    let _ = writeln!(
+        out,
+        "# {}: the commands of `lab explain {step}`, as one script.",
+        step_title(plan)
+    );
+    let _ = writeln!(out, "# Run it as root: sudo bash SCRIPT [COMMAND ...]");
+    let _ = writeln!(
+        out,
+        "# It runs COMMAND in the container ({} when none is given).",
+        plan.spec.command_line()
+    );
+    let _ = writeln!(out, "set -euo pipefail");
+    let _ = writeln!(
+        out,
+        "if [ \"$(id -u)\" != 0 ]; then echo \"run it as root: sudo bash $0\" >&2; exit 1; fi"
+    );
+    let _ = writeln!(
+        out,
+        "if [ $# -eq 0 ]; then set -- {}; fi",
+        plan.spec.command_line()
+    );
+    let unshare = plan.unshare();
+    let mut in_function = false;
+    let mut last_section = None;
+    for item in plan.sequence() {
+        let indent = if in_function { "  " } else { "" };
+        match item {
+            Item::Note(layer, note) => {
+                if last_section != Some(layer.number) {
+                    let _ = writeln!(out, "\n{indent}# {}", layer_title(layer));
+                    last_section = Some(layer.number);
+                }
+                let _ = writeln!(out, "{indent}# Note: {note}");
+            }
+            Item::Unshare(_) => {
+                // Written at the end, once the function it starts is defined.
+                let _ = writeln!(out, "\n# Everything in inside() runs in the new namespaces that unshare makes below.");
+                let _ = writeln!(out, "inside() {{");
+                let _ = writeln!(out, "  set -euo pipefail");
+                in_function = true;
+                last_section = None;
+            }
+            Item::Command(c) => {
+                if last_section != Some(c.layer) {
+                    let title = plan.layer(c.layer).map_or("Run".into(), layer_title);
+                    let _ = writeln!(out, "\n{indent}# {title}");
+                    last_section = Some(c.layer);
+                }
+                let _ = writeln!(out, "{indent}# {}", c.why);
+                let _ = writeln!(out, "{indent}{}", c.action.script());
+            }
+        }
+    }
+    if let Some(u) = unshare {
+        let _ = writeln!(out, "}}\nexport -f inside");
+        let _ = writeln!(out, "\n# {}", u.title());
+        let _ = writeln!(out, "# {}", u.why());
+        let _ = writeln!(out, "{}", u.script());
+    }
+    out
+}
+
+/// `lab steps`
+pub fn steps() -> String {
+    let mut out = String::new();
+    for s in crate::layers::STEPS {
+        let status = match s.layer {
+            None => " (not built yet)".dimmed().to_string(),
+            Some(_) => String::new(),
+        };
+        let _ = writeln!(out, "  {}  {}{status}", s.number, s.title);
+    }
+    let _ = writeln!(
+        out,
+        "\nlab explain N   the commands of step N, to type by hand"
+    );
+    let _ = writeln!(
+        out,
+        "sudo lab step N  build step N, check it, and open a shell inside"
+    );
+    out
+}
+
+/// Check reports as lines for a person.
+pub fn reports(title: &str, reports: &[Report]) -> String {
+    let mut out = String::new();
+    if reports.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "\n{}", title.bold());
+    for r in reports {
+        let mark = match r.outcome {
+            Outcome::Pass(_) => "pass".green().bold(),
+            Outcome::Fail(_) => "FAIL".red().bold(),
+            Outcome::Skip(_) => "skip".yellow().bold(),
+        };
+        let _ = writeln!(out, "  {mark}  layer {}: {}", r.layer, r.name);
+        let _ = writeln!(out, "        {}", r.outcome.detail().dimmed());
+        if !r.outcome.passed() {
+            let _ = writeln!(out, "        {} {}", "hint:".yellow(), r.hint);
+        }
+    }
+    out
+}
+
+/// Check reports as a JSON array of {layer, check, passed, skipped, detail}.
+pub fn json(reports: &[Report]) -> String {
+    let rows: Vec<String> = reports
+        .iter()
+        .map(|r| {
+            format!(
+                "  {{\"layer\": {}, \"check\": {}, \"passed\": {}, \"skipped\": {}, \"detail\": {}}}",
+                r.layer,
+                json_string(r.name),
+                r.outcome.passed(),
+                matches!(r.outcome, Outcome::Skip(_)),
+                json_string(r.outcome.detail())
+            )
+        })
+        .collect();
+    format!("[\n{}\n]\n", rows.join(",\n"))
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The command a container runs, for messages.
+pub fn command(words: &[String]) -> String {
+    join_quoted(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    }
+}

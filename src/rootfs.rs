@@ -1,0 +1,276 @@
+//! The default root filesystem, built from what the host already has: no download.
+//!
+//! With busybox-static installed, one static binary plays every command (`ls`,
+//! `sh`, `mount`, ...) through symlinks. Without it, lab copies host programs, and
+//! then a program alone is not enough: a dynamically linked program needs its
+//! shared libraries and the dynamic loader at the same paths inside the new root,
+//! so lab copies every file `ldd` names. That is the lesson of step 1: a container's
+//! root filesystem must hold everything its programs open.
+
+use anyhow::{bail, Context, Result};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// busybox if it is installed, else host programs
+    Auto,
+    /// the host's busybox (apt-get install busybox-static)
+    Busybox,
+    /// host programs and the libraries ldd names
+    Host,
+}
+
+/// The programs copied from the host when there is no busybox: enough for a shell
+/// session and for every command `lab script` runs inside.
+const HOST_PROGRAMS: &[&str] = &[
+    "bash", "ls", "cat", "echo", "mkdir", "rmdir", "rm", "cp", "mv", "ln", "touch", "sleep",
+    "true", "false", "env", "id", "uname", "hostname", "mount", "umount", "ps", "ipcs", "grep",
+    "head", "readlink", "stat",
+];
+
+pub fn default_path() -> PathBuf {
+    crate::state::home().join("rootfs")
+}
+
+/// The default root filesystem, built on first use.
+pub fn ensure_default() -> Result<PathBuf> {
+    let path = default_path();
+    if !path.join("bin").is_dir() {
+        println!(
+            "Building the default root filesystem in {} (once).",
+            path.display()
+        );
+        let how = build(&path, Source::Auto)?;
+        println!("{how}");
+    }
+    Ok(path)
+}
+
+/// Build a root filesystem at `dest`, replacing what is there. Returns a one-line
+/// description of what went in.
+pub fn build(dest: &Path, source: Source) -> Result<String> {
+    let source = match source {
+        Source::Auto if which("busybox").is_some() => Source::Busybox,
+        Source::Auto => Source::Host,
+        s => s,
+    };
+    let parent = dest
+        .parent()
+        .context("the root filesystem needs a parent directory")?;
+    std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    // Build beside the target and rename at the end: a half-built tree is never used.
+    let tmp = parent.join(format!(".rootfs-{}", std::process::id()));
+    let result = fill(&tmp, source);
+    let how = match result {
+        Ok(how) => how,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+    if dest.exists() {
+        crate::state::remove_tree(dest)?;
+    }
+    if let Err(e) = std::fs::rename(&tmp, dest) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        // Another lab built it at the same moment: theirs is as good as ours.
+        if !dest.join("bin").is_dir() {
+            return Err(e).with_context(|| format!("renaming into {}", dest.display()));
+        }
+    }
+    Ok(how)
+}
+
+fn fill(root: &Path, source: Source) -> Result<String> {
+    for dir in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "root", "mnt", "home",
+        "var", "run",
+    ] {
+        std::fs::create_dir_all(root.join(dir))?;
+    }
+    let tmp = root.join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))?;
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
+    std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
+    make_devices(root)?;
+    let how = match source {
+        Source::Busybox => {
+            let busybox =
+                which("busybox").context("busybox not found: apt-get install busybox-static")?;
+            let libs = install_with_libs(&busybox, root, Path::new("/bin/busybox"))?;
+            let list = run(&busybox, &["--list-full"])?;
+            let mut applets = 0;
+            for applet in list
+                .lines()
+                .filter(|l| l.contains('/') && !l.starts_with('/'))
+            {
+                let link = root.join(applet);
+                if link.symlink_metadata().is_err() {
+                    if let Some(dir) = link.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    symlink("/bin/busybox", &link)?;
+                    applets += 1;
+                }
+            }
+            format!(
+                "busybox from {} with {applets} commands{}",
+                busybox.display(),
+                if libs == 0 {
+                    " (static: no libraries needed)".to_string()
+                } else {
+                    format!(", {libs} libraries")
+                }
+            )
+        }
+        Source::Host | Source::Auto => {
+            let mut programs = 0;
+            let mut libs = std::collections::BTreeSet::new();
+            for name in HOST_PROGRAMS {
+                let Some(path) = which(name) else { continue };
+                let dest = Path::new("/bin").join(name);
+                for lib in libraries(&path)? {
+                    libs.insert(lib);
+                }
+                copy_file(&path, &root.join(dest.strip_prefix("/")?))?;
+                programs += 1;
+            }
+            for lib in &libs {
+                copy_file(lib, &root.join(lib.strip_prefix("/")?))?;
+            }
+            if !root.join("bin/bash").exists() {
+                bail!("bash not found on the host: it is the shell of a root filesystem made from host programs");
+            }
+            symlink("bash", root.join("bin/sh"))?;
+            format!(
+                "{programs} host programs and the {} libraries ldd names for them",
+                libs.len()
+            )
+        }
+    };
+    std::fs::write(
+        root.join("etc/lab-rootfs"),
+        format!("lab default root filesystem: {how}\n"),
+    )?;
+    Ok(how)
+}
+
+/// The device nodes a shell expects. No mount of the host's /dev: the container
+/// gets only these.
+fn make_devices(root: &Path) -> Result<()> {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        let path = root.join("dev").join(name);
+        mknod(
+            &path,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(major, minor),
+        )
+        .with_context(|| format!("mknod {}", path.display()))?;
+        // mknod obeys the umask; a device nobody may write to is useless.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    }
+    Ok(())
+}
+
+/// Copy `program` to `at` inside `root`, with its libraries. Returns how many
+/// libraries it needed.
+fn install_with_libs(program: &Path, root: &Path, at: &Path) -> Result<usize> {
+    let libs = libraries(program)?;
+    copy_file(program, &root.join(at.strip_prefix("/")?))?;
+    for lib in &libs {
+        copy_file(lib, &root.join(lib.strip_prefix("/")?))?;
+    }
+    Ok(libs.len())
+}
+
+/// The shared libraries and loader a program needs, as `ldd` lists them
+/// (`libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)`, `/lib64/ld-linux-x86-64.so.2`).
+pub fn libraries(program: &Path) -> Result<Vec<PathBuf>> {
+    let out = Command::new("ldd")
+        .arg(program)
+        .output()
+        .context("ldd not found: apt-get install libc-bin")?;
+    Ok(parse_ldd(&String::from_utf8_lossy(&out.stdout)))
+}
+
+pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .filter_map(|line| {
+            let path = match line.split_once("=>") {
+                Some((_, right)) => right.split_whitespace().next()?,
+                None => line.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+fn copy_file(from: &Path, to: &Path) -> Result<()> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // Follow symlinks: libc.so.6 is a link on many systems; the container needs the file.
+    std::fs::copy(from, to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    Ok(())
+}
+
+fn run(program: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", program.display()))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Find a program in PATH, and in the sbin directories that a non-root PATH lacks.
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain([
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file());
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldd_output_is_parsed() {
+        let text = "\tlinux-vdso.so.1 (0x00007ffc)\n\
+                    \tlibtinfo.so.6 => /lib/x86_64-linux-gnu/libtinfo.so.6 (0x00007f)\n\
+                    \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f)\n\
+                    \t/lib64/ld-linux-x86-64.so.2 (0x00007f)\n";
+        assert_eq!(
+            parse_ldd(text),
+            vec![
+                PathBuf::from("/lib/x86_64-linux-gnu/libtinfo.so.6"),
+                PathBuf::from("/lib/x86_64-linux-gnu/libc.so.6"),
+                PathBuf::from("/lib64/ld-linux-x86-64.so.2"),
+            ]
+        );
+        assert!(parse_ldd("\tnot a dynamic executable\n").is_empty());
+    }
+}

@@ -1,0 +1,207 @@
+//! What lab leaves on the host, and how it is found again.
+//!
+//! - `/var/lib/lab` (`LAB_HOME`): the default root filesystem.
+//! - `/run/lab` (`LAB_RUN`): one directory per running container,
+//!   `containers/NAME/`, holding `owner` (the lab process that runs it) and `pid`
+//!   (its first process), each as `PID STARTTIME` so that a reused PID is not
+//!   mistaken for it. A container whose owner is gone was left by a killed run:
+//!   the next run, or `lab clean`, removes it.
+
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+
+pub fn home() -> PathBuf {
+    std::env::var_os("LAB_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/lib/lab".into())
+}
+
+pub fn run_dir() -> PathBuf {
+    std::env::var_os("LAB_RUN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/run/lab".into())
+}
+
+fn containers_dir() -> PathBuf {
+    run_dir().join("containers")
+}
+
+/// A process, named so that a later process with the same number is told apart.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ProcessId {
+    pub pid: i32,
+    pub start: u64,
+}
+
+impl ProcessId {
+    pub fn of(pid: i32) -> Option<ProcessId> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Field 22 (starttime), counted after the command name, which may hold spaces.
+        let after = stat.rsplit_once(')')?.1;
+        let start = after.split_whitespace().nth(19)?.parse().ok()?;
+        Some(ProcessId { pid, start })
+    }
+    fn parse(text: &str) -> Option<ProcessId> {
+        let mut it = text.split_whitespace();
+        Some(ProcessId {
+            pid: it.next()?.parse().ok()?,
+            start: it.next()?.parse().ok()?,
+        })
+    }
+    fn alive(self) -> bool {
+        ProcessId::of(self.pid) == Some(self)
+    }
+    fn text(self) -> String {
+        format!("{} {}\n", self.pid, self.start)
+    }
+}
+
+/// A container's name and state directory, held for as long as it runs.
+pub struct Claim {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Claim {
+    /// Take `name`, or the first free `c1`, `c2`, ... Directory creation is atomic,
+    /// so two lab processes starting at once never get the same name.
+    pub fn take(name: Option<&str>) -> Result<Claim> {
+        let dir = containers_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let candidates: Vec<String> = match name {
+            Some(n) => vec![n.to_string()],
+            None => (1..=999).map(|i| format!("c{i}")).collect(),
+        };
+        for candidate in &candidates {
+            let path = dir.join(candidate);
+            for _attempt in 0..2 {
+                match std::fs::create_dir(&path) {
+                    Ok(()) => {
+                        let me = ProcessId::of(std::process::id() as i32)
+                            .context("reading /proc/self/stat")?;
+                        std::fs::write(path.join("owner"), me.text())?;
+                        return Ok(Claim {
+                            name: candidate.clone(),
+                            dir: path,
+                        });
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        if is_stale(&path) {
+                            remove_container(&path)?;
+                            continue;
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("creating {}", path.display()))
+                    }
+                }
+            }
+        }
+        match name {
+            Some(n) => {
+                bail!("a container named {n} is already running: choose another --name, or stop it")
+            }
+            None => bail!("no free container name under {}", dir.display()),
+        }
+    }
+
+    pub fn record_pid(&self, pid: Pid) {
+        if let Some(id) = ProcessId::of(pid.as_raw()) {
+            let _ = std::fs::write(self.dir.join("pid"), id.text());
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = remove_container(&self.dir);
+    }
+}
+
+fn read_id(dir: &Path, file: &str) -> Option<ProcessId> {
+    ProcessId::parse(&std::fs::read_to_string(dir.join(file)).ok()?)
+}
+
+/// Left by a lab that is gone. A directory without an owner file yet is being made
+/// right now by another lab, unless it is older than a few seconds.
+fn is_stale(dir: &Path) -> bool {
+    match read_id(dir, "owner") {
+        Some(owner) => !owner.alive(),
+        None => std::fs::metadata(dir)
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().map(|e| e.as_secs() > 5).unwrap_or(false))
+            .unwrap_or(true),
+    }
+}
+
+/// Stop a container's processes if any are left, and remove its directory.
+fn remove_container(dir: &Path) -> Result<()> {
+    if let Some(pid) = read_id(dir, "pid").filter(|p| p.alive()) {
+        // Killing PID 1 of a pid namespace kills every process in it.
+        let _ = kill(Pid::from_raw(pid.pid), Signal::SIGKILL);
+    }
+    remove_tree(dir)
+}
+
+/// `rm -rf`, but first detach anything mounted below `path`, so that removing the
+/// tree never deletes files of a filesystem mounted into it.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let prefix = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut below: Vec<PathBuf> = crate::layers::mount::parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| PathBuf::from(unescape_mount_path(&m.mount_point)))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    below.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    for m in below {
+        nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH)
+            .with_context(|| format!("unmounting {}", m.display()))?;
+    }
+    std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
+}
+
+/// mountinfo writes space, tab, newline and backslash as octal escapes.
+fn unescape_mount_path(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// `lab clean`: stop every container lab started, then remove all of lab's state.
+/// Returns what was removed, for the student to read.
+pub fn clean() -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(containers_dir()) {
+        for e in entries.flatten() {
+            let dir = e.path();
+            let running = read_id(&dir, "pid").filter(|p| p.alive());
+            remove_container(&dir)?;
+            done.push(match running {
+                Some(p) => format!(
+                    "stopped container {} (host PID {})",
+                    e.file_name().to_string_lossy(),
+                    p.pid
+                ),
+                None => format!(
+                    "removed state of container {}",
+                    e.file_name().to_string_lossy()
+                ),
+            });
+        }
+    }
+    for dir in [run_dir(), home()] {
+        if dir.exists() {
+            remove_tree(&dir)?;
+            done.push(format!("removed {}", dir.display()));
+        }
+    }
+    Ok(done)
+}

@@ -1,0 +1,136 @@
+//! Every `unsafe` block of lab lives in this file, each with the reason it is sound.
+//!
+//! lab is single-threaded, which is what makes `fork` and `clone` safe to call here:
+//! no other thread can hold a lock (of the allocator, of stdout) at the moment the
+//! process is copied.
+
+use anyhow::{bail, Context, Result};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{self, SigHandler, Signal};
+use nix::unistd::{ForkResult, Pid};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// `clone(2)` used like `fork(2)`, but the child starts in the new namespaces named by
+/// `flags`. With `CLONE_NEWPID` the child is PID 1 of the new pid namespace, which is
+/// why lab does not need the extra process that `unshare --fork` makes.
+pub fn clone_into(flags: CloneFlags) -> Result<ForkResult> {
+    flush_stdio();
+    // SAFETY: a NULL stack makes clone behave like fork: the child continues on a
+    // copy-on-write copy of the caller's stack. lab is single-threaded (see the module
+    // comment), so the child inherits no lock held by another thread. SIGCHLD makes
+    // the child reapable with waitpid like a forked one.
+    let ret = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_clone,
+            (flags.bits() | nix::libc::SIGCHLD) as nix::libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(std::io::Error::last_os_error()).context(format!("clone({flags:?})")),
+        0 => Ok(ForkResult::Child),
+        pid => Ok(ForkResult::Parent {
+            child: Pid::from_raw(pid as i32),
+        }),
+    }
+}
+
+/// Plain `fork(2)`.
+pub fn fork() -> Result<ForkResult> {
+    flush_stdio();
+    // SAFETY: lab is single-threaded (see the module comment); the child only calls
+    // async-signal-safe code or our own code that holds no inherited lock.
+    unsafe { nix::unistd::fork() }.context("fork")
+}
+
+fn flush_stdio() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+}
+
+/// The last terminating signal lab received (0: none). Set by the handler below,
+/// read by the loops that wait for children.
+static PENDING: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn remember(sig: nix::libc::c_int) {
+    PENDING.store(sig, Ordering::SeqCst);
+}
+
+/// Catch SIGINT, SIGTERM, SIGHUP and SIGQUIT: remember them, and let blocking calls
+/// return EINTR (no SA_RESTART) so lab can tear the container down itself.
+pub fn catch_terminating_signals() -> Result<()> {
+    let action = signal::SigAction::new(
+        SigHandler::Handler(remember),
+        signal::SaFlags::empty(),
+        signal::SigSet::empty(),
+    );
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
+        unsafe { signal::sigaction(sig, &action) }.context("sigaction")?;
+    }
+    Ok(())
+}
+
+/// Put the default action back for the signals lab catches, before a command is
+/// exec'd (a caught signal is reset by exec anyway; an ignored one would not be).
+pub fn default_signals() {
+    let action = signal::SigAction::new(
+        SigHandler::SigDfl,
+        signal::SaFlags::empty(),
+        signal::SigSet::empty(),
+    );
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        // SAFETY: installing SIG_DFL runs no code of ours.
+        let _ = unsafe { signal::sigaction(sig, &action) };
+    }
+}
+
+/// Take the pending signal, if any.
+pub fn take_signal() -> Option<Signal> {
+    match PENDING.swap(0, Ordering::SeqCst) {
+        0 => None,
+        n => Signal::try_from(n).ok(),
+    }
+}
+
+/// A System V message queue, the IPC object lab uses to show the ipc namespace.
+pub fn msgget_private() -> Result<i32> {
+    // SAFETY: msgget takes plain integers and returns an id or -1.
+    let id = unsafe { nix::libc::msgget(nix::libc::IPC_PRIVATE, nix::libc::IPC_CREAT | 0o600) };
+    if id < 0 {
+        bail!("msgget: {}", std::io::Error::last_os_error());
+    }
+    Ok(id)
+}
+
+/// Whether message queue `id` exists in this process's ipc namespace.
+pub fn msg_queue_exists(id: i32) -> bool {
+    // SAFETY: msqid_ds is plain old data, so all zeroes is a valid value, and msgctl
+    // writes at most one msqid_ds into it.
+    unsafe {
+        let mut ds: nix::libc::msqid_ds = std::mem::zeroed();
+        nix::libc::msgctl(id, nix::libc::IPC_STAT, &mut ds) == 0
+    }
+}
+
+/// Remove message queue `id`.
+pub fn msg_queue_remove(id: i32) {
+    // SAFETY: IPC_RMID ignores the buffer argument, so NULL is allowed.
+    unsafe {
+        nix::libc::msgctl(id, nix::libc::IPC_RMID, std::ptr::null_mut());
+    }
+}
