@@ -240,7 +240,7 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
             }
             dir.canonicalize()?
         }
-        (Some(dir), false) => std::path::absolute(dir)?,
+        (Some(dir), false) => std::env::current_dir()?.join(dir),
         (None, true) => rootfs::ensure_default()?,
         (None, false) => rootfs::default_path(),
     };

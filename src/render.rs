@@ -207,14 +207,10 @@ pub fn steps() -> String {
         };
         let _ = writeln!(out, "  {}  {}{status}", s.number, s.title);
     }
-    let _ = writeln!(
-        out,
-        "\nlab explain N   the commands of step N, to type by hand"
-    );
-    let _ = writeln!(
-        out,
-        "sudo lab step N  build step N, check it, and open a shell inside"
-    );
+    out.push_str("\nlab explain N      the commands of step N, to type by hand\n");
+    out.push_str("lab script N       the same commands as one bash script\n");
+    out.push_str("sudo lab step N    build step N, check it, and open a shell inside\n");
+    out.push_str("sudo lab verify N  build step N, run its checks, and tear it down\n");
     out
 }
 

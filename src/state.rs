@@ -36,11 +36,17 @@ pub struct ProcessId {
 }
 
 impl ProcessId {
+    /// The process `pid`, if it is running (a zombie has finished: it only waits
+    /// for its parent to read its exit status).
     pub fn of(pid: i32) -> Option<ProcessId> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Field 22 (starttime), counted after the command name, which may hold spaces.
-        let after = stat.rsplit_once(')')?.1;
-        let start = after.split_whitespace().nth(19)?.parse().ok()?;
+        // Fields 3 (state) and 22 (starttime), counted after the command name, which
+        // may hold spaces.
+        let mut after = stat.rsplit_once(')')?.1.split_whitespace();
+        if after.next()? == "Z" {
+            return None;
+        }
+        let start = after.nth(18)?.parse().ok()?;
         Some(ProcessId { pid, start })
     }
     fn parse(text: &str) -> Option<ProcessId> {

@@ -181,9 +181,14 @@ fn orphans_are_reaped(p: &Probe) -> Outcome {
                 let _ = std::fs::File::from(wr).write_all(orphan.to_string().as_bytes());
                 std::process::exit(0);
             }
-            // The orphan: wait until its parent is gone, then exit and become a zombie.
+            // The orphan: wait until its parent is gone and it has been handed to
+            // PID 1, then exit and become a zombie that only PID 1 can reap.
             drop(wr);
-            std::thread::sleep(Duration::from_millis(50));
+            let parent = nix::unistd::getppid();
+            let start = Instant::now();
+            while nix::unistd::getppid() == parent && start.elapsed() < Duration::from_secs(2) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
             std::process::exit(0);
         }
         Ok(ForkResult::Parent { child }) => child,

@@ -1,0 +1,17 @@
+#!/bin/bash
+# Set lab up on a Debian or Ubuntu machine and run it:   sudo ./lab.sh step 3
+# The first run installs what lab needs (distribution packages only), builds it and
+# installs it as /usr/local/bin/lab; later runs rebuild only what changed.
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ "$(id -u)" != 0 ]; then
+  echo "lab builds containers, which needs root: run it with sudo (sudo $0 ${*:-step 1})" >&2
+  exit 1
+fi
+. scripts/common.sh
+system_packages
+find_cargo
+run_cargo build --release --locked --quiet
+install -m 0755 target/release/lab /usr/local/bin/lab
+if [ $# -eq 0 ]; then set -- steps; fi
+exec /usr/local/bin/lab "$@"

@@ -1,0 +1,66 @@
+# Shared by lab.sh and test.sh: install what lab needs from the distribution's
+# packages (no other download), and find a Rust toolchain that can build it.
+
+need_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "Installing ${missing[*]} (apt-get)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# The packages lab itself uses: busybox-static for the default root filesystem,
+# util-linux for unshare/nsenter/setpriv (the tests use setpriv), a C toolchain to
+# link Rust programs.
+system_packages() {
+  need_packages busybox-static util-linux gcc libc6-dev ca-certificates
+}
+
+# Rust 1.75 or newer (Cargo.toml's rust-version). Looks in PATH, in rustup's place in
+# the home of the user who ran sudo, and in root's; else installs the distribution's
+# cargo: `cargo` on Ubuntu 24.04 (1.75), `cargo-web` on Debian 12 (plain `cargo`
+# there is 1.63, too old).
+find_cargo() {
+  local home candidates=()
+  command -v cargo >/dev/null && candidates+=("$(command -v cargo)")
+  if [ -n "${SUDO_USER:-}" ]; then
+    home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+    candidates+=("$home/.cargo/bin/cargo")
+  fi
+  candidates+=("/root/.cargo/bin/cargo" "/usr/bin/cargo")
+  for c in "${candidates[@]}"; do
+    if [ -x "$c" ] && cargo_recent "$c"; then CARGO=$c; return 0; fi
+  done
+  if apt-cache show cargo-web >/dev/null 2>&1; then
+    need_packages cargo-web
+  else
+    need_packages cargo
+  fi
+  if cargo_recent /usr/bin/cargo; then CARGO=/usr/bin/cargo; return 0; fi
+  echo "No Rust 1.75 or newer found, and the distribution's is older." >&2
+  echo "Install Rust with rustup (https://rustup.rs), then run this again." >&2
+  return 1
+}
+
+cargo_recent() {
+  local v
+  v=$("$1" --version 2>/dev/null | awk '{print $2}') || return 1
+  [ -n "$v" ] && [ "$(printf '%s\n' 1.75.0 "$v" | sort -V | head -1)" = 1.75.0 ]
+}
+
+# Run cargo with the toolchain of whoever owns it (rustup keeps it in a home).
+run_cargo() {
+  local bin
+  bin=$(dirname "$CARGO")
+  if [ "$bin" != /usr/bin ]; then
+    local home
+    home=$(dirname "$(dirname "$bin")")
+    PATH="$bin:$PATH" CARGO_HOME="${CARGO_HOME:-$home/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$home/.rustup}" "$CARGO" "$@"
+  else
+    "$CARGO" "$@"
+  fi
+}

@@ -1,0 +1,185 @@
+//! What lab prints without root: the steps, the commands of each step, the scripts,
+//! and the messages for bad input. Snapshots live in snapshots/ at the top of the
+//! project: review them like code (`cargo insta review`).
+
+mod support;
+use support::{err, lab, text};
+
+fn snapshot_settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.set_snapshot_path("../snapshots");
+    s.set_prepend_module_to_snapshot(false);
+    s.set_omit_expression(true);
+    s
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    lab().args(args).output().expect("run lab")
+}
+
+#[test]
+fn steps_lists_the_curriculum() {
+    let out = run(&["steps"]);
+    assert!(out.status.success());
+    snapshot_settings().bind(|| insta::assert_snapshot!("steps", text(&out)));
+}
+
+#[test]
+fn explain_prints_the_commands_of_each_step() {
+    for n in 1..=4 {
+        let out = run(&["explain", &n.to_string()]);
+        assert!(out.status.success(), "{}", err(&out));
+        snapshot_settings().bind(|| insta::assert_snapshot!(format!("explain-{n}"), text(&out)));
+    }
+}
+
+#[test]
+fn script_prints_a_runnable_bash_script_for_each_step() {
+    for n in 1..=4 {
+        let out = run(&["script", &n.to_string()]);
+        assert!(out.status.success(), "{}", err(&out));
+        snapshot_settings().bind(|| insta::assert_snapshot!(format!("script-{n}"), text(&out)));
+        // bash must at least parse it.
+        let mut check = std::process::Command::new("bash")
+            .args(["-n", "/dev/stdin"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        check.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+        assert!(
+            check.wait().unwrap().success(),
+            "bash -n rejects lab script {n}"
+        );
+    }
+}
+
+#[test]
+fn script_carries_the_command_and_quotes_it() {
+    let out = run(&[
+        "script",
+        "3",
+        "--rootfs",
+        "/srv/my rootfs",
+        "--",
+        "sh",
+        "-c",
+        "echo it's me",
+    ]);
+    assert!(out.status.success());
+    let s = text(&out);
+    assert!(s.contains(r#"set -- sh -c 'echo it'\''s me'"#), "{s}");
+    assert!(
+        s.contains("mount --bind '/srv/my rootfs' '/srv/my rootfs'"),
+        "{s}"
+    );
+}
+
+#[test]
+fn explain_and_script_hold_the_same_commands() {
+    // Every command line of `lab explain N` appears in `lab script N`, apart from
+    // the two that differ by design: the shell started by unshare, and the command.
+    for n in 1..=4 {
+        let explain = text(&run(&["explain", &n.to_string()]));
+        let script = text(&run(&["script", &n.to_string()]));
+        for line in explain.lines().filter(|l| {
+            l.starts_with("  ")
+                && !l.starts_with("   ")
+                && !l.contains("Note:")
+                && !l.starts_with("  (")
+        }) {
+            let cmd = line.trim();
+            let expected = if cmd.starts_with("unshare ") {
+                format!("{} -c 'inside \"$@\"' inside \"$@\"", cmd)
+            } else if cmd == "exec /bin/sh" {
+                "exec \"$@\"".to_string()
+            } else if cmd.starts_with("chroot ") {
+                cmd.replace(" /bin/sh", " \"$@\"")
+            } else {
+                cmd.to_string()
+            };
+            assert!(
+                script.lines().any(|l| l.trim() == expected),
+                "step {n}: `{expected}` is in lab explain but not in lab script"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_input_gets_a_usage_error() {
+    for args in [
+        vec!["step", "9"],
+        vec!["step", "0"],
+        vec!["step", "x"],
+        vec!["explain"],
+        vec!["frobnicate"],
+        vec!["step", "3", "--name", "bad name"],
+    ] {
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "lab {args:?} should be a usage error"
+        );
+        assert!(
+            err(&out).contains("Usage:") || err(&out).contains("--help"),
+            "{}",
+            err(&out)
+        );
+    }
+}
+
+#[test]
+fn steps_not_built_yet_say_so() {
+    let out = run(&["explain", "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err(&out).contains("step 5 (network namespace, veth pair, bridge, NAT) is not built yet"),
+        "{}",
+        err(&out)
+    );
+}
+
+#[test]
+fn without_root_lab_says_to_use_sudo_and_creates_nothing() {
+    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("not-root");
+    let _ = std::fs::remove_dir_all(&tmp);
+    for args in [
+        vec!["step", "3"],
+        vec!["verify", "2"],
+        vec!["rootfs"],
+        vec!["clean"],
+        vec!["check", "1", "--pid", "1"],
+    ] {
+        let mut cmd = lab();
+        cmd.env("LAB_HOME", tmp.join("home"))
+            .env("LAB_RUN", tmp.join("run"))
+            .args(&args);
+        if support::is_root() {
+            // Drop to nobody for this one command.
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                support::LAB,
+            ])
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .env("LAB_HOME", tmp.join("home"))
+            .env("LAB_RUN", tmp.join("run"));
+            cmd = c;
+        }
+        let out = cmd.output().expect("run lab");
+        assert_eq!(out.status.code(), Some(1), "lab {args:?}");
+        let e = err(&out);
+        assert!(e.contains("run it with sudo"), "lab {args:?}: {e}");
+        assert_eq!(e.lines().count(), 1, "one line, not a backtrace: {e}");
+        assert!(
+            !tmp.exists(),
+            "lab {args:?} created {} without root",
+            tmp.display()
+        );
+    }
+}

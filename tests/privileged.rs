@@ -1,0 +1,451 @@
+//! Tests that build real containers: they need root. They run one at a time (see
+//! support::privileged), keep lab's state under target/, and check that the host
+//! is left as it was. Without root they say they were skipped; with CI=true they fail.
+
+mod support;
+use nix::sys::signal::Signal;
+use std::process::Command;
+use support::*;
+
+macro_rules! privileged {
+    () => {
+        match support::privileged() {
+            Some(guard) => guard,
+            None => return,
+        }
+    };
+}
+
+fn step(n: u8, cmd: &[&str]) -> std::process::Output {
+    lab_isolated()
+        .args(["step", &n.to_string(), "--"])
+        .args(cmd)
+        .output()
+        .expect("run lab step")
+}
+
+/// The number of checks of each step: every layer adds its own, and a check that
+/// is lost makes this fail.
+const CHECKS: [usize; 4] = [3, 7, 11, 14];
+
+#[test]
+fn verify_passes_every_check_of_steps_1_to_4() {
+    let _g = privileged!();
+    for n in 1..=4u8 {
+        let before = mountinfo();
+        let out = lab_isolated()
+            .args(["verify", &n.to_string(), "--json"])
+            .output()
+            .unwrap();
+        let json = text(&out);
+        let passed = json_passed(&json);
+        assert!(
+            out.status.success(),
+            "lab verify {n}:\n{json}\n{}",
+            err(&out)
+        );
+        assert_eq!(
+            passed.len(),
+            CHECKS[n as usize - 1],
+            "step {n} checks:\n{json}"
+        );
+        assert!(passed.iter().all(|p| *p), "{json}");
+        assert!(json.trim_start().starts_with('[') && json.trim_end().ends_with(']'));
+        assert_eq!(
+            mountinfo(),
+            before,
+            "lab verify {n} changed the host's mount table"
+        );
+        assert!(leftover_containers().is_empty());
+    }
+}
+
+#[test]
+fn step_passes_the_commands_exit_status_through() {
+    let _g = privileged!();
+    for (cmd, code) in [("exit 0", 0), ("exit 7", 7), ("kill -TERM $$", 143)] {
+        let out = step(4, &["sh", "-c", cmd]);
+        assert_eq!(out.status.code(), Some(code), "{cmd}: {}", err(&out));
+    }
+    let out = step(3, &["no-such-program"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(
+        err(&out).contains("cannot run no-such-program inside the container"),
+        "{}",
+        err(&out)
+    );
+}
+
+#[test]
+fn step_4_inside_view_is_the_containers() {
+    let _g = privileged!();
+    let host_pid_max = std::fs::read_dir("/proc").unwrap().count();
+    let before = mountinfo();
+    let out = lab_isolated()
+        .args(["step", "4", "--name", "box7", "--"])
+        .args(["sh", "-c", "echo pid=$$; echo host=$(hostname); echo procs=$(ls /proc | grep -c '^[0-9]'); echo root=$(ls /); cat /proc/mounts; cat /etc/lab-rootfs"])
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert!(out.status.success(), "{s}\n{}", err(&out));
+    // The shell is a child of lab's init (PID 1), so it has a small PID of its own.
+    let pid: u32 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("pid="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pid > 1 && pid < 20, "pid inside: {pid}");
+    assert!(s.contains("host=box7"), "{s}");
+    let procs: usize = s
+        .lines()
+        .find_map(|l| l.strip_prefix("procs="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    // lab's init, the shell, and the subshell, ls and grep counting them.
+    assert!(
+        procs <= 5 && procs < host_pid_max,
+        "processes inside: {procs}"
+    );
+    assert!(
+        s.contains("root=bin dev etc home mnt proc root run sbin sys tmp usr var"),
+        "{s}"
+    );
+    assert!(s.contains("proc /proc proc rw,nosuid,nodev,noexec"), "{s}");
+    let mount_points: Vec<&str> = s
+        .lines()
+        .filter(|l| l.split(' ').count() == 6)
+        .filter_map(|l| l.split(' ').nth(1))
+        .collect();
+    assert!(
+        mount_points.contains(&"/") && mount_points.contains(&"/proc"),
+        "{s}"
+    );
+    assert!(
+        !mount_points.iter().any(|m| m.contains("oldroot")),
+        "old root still mounted: {s}"
+    );
+    assert!(s.contains("lab default root filesystem"), "{s}");
+    assert_eq!(mountinfo(), before);
+    // What lab printed: every command of `lab explain 4`, then every check passed.
+    let explain = text(
+        &lab_isolated()
+            .args(["explain", "4", "--name", "box7"])
+            .output()
+            .unwrap(),
+    );
+    for line in explain.lines().filter(|l| {
+        l.starts_with("  ")
+            && !l.starts_with("   ")
+            && !l.starts_with("  (")
+            && !l.contains("Note:")
+            && !l.contains("exec /bin/sh")
+    }) {
+        assert!(
+            s.contains(line.trim()),
+            "lab step 4 did not print `{}`",
+            line.trim()
+        );
+    }
+    assert_eq!(s.matches("  pass  ").count(), CHECKS[3], "{s}");
+    assert!(!s.contains("FAIL"), "{s}");
+}
+
+/// The honesty check of what lab prints: run `lab script N` with bash, and the
+/// checks of step N pass against the container it builds, as they do for lab step.
+#[test]
+fn the_script_of_each_step_passes_the_same_checks() {
+    let _g = privileged!();
+    for n in 1..=4u8 {
+        let before = mountinfo();
+        let marker = format!("{}", 4200 + n as u32 * 7 + std::process::id() % 1000);
+        let script = text(
+            &lab_isolated()
+                .args(["script", &n.to_string(), "--rootfs"])
+                .arg(rootfs())
+                .output()
+                .unwrap(),
+        );
+        let path = run_dir().join(format!("script-{n}.sh"));
+        std::fs::create_dir_all(run_dir()).unwrap();
+        std::fs::write(&path, &script).unwrap();
+        let mut cmd = Command::new("bash");
+        cmd.arg(&path)
+            .args(["sh", "-c", &format!("sleep {marker}; true")]);
+        let running = Background::spawn(cmd);
+        let pid = wait_for_process(&format!("sleep {marker}"));
+        let out = lab_isolated()
+            .args([
+                "check",
+                &n.to_string(),
+                "--json",
+                "--pid",
+                &pid.to_string(),
+                "--rootfs",
+            ])
+            .arg(rootfs())
+            .output()
+            .unwrap();
+        drop(running);
+        std::fs::remove_file(&path).unwrap();
+        let json = text(&out);
+        assert!(
+            out.status.success(),
+            "lab script {n}: the checks failed:\n{json}{}",
+            err(&out)
+        );
+        // lab check runs every check but those that need a before and after.
+        let after_exit = [0, 0, 1, 1, 2][n as usize];
+        assert_eq!(
+            json_passed(&json).len(),
+            CHECKS[n as usize - 1] - after_exit,
+            "{json}"
+        );
+        assert_eq!(
+            mountinfo(),
+            before,
+            "lab script {n} left a mount on the host"
+        );
+    }
+}
+
+/// Checks can fail: the checks of step N against a container of step N-1 fail,
+/// for exactly the layer that is missing.
+#[test]
+fn checks_of_a_step_fail_on_the_step_before() {
+    let _g = privileged!();
+    for n in 2..=4u8 {
+        let marker = format!("{}", 4300 + n as u32 * 7 + std::process::id() % 1000);
+        let mut cmd = lab_isolated();
+        cmd.args([
+            "step",
+            &(n - 1).to_string(),
+            "--",
+            "sh",
+            "-c",
+            &format!("sleep {marker}; true"),
+        ]);
+        cmd.stdout(std::process::Stdio::null());
+        let running = Background::spawn(cmd);
+        let pid = wait_for_process(&format!("sleep {marker}"));
+        let out = lab_isolated()
+            .args(["check", &n.to_string(), "--json", "--pid", &pid.to_string()])
+            .output()
+            .unwrap();
+        drop(running);
+        let json = text(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "step {n} checks on a step {} container:\n{json}",
+            n - 1
+        );
+        for row in json.lines().filter(|l| l.contains("\"layer\"")) {
+            let layer: u8 = row
+                .split("\"layer\": ")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let passed = row.contains("\"passed\": true");
+            if layer < n {
+                assert!(passed, "step {n}, a check of layer {layer} failed: {row}");
+            }
+        }
+        let failed = json_passed(&json).iter().filter(|p| !**p).count();
+        assert!(
+            failed >= 2,
+            "step {n}: only {failed} checks failed:\n{json}"
+        );
+    }
+    // And the checks of step 1 fail for a plain host process.
+    let out = lab_isolated()
+        .args(["check", "1", "--json", "--pid", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        json_passed(&text(&out))[..2],
+        [false, false],
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn signals_tear_the_container_down() {
+    let _g = privileged!();
+    for (sig, code) in [(Signal::SIGTERM, 143), (Signal::SIGHUP, 129)] {
+        let before = mountinfo();
+        let mut cmd = lab_isolated();
+        cmd.args(["step", "4", "--", "sleep", "4444"])
+            .stdout(std::process::Stdio::null());
+        let running = Background::spawn(cmd);
+        let sleeper = wait_for_process("sleep 4444");
+        running.signal(sig);
+        let status = running.wait();
+        assert_eq!(status.code(), Some(code), "{sig}");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{sleeper}/cmdline")).exists()
+                || pids_of("sleep 4444").is_empty()
+        );
+        assert!(
+            leftover_containers().is_empty(),
+            "{sig}: state left: {:?}",
+            leftover_containers()
+        );
+        assert_eq!(mountinfo(), before);
+    }
+}
+
+#[test]
+fn after_kill_9_the_next_run_or_lab_clean_removes_the_leftovers() {
+    let _g = privileged!();
+    let mut cmd = lab_isolated();
+    cmd.args(["step", "4", "--name", "killed", "--", "sleep", "4455"])
+        .stdout(std::process::Stdio::null());
+    let running = Background::spawn(cmd);
+    wait_for_process("sleep 4455");
+    running.signal(Signal::SIGKILL);
+    let _ = running.wait();
+    // The container dies with lab (parent-death signal), its state stays behind.
+    for _ in 0..100 {
+        if pids_of("sleep 4455").is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        pids_of("sleep 4455").is_empty(),
+        "the container outlived lab"
+    );
+    assert_eq!(leftover_containers(), ["killed"]);
+    // The next run with that name takes it over.
+    let out = lab_isolated()
+        .args(["step", "2", "--name", "killed", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(leftover_containers().is_empty());
+    // lab clean removes everything, and says so.
+    let mut cmd = lab_isolated();
+    cmd.args(["step", "4", "--", "sleep", "4466"])
+        .stdout(std::process::Stdio::null());
+    let running = Background::spawn(cmd);
+    wait_for_process("sleep 4466");
+    let scratch_home = run_dir().join("clean-home");
+    std::fs::create_dir_all(scratch_home.join("rootfs/mnt")).unwrap();
+    let out = lab_isolated()
+        .env("LAB_HOME", &scratch_home)
+        .arg("clean")
+        .output()
+        .unwrap();
+    let _ = running.wait();
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(
+        text(&out).contains("stopped container c1"),
+        "{}",
+        text(&out)
+    );
+    assert!(!run_dir().exists() && !scratch_home.exists());
+    assert!(pids_of("sleep 4466").is_empty());
+    let out = lab_isolated()
+        .env("LAB_HOME", &scratch_home)
+        .arg("clean")
+        .output()
+        .unwrap();
+    assert!(text(&out).contains("Nothing to clean"), "{}", text(&out));
+}
+
+#[test]
+fn two_containers_run_at_once_with_their_own_names() {
+    let _g = privileged!();
+    let mut a = lab_isolated();
+    a.args(["step", "4", "--", "sleep", "4477"])
+        .stdout(std::process::Stdio::null());
+    let a = Background::spawn(a);
+    wait_for_process("sleep 4477");
+    let out = step(4, &["hostname"]);
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(text(&out).lines().any(|l| l == "c2"), "{}", text(&out));
+    drop(a);
+}
+
+#[test]
+fn a_broken_root_filesystem_is_a_clear_error_that_leaves_nothing() {
+    let _g = privileged!();
+    let before = mountinfo();
+    let out = lab_isolated()
+        .args(["step", "3", "--rootfs", "/nonexistent/rootfs", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err(&out).contains("does not look like a root filesystem"),
+        "{}",
+        err(&out)
+    );
+    // A tree with bin/ but no /proc: pivot_root works, mounting /proc does not.
+    let broken = run_dir().join("broken-rootfs");
+    std::fs::create_dir_all(broken.join("bin")).unwrap();
+    let out = lab_isolated()
+        .args(["step", "3", "--rootfs"])
+        .arg(&broken)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&broken).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let e = err(&out);
+    assert!(
+        e.contains("`mount -t proc -o nosuid,nodev,noexec proc /proc` failed"),
+        "{e}"
+    );
+    assert!(e.contains("hint:"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+    assert!(leftover_containers().is_empty());
+    assert_eq!(mountinfo(), before);
+}
+
+#[test]
+fn a_root_filesystem_from_host_programs_works_without_busybox() {
+    let _g = privileged!();
+    let home = run_dir().join("host-home");
+    let out = lab_isolated()
+        .env("LAB_HOME", &home)
+        .args(["rootfs", "--from", "host"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(text(&out).contains("libraries ldd names"), "{}", text(&out));
+    // The dynamic loader had to come along, or no program would start.
+    let rootfs = home.join("rootfs");
+    assert!(
+        std::fs::read_dir(rootfs.join("lib64"))
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+            || rootfs.join("lib").exists()
+    );
+    let out = lab_isolated()
+        .env("LAB_HOME", &home)
+        .args(["verify", "4"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out), err(&out));
+    let out = lab_isolated()
+        .env("LAB_HOME", &home)
+        .args(["step", "4", "--", "sh", "-c", "echo bash=$BASH_VERSION"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(
+        text(&out).lines().any(|l| l.starts_with("bash=5.")),
+        "the host's bash is the shell: {}",
+        text(&out)
+    );
+    std::fs::remove_dir_all(&home).unwrap();
+}

@@ -1,0 +1,179 @@
+//! What the integration tests share: running lab, keeping its state out of the
+//! host's /var/lib/lab and /run/lab, deciding whether privileged tests can run,
+//! and redacting what changes from run to run.
+#![allow(dead_code)]
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+pub const LAB: &str = env!("CARGO_BIN_EXE_lab");
+
+/// lab with no colour, as a pipe would get it.
+pub fn lab() -> Command {
+    let mut c = Command::new(LAB);
+    c.env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("LAB_HOME")
+        .env_remove("LAB_RUN");
+    c
+}
+
+/// lab with its state in this test run's own directories (under target/), so tests
+/// never touch a student's /var/lib/lab or /run/lab.
+pub fn lab_isolated() -> Command {
+    let mut c = lab();
+    c.env("LAB_HOME", home()).env("LAB_RUN", run_dir());
+    c
+}
+
+pub fn home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-home")
+}
+
+pub fn run_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-run")
+}
+
+pub fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn err(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Privileged tests change the kernel's state (mounts, namespaces, host objects
+/// for the checks), and some compare the host's mount table before and after, so
+/// they run one at a time. Returns None, having said why, when they cannot run;
+/// in CI that is a failure, never a silent skip.
+pub fn privileged() -> Option<MutexGuard<'static, ()>> {
+    // libtest runs each test in a thread named after it.
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a privileged test");
+    if !is_root() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{test}: privileged tests need root, and CI=true forbids skipping them. Run the suite as root (sudo).");
+        }
+        // Straight to the terminal: the test harness captures println!.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test}: needs root. Run every test with: sudo ./test.sh"
+        );
+        return None;
+    }
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    ensure_rootfs();
+    Some(guard)
+}
+
+/// The test run's root filesystem, built once.
+fn ensure_rootfs() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if !home().join("rootfs/bin").is_dir() {
+            let out = lab_isolated()
+                .arg("rootfs")
+                .output()
+                .expect("run lab rootfs");
+            assert!(out.status.success(), "lab rootfs failed: {}", err(&out));
+        }
+    });
+}
+
+pub fn rootfs() -> PathBuf {
+    home().join("rootfs")
+}
+
+pub fn mountinfo() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap()
+}
+
+/// Containers lab left in the test run's state directory.
+pub fn leftover_containers() -> Vec<String> {
+    std::fs::read_dir(run_dir().join("containers"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The host PIDs of the processes whose command line starts with `prefix`.
+pub fn pids_of(prefix: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.starts_with(prefix) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Wait up to 5 s for a process whose command line starts with `prefix`.
+pub fn wait_for_process(prefix: &str) -> i32 {
+    for _ in 0..500 {
+        if let Some(pid) = pids_of(prefix).first() {
+            return *pid;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no process `{prefix}` appeared within 5 s");
+}
+
+/// A child process killed (with its process group) when the test ends, however it ends.
+pub struct Background(pub std::process::Child);
+
+impl Background {
+    pub fn spawn(mut cmd: Command) -> Background {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        Background(cmd.spawn().expect("spawn"))
+    }
+    pub fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+    pub fn signal(&self, sig: Signal) {
+        let _ = kill(Pid::from_raw(self.pid()), sig);
+    }
+    pub fn wait(mut self) -> std::process::ExitStatus {
+        let status = self.0.wait().expect("wait");
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        // The negative PID names the whole process group.
+        let _ = kill(Pid::from_raw(-self.pid()), Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+/// Every `"passed": true|false` of lab's JSON, in order.
+pub fn json_passed(json: &str) -> Vec<bool> {
+    json.match_indices("\"passed\": ")
+        .map(|(i, m)| json[i + m.len()..].starts_with("true"))
+        .collect()
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.symlink_metadata().is_ok()
+}
