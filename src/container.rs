@@ -37,8 +37,9 @@ use std::os::fd::{AsFd, OwnedFd};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `lab step`: print everything, then run the command.
-    Step,
+    /// `lab step`: print everything, then run the command; `checks: false` skips the
+    /// checks (`--no-checks`, to time the container itself).
+    Step { checks: bool },
     /// `lab verify`: run the checks, then stop; print only the checks (or nothing).
     Verify { quiet: bool },
 }
@@ -67,7 +68,8 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     let claim = Claim::take(name)?;
     spec.name = claim.name.clone();
     let plan = Plan::new(spec);
-    let loud = mode == Mode::Step;
+    let loud = matches!(mode, Mode::Step { .. });
+    let checks = mode != Mode::Step { checks: false };
     let before = Before::take();
     sys::catch_terminating_signals()?;
 
@@ -119,19 +121,19 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         bail!("the container's first process died during setup");
     }
 
-    let mut reports = check::run(
-        plan.spec.step,
-        child,
-        &plan.spec.rootfs,
-        Some(plan.spec.name.clone()),
-    )?;
+    let mut reports = if checks {
+        let name = Some(plan.spec.name.clone());
+        check::run(plan.spec.step, child, &plan.spec.rootfs, name)?
+    } else {
+        vec![]
+    };
     say(&render::reports("Checks", &reports));
     if let Some(signal) = sys::take_signal() {
         return Err(Interrupted(signal).into());
     }
 
     let mut go = File::from(go_w);
-    let exit_code = if mode == Mode::Step {
+    let exit_code = if loud {
         for item in sequence.iter().skip_while(|i| !is_run(i)) {
             say(&printer.item(&plan, item));
         }
@@ -154,7 +156,11 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
 
     drop(guard);
     drop(claim);
-    let after = check::after_exit(plan.spec.step, &before.now());
+    let after = if checks {
+        check::after_exit(plan.spec.step, &before.now())
+    } else {
+        vec![]
+    };
     say(&render::reports(
         &format!("After exit (container {} is gone)", plan.spec.name),
         &after,
@@ -323,6 +329,9 @@ fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
 /// purpose). `Some(true)`: go, `Some(false)`: stop, `None`: lab is gone.
 fn wait_for_go(go: OwnedFd) -> Option<bool> {
     let mut go = File::from(go);
+    if sys::wake_on_child_exit().is_err() {
+        return None;
+    }
     loop {
         reap_all();
         let mut fds = [PollFd::new(go.as_fd(), PollFlags::POLLIN)];

@@ -68,6 +68,9 @@ enum Cmd {
     Step {
         #[command(flatten)]
         target: Target,
+        /// Skip the checks: only build, run and remove the container (for timing it)
+        #[arg(long)]
+        no_checks: bool,
         /// What runs inside [default: /bin/sh]
         #[arg(last = true)]
         command: Vec<String>,
@@ -151,10 +154,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             print!("{}", render::script(&plan));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Step { target, command } => {
+        Cmd::Step {
+            target,
+            no_checks,
+            command,
+        } => {
             need_root("step")?;
             let spec = spec(&target, command, true)?;
-            let done = container::run(spec, target.name.as_deref(), container::Mode::Step)?;
+            let mode = container::Mode::Step { checks: !no_checks };
+            let done = container::run(spec, target.name.as_deref(), mode)?;
             Ok(ExitCode::from(done.exit_code.clamp(0, 255) as u8))
         }
         Cmd::Verify { target, json } => {

@@ -99,6 +99,21 @@ pub fn default_signals() {
     }
 }
 
+extern "C" fn nothing(_: nix::libc::c_int) {}
+
+/// Make SIGCHLD interrupt blocking calls (poll, read) with EINTR, so that lab's
+/// init reaps a child the moment it exits instead of at its next wake-up.
+pub fn wake_on_child_exit() -> Result<()> {
+    let action = signal::SigAction::new(
+        SigHandler::Handler(nothing),
+        signal::SaFlags::SA_NOCLDSTOP,
+        signal::SigSet::empty(),
+    );
+    // SAFETY: the handler does nothing at all, which is async-signal-safe.
+    unsafe { signal::sigaction(Signal::SIGCHLD, &action) }.context("sigaction(SIGCHLD)")?;
+    Ok(())
+}
+
 /// Take the pending signal, if any.
 pub fn take_signal() -> Option<Signal> {
     match PENDING.swap(0, Ordering::SeqCst) {

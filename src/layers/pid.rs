@@ -177,6 +177,7 @@ fn orphans_are_reaped(p: &Probe) -> Outcome {
     let child = match sys::fork() {
         Ok(ForkResult::Child) => {
             drop(rd);
+            let parent = nix::unistd::getpid();
             if let Ok(ForkResult::Parent { child: orphan }) = sys::fork() {
                 let _ = std::fs::File::from(wr).write_all(orphan.to_string().as_bytes());
                 std::process::exit(0);
@@ -184,7 +185,6 @@ fn orphans_are_reaped(p: &Probe) -> Outcome {
             // The orphan: wait until its parent is gone and it has been handed to
             // PID 1, then exit and become a zombie that only PID 1 can reap.
             drop(wr);
-            let parent = nix::unistd::getppid();
             let start = Instant::now();
             while nix::unistd::getppid() == parent && start.elapsed() < Duration::from_secs(2) {
                 std::thread::sleep(Duration::from_micros(200));
