@@ -449,3 +449,66 @@ fn a_root_filesystem_from_host_programs_works_without_busybox() {
     );
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+/// What a student sees from `lab step 4`, reviewed like code. PIDs, inode numbers,
+/// counts, paths and the host's name change from run to run and are redacted.
+#[test]
+fn what_lab_step_4_prints() {
+    let _g = privileged!();
+    let out = lab_isolated()
+        .args(["step", "4", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    let host = nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../snapshots");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    let home = home().to_string_lossy().into_owned();
+    let run = run_dir().to_string_lossy().into_owned();
+    for (from, to) in [
+        (regex_escape(&home), "[LAB_HOME]".to_string()),
+        (regex_escape(&run), "[LAB_RUN]".to_string()),
+        (
+            format!(r"(host|before|after): {}\b", regex_escape(&host)),
+            "$1: [HOST]".to_string(),
+        ),
+    ] {
+        settings.add_filter(&from, to);
+    }
+    for (from, to) in [
+        (r"check-\d+", "check-[PID]"),
+        (r"lab-probe-\d+", "lab-probe-[PID]"),
+        (r"device \d+ inode \d+", "device [DEV] inode [INO]"),
+        (r"host PID \d+", "host PID [PID]"),
+        (r"orphan PID \d+", "orphan PID [PID]"),
+        (r"the probe is PID \d+", "the probe is PID [PID]"),
+        (r"the same \d+ after", "the same [N] after"),
+        (r"NSpid: \d+ 1", "NSpid: [PID] 1"),
+        (r"/proc/self is \d+", "/proc/self is [PID]"),
+        (r"\d+ mounts", "[N] mounts"),
+        (r"the host \d+", "the host [N]"),
+        (r"the host has \d+", "the host has [N]"),
+        (r"lists \d+ processes", "lists [N] processes"),
+        (r"queue id \d+", "queue id [ID]"),
+    ] {
+        settings.add_filter(from, to);
+    }
+    settings.bind(|| insta::assert_snapshot!("step-4-output", text(&out)));
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
