@@ -183,3 +183,31 @@ fn without_root_lab_says_to_use_sudo_and_creates_nothing() {
         );
     }
 }
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let piped = std::process::Command::new(support::LAB)
+        .args(["explain", "2"])
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .output()
+        .unwrap();
+    assert!(
+        !text(&piped).contains('\x1b'),
+        "colour codes in piped output"
+    );
+    // `script` runs lab on a pseudo-terminal, as a student's shell would.
+    let on_tty = |no_color: bool| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &format!("{} explain 2", support::LAB), "/dev/null"])
+            .env_remove("CLICOLOR_FORCE");
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        text(&c.output().expect("script (util-linux)"))
+    };
+    assert!(on_tty(false).contains("\x1b["), "no colour on a terminal");
+    assert!(!on_tty(true).contains('\x1b'), "colour despite NO_COLOR");
+}
