@@ -40,8 +40,8 @@ pub enum Mode {
     /// `lab step`: print everything, then run the command; `checks: false` skips the
     /// checks (`--no-checks`, to time the container itself).
     Step { checks: bool },
-    /// `lab verify`: run the checks, then stop; print only the checks (or nothing).
-    Verify { quiet: bool },
+    /// `lab verify`: run the checks, then stop; print nothing (main prints the checks).
+    Verify,
 }
 
 /// How a run ended.
@@ -86,7 +86,8 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     ));
     let mut printer = Printer::default();
     let sequence = plan.sequence();
-    for item in sequence.iter().take_while(|i| !is_inside(i)) {
+    let (before_clone, inside, run) = split(&sequence);
+    for item in before_clone {
         say(&printer.item(&plan, item));
     }
 
@@ -97,7 +98,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         ForkResult::Child => {
             drop(ready_r);
             drop(go_w);
-            let code = child_main(&plan, parent, printer, loud, ready_w, go_r);
+            let code = child_main(&plan, inside, parent, printer, loud, ready_w, go_r);
             // Leave without the parent's destructors: the claim belongs to lab.
             std::process::exit(code);
         }
@@ -134,7 +135,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
 
     let mut go = File::from(go_w);
     let exit_code = if loud {
-        for item in sequence.iter().skip_while(|i| !is_run(i)) {
+        for item in run {
             say(&printer.item(&plan, item));
         }
         if plan.spec.command == [Spec::DEFAULT_COMMAND]
@@ -169,15 +170,27 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     Ok(Finished { reports, exit_code })
 }
 
-fn is_inside(item: &Item) -> bool {
-    match item {
-        Item::Command(c) => c.phase >= Phase::Inside,
-        Item::Note(..) | Item::Unshare(_) => false,
-    }
-}
-
-fn is_run(item: &Item) -> bool {
-    matches!(item, Item::Command(c) if c.phase == Phase::Run)
+/// The plan's sequence in three: what lab prints before the clone (notes, host
+/// commands, unshare), what the child applies inside (with the notes that follow
+/// a layer), and the last line, that runs the command.
+fn split<'a, 'p>(seq: &'a [Item<'p>]) -> (&'a [Item<'p>], &'a [Item<'p>], &'a [Item<'p>]) {
+    let phase = |i: &Item| match i {
+        Item::Command(c) => Some(c.phase),
+        Item::Note(..) | Item::Unshare(_) => None,
+    };
+    let first_inside = seq
+        .iter()
+        .position(|i| phase(i) >= Some(Phase::Inside))
+        .unwrap_or(seq.len());
+    let first_run = seq
+        .iter()
+        .position(|i| phase(i) == Some(Phase::Run))
+        .unwrap_or(seq.len());
+    (
+        &seq[..first_inside],
+        &seq[first_inside..first_run],
+        &seq[first_run..],
+    )
 }
 
 /// The first line the child sends, read so that Ctrl-C still gets through.
@@ -266,6 +279,7 @@ fn exit_code(status: WaitStatus) -> i32 {
 
 fn child_main(
     plan: &Plan,
+    inside: &[Item],
     parent: Pid,
     mut printer: Printer,
     loud: bool,
@@ -278,11 +292,7 @@ fn child_main(
     if nix::unistd::getppid() != parent && nix::unistd::getpid().as_raw() != 1 {
         return 1;
     }
-    for item in plan
-        .sequence()
-        .iter()
-        .filter(|i| is_inside(i) && !is_run(i))
-    {
+    for item in inside {
         if loud {
             print!("{}", printer.item(plan, item));
         }

@@ -168,11 +168,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Verify { target, json } => {
             need_root("verify")?;
             let spec = spec(&target, vec!["/bin/true".into()], true)?;
-            let done = container::run(
-                spec,
-                target.name.as_deref(),
-                container::Mode::Verify { quiet: json },
-            )?;
+            let done = container::run(spec, target.name.as_deref(), container::Mode::Verify)?;
             Ok(print_verdict(&done.reports, json))
         }
         Cmd::Check { target, pid, json } => {

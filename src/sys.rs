@@ -60,43 +60,41 @@ extern "C" fn remember(sig: nix::libc::c_int) {
     PENDING.store(sig, Ordering::SeqCst);
 }
 
-/// Catch SIGINT, SIGTERM, SIGHUP and SIGQUIT: remember them, and let blocking calls
-/// return EINTR (no SA_RESTART) so lab can tear the container down itself.
+/// The signals that end a program by default, and that lab handles itself.
+const TERMINATING: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+/// Catch the terminating signals: remember them, and let blocking calls return
+/// EINTR (no SA_RESTART) so lab can tear the container down itself.
 pub fn catch_terminating_signals() -> Result<()> {
-    let action = signal::SigAction::new(
+    // SAFETY (of the handler): it only stores into an atomic, which is async-signal-safe.
+    set_handler(
+        &TERMINATING,
         SigHandler::Handler(remember),
         signal::SaFlags::empty(),
-        signal::SigSet::empty(),
-    );
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
-        // SAFETY: the handler only stores into an atomic, which is async-signal-safe.
-        unsafe { signal::sigaction(sig, &action) }.context("sigaction")?;
-    }
-    Ok(())
+    )
 }
 
 /// Put the default action back for the signals lab catches, before a command is
 /// exec'd (a caught signal is reset by exec anyway; an ignored one would not be).
 pub fn default_signals() {
-    let action = signal::SigAction::new(
-        SigHandler::SigDfl,
-        signal::SaFlags::empty(),
-        signal::SigSet::empty(),
-    );
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
-        // SAFETY: installing SIG_DFL runs no code of ours.
-        let _ = unsafe { signal::sigaction(sig, &action) };
+    let _ = set_handler(&TERMINATING, SigHandler::SigDfl, signal::SaFlags::empty());
+}
+
+/// Install `handler` for `signals`. Every handler passed here must be
+/// async-signal-safe: `remember` and `nothing` in this file, or SIG_DFL.
+fn set_handler(signals: &[Signal], handler: SigHandler, flags: signal::SaFlags) -> Result<()> {
+    let action = signal::SigAction::new(handler, flags, signal::SigSet::empty());
+    for &sig in signals {
+        // SAFETY: the handlers given to this private function are async-signal-safe
+        // (see its comment), so running them at any point of the program is sound.
+        unsafe { signal::sigaction(sig, &action) }.with_context(|| format!("sigaction({sig})"))?;
     }
+    Ok(())
 }
 
 extern "C" fn nothing(_: nix::libc::c_int) {}
@@ -104,14 +102,12 @@ extern "C" fn nothing(_: nix::libc::c_int) {}
 /// Make SIGCHLD interrupt blocking calls (poll, read) with EINTR, so that lab's
 /// init reaps a child the moment it exits instead of at its next wake-up.
 pub fn wake_on_child_exit() -> Result<()> {
-    let action = signal::SigAction::new(
+    // The handler does nothing at all, which is async-signal-safe.
+    set_handler(
+        &[Signal::SIGCHLD],
         SigHandler::Handler(nothing),
         signal::SaFlags::SA_NOCLDSTOP,
-        signal::SigSet::empty(),
-    );
-    // SAFETY: the handler does nothing at all, which is async-signal-safe.
-    unsafe { signal::sigaction(Signal::SIGCHLD, &action) }.context("sigaction(SIGCHLD)")?;
-    Ok(())
+    )
 }
 
 /// Take the pending signal, if any.
