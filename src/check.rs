@@ -89,6 +89,8 @@ pub struct Probe {
     pub host_processes: usize,
     /// A System V message queue made on the host.
     pub msg_queue: i32,
+    /// From step 7: the overlay's layers (or why they could not be opened).
+    pub overlay: Option<Result<crate::layers::overlay::ProbeDirs, String>>,
 }
 
 impl Probe {
@@ -161,7 +163,12 @@ pub struct Fixtures {
 }
 
 impl Fixtures {
-    pub fn make(target: Pid, rootfs: &Path, hostname: Option<String>) -> Result<Fixtures> {
+    pub fn make(
+        step: u8,
+        target: Pid,
+        rootfs: &Path,
+        hostname: Option<String>,
+    ) -> Result<Fixtures> {
         let marker_dir = crate::state::run_dir().join(format!("check-{}", std::process::id()));
         std::fs::create_dir_all(&marker_dir)
             .with_context(|| format!("creating {}", marker_dir.display()))?;
@@ -193,6 +200,10 @@ impl Fixtures {
             host_pid_ns: ns_inode("self", "pid").unwrap_or(0),
             host_processes: count_processes(Path::new("/proc")),
             msg_queue,
+            overlay: (step >= crate::layers::overlay::LAYER.number).then(|| {
+                crate::layers::overlay::probe_dirs(&target.to_string(), &marker_dir.join("second"))
+                    .map_err(|e| format!("{e:#}"))
+            }),
         };
         Ok(Fixtures { probe, marker_dir })
     }
@@ -234,7 +245,7 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, hostname: Option<String>) -> Re
         .into_iter()
         .filter(|c| !matches!(c.kind, Kind::AfterExit(_)))
         .collect();
-    let fixtures = Fixtures::make(target, rootfs, hostname)?;
+    let fixtures = Fixtures::make(step, target, rootfs, hostname)?;
     let probe = &fixtures.probe;
     let mut outcomes: Vec<Option<Outcome>> = checks
         .iter()

@@ -86,9 +86,18 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     ));
     let mut printer = Printer::default();
     let sequence = plan.sequence();
-    let (before_clone, inside, run) = split(&sequence);
+    let (before_clone, inside, run, teardown) = split(&sequence);
+    // Declared before the child's guard, so dropped after it: on every way out, the
+    // container is gone before its host side is taken down.
+    let mut undo = Undo {
+        items: teardown,
+        done: false,
+    };
     for item in before_clone {
         say(&printer.item(&plan, item));
+        if let Item::Command(c) = item {
+            c.action.apply().map_err(|e| failed(c, e))?;
+        }
     }
 
     let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
@@ -124,7 +133,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
 
     let mut reports = if checks {
         let name = Some(plan.spec.name.clone());
-        check::run(plan.spec.step, child, &plan.spec.rootfs, name)?
+        check::run(plan.spec.step, child, &plan.spec.new_root(), name)?
     } else {
         vec![]
     };
@@ -156,6 +165,10 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     };
 
     drop(guard);
+    for item in teardown {
+        say(&printer.item(&plan, item));
+    }
+    undo.run()?;
     drop(claim);
     let after = if checks {
         check::after_exit(plan.spec.step, &before.now())
@@ -170,27 +183,74 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     Ok(Finished { reports, exit_code })
 }
 
-/// The plan's sequence in three: what lab prints before the clone (notes, host
-/// commands, unshare), what the child applies inside (with the notes that follow
-/// a layer), and the last line, that runs the command.
-fn split<'a, 'p>(seq: &'a [Item<'p>]) -> (&'a [Item<'p>], &'a [Item<'p>], &'a [Item<'p>]) {
+/// The plan's sequence in four: what lab does before the clone (notes, host
+/// commands, unshare), what the child applies inside (with the notes that follow a
+/// layer), the line that runs the command, and the teardown after exit.
+type Parts<'a, 'p> = (
+    &'a [Item<'p>],
+    &'a [Item<'p>],
+    &'a [Item<'p>],
+    &'a [Item<'p>],
+);
+
+fn split<'a, 'p>(seq: &'a [Item<'p>]) -> Parts<'a, 'p> {
     let phase = |i: &Item| match i {
         Item::Command(c) => Some(c.phase),
         Item::Note(..) | Item::Unshare(_) => None,
     };
-    let first_inside = seq
-        .iter()
-        .position(|i| phase(i) >= Some(Phase::Inside))
-        .unwrap_or(seq.len());
-    let first_run = seq
-        .iter()
-        .position(|i| phase(i) == Some(Phase::Run))
-        .unwrap_or(seq.len());
+    let first = |p: Phase| {
+        seq.iter()
+            .position(|i| phase(i) >= Some(p))
+            .unwrap_or(seq.len())
+    };
+    let (inside, run, teardown) = (
+        first(Phase::Inside),
+        first(Phase::Run),
+        first(Phase::Teardown),
+    );
     (
-        &seq[..first_inside],
-        &seq[first_inside..first_run],
-        &seq[first_run..],
+        &seq[..inside],
+        &seq[inside..run],
+        &seq[run..teardown],
+        &seq[teardown..],
     )
+}
+
+/// The teardown commands, run once: after the container exits, or on the way out
+/// of an error (then quietly, each even if one before it failed).
+struct Undo<'a, 'p> {
+    items: &'a [Item<'p>],
+    done: bool,
+}
+
+impl Undo<'_, '_> {
+    fn run(&mut self) -> Result<()> {
+        self.done = true;
+        for item in self.items {
+            if let Item::Command(c) = item {
+                c.action.apply().map_err(|e| failed(c, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Undo<'_, '_> {
+    fn drop(&mut self) {
+        if !self.done {
+            for item in self.items {
+                if let Item::Command(c) = item {
+                    let _ = c.action.apply();
+                }
+            }
+        }
+    }
+}
+
+/// A command that failed, said with the command and a hint for the student.
+fn failed(c: &crate::plan::Command, e: anyhow::Error) -> anyhow::Error {
+    let hint = hint_for(&e).map(|h| format!("\n{h}")).unwrap_or_default();
+    anyhow!("`{}` failed: {e:#}{hint}", c.action.shell())
 }
 
 /// The first line the child sends, read so that Ctrl-C still gets through.

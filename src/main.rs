@@ -5,6 +5,7 @@
 
 mod check;
 mod container;
+mod image;
 mod layers;
 mod plan;
 mod render;
@@ -45,6 +46,12 @@ struct Target {
     /// The container's name and hostname [default: the first free of c1, c2, ...]
     #[arg(long, value_name = "NAME", value_parser = container_name)]
     name: Option<String>,
+    /// Step 7: the image to run (see `lab image ls`) [default: the root filesystem]
+    #[arg(long, value_name = "NAME")]
+    image: Option<String>,
+    /// Step 7: keep the container's writable layer after exit, to look at it
+    #[arg(long)]
+    keep: bool,
 }
 
 #[derive(Subcommand)]
@@ -100,8 +107,29 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "auto")]
         from: rootfs::Source,
     },
+    /// Import, list and remove the images of step 7
+    Image {
+        #[command(subcommand)]
+        command: ImageCmd,
+    },
     /// Stop every container lab started and remove everything lab left on the host
     Clean,
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Import a root filesystem tarball, a `docker save` archive or an OCI layout
+    Import {
+        /// The file (.tar, .tar.gz) or OCI layout directory
+        file: PathBuf,
+        /// The image's name [default: from the file or its manifest]
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the images
+    Ls,
+    /// Remove an image, and the layers no other image uses
+    Rm { name: String },
 }
 
 fn container_name(s: &str) -> Result<String, String> {
@@ -177,7 +205,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let reports = check::run(
                 spec.step,
                 nix::unistd::Pid::from_raw(pid),
-                &spec.rootfs,
+                &spec.new_root(),
                 target.name.clone(),
             )?;
             Ok(print_verdict(&reports, json))
@@ -187,6 +215,30 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let path = rootfs::default_path();
             let how = rootfs::build(&path, from)?;
             println!("Root filesystem ready in {}: {how}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Image { command } => {
+            let store = image::Store::open();
+            match command {
+                ImageCmd::Import { file, name } => {
+                    need_root("image import")?;
+                    let done = store.import(&file, name.as_deref())?;
+                    print!("{}", render::imported(&done));
+                }
+                ImageCmd::Ls => {
+                    for (name, layers, source) in store.list() {
+                        println!(
+                            "{name:<32} {layers:>2} layer{}  {source}",
+                            if layers == 1 { " " } else { "s" }
+                        );
+                    }
+                }
+                ImageCmd::Rm { name } => {
+                    need_root("image rm")?;
+                    let layers = store.remove(&name)?;
+                    println!("Removed image {name} and {layers} layers no other image uses.");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Clean => {
@@ -227,12 +279,17 @@ fn print_verdict(reports: &[check::Report], json: bool) -> ExitCode {
 fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::Spec> {
     let step = layers::step(target.step).expect("clap checked the range");
     if step.layer.is_none() {
+        let built: Vec<String> = layers::built().iter().map(u8::to_string).collect();
         bail!(
-            "step {} ({}) is not built yet: steps 1-{} are. See `lab steps`.",
+            "step {} ({}) is not built yet: steps {} are. See `lab steps`.",
             step.number,
             step.title,
-            layers::last_built()
+            built.join(", ")
         );
+    }
+    let overlay = layers::overlay::LAYER.number;
+    if target.step < overlay && (target.image.is_some() || target.keep) {
+        bail!("--image and --keep belong to step {overlay} (the overlay filesystem) and later");
     }
     let rootfs = match (&target.rootfs, for_real) {
         (Some(dir), true) => {
@@ -253,11 +310,17 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
     } else {
         command
     };
+    let image = match &target.image {
+        Some(name) => image::Store::open().layers(name)?,
+        None => vec![rootfs.clone()],
+    };
     Ok(plan::Spec {
         step: target.step,
         rootfs,
         name: target.name.clone().unwrap_or_else(|| "c1".into()),
         command,
+        image,
+        keep: target.keep,
     })
 }
 

@@ -23,10 +23,29 @@ pub struct Spec {
     pub name: String,
     /// What runs inside (default: an interactive shell).
     pub command: Vec<String>,
+    /// The image's layers, bottom first (from step 7; until then `rootfs` alone).
+    pub image: Vec<PathBuf>,
+    /// Keep the container's writable layer after exit (step 7).
+    pub keep: bool,
 }
 
 impl Spec {
     pub const DEFAULT_COMMAND: &'static str = "/bin/sh";
+
+    /// The container's own directory on the host (its writable layer, from step 7).
+    pub fn container_dir(&self) -> PathBuf {
+        crate::state::home().join("containers").join(&self.name)
+    }
+
+    /// The directory that becomes the container's `/`: the root filesystem, or from
+    /// step 7 the merged view of the overlay mount.
+    pub fn new_root(&self) -> PathBuf {
+        if self.step >= crate::layers::overlay::LAYER.number {
+            self.container_dir().join("merged")
+        } else {
+            self.rootfs.clone()
+        }
+    }
 
     /// The command as one shell line, quoted so it can be pasted.
     pub fn command_line(&self) -> String {
@@ -43,6 +62,8 @@ pub enum Phase {
     Inside,
     /// The last line: start the command.
     Run,
+    /// On the host, after the container is gone: undo what `Host` made.
+    Teardown,
 }
 
 /// One thing a layer does, known both as shell text and as system calls.
@@ -67,9 +88,18 @@ pub struct Command {
 
 impl Command {
     pub fn inside(layer: u8, why: impl Into<String>, action: impl Action + 'static) -> Self {
+        Self::at(Phase::Inside, layer, why, action)
+    }
+
+    pub fn at(
+        phase: Phase,
+        layer: u8,
+        why: impl Into<String>,
+        action: impl Action + 'static,
+    ) -> Self {
         Self {
             layer,
-            phase: Phase::Inside,
+            phase,
             why: why.into(),
             action: Box::new(action),
         }

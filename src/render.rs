@@ -48,6 +48,7 @@ impl Plan {
             }
         }
         items.extend(self.commands_in(Phase::Run).map(Item::Command));
+        items.extend(self.commands_in(Phase::Teardown).map(Item::Command));
         items
     }
 
@@ -110,6 +111,21 @@ pub fn step_title(plan: &Plan) -> String {
     format!("Step {} · {}", plan.spec.step, title)
 }
 
+/// "Layers 5, 6 are not built yet: ..." when the step runs without some layers.
+pub fn missing(plan: &Plan) -> Option<String> {
+    let missing: Vec<String> = crate::layers::missing_before(plan.spec.step)
+        .iter()
+        .map(u8::to_string)
+        .collect();
+    (!missing.is_empty()).then(|| {
+        let s = if missing.len() == 1 { "" } else { "s" };
+        format!(
+            "Layer{s} {} not built yet: this step runs without them.",
+            missing.join(", ")
+        )
+    })
+}
+
 /// `lab explain N`
 pub fn explain(plan: &Plan) -> String {
     let mut out = String::new();
@@ -122,6 +138,9 @@ pub fn explain(plan: &Plan) -> String {
             n => format!("Layers 1-{n}"),
         }
     );
+    if let Some(missing) = missing(plan) {
+        let _ = writeln!(out, "{missing}");
+    }
     let mut printer = Printer::default();
     for item in plan.sequence() {
         out.push_str(&printer.item(plan, &item));
@@ -156,6 +175,23 @@ pub fn script(plan: &Plan) -> String {
         "if [ $# -eq 0 ]; then set -- {}; fi",
         plan.spec.command_line()
     );
+    if let Some(missing) = missing(plan) {
+        let _ = writeln!(out, "# {missing}");
+    }
+    let teardown: Vec<&Command> = plan.commands_in(Phase::Teardown).collect();
+    if !teardown.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n# After exit, on the host (a trap: it runs however the script ends)"
+        );
+        let _ = writeln!(out, "teardown() {{");
+        for c in &teardown {
+            let title = plan.layer(c.layer).map_or("Run".into(), layer_title);
+            let _ = writeln!(out, "  # {title}: {}", c.why);
+            let _ = writeln!(out, "  {}", c.action.script());
+        }
+        let _ = writeln!(out, "}}\ntrap teardown EXIT");
+    }
     let unshare = plan.unshare();
     let mut in_function = false;
     let mut last_section = None;
@@ -177,6 +213,7 @@ pub fn script(plan: &Plan) -> String {
                 in_function = true;
                 last_section = None;
             }
+            Item::Command(c) if c.phase == Phase::Teardown => {}
             Item::Command(c) => {
                 if last_section != Some(c.layer) {
                     let title = plan.layer(c.layer).map_or("Run".into(), layer_title);
@@ -269,6 +306,51 @@ fn json_string(s: &str) -> String {
         }
     }
     out.push('"');
+    out
+}
+
+/// What `lab image import` did, with the whiteouts explained when there are any.
+pub fn imported(done: &crate::image::Imported) -> String {
+    let mut out = format!(
+        "Imported {} ({}), {} layer(s), bottom first:\n",
+        done.name,
+        done.format,
+        done.layers.len()
+    );
+    let (mut whiteouts, mut opaque) = (0, 0);
+    for (i, l) in done.layers.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "  {}. {}  {} entries{}{}{}",
+            i + 1,
+            l.id,
+            l.entries,
+            if l.whiteouts > 0 {
+                format!(", {} whiteouts", l.whiteouts)
+            } else {
+                String::new()
+            },
+            if l.opaque > 0 {
+                format!(", {} opaque directories", l.opaque)
+            } else {
+                String::new()
+            },
+            if l.reused {
+                " (already in the store: shared)"
+            } else {
+                ""
+            }
+        );
+        whiteouts += l.whiteouts;
+        opaque += l.opaque;
+    }
+    if whiteouts > 0 {
+        out.push_str("Whiteouts: a layer's .wh.NAME file deletes NAME from the layers below it. overlayfs marks the same thing with a character device 0/0 named NAME, so lab made those.\n");
+    }
+    if opaque > 0 {
+        out.push_str("Opaque directories: .wh..wh..opq in a directory hides everything the layers below have in it. overlayfs marks that with the xattr trusted.overlay.opaque=y on the directory.\n");
+    }
+    let _ = writeln!(out, "Run it with: sudo lab step 7 --image {}", done.name);
     out
 }
 

@@ -82,6 +82,18 @@ impl Claim {
         };
         for candidate in &candidates {
             let path = dir.join(candidate);
+            let layer = home().join("containers").join(candidate);
+            if layer.exists() && !path.exists() {
+                // The writable layer an earlier `lab step 7 --keep` left: never reuse it.
+                if name.is_some() {
+                    bail!(
+                        "{} holds what an earlier container {candidate} changed (--keep): look at it, then remove it with sudo rm -rf {}, or sudo lab clean",
+                        layer.display(),
+                        layer.display()
+                    );
+                }
+                continue;
+            }
             for _attempt in 0..2 {
                 match std::fs::create_dir(&path) {
                     Ok(()) => {
@@ -123,7 +135,9 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        let _ = remove_container(&self.dir);
+        // Only the run state: the plan's teardown took care of the container's
+        // layer (and --keep may have kept it on purpose).
+        let _ = remove_tree(&self.dir);
     }
 }
 
@@ -143,11 +157,15 @@ fn is_stale(dir: &Path) -> bool {
     }
 }
 
-/// Stop a container's processes if any are left, and remove its directory.
+/// Stop a container's processes if any are left, and remove its directories (with
+/// its writable layer, when the run that made it was killed).
 fn remove_container(dir: &Path) -> Result<()> {
     if let Some(pid) = read_id(dir, "pid").filter(|p| p.alive()) {
         // Killing PID 1 of a pid namespace kills every process in it.
         let _ = kill(Pid::from_raw(pid.pid), Signal::SIGKILL);
+    }
+    if let Some(name) = dir.file_name() {
+        remove_tree(&home().join("containers").join(name))?;
     }
     remove_tree(dir)
 }

@@ -145,3 +145,24 @@ pub fn msg_queue_remove(id: i32) {
         nix::libc::msgctl(id, nix::libc::IPC_RMID, std::ptr::null_mut());
     }
 }
+
+/// Mark directory `dir` opaque for overlayfs (`trusted.overlay.opaque=y`): nothing
+/// of the same directory in the layers below shows through it.
+pub fn set_opaque(dir: std::os::fd::BorrowedFd) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the name is a NUL-terminated literal, the value points to one valid
+    // byte whose length is passed, and fsetxattr only reads them.
+    let ret = unsafe {
+        nix::libc::fsetxattr(
+            dir.as_raw_fd(),
+            b"trusted.overlay.opaque\0".as_ptr().cast(),
+            b"y".as_ptr().cast(),
+            1,
+            0,
+        )
+    };
+    if ret != 0 {
+        bail!("fsetxattr: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}

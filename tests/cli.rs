@@ -5,6 +5,9 @@
 mod support;
 use support::{err, lab, text};
 
+/// The steps whose layers are built (5 and 6 are not yet).
+const BUILT: [u8; 5] = [1, 2, 3, 4, 7];
+
 fn snapshot_settings() -> insta::Settings {
     let mut s = insta::Settings::clone_current();
     s.set_snapshot_path("../snapshots");
@@ -26,7 +29,7 @@ fn steps_lists_the_curriculum() {
 
 #[test]
 fn explain_prints_the_commands_of_each_step() {
-    for n in 1..=4 {
+    for n in BUILT {
         let out = run(&["explain", &n.to_string()]);
         assert!(out.status.success(), "{}", err(&out));
         snapshot_settings().bind(|| insta::assert_snapshot!(format!("explain-{n}"), text(&out)));
@@ -35,7 +38,7 @@ fn explain_prints_the_commands_of_each_step() {
 
 #[test]
 fn script_prints_a_runnable_bash_script_for_each_step() {
-    for n in 1..=4 {
+    for n in BUILT {
         let out = run(&["script", &n.to_string()]);
         assert!(out.status.success(), "{}", err(&out));
         snapshot_settings().bind(|| insta::assert_snapshot!(format!("script-{n}"), text(&out)));
@@ -79,7 +82,7 @@ fn script_carries_the_command_and_quotes_it() {
 fn explain_and_script_hold_the_same_commands() {
     // Every command line of `lab explain N` appears in `lab script N`, apart from
     // the two that differ by design: the shell started by unshare, and the command.
-    for n in 1..=4 {
+    for n in BUILT {
         let explain = text(&run(&["explain", &n.to_string()]));
         let script = text(&run(&["script", &n.to_string()]));
         for line in explain.lines().filter(|l| {

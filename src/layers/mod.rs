@@ -6,6 +6,7 @@
 
 pub mod chroot;
 pub mod mount;
+pub mod overlay;
 pub mod pid;
 pub mod uts_ipc;
 
@@ -68,8 +69,8 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         number: 7,
-        title: "overlay filesystem",
-        layer: None,
+        title: overlay::LAYER.title,
+        layer: Some(&overlay::LAYER),
     },
     // Room for 8 (user namespaces, rootless) and 9 (capabilities and seccomp).
 ];
@@ -83,9 +84,22 @@ pub fn step(number: u8) -> Option<&'static Step> {
     STEPS.iter().find(|s| s.number == number)
 }
 
-/// The highest step whose layers are all built.
-pub fn last_built() -> u8 {
-    STEPS.iter().take_while(|s| s.layer.is_some()).count() as u8
+/// The steps up to `step` whose layers are not built yet: step `step` runs without them.
+pub fn missing_before(step: u8) -> Vec<u8> {
+    STEPS
+        .iter()
+        .take(step as usize)
+        .filter(|s| s.layer.is_none())
+        .map(|s| s.number)
+        .collect()
+}
+
+pub fn built() -> Vec<u8> {
+    STEPS
+        .iter()
+        .filter(|s| s.layer.is_some())
+        .map(|s| s.number)
+        .collect()
 }
 
 /// Layers 1..=step. Callers check [`last_built`] first.

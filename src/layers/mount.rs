@@ -31,7 +31,7 @@ const OLD_ROOT: &str = ".oldroot";
 // ── The commands ───────────────────────────────────────────────────────────────
 
 fn commands(spec: &Spec) -> Vec<Command> {
-    let root = spec.rootfs.clone();
+    let root = spec.new_root();
     vec![
         Command::inside(
             2,
@@ -218,7 +218,10 @@ fn checks(_step: u8) -> Vec<Check> {
 pub struct MountEntry {
     pub mount_point: String,
     pub optional: String,
+    pub fs_type: String,
     pub source: String,
+    /// The filesystem's own options (for overlay: lowerdir=...,upperdir=...).
+    pub options: String,
 }
 
 pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
@@ -230,7 +233,9 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             Some(MountEntry {
                 mount_point: f.get(4)?.to_string(),
                 optional: f.get(6..).map(|o| o.join(" ")).unwrap_or_default(),
+                fs_type: r.first()?.to_string(),
                 source: r.get(1)?.to_string(),
+                options: r.get(2).unwrap_or(&"").to_string(),
             })
         })
         .collect()
@@ -364,5 +369,7 @@ mod tests {
         assert_eq!(m[0].source, "/dev/vda");
         assert_eq!(m[1].optional, "");
         assert_eq!(m[1].source, "proc");
+        assert_eq!(m[1].fs_type, "proc");
+        assert_eq!(m[1].options, "rw");
     }
 }

@@ -1,0 +1,402 @@
+//! Layer 7: an overlay filesystem: a read-only image plus a writable layer.
+//!
+//! Until now every container wrote into the one root filesystem it shared with
+//! the others. overlayfs stacks directories instead: the image's layers below
+//! (`lowerdir`, read-only, shared by every container of that image), the
+//! container's own `upperdir` on top, and a merged view of them all that becomes
+//! the container's `/`. Reading finds the topmost copy of a file; writing copies
+//! it up into `upperdir` first; deleting leaves a *whiteout* in `upperdir` (a
+//! character device 0/0) that hides the file below. Nothing is copied to start a
+//! container, so it costs the same for an image of 5 MB or 500 MB.
+
+use super::Layer;
+use crate::check::{Check, Kind, Outcome, Probe};
+use crate::plan::{quote_path, Action, Command, Phase, Spec};
+use anyhow::{Context, Result};
+use nix::fcntl::AtFlags;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{fstatat, SFlag};
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+pub const LAYER: Layer = Layer {
+    number: 7,
+    title: "overlay filesystem",
+    idea: "the image stays read-only: the container's writes go to a layer of its own",
+    namespaces: &[],
+    commands,
+    note: |_| None,
+    checks,
+};
+
+// ── The commands ───────────────────────────────────────────────────────────────
+
+fn commands(spec: &Spec) -> Vec<Command> {
+    let dir = spec.container_dir();
+    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+    let mut commands = vec![
+        Command::at(
+            Phase::Host,
+            7,
+            "the container's own layer (upper), overlayfs's scratch space (work, same filesystem as upper), and where the merged view appears",
+            MakeDirs(vec![upper.clone(), work.clone(), merged.clone()]),
+        ),
+        Command::at(
+            Phase::Host,
+            7,
+            "stack them: the image read-only below (the leftmost lowerdir is the top layer), every write into upper; the merged view becomes the new root",
+            MountOverlay {
+                // overlayfs lists the top layer first; images list the bottom layer first.
+                lower: spec.image.iter().rev().cloned().collect(),
+                upper: upper.clone(),
+                work: work.clone(),
+                merged: merged.clone(),
+            },
+        ),
+        Command::at(Phase::Teardown, 7, "after exit: take the merged view away", Unmount(merged.clone())),
+    ];
+    commands.push(if spec.keep {
+        Command::at(
+            Phase::Teardown,
+            7,
+            "--keep: leave upper, to look at what the container changed; remove the rest",
+            RemoveAll(vec![work, merged]),
+        )
+    } else {
+        Command::at(
+            Phase::Teardown,
+            7,
+            "remove the container's layer: the image is untouched",
+            RemoveAll(vec![dir]),
+        )
+    });
+    commands
+}
+
+/// `mkdir -p DIR...`
+struct MakeDirs(Vec<PathBuf>);
+/// `mount -t overlay overlay -o lowerdir=...,upperdir=...,workdir=... MERGED`
+struct MountOverlay {
+    lower: Vec<PathBuf>,
+    upper: PathBuf,
+    work: PathBuf,
+    merged: PathBuf,
+}
+/// `umount DIR`
+struct Unmount(PathBuf);
+/// `rm -rf DIR...`
+struct RemoveAll(Vec<PathBuf>);
+
+// ── The system calls ───────────────────────────────────────────────────────────
+
+fn paths(dirs: &[PathBuf]) -> String {
+    dirs.iter()
+        .map(|d| quote_path(d))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Action for MakeDirs {
+    fn shell(&self) -> String {
+        format!("mkdir -p {}", paths(&self.0))
+    }
+    fn apply(&self) -> Result<()> {
+        for d in &self.0 {
+            std::fs::create_dir_all(d).with_context(|| format!("mkdir {}", d.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl MountOverlay {
+    fn options(&self) -> String {
+        let lower: Vec<String> = self
+            .lower
+            .iter()
+            .map(|l| l.to_string_lossy().into_owned())
+            .collect();
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.join(":"),
+            self.upper.display(),
+            self.work.display()
+        )
+    }
+}
+
+impl Action for MountOverlay {
+    fn shell(&self) -> String {
+        format!(
+            "mount -t overlay overlay -o {} {}",
+            crate::plan::quote(&self.options()),
+            quote_path(&self.merged)
+        )
+    }
+    fn apply(&self) -> Result<()> {
+        let options = self.options();
+        mount(
+            Some("overlay"),
+            &self.merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options.as_str()),
+        )
+        .with_context(|| format!("mount -t overlay -o {options} {}", self.merged.display()))
+    }
+}
+
+impl Action for Unmount {
+    fn shell(&self) -> String {
+        format!("umount {}", quote_path(&self.0))
+    }
+    fn apply(&self) -> Result<()> {
+        umount2(&self.0, MntFlags::empty()).with_context(|| format!("umount {}", self.0.display()))
+    }
+}
+
+impl Action for RemoveAll {
+    fn shell(&self) -> String {
+        format!("rm -rf {}", paths(&self.0))
+    }
+    fn apply(&self) -> Result<()> {
+        for d in &self.0 {
+            crate::state::remove_tree(d)?;
+        }
+        Ok(())
+    }
+}
+
+// ── The checks ─────────────────────────────────────────────────────────────────
+
+fn checks(_step: u8) -> Vec<Check> {
+    vec![
+        Check {
+            layer: 7,
+            name: "a file written inside lands in the upper directory, not in the image",
+            hint: "The write did not reach upperdir: is / an overlay mount? Look at the root line of `cat /proc/mounts` inside.",
+            kind: Kind::Inside(write_lands_in_upper),
+        },
+        Check {
+            layer: 7,
+            name: "a file of the image deleted inside leaves a whiteout and stays in the image",
+            hint: "Deleting should leave a character device 0/0 in upperdir and the image untouched: is the image a lowerdir (read-only) and not the upperdir?",
+            kind: Kind::Inside(delete_leaves_whiteout),
+        },
+        Check {
+            layer: 7,
+            name: "a second container of the same image does not see the first one's changes",
+            hint: "Two containers share a writable layer: each needs an upperdir of its own.",
+            kind: Kind::Inside(second_container_sees_image_only),
+        },
+    ]
+}
+
+/// What the overlay checks need, opened on the host before the probe joins the
+/// container: its layers, and the root of a second overlay of the same image.
+pub struct ProbeDirs {
+    pub upper: File,
+    pub lower: Vec<File>,
+    /// The merged root of a second container's overlay (same image, its own upper),
+    /// already unmounted: the open directory keeps it alive for the probe alone.
+    pub second: File,
+}
+
+/// The overlay under `target`'s root, as /proc/PID/mountinfo describes it, with a
+/// second overlay of the same image made in `scratch`.
+pub fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
+    let text = std::fs::read_to_string(format!("/proc/{target}/mountinfo"))?;
+    let root = super::mount::parse_mountinfo(&text)
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == "/")
+        .context("the container has no / in its mount table")?;
+    anyhow::ensure!(
+        root.fs_type == "overlay",
+        "the container's / is {}, not an overlay",
+        root.fs_type
+    );
+    let option = |key: &str| {
+        root.options
+            .split(',')
+            .find_map(|o| o.strip_prefix(key).map(String::from))
+    };
+    let upper = option("upperdir=").context("the overlay has no upperdir")?;
+    let lower: Vec<String> = option("lowerdir=")
+        .context("the overlay has no lowerdir")?
+        .split(':')
+        .map(String::from)
+        .collect();
+    let open = |p: &str| File::open(p).with_context(|| format!("opening {p}"));
+    let (s_upper, s_work, s_merged) = (
+        scratch.join("upper"),
+        scratch.join("work"),
+        scratch.join("merged"),
+    );
+    for d in [&s_upper, &s_work, &s_merged] {
+        std::fs::create_dir_all(d)?;
+    }
+    let second = MountOverlay {
+        lower: lower.iter().map(PathBuf::from).collect(),
+        upper: s_upper,
+        work: s_work,
+        merged: s_merged.clone(),
+    };
+    second.apply()?;
+    let merged = File::open(&s_merged);
+    // Detach it at once: the host's mount table is as before, the open directory
+    // keeps the second overlay alive for the probe.
+    umount2(&s_merged, MntFlags::MNT_DETACH)?;
+    Ok(ProbeDirs {
+        upper: open(&upper)?,
+        lower: lower.iter().map(|l| open(l)).collect::<Result<_>>()?,
+        second: merged?,
+    })
+}
+
+enum Found {
+    Missing,
+    File,
+    Whiteout,
+    Other,
+}
+
+fn look(dir: &File, name: &str) -> Found {
+    match fstatat(dir.as_fd(), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Err(_) => Found::Missing,
+        Ok(st) => {
+            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+            if kind == SFlag::S_IFCHR && st.st_rdev == 0 {
+                Found::Whiteout
+            } else if kind == SFlag::S_IFREG {
+                Found::File
+            } else {
+                Found::Other
+            }
+        }
+    }
+}
+
+fn dirs(p: &Probe) -> Result<&ProbeDirs, Outcome> {
+    match &p.overlay {
+        Some(Ok(d)) => Ok(d),
+        Some(Err(e)) => Err(Outcome::Fail(e.clone())),
+        None => Err(Outcome::Fail("not an overlay".into())),
+    }
+}
+
+fn in_image(d: &ProbeDirs, name: &str) -> bool {
+    d.lower
+        .iter()
+        .any(|l| !matches!(look(l, name), Found::Missing))
+}
+
+fn write_lands_in_upper(p: &Probe) -> Outcome {
+    let d = match dirs(p) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    let name = format!(".lab-check-{}", std::process::id());
+    if let Err(e) = std::fs::write(format!("/{name}"), "written inside the container\n") {
+        return Outcome::Fail(format!("writing /{name} inside: {e}"));
+    }
+    let upper = matches!(look(&d.upper, &name), Found::File);
+    let image = in_image(d, &name);
+    let _ = std::fs::remove_file(format!("/{name}"));
+    Outcome::from(
+        upper && !image,
+        format!(
+            "/{name} written inside: {} upperdir, {} the image",
+            if upper { "in" } else { "not in" },
+            if image { "also in" } else { "not in" }
+        ),
+    )
+}
+
+/// Files most images have, and whose loss for a moment hurts nobody: the check
+/// deletes one, looks, and writes it back.
+const VICTIMS: &[&str] = &[
+    "etc/lab-rootfs",
+    "etc/issue",
+    "etc/os-release",
+    "etc/hostname",
+    "etc/group",
+];
+
+fn delete_leaves_whiteout(p: &Probe) -> Outcome {
+    let d = match dirs(p) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    let Some(victim) = VICTIMS.iter().find(|v| {
+        in_image(d, v)
+            && matches!(look(&d.upper, v), Found::Missing)
+            && Path::new("/").join(v).is_file()
+    }) else {
+        return Outcome::Skip(format!(
+            "none of /{} is in the image and untouched",
+            VICTIMS.join(", /")
+        ));
+    };
+    let path = Path::new("/").join(victim);
+    let (content, mode) = match (std::fs::read(&path), std::fs::metadata(&path)) {
+        (Ok(c), Ok(m)) => (c, m.permissions().mode()),
+        _ => return Outcome::Fail(format!("cannot read {}", path.display())),
+    };
+    if let Err(e) = std::fs::remove_file(&path) {
+        return Outcome::Fail(format!("rm {}: {e}", path.display()));
+    }
+    let gone = !path.exists();
+    let whiteout = matches!(look(&d.upper, victim), Found::Whiteout);
+    let kept = in_image(d, victim);
+    // Put it back: the container should not miss it (upper now holds a copy).
+    let restored = std::fs::write(&path, &content)
+        .and_then(|_| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)));
+    Outcome::from(
+        gone && whiteout && kept && restored.is_ok(),
+        format!(
+            "rm {}: {} inside, {} in upperdir, {} in the image{}",
+            path.display(),
+            if gone { "gone" } else { "still there" },
+            if whiteout {
+                "a whiteout (character device 0/0)"
+            } else {
+                "no whiteout"
+            },
+            if kept { "still" } else { "not" },
+            if restored.is_ok() {
+                "; then written back"
+            } else {
+                "; could not write it back"
+            }
+        ),
+    )
+}
+
+fn second_container_sees_image_only(p: &Probe) -> Outcome {
+    let d = match dirs(p) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    let name = format!(".lab-second-{}", std::process::id());
+    if let Err(e) = std::fs::write(format!("/{name}"), "only in the first container\n") {
+        return Outcome::Fail(format!("writing /{name} inside: {e}"));
+    }
+    let first = matches!(look(&d.upper, &name), Found::File);
+    let second = !matches!(look(&d.second, &name), Found::Missing);
+    // And the second container does see the image itself.
+    let image_seen = ["bin", "etc", "usr"]
+        .iter()
+        .any(|e| !matches!(look(&d.second, e), Found::Missing));
+    let _ = std::fs::remove_file(format!("/{name}"));
+    Outcome::from(
+        first && !second && image_seen,
+        format!(
+            "/{name} written in this container: {} its upperdir, {} a second overlay of the same image{}",
+            if first { "in" } else { "not in" },
+            if second { "visible in" } else { "invisible in" },
+            if image_seen { "" } else { " (which does not even show the image)" }
+        ),
+    )
+}
