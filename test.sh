@@ -7,6 +7,7 @@ cd "$(dirname "$0")"
 if [ "$(id -u)" = 0 ]; then
   . scripts/common.sh
   system_packages
+  need_packages attr # getfattr, to read overlayfs's xattrs in the image tests
   find_cargo
 else
   echo "Not root: the privileged tests will be skipped. Run every test with: sudo ./test.sh" >&2

@@ -72,8 +72,9 @@ pub struct Report {
 pub struct Probe {
     /// A process of the container, as the host numbers it.
     pub target: Pid,
-    /// Device and inode of the directory that should be the container's `/`.
-    pub root: (u64, u64),
+    /// Device and inode of the directory that should be the container's `/` (None:
+    /// it does not exist on the host).
+    pub root: Option<(u64, u64)>,
     pub root_path: PathBuf,
     /// The hostname the container should have, when lab knows it.
     pub hostname: Option<String>,
@@ -177,8 +178,7 @@ impl Fixtures {
             &marker,
             "this file lives on the host, outside the container\n",
         )?;
-        let meta = std::fs::metadata(rootfs)
-            .with_context(|| format!("root filesystem {}", rootfs.display()))?;
+        let root = std::fs::metadata(rootfs).ok().map(|m| (m.dev(), m.ino()));
         let msg_queue = match sys::msgget_private() {
             Ok(id) => id,
             Err(e) => {
@@ -188,7 +188,7 @@ impl Fixtures {
         };
         let probe = Probe {
             target,
-            root: (meta.dev(), meta.ino()),
+            root,
             root_path: rootfs.to_path_buf(),
             hostname,
             host_hostname: host_hostname(),

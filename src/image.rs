@@ -213,6 +213,8 @@ impl Store {
             bail!("{} is neither a docker save archive nor an OCI image layout (no manifest.json, no index.json)", source.display());
         };
         anyhow::ensure!(!layer_files.is_empty(), "the image has no layers");
+        // Docker names hold slashes (library/alpine:3); a file name cannot.
+        let found_name = found_name.map(|n| n.replace('/', "-"));
         let name = valid_name(name.or(found_name.as_deref()).unwrap_or(&stem))?;
         let mut layers = Vec::new();
         for file in &layer_files {
@@ -502,11 +504,20 @@ impl Unpacker {
         let parent = self.directory(rel.parent().unwrap_or(Path::new("")), true)?;
         let header = entry.header();
         let kind = header.entry_type();
-        let perm = Mode::from_bits_truncate(header.mode()? & 0o7777);
-        let (uid, gid) = (header.uid()? as u32, header.gid()? as u32);
+        // Some archivers leave numeric fields empty: root, and plain permissions.
+        let perm = Mode::from_bits_truncate(
+            header
+                .mode()
+                .unwrap_or(if kind.is_dir() { 0o755 } else { 0o644 })
+                & 0o7777,
+        );
+        let (uid, gid) = (
+            header.uid().unwrap_or(0) as u32,
+            header.gid().unwrap_or(0) as u32,
+        );
         let device = (
-            header.device_major()?.unwrap_or(0),
-            header.device_minor()?.unwrap_or(0),
+            header.device_major().ok().flatten().unwrap_or(0),
+            header.device_minor().ok().flatten().unwrap_or(0),
         );
 
         if self.mode == Contents::Layer && name_str == ".wh..wh..opq" {
@@ -587,21 +598,19 @@ impl Unpacker {
             }
             tar::EntryType::Char | tar::EntryType::Block if self.mode == Contents::Layer => {
                 let (major, minor) = device;
+                let whiteout = kind == tar::EntryType::Char && (major, minor) == (0, 0);
+                let harmless =
+                    kind == tar::EntryType::Char && HARMLESS_DEVICES.contains(&(major, minor));
                 anyhow::ensure!(
-                    kind == tar::EntryType::Char && major == 0 && minor == 0,
-                    "device node ({:?} {major}:{minor}): an image layer may not make devices",
-                    kind
+                    whiteout || harmless,
+                    "device node ({kind:?} {major}:{minor}): an image layer may only hold the harmless character devices null, zero, full, random, urandom and tty (and 0/0 whiteouts)"
                 );
-                // Already an overlayfs whiteout.
-                mknodat(
-                    parent.as_fd(),
-                    name_str.as_str(),
-                    SFlag::S_IFCHR,
-                    Mode::empty(),
-                    makedev(0, 0),
-                )
-                .map_err(|e| nix_err(e, "mknod", &rel))?;
-                self.whiteouts += 1;
+                if whiteout {
+                    self.whiteouts += 1; // already in overlayfs's spelling
+                }
+                let dev = makedev(major.into(), minor.into());
+                mknodat(parent.as_fd(), name_str.as_str(), SFlag::S_IFCHR, perm, dev)
+                    .map_err(|e| nix_err(e, "mknod", &rel))?;
             }
             tar::EntryType::Fifo if self.mode == Contents::Layer => {
                 mknodat(parent.as_fd(), name_str.as_str(), SFlag::S_IFIFO, perm, 0)
@@ -663,6 +672,10 @@ impl Unpacker {
 }
 
 const NO_MODE: Mode = Mode::empty();
+
+/// null, zero, full, random, urandom, tty: what a shell needs, and nothing that
+/// reaches the host's disks or memory.
+const HARMLESS_DEVICES: [(u32, u32); 6] = [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0)];
 
 /// docker save links duplicate layer tars to each other with relative symlinks;
 /// nothing else may be a symlink in the outer archive.

@@ -101,16 +101,20 @@ fn checks(step: u8) -> Vec<Check> {
 }
 
 fn root_is_rootfs(p: &Probe) -> Outcome {
+    let Some((dev, ino)) = p.root else {
+        return Outcome::Fail(format!(
+            "{} does not exist on the host",
+            p.root_path.display()
+        ));
+    };
     match std::fs::metadata("/") {
         Ok(m) => Outcome::from(
-            (m.dev(), m.ino()) == p.root,
+            (m.dev(), m.ino()) == (dev, ino),
             format!(
-                "/ inside is device {} inode {}; {} is device {} inode {}",
+                "/ inside is device {} inode {}; {} is device {dev} inode {ino}",
                 m.dev(),
                 m.ino(),
                 p.root_path.display(),
-                p.root.0,
-                p.root.1
             ),
         ),
         Err(e) => Outcome::Fail(format!("stat /: {e}")),

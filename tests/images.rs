@@ -1,0 +1,479 @@
+//! Step 7's images: import of a root filesystem tarball, a `docker save` archive and
+//! an OCI layout (as a directory and as a tarball), all built here from the test
+//! root filesystem; whiteouts and opaque directories; shared layers; and the tar
+//! entries lab must refuse. Needs root (mknod, chown, trusted xattrs, mounts).
+
+mod support;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use support::*;
+
+macro_rules! privileged {
+    () => {
+        match support::privileged() {
+            Some(guard) => guard,
+            None => return,
+        }
+    };
+}
+
+/// lab with a state directory of the test's own, removed (with `lab clean`) when
+/// the test ends, however it ends.
+struct Scratch {
+    home: PathBuf,
+    run: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let base = run_dir().join(format!("images-{name}"));
+        let s = Scratch {
+            home: base.join("home"),
+            run: base.join("run"),
+        };
+        std::fs::create_dir_all(&s.home).unwrap();
+        s
+    }
+    fn lab(&self, args: &[&str]) -> std::process::Output {
+        lab()
+            .env("LAB_HOME", &self.home)
+            .env("LAB_RUN", &self.run)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.home.parent().unwrap().join(name)
+    }
+    fn layer_dirs(&self) -> Vec<String> {
+        std::fs::read_dir(self.home.join("layers"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = self.lab(&["clean"]);
+        let _ = std::fs::remove_dir_all(self.home.parent().unwrap());
+    }
+}
+
+/// A tar of the test root filesystem (busybox), as a layer or a rootfs tarball.
+fn base_layer() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", rootfs()).unwrap();
+    b.into_inner().unwrap()
+}
+
+fn add_file(b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, path, data).unwrap();
+}
+
+fn add_dir(b: &mut tar::Builder<Vec<u8>>, path: &str) {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(0);
+    h.set_mode(0o755);
+    h.set_entry_type(tar::EntryType::Directory);
+    b.append_data(&mut h, path, &[][..]).unwrap();
+}
+
+/// Layer 2 of the test images: a new file, a whiteout, and an opaque directory.
+fn second_layer() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    add_file(&mut b, "etc/motd", b"from layer 2\n");
+    add_file(&mut b, "etc/.wh.lab-rootfs", b""); // deletes /etc/lab-rootfs
+    add_dir(&mut b, "opt");
+    add_file(&mut b, "opt/.wh..wh..opq", b""); // hides layer 1's /opt/old
+    add_file(&mut b, "opt/new", b"new\n");
+    b.into_inner().unwrap()
+}
+
+fn with_opt_old(base: Vec<u8>) -> Vec<u8> {
+    // Layer 1 plus /opt/old, which layer 2 hides. Appending to a finished archive
+    // would land after its end blocks, so build it anew.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(&base[..]);
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut h = e.header().clone();
+        let path = e.path().unwrap().into_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if h.entry_type() == tar::EntryType::Symlink {
+            let target = e.link_name().unwrap().unwrap().into_owned();
+            b.append_link(&mut h, &path, &target).unwrap();
+        } else {
+            b.append_data(&mut h, &path, &data[..]).unwrap();
+        }
+    }
+    add_dir(&mut b, "opt");
+    add_file(&mut b, "opt/old", b"old\n");
+    b.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(data))
+}
+
+fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        add_file(&mut b, name, data);
+    }
+    b.into_inner().unwrap()
+}
+
+fn docker_save(layers: &[Vec<u8>]) -> Vec<u8> {
+    let names: Vec<String> = (0..layers.len())
+        .map(|i| format!("layer{i}/layer.tar"))
+        .collect();
+    let manifest = format!(
+        r#"[{{"Config":"config.json","RepoTags":["lab/test:1"],"Layers":[{}]}}]"#,
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut files: Vec<(&str, &[u8])> = vec![
+        ("manifest.json", manifest.as_bytes()),
+        ("config.json", b"{}"),
+    ];
+    for (n, l) in names.iter().zip(layers) {
+        files.push((n, l));
+    }
+    archive(&files)
+}
+
+/// An OCI image layout: gzip-compressed layer blobs, a manifest, an index.
+fn oci_layout(dir: &Path, layers: &[Vec<u8>]) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let mut descriptors = Vec::new();
+    for l in layers {
+        let gz = gzip(l);
+        let digest = sha256(&gz);
+        std::fs::write(blobs.join(&digest), &gz).unwrap();
+        descriptors.push(format!(
+            r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:{digest}","size":{}}}"#,
+            gz.len()
+        ));
+    }
+    let config = b"{}";
+    std::fs::write(blobs.join(sha256(config)), config).unwrap();
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{}","size":2}},"layers":[{}]}}"#,
+        sha256(config),
+        descriptors.join(",")
+    );
+    let m = sha256(manifest.as_bytes());
+    std::fs::write(blobs.join(&m), &manifest).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        dir.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{m}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"oci-test"}}}}]}}"#,
+            manifest.len()
+        ),
+    )
+    .unwrap();
+}
+
+/// What a container of `image` sees, proving the layers stack as they should.
+fn look_inside(s: &Scratch, image: &str) -> String {
+    let out = s.lab(&[
+        "step",
+        "7",
+        "--image",
+        image,
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/motd; ls /opt; test -e /etc/lab-rootfs || echo lab-rootfs-deleted",
+    ]);
+    assert!(out.status.success(), "{}\n{}", text(&out), err(&out));
+    assert!(!text(&out).contains("FAIL"), "{}", text(&out));
+    text(&out)
+}
+
+#[test]
+fn a_root_filesystem_tarball_imports_and_runs() {
+    let _g = privileged!();
+    let s = Scratch::new("tarball");
+    let file = s.file("busybox-rootfs.tar.gz");
+    std::fs::write(&file, gzip(&base_layer())).unwrap();
+    let out = s.lab(&["image", "import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(
+        text(&out).contains("Imported busybox-rootfs (root filesystem tarball), 1 layer(s)"),
+        "{}",
+        text(&out)
+    );
+    let ls = text(&s.lab(&["image", "ls"]));
+    assert!(
+        ls.contains("busybox-rootfs") && ls.contains("default"),
+        "{ls}"
+    );
+    let out = s.lab(&["verify", "7", "--image", "busybox-rootfs", "--json"]);
+    assert!(out.status.success(), "{}{}", text(&out), err(&out));
+    assert_eq!(json_passed(&text(&out)).len(), 17);
+    // The image's files keep their kind: busybox's applets are still symlinks.
+    let layer = s.home.join("layers").join(&s.layer_dirs()[0]);
+    assert!(layer
+        .join("bin/sh")
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
+}
+
+#[test]
+fn a_docker_save_archive_stacks_its_layers_with_whiteouts() {
+    let _g = privileged!();
+    let s = Scratch::new("docker");
+    let file = s.file("saved.tar");
+    std::fs::write(
+        &file,
+        docker_save(&[with_opt_old(base_layer()), second_layer()]),
+    )
+    .unwrap();
+    let out = s.lab(&["image", "import", file.to_str().unwrap()]);
+    let t = text(&out);
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(
+        t.contains("Imported lab-test:1 (docker save), 2 layer(s)"),
+        "{t}"
+    );
+    assert!(t.contains("1 whiteouts, 1 opaque directories"), "{t}");
+    assert!(
+        t.contains("Whiteouts: a layer's .wh.NAME file deletes NAME"),
+        "{t}"
+    );
+    let inside = look_inside(&s, "lab-test:1");
+    assert!(inside.contains("from layer 2"), "{inside}");
+    assert!(inside.contains("lab-rootfs-deleted"), "{inside}");
+    let opt: Vec<&str> = inside
+        .lines()
+        .filter(|l| *l == "new" || *l == "old")
+        .collect();
+    assert_eq!(
+        opt,
+        ["new"],
+        "the opaque /opt still shows layer 1: {inside}"
+    );
+    // In the store, in overlayfs's own spelling.
+    let layer2 = s
+        .layer_dirs()
+        .into_iter()
+        .map(|d| s.home.join("layers").join(d))
+        .find(|d| d.join("etc/motd").exists())
+        .unwrap();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let wh = layer2.join("etc/lab-rootfs").symlink_metadata().unwrap();
+    assert!(
+        wh.file_type().is_char_device() && wh.rdev() == 0,
+        "not a 0/0 whiteout"
+    );
+    assert!(!layer2.join("etc/.wh.lab-rootfs").exists());
+    let xattr = std::process::Command::new("getfattr")
+        .args(["-n", "trusted.overlay.opaque", "--only-values"])
+        .arg(layer2.join("opt"))
+        .output()
+        .expect("getfattr: apt-get install attr (test.sh installs it)");
+    assert_eq!(text(&xattr), "y", "/opt is not opaque: {}", err(&xattr));
+
+    // The same layers under another name are shared, not unpacked again.
+    let out = s.lab(&["image", "import", "--name", "again", file.to_str().unwrap()]);
+    assert!(
+        text(&out).matches("already in the store: shared").count() == 2,
+        "{}",
+        text(&out)
+    );
+    assert_eq!(s.layer_dirs().len(), 2);
+    let out = s.lab(&["image", "rm", "again"]);
+    assert!(text(&out).contains("and 0 layers"), "{}", text(&out));
+    let out = s.lab(&["image", "rm", "lab-test:1"]);
+    assert!(text(&out).contains("and 2 layers"), "{}", text(&out));
+    assert!(s.layer_dirs().is_empty());
+}
+
+#[test]
+fn an_oci_layout_imports_as_a_directory_and_as_a_tarball() {
+    let _g = privileged!();
+    let s = Scratch::new("oci");
+    let dir = s.file("oci");
+    oci_layout(&dir, &[with_opt_old(base_layer()), second_layer()]);
+    let out = s.lab(&["image", "import", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(
+        text(&out).contains("Imported oci-test (OCI image layout), 2 layer(s)"),
+        "{}",
+        text(&out)
+    );
+    assert!(look_inside(&s, "oci-test").contains("lab-rootfs-deleted"));
+    // The same layout as a tarball.
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_dir_all(".", &dir).unwrap();
+    let file = s.file("oci.tar");
+    std::fs::write(&file, b.into_inner().unwrap()).unwrap();
+    let out = s.lab(&[
+        "image",
+        "import",
+        "--name",
+        "oci-tar",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(
+        text(&out).matches("already in the store: shared").count() == 2,
+        "{}",
+        text(&out)
+    );
+    assert!(look_inside(&s, "oci-tar").contains("from layer 2"));
+}
+
+/// A tar entry written with raw header bytes, the way an attacker would.
+fn raw_entry(
+    b: &mut tar::Builder<Vec<u8>>,
+    name: &str,
+    kind: tar::EntryType,
+    link: &str,
+    data: &[u8],
+) {
+    let mut h = tar::Header::new_old();
+    h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    h.set_entry_type(kind);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    b.append(&h, data).unwrap();
+}
+
+fn device_entry(
+    b: &mut tar::Builder<Vec<u8>>,
+    name: &str,
+    kind: tar::EntryType,
+    major: u32,
+    minor: u32,
+) {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name).unwrap();
+    h.set_entry_type(kind);
+    h.set_device_major(major).unwrap();
+    h.set_device_minor(minor).unwrap();
+    h.set_mode(0o666);
+    h.set_size(0);
+    h.set_cksum();
+    b.append(&h, &[][..]).unwrap();
+}
+
+#[test]
+fn unsafe_tar_entries_are_refused_and_leave_nothing() {
+    let _g = privileged!();
+    let s = Scratch::new("unsafe");
+    let outside = s.file("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let victim = outside.join("victim");
+    let cases: Vec<(&str, Box<dyn Fn(&mut tar::Builder<Vec<u8>>)>, &str)> = vec![
+        (
+            "absolute",
+            Box::new(|b| raw_entry(b, "/tmp/lab-absolute", tar::EntryType::Regular, "", b"x")),
+            "absolute path",
+        ),
+        (
+            "dotdot",
+            Box::new(|b| raw_entry(b, "a/../../lab-dotdot", tar::EntryType::Regular, "", b"x")),
+            "`..` in the path",
+        ),
+        (
+            "hardlink",
+            Box::new(|b| {
+                raw_entry(
+                    b,
+                    "passwd",
+                    tar::EntryType::Link,
+                    "../../../../etc/passwd",
+                    b"",
+                )
+            }),
+            "a hard link must point inside the layer",
+        ),
+        (
+            "block-device",
+            Box::new(|b| device_entry(b, "dev/sda", tar::EntryType::Block, 8, 0)),
+            "may only hold the harmless character devices",
+        ),
+        (
+            "mem-device",
+            Box::new(|b| device_entry(b, "dev/mem", tar::EntryType::Char, 1, 1)),
+            "may only hold the harmless character devices",
+        ),
+        (
+            "through-symlink",
+            Box::new({
+                let outside = outside.clone();
+                move |b| {
+                    raw_entry(
+                        b,
+                        "escape",
+                        tar::EntryType::Symlink,
+                        outside.to_str().unwrap(),
+                        b"",
+                    );
+                    raw_entry(
+                        b,
+                        "escape/victim",
+                        tar::EntryType::Regular,
+                        "",
+                        b"written through a symlink",
+                    );
+                }
+            }),
+            "which is not a directory (a symlink?)",
+        ),
+    ];
+    for (name, build, message) in cases {
+        let mut b = tar::Builder::new(Vec::new());
+        add_file(&mut b, "etc/ok", b"fine\n");
+        build(&mut b);
+        let file = s.file(&format!("{name}.tar"));
+        std::fs::write(&file, b.into_inner().unwrap()).unwrap();
+        let out = s.lab(&["image", "import", "--name", name, file.to_str().unwrap()]);
+        let e = err(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {e}");
+        assert!(
+            e.contains("refusing entry") && e.contains(message),
+            "{name}: {e}"
+        );
+        assert!(!e.contains("panicked"), "{e}");
+        assert!(
+            s.layer_dirs().is_empty(),
+            "{name}: a layer was left: {:?}",
+            s.layer_dirs()
+        );
+        assert!(
+            !s.home.join("images").join(name).exists(),
+            "{name}: the image was registered"
+        );
+    }
+    assert!(!victim.exists(), "a file was written outside the layer");
+    assert!(!Path::new("/tmp/lab-absolute").exists() && !s.home.join("lab-dotdot").exists());
+}
