@@ -349,6 +349,9 @@ fn an_oci_layout_imports_as_a_directory_and_as_a_tarball() {
     assert!(look_inside(&s, "oci-tar").contains("from layer 2"));
 }
 
+/// Adds the entries of one refused case to an archive.
+type Build = dyn Fn(&mut tar::Builder<Vec<u8>>);
+
 /// A tar entry written with raw header bytes, the way an attacker would.
 fn raw_entry(
     b: &mut tar::Builder<Vec<u8>>,
@@ -392,7 +395,7 @@ fn unsafe_tar_entries_are_refused_and_leave_nothing() {
     let outside = s.file("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let victim = outside.join("victim");
-    let cases: Vec<(&str, Box<dyn Fn(&mut tar::Builder<Vec<u8>>)>, &str)> = vec![
+    let cases: Vec<(&str, Box<Build>, &str)> = vec![
         (
             "absolute",
             Box::new(|b| raw_entry(b, "/tmp/lab-absolute", tar::EntryType::Regular, "", b"x")),
