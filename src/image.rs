@@ -124,6 +124,20 @@ impl Store {
             name != DEFAULT,
             "the default image is the root filesystem: remove it with sudo lab clean"
         );
+        // A running container's overlay names its layers as lowerdirs.
+        let mounts = crate::layers::mount::parse_mountinfo(
+            &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+        );
+        for layer in self.layers(name)? {
+            let layer = layer.to_string_lossy().into_owned();
+            let in_use = mounts.iter().any(|m| {
+                m.fs_type == "overlay" && m.options.split([',', ':', '=']).any(|p| p == layer)
+            });
+            anyhow::ensure!(
+                !in_use,
+                "image {name} is in use by a running container: stop it first (or sudo lab clean)"
+            );
+        }
         let file = self.images.join(name);
         std::fs::remove_file(&file)
             .map_err(|_| anyhow!("no image named {name}: see `lab image ls`"))?;

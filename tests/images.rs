@@ -307,6 +307,29 @@ fn a_docker_save_archive_stacks_its_layers_with_whiteouts() {
         text(&out)
     );
     assert_eq!(s.layer_dirs().len(), 2);
+    // Not while a container runs from it.
+    let mut cmd = lab();
+    cmd.env("LAB_HOME", &s.home).env("LAB_RUN", &s.run);
+    cmd.args(["step", "7", "--image", "again", "--", "sleep", "4499"])
+        .stdout(std::process::Stdio::null());
+    let running = Background::spawn(cmd);
+    let sleeper = wait_for_process("sleep 4499");
+    let out = s.lab(&["image", "rm", "again"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err(&out).contains("in use by a running container"),
+        "{}",
+        err(&out)
+    );
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sleeper),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    assert_eq!(
+        running.wait().code(),
+        Some(143),
+        "lab passes the command's status on"
+    );
     let out = s.lab(&["image", "rm", "again"]);
     assert!(text(&out).contains("and 0 layers"), "{}", text(&out));
     let out = s.lab(&["image", "rm", "lab-test:1"]);
