@@ -75,14 +75,24 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
 
     let say = |text: &str| {
         if loud {
-            print!("{text}");
+            render::out(text);
         }
     };
+    let root = if plan.spec.new_root() == plan.spec.rootfs {
+        format!("root filesystem {}", plan.spec.rootfs.display())
+    } else {
+        let layers: Vec<String> = plan
+            .spec
+            .image
+            .iter()
+            .map(|l| l.display().to_string())
+            .collect();
+        format!("image layers (bottom first) {}", layers.join(", "))
+    };
     say(&format!(
-        "{}\ncontainer {} · root filesystem {}\n",
+        "{}\ncontainer {} · {root}\n",
         render::step_title(&plan).bold(),
         plan.spec.name,
-        plan.spec.rootfs.display()
     ));
     let mut printer = Printer::default();
     let sequence = plan.sequence();
@@ -150,7 +160,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         if plan.spec.command == [Spec::DEFAULT_COMMAND]
             && std::io::IsTerminal::is_terminal(&std::io::stdin())
         {
-            println!(
+            outln!(
                 "\nYou are inside container {} (step {}). Look around: hostname, ps, ls /, cat /proc/mounts.\nType exit to leave; lab then removes the container.",
                 plan.spec.name, plan.spec.step
             );
@@ -354,7 +364,7 @@ fn child_main(
     }
     for item in inside {
         if loud {
-            print!("{}", printer.item(plan, item));
+            render::out(&printer.item(plan, item));
         }
         let Item::Command(c) = item else { continue };
         if let Err(e) = c.action.apply() {

@@ -3,6 +3,11 @@
 //! Start reading at `layers/` (one file per layer), then `plan.rs` (how a layer is
 //! described), `container.rs` (how a step runs) and `check.rs` (how it is proved).
 
+/// `println!`, but a reader that went away does not stop lab (see render::out).
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::render::out(&format!("{}\n", format_args!($($arg)*))) };
+}
+
 mod check;
 mod container;
 mod image;
@@ -169,17 +174,17 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Steps => {
-            print!("{}", render::steps());
+            render::out(&render::steps());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Explain { target } => {
             let plan = plan::Plan::new(spec(&target, vec![], false)?);
-            print!("{}", render::explain(&plan));
+            render::out(&render::explain(&plan));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Script { target, command } => {
             let plan = plan::Plan::new(spec(&target, command, false)?);
-            print!("{}", render::script(&plan));
+            render::out(&render::script(&plan));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Step {
@@ -214,7 +219,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             need_root("rootfs")?;
             let path = rootfs::default_path();
             let how = rootfs::build(&path, from)?;
-            println!("Root filesystem ready in {}: {how}", path.display());
+            outln!("Root filesystem ready in {}: {how}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Image { command } => {
@@ -223,11 +228,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ImageCmd::Import { file, name } => {
                     need_root("image import")?;
                     let done = store.import(&file, name.as_deref())?;
-                    print!("{}", render::imported(&done));
+                    render::out(&render::imported(&done));
                 }
                 ImageCmd::Ls => {
                     for (name, layers, source) in store.list() {
-                        println!(
+                        outln!(
                             "{name:<32} {layers:>2} layer{}  {source}",
                             if layers == 1 { " " } else { "s" }
                         );
@@ -236,7 +241,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ImageCmd::Rm { name } => {
                     need_root("image rm")?;
                     let layers = store.remove(&name)?;
-                    println!("Removed image {name} and {layers} layers no other image uses.");
+                    outln!("Removed image {name} and {layers} layers no other image uses.");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -245,10 +250,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             need_root("clean")?;
             let done = state::clean()?;
             if done.is_empty() {
-                println!("Nothing to clean: lab left nothing on this host.");
+                outln!("Nothing to clean: lab left nothing on this host.");
             }
             for line in done {
-                println!("{line}");
+                outln!("{line}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -258,10 +263,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
 fn print_verdict(reports: &[check::Report], json: bool) -> ExitCode {
     let failed = reports.iter().filter(|r| !r.outcome.passed()).count();
     if json {
-        print!("{}", render::json(reports));
+        render::out(&render::json(reports));
     } else {
-        print!("{}", render::reports("Checks", reports));
-        println!(
+        render::out(&render::reports("Checks", reports));
+        outln!(
             "\n{} of {} checks passed.",
             reports.len() - failed,
             reports.len()

@@ -10,6 +10,15 @@ use crate::plan::{join_quoted, Command, Phase, Plan, Unshare};
 use colored::Colorize;
 use std::fmt::Write;
 
+/// Write to stdout, ignoring errors: a reader that went away (`lab step 7 | head`)
+/// must not stop lab halfway through building or tearing down a container.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
 /// One printable piece of a plan, in the order a person would type it.
 pub enum Item<'a> {
     /// A remark of a layer.

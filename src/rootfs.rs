@@ -38,12 +38,13 @@ pub fn default_path() -> PathBuf {
 pub fn ensure_default() -> Result<PathBuf> {
     let path = default_path();
     if !path.join("bin").is_dir() {
-        println!(
+        // On stderr: stdout may be JSON (lab verify --json).
+        eprintln!(
             "Building the default root filesystem in {} (once).",
             path.display()
         );
         let how = build(&path, Source::Auto)?;
-        println!("{how}");
+        eprintln!("{how}");
     }
     Ok(path)
 }

@@ -214,3 +214,12 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     assert!(on_tty(false).contains("\x1b["), "no colour on a terminal");
     assert!(!on_tty(true).contains('\x1b'), "colour despite NO_COLOR");
 }
+
+#[test]
+fn a_reader_that_goes_away_is_no_panic() {
+    let mut cmd = lab();
+    cmd.args(["explain", "7"]);
+    let out = support::with_reader_gone(cmd);
+    assert!(out.status.success(), "{:?}", out.status);
+    assert!(!err(&out).contains("panicked"), "{}", err(&out));
+}

@@ -602,3 +602,35 @@ fn regex_escape(s: &str) -> String {
         })
         .collect()
 }
+
+/// `sudo lab step 7 | head`: lab keeps going, tears down, and does not panic.
+#[test]
+fn step_7_with_its_reader_gone_still_tears_down() {
+    let _g = privileged!();
+    let before = mountinfo();
+    let mut cmd = lab_isolated();
+    cmd.args(["step", "7", "--", "true"]);
+    let out = with_reader_gone(cmd);
+    assert!(out.status.success(), "{:?} {}", out.status, err(&out));
+    assert!(!err(&out).contains("panicked"), "{}", err(&out));
+    assert_eq!(mountinfo(), before);
+    assert!(leftover_containers().is_empty());
+}
+
+/// On a machine where the root filesystem is not built yet, --json output is
+/// still JSON: the building notice goes to stderr.
+#[test]
+fn verify_json_is_only_json_on_a_fresh_machine() {
+    let _g = privileged!();
+    let fresh = run_dir().join("fresh-home");
+    let _ = std::fs::remove_dir_all(&fresh);
+    let out = lab_isolated()
+        .env("LAB_HOME", &fresh)
+        .args(["verify", "2", "--json"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&fresh).unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(text(&out).starts_with('['), "{}", text(&out));
+    assert!(err(&out).contains("Building the default root filesystem"));
+}

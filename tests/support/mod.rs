@@ -177,3 +177,20 @@ pub fn json_passed(json: &str) -> Vec<bool> {
 pub fn exists(p: &Path) -> bool {
     p.symlink_metadata().is_ok()
 }
+
+/// Run `cmd`, read only its first line, close the pipe, and wait: what
+/// `lab ... | head -1` does to lab.
+pub fn with_reader_gone(mut cmd: Command) -> Output {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is dropped here: lab's next writes fail with EPIPE.
+    child.wait_with_output().unwrap()
+}
