@@ -24,7 +24,8 @@ fn main() {
         c.args(args)
             .env("LAB_HOME", &home)
             .env("LAB_RUN", &run)
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .env("LAB_CGROUP_PARENT", "lab-bench");
         c
     };
     if !home.join("rootfs/bin").is_dir() {

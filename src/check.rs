@@ -90,6 +90,8 @@ pub struct Probe {
     pub host_processes: usize,
     /// A System V message queue made on the host.
     pub msg_queue: i32,
+    /// From step 6: the container's cgroups (or why they could not be opened).
+    pub cgroups: Option<Result<crate::layers::cgroups::ProbeDirs, String>>,
     /// From step 7: the overlay's layers (or why they could not be opened).
     pub overlay: Option<Result<crate::layers::overlay::ProbeDirs, String>>,
 }
@@ -200,6 +202,10 @@ impl Fixtures {
             host_pid_ns: ns_inode("self", "pid").unwrap_or(0),
             host_processes: count_processes(Path::new("/proc")),
             msg_queue,
+            cgroups: (step >= crate::layers::cgroups::LAYER.number).then(|| {
+                crate::layers::cgroups::probe_dirs(&target.to_string())
+                    .map_err(|e| format!("{e:#}"))
+            }),
             overlay: (step >= crate::layers::overlay::LAYER.number).then(|| {
                 crate::layers::overlay::probe_dirs(&target.to_string(), &marker_dir.join("second"))
                     .map_err(|e| format!("{e:#}"))
@@ -377,6 +383,8 @@ pub fn join(target: Pid) -> Result<()> {
         ("pid", CloneFlags::CLONE_NEWPID),
         ("mnt", CloneFlags::CLONE_NEWNS),
     ];
+    // Its cgroups first, while /sys/fs/cgroup is still in view.
+    crate::layers::cgroups::join_cgroups_of(&t).context("joining the container's cgroups")?;
     let mut files = Vec::new();
     for (name, flag) in spaces {
         if ns_inode(&t, name) != ns_inode("self", name) {

@@ -214,7 +214,7 @@ fn split<'a, 'p>(seq: &'a [Item<'p>]) -> Parts<'a, 'p> {
             .unwrap_or(seq.len())
     };
     let (inside, run, teardown) = (
-        first(Phase::Inside),
+        first(Phase::Enter),
         first(Phase::Run),
         first(Phase::Teardown),
     );

@@ -57,6 +57,58 @@ struct Target {
     /// Step 7: keep the container's writable layer after exit, to look at it
     #[arg(long)]
     keep: bool,
+    /// Step 6: the memory limit, in bytes or with K, M or G [default: 64M]
+    #[arg(long, value_name = "SIZE", value_parser = memory_size)]
+    memory: Option<u64>,
+    /// Step 6: CPU time, as a share of one CPU [default: 0.5]
+    #[arg(long, value_name = "SHARE", value_parser = cpu_share)]
+    cpus: Option<f64>,
+    /// Step 6: the most processes at once [default: 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(8..))]
+    pids: Option<u64>,
+    /// Step 6: where the cgroups go in each hierarchy: /PATH from its root, or PATH
+    /// below lab's own cgroup [default: /lab]
+    /// (or from the environment variable LAB_CGROUP_PARENT)
+    #[arg(long, value_name = "PATH")]
+    cgroup_parent: Option<String>,
+    /// Step 6, lab explain and lab script: print the commands of this cgroup version
+    /// [default: the one in use]
+    #[arg(long, value_enum)]
+    cgroup: Option<layers::cgroups::Version>,
+}
+
+fn memory_size(s: &str) -> Result<u64, String> {
+    let err = || format!("{s:?} is not a size: use a number of bytes, or one with K, M or G (64M)");
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: u64 = digits.parse().map_err(|_| err())?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(err()),
+    };
+    let bytes = n
+        .checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .ok_or_else(err)?;
+    if bytes < 4 << 20 {
+        return Err(format!("{s}: a container needs at least 4M to start"));
+    }
+    Ok(bytes)
+}
+
+fn cpu_share(s: &str) -> Result<f64, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    match s.parse::<f64>() {
+        Ok(v) if (0.01..=cpus).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?}: give a share of one CPU from 0.01 to {cpus} (0.5 is half a CPU)"
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -296,6 +348,28 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
     if target.step < overlay && (target.image.is_some() || target.keep) {
         bail!("--image and --keep belong to step {overlay} (the overlay filesystem) and later");
     }
+    let cgroups = layers::cgroups::LAYER.number;
+    let limits_given = target.memory.is_some() || target.cpus.is_some() || target.pids.is_some();
+    let parent_given =
+        target.cgroup_parent.is_some() && std::env::var_os("LAB_CGROUP_PARENT").is_none();
+    if target.step < cgroups && (limits_given || parent_given || target.cgroup.is_some()) {
+        bail!("--memory, --cpus, --pids, --cgroup-parent and --cgroup belong to step {cgroups} (cgroups) and later");
+    }
+    if for_real && target.cgroup.is_some() {
+        bail!("--cgroup chooses what lab explain and lab script print: lab step uses the version this machine has");
+    }
+    let defaults = plan::Limits::default();
+    let limits = plan::Limits {
+        memory_bytes: target.memory.unwrap_or(defaults.memory_bytes),
+        cpus: target.cpus.unwrap_or(defaults.cpus),
+        pids: target.pids.unwrap_or(defaults.pids),
+        parent: target
+            .cgroup_parent
+            .clone()
+            .or_else(|| std::env::var("LAB_CGROUP_PARENT").ok())
+            .unwrap_or(defaults.parent),
+        version: target.cgroup,
+    };
     let rootfs = match (&target.rootfs, for_real) {
         (Some(dir), true) => {
             if !dir.join("bin").is_dir() && !dir.join("usr/bin").is_dir() {
@@ -326,6 +400,7 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
         command,
         image,
         keep: target.keep,
+        limits,
     })
 }
 

@@ -27,6 +27,34 @@ pub struct Spec {
     pub image: Vec<PathBuf>,
     /// Keep the container's writable layer after exit (step 7).
     pub keep: bool,
+    /// Resource limits and where the cgroups go (step 6).
+    pub limits: Limits,
+}
+
+/// What step 6 limits, and where its cgroups live.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    /// CPU time per period, as a share of one CPU (0.2: 20 ms every 100 ms).
+    pub cpus: f64,
+    pub pids: u64,
+    /// Where the container's cgroup goes in each hierarchy: absolute from the
+    /// hierarchy's root, or relative to lab's own cgroup in it.
+    pub parent: String,
+    /// Print the commands of this version instead of the one in use (lab explain).
+    pub version: Option<crate::layers::cgroups::Version>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            memory_bytes: 64 << 20,
+            cpus: 0.5,
+            pids: 64,
+            parent: "/lab".into(),
+            version: None,
+        }
+    }
 }
 
 impl Spec {
@@ -58,6 +86,9 @@ impl Spec {
 pub enum Phase {
     /// On the host, before the container exists.
     Host,
+    /// Inside the new namespaces, first thing, while the host's files are still
+    /// in view (before the root changes).
+    Enter,
     /// Inside the new namespaces, before the command starts.
     Inside,
     /// The last line: start the command.
@@ -262,6 +293,24 @@ impl Unshare {
         layers.dedup();
         let s = if layers.len() == 1 { "" } else { "s" };
         format!("Layer{s} {} · new namespaces", layers.join(", "))
+    }
+}
+
+/// `mkdir -p DIR...`
+pub struct MakeDirs(pub Vec<PathBuf>);
+
+impl Action for MakeDirs {
+    fn shell(&self) -> String {
+        let dirs: Vec<String> = self.0.iter().map(|d| quote_path(d)).collect();
+        format!("mkdir -p {}", dirs.join(" "))
+    }
+    fn apply(&self) -> Result<()> {
+        for d in &self.0 {
+            anyhow::Context::with_context(std::fs::create_dir_all(d), || {
+                format!("mkdir {}", d.display())
+            })?;
+        }
+        Ok(())
     }
 }
 

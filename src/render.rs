@@ -45,7 +45,11 @@ impl Plan {
         if let Some(unshare) = self.unshare() {
             items.push(Item::Unshare(unshare));
         }
-        let inside: Vec<&Command> = self.commands_in(Phase::Inside).collect();
+        let inside: Vec<&Command> = self
+            .commands
+            .iter()
+            .filter(|c| matches!(c.phase, Phase::Enter | Phase::Inside))
+            .collect();
         for (i, c) in inside.iter().enumerate() {
             items.push(Item::Command(c));
             let last_of_layer = inside.get(i + 1).map_or(true, |n| n.layer != c.layer);

@@ -135,9 +135,22 @@ impl Claim {
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        // Only the run state: the plan's teardown took care of the container's
-        // layer (and --keep may have kept it on purpose).
+        // The plan's teardown took care of the container's layer (and --keep may
+        // have kept it on purpose) and its cgroups; what is left is lab's own
+        // bookkeeping: the cgroup parents this run created, if no other container
+        // uses them now, and the run state.
+        remove_cgroup_parents(&self.dir);
         let _ = remove_tree(&self.dir);
+    }
+}
+
+/// rmdir the cgroups a run recorded, deepest first, where they are empty.
+fn remove_cgroup_parents(dir: &Path) {
+    let text = std::fs::read_to_string(dir.join("cgroups")).unwrap_or_default();
+    let mut dirs: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    for d in dirs {
+        let _ = std::fs::remove_dir(d);
     }
 }
 
@@ -166,6 +179,14 @@ fn remove_container(dir: &Path) -> Result<()> {
     }
     if let Some(name) = dir.file_name() {
         remove_tree(&home().join("containers").join(name))?;
+    }
+    // The cgroups its run made (step 6), deepest first, once its processes are gone.
+    let cgroups = std::fs::read_to_string(dir.join("cgroups")).unwrap_or_default();
+    let mut dirs: Vec<&str> = cgroups.lines().filter(|l| !l.is_empty()).collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    for cg in dirs {
+        // A parent another container still uses stays.
+        let _ = crate::layers::cgroups::remove_cgroup(Path::new(cg));
     }
     remove_tree(dir)
 }

@@ -38,6 +38,7 @@ impl Scratch {
         lab()
             .env("LAB_HOME", &self.home)
             .env("LAB_RUN", &self.run)
+            .env("LAB_CGROUP_PARENT", CGROUP_PARENT)
             .args(args)
             .output()
             .unwrap()
@@ -309,7 +310,9 @@ fn a_docker_save_archive_stacks_its_layers_with_whiteouts() {
     assert_eq!(s.layer_dirs().len(), 2);
     // Not while a container runs from it.
     let mut cmd = lab();
-    cmd.env("LAB_HOME", &s.home).env("LAB_RUN", &s.run);
+    cmd.env("LAB_HOME", &s.home)
+        .env("LAB_RUN", &s.run)
+        .env("LAB_CGROUP_PARENT", CGROUP_PARENT);
     cmd.args(["step", "7", "--image", "again", "--", "sleep", "4499"])
         .stdout(std::process::Stdio::null());
     let running = Background::spawn(cmd);

@@ -4,6 +4,7 @@
 //! commands a person would type, the system calls that do them, and the checks that
 //! prove the kernel did what we asked.
 
+pub mod cgroups;
 pub mod chroot;
 pub mod mount;
 pub mod overlay;
@@ -64,8 +65,8 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         number: 6,
-        title: "cgroup limits: memory, cpu, pids",
-        layer: None,
+        title: cgroups::LAYER.title,
+        layer: Some(&cgroups::LAYER),
     },
     Step {
         number: 7,

@@ -11,7 +11,7 @@
 
 use super::Layer;
 use crate::check::{Check, Kind, Outcome, Probe};
-use crate::plan::{quote_path, Action, Command, Phase, Spec};
+use crate::plan::{quote_path, Action, Command, MakeDirs, Phase, Spec};
 use anyhow::{Context, Result};
 use nix::fcntl::AtFlags;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -75,8 +75,6 @@ fn commands(spec: &Spec) -> Vec<Command> {
     commands
 }
 
-/// `mkdir -p DIR...`
-struct MakeDirs(Vec<PathBuf>);
 /// `mount -t overlay overlay -o lowerdir=...,upperdir=...,workdir=... MERGED`
 struct MountOverlay {
     lower: Vec<PathBuf>,
@@ -96,18 +94,6 @@ fn paths(dirs: &[PathBuf]) -> String {
         .map(|d| quote_path(d))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-impl Action for MakeDirs {
-    fn shell(&self) -> String {
-        format!("mkdir -p {}", paths(&self.0))
-    }
-    fn apply(&self) -> Result<()> {
-        for d in &self.0 {
-            std::fs::create_dir_all(d).with_context(|| format!("mkdir {}", d.display()))?;
-        }
-        Ok(())
-    }
 }
 
 impl MountOverlay {

@@ -18,15 +18,22 @@ pub fn lab() -> Command {
     c.env("NO_COLOR", "1")
         .env_remove("CLICOLOR_FORCE")
         .env_remove("LAB_HOME")
-        .env_remove("LAB_RUN");
+        .env_remove("LAB_RUN")
+        .env_remove("LAB_CGROUP_PARENT");
     c
 }
+
+/// Where tests put cgroups: below the test's own cgroup in every hierarchy, so no
+/// process is ever moved out of the cgroup subtree it was started in.
+pub const CGROUP_PARENT: &str = "lab-test";
 
 /// lab with its state in this test run's own directories (under target/), so tests
 /// never touch a student's /var/lib/lab or /run/lab.
 pub fn lab_isolated() -> Command {
     let mut c = lab();
-    c.env("LAB_HOME", home()).env("LAB_RUN", run_dir());
+    c.env("LAB_HOME", home())
+        .env("LAB_RUN", run_dir())
+        .env("LAB_CGROUP_PARENT", CGROUP_PARENT);
     c
 }
 
@@ -193,4 +200,36 @@ pub fn with_reader_gone(mut cmd: Command) -> Output {
         .unwrap();
     // The reader is dropped here: lab's next writes fail with EPIPE.
     child.wait_with_output().unwrap()
+}
+
+/// Remove the empty CGROUP_PARENT directories in every hierarchy (the scripts of
+/// steps 6 and 7, like a person, remove only the container's own cgroup).
+pub fn remove_test_cgroup_parents() {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    for line in own.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let key = controllers.split(',').next().unwrap_or("");
+        let mount = mounts.lines().find_map(|m| {
+            let (left, right) = m.split_once(" - ")?;
+            let mut r = right.split(' ');
+            let (fs, _, opts) = (r.next()?, r.next()?, r.next()?);
+            let ok = if key.is_empty() {
+                fs == "cgroup2"
+            } else {
+                fs == "cgroup" && opts.split(',').any(|o| o == key)
+            };
+            ok.then(|| left.split(' ').nth(4).map(String::from))?
+        });
+        if let Some(m) = mount {
+            let _ = std::fs::remove_dir(
+                Path::new(&m)
+                    .join(path.trim_start_matches('/'))
+                    .join(CGROUP_PARENT),
+            );
+        }
+    }
 }
