@@ -663,7 +663,7 @@ fn memory_limit_kills(p: &Probe) -> Outcome {
     let hog = match crate::sys::fork() {
         Ok(nix::unistd::ForkResult::Child) => {
             let mut kept: Vec<Vec<u8>> = Vec::new();
-            for _ in 0..(2 * limit >> 20) + 1 {
+            for _ in 0..((2 * limit) >> 20) + 1 {
                 kept.push(vec![1u8; 1 << 20]);
             }
             std::process::exit(0);
@@ -695,7 +695,7 @@ fn memory_limit_kills(p: &Probe) -> Outcome {
         killed && init_alive,
         format!(
             "a process touching {} MB under a {} MB limit was {}; {counted}; the container's init is {}",
-            (2 * limit >> 20) + 1,
+            ((2 * limit) >> 20) + 1,
             limit >> 20,
             if killed { "OOM-killed (SIGKILL)" } else { "not killed" },
             if init_alive { "alive" } else { "gone" }
