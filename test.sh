@@ -8,6 +8,9 @@ if [ "$(id -u)" = 0 ]; then
   . scripts/common.sh
   system_packages
   need_packages attr # getfattr, to read overlayfs's xattrs in the image tests
+  # The cgroup v2 test boots Debian's kernel under qemu (tests/cgroup2_vm.rs).
+  need_packages qemu-system-x86 cpio
+  scripts/cgroup2-vm.sh --fetch target/tmp/vm
   find_cargo
 else
   echo "Not root: the privileged tests will be skipped. Run every test with: sudo ./test.sh" >&2

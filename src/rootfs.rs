@@ -199,11 +199,46 @@ fn install_with_libs(program: &Path, root: &Path, at: &Path) -> Result<usize> {
 /// The shared libraries and loader a program needs, as `ldd` lists them
 /// (`libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)`, `/lib64/ld-linux-x86-64.so.2`).
 pub fn libraries(program: &Path) -> Result<Vec<PathBuf>> {
+    if is_static(program) {
+        return Ok(vec![]);
+    }
     let out = Command::new("ldd")
         .arg(program)
         .output()
         .context("ldd not found: apt-get install libc-bin")?;
     Ok(parse_ldd(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A program that names no dynamic loader (no PT_INTERP program header in its
+/// ELF file) is statically linked: it needs no library at all.
+pub fn is_static(program: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(program) else {
+        return false;
+    };
+    let u16_at = |o: usize| {
+        bytes
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u32_at = |o: usize| {
+        bytes
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        bytes
+            .get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as usize)
+    };
+    // 64-bit little-endian ELF only; anything else is left to ldd.
+    if bytes.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1]) {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(32), u16_at(54), u16_at(56)) else {
+        return false;
+    };
+    const PT_INTERP: u32 = 3;
+    !(0..phnum).any(|i| u32_at(phoff + i * phentsize) == Some(PT_INTERP))
 }
 
 pub fn parse_ldd(text: &str) -> Vec<PathBuf> {
@@ -273,5 +308,25 @@ mod tests {
             ]
         );
         assert!(parse_ldd("\tnot a dynamic executable\n").is_empty());
+    }
+
+    #[test]
+    fn static_and_dynamic_programs_are_told_apart() {
+        // lab's own test binary is dynamically linked (it names ld-linux).
+        assert!(!is_static(&std::env::current_exe().unwrap()));
+        assert!(!is_static(Path::new("/nonexistent")));
+        if let Some(busybox) = which("busybox") {
+            let static_build = Command::new("ldd")
+                .arg(&busybox)
+                .output()
+                .map(|o| !o.status.success());
+            if let Ok(true) = static_build {
+                assert!(
+                    is_static(&busybox),
+                    "{} is static, says ldd",
+                    busybox.display()
+                );
+            }
+        }
     }
 }

@@ -1,0 +1,98 @@
+#!/bin/bash
+# Run `lab verify 6` and `lab verify 7` on a pure cgroup v2 Linux: a small VM under
+# qemu (software emulation), booted from Debian's kernel and an initramfs made
+# here with busybox, lab and the libraries ldd names for it.
+#
+#   scripts/cgroup2-vm.sh LAB_BINARY WORKDIR
+#
+# Prints the guest's serial console. Each verify ends in a line
+# `LAB-RESULT step=N rc=RC`, its JSON between LAB-JSON and LAB-END.
+# Needs: qemu-system-x86, busybox-static, cpio (test.sh installs them), and the
+# kernel package, which `scripts/cgroup2-vm.sh --fetch WORKDIR` downloads with apt.
+set -euo pipefail
+
+fetch_kernel() {
+  local work=$1
+  mkdir -p "$work/kernel"
+  if ls "$work"/kernel/boot/vmlinuz-* >/dev/null 2>&1; then return 0; fi
+  local pkg
+  pkg=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+  if [ -z "$pkg" ]; then apt-get update -qq; pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}'); fi
+  [ -n "$pkg" ] || { echo "no linux-image package found (apt-cache depends linux-image-amd64)" >&2; return 1; }
+  (cd "$work" && apt-get download -qq "$pkg" 2>/dev/null || { apt-get update -qq && apt-get download -qq "$pkg"; })
+  dpkg -x "$work"/linux-image-*.deb "$work/kernel"
+  rm -f "$work"/linux-image-*.deb
+}
+
+if [ "${1:-}" = --fetch ]; then fetch_kernel "$2"; exit; fi
+
+lab=$1
+work=$2
+fetch_kernel "$work"
+kernel=$(ls "$work"/kernel/boot/vmlinuz-* | head -1)
+overlay=$(find "$work"/kernel/lib/modules -name 'overlay.ko*' | head -1)
+[ -n "$overlay" ] || { echo "no overlay module in the kernel package" >&2; exit 1; }
+
+root=$work/initramfs
+rm -rf "$root"
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,run,newroot,modules,etc,var}
+cp "$(command -v busybox)" "$root/bin/busybox"
+for applet in $("$root/bin/busybox" --list-full); do
+  [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+done
+cp "$lab" "$root/bin/lab"
+# lab is linked dynamically: the libraries and the loader go in at the same paths.
+for lib in $(ldd "$lab" | grep -o '/[^ ]*'); do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
+case $overlay in
+  *.xz) xz -dc "$overlay" > "$root/modules/overlay.ko" ;;
+  *.zst) zstd -dqc "$overlay" > "$root/modules/overlay.ko" ;;
+  *) cp "$overlay" "$root/modules/overlay.ko" ;;
+esac
+
+cat > "$root/init" <<'INIT'
+#!/bin/sh
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+if [ "$1" != stage2 ]; then
+  # pivot_root refuses the initramfs (rootfs) as the old root: move to a tmpfs.
+  mount -t tmpfs -o size=450m tmpfs /newroot
+  for d in bin sbin usr lib lib64 etc var modules init; do [ -e /$d ] && cp -a /$d /newroot/; done
+  mkdir -p /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/run
+  exec switch_root /newroot /init stage2
+fi
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mount -t cgroup2 none /sys/fs/cgroup
+insmod /modules/overlay.ko
+echo "LAB-CGROUP2 $(cat /sys/fs/cgroup/cgroup.controllers)"
+for n in 6 7; do
+  lab verify $n --json > /tmp/out 2> /tmp/err
+  rc=$?
+  echo "LAB-JSON step=$n"; cat /tmp/out; echo "LAB-STDERR"; cat /tmp/err; echo "LAB-END"
+  echo "LAB-RESULT step=$n rc=$rc"
+done
+# What a systemd host does: this shell sits in a cgroup of its own, as a login
+# session does. A cgroup under it cannot get controllers (no-internal-process
+# rule): lab must say so, and leave nothing behind.
+mkdir /sys/fs/cgroup/session
+echo $$ > /sys/fs/cgroup/session/cgroup.procs
+lab step 6 --cgroup-parent lab -- true > /tmp/out 2> /tmp/err
+rc=$?
+echo $$ > /sys/fs/cgroup/cgroup.procs
+echo "LAB-STDERR"; cat /tmp/err; echo "LAB-END"
+echo "LAB-RESULT step=busy rc=$rc"
+echo "LAB-LEFT [$(ls -d /sys/fs/cgroup/lab /sys/fs/cgroup/session/lab /run/lab/containers/* 2>/dev/null)]"
+poweroff -f
+INIT
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc -R 0:0 --quiet | gzip -1) > "$work/initramfs.cpio.gz"
+
+# qemu exits 0 whenever the guest powers off: the marker lines are the result.
+timeout 600 qemu-system-x86_64 -machine pc -accel tcg -m 768 -smp 1 -nographic -no-reboot \
+  -kernel "$kernel" -initrd "$work/initramfs.cpio.gz" \
+  -append 'console=ttyS0 quiet panic=-1 rdinit=/init'
