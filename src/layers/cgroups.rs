@@ -202,10 +202,18 @@ fn commands(spec: &Spec) -> Vec<Command> {
         }
     };
     let l = &spec.limits;
+    let found = match (l.version, cg.version) {
+        (Some(_), Version::V2) => "cgroup v2, as --cgroup asks",
+        (Some(_), Version::V1) => "cgroup v1, as --cgroup asks",
+        (None, Version::V2) => "cgroup v2 found here: /sys/fs/cgroup is a cgroup2 filesystem",
+        (None, Version::V1) => {
+            "cgroup v1 found here: memory, cpu and pids each have a cgroup filesystem"
+        }
+    };
     let mut c = vec![Command::at(
         Phase::Host,
         6,
-        "a cgroup is a directory: make the container's (one per controller hierarchy on v1)",
+        format!("{found}. A cgroup is a directory: make the container's (one per controller hierarchy on v1)"),
         MakeCgroups {
             dirs: cg.dirs(),
             name: spec.name.clone(),
