@@ -623,22 +623,13 @@ fn names_own_cgroup(p: &Probe) -> Outcome {
         Ok(d) => d,
         Err(o) => return o,
     };
-    let inside = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let key = if d.version == Version::V2 {
         ""
     } else {
         "memory"
     };
-    let mine = inside.lines().find_map(|l| {
-        let mut f = l.splitn(3, ':');
-        let (_, c, path) = (f.next()?, f.next()?, f.next()?);
-        (if key.is_empty() {
-            c.is_empty()
-        } else {
-            c.split(',').any(|x| x == key)
-        })
-        .then(|| path.to_string())
-    });
+    // Read inside the container: its own /proc.
+    let mine = cgroup_of("self", key);
     let host = &d.host_memory_path;
     match mine {
         Some(path) => Outcome::from(
