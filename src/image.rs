@@ -541,6 +541,12 @@ impl Unpacker {
         }
         if self.mode == Contents::Layer {
             if let Some(hidden) = name_str.strip_prefix(".wh.") {
+                // `.wh..` would name `.`, `.wh...` would name `..`: the layer itself
+                // or what holds it. Only a plain name can be deleted.
+                anyhow::ensure!(
+                    !matches!(hidden, "" | "." | ".."),
+                    "a whiteout must name a file ({name_str:?} names a directory above it)"
+                );
                 remove_existing(&parent, hidden)?;
                 mknodat(
                     parent.as_fd(),

@@ -446,6 +446,16 @@ fn unsafe_tar_entries_are_refused_and_leave_nothing() {
             "a hard link must point inside the layer",
         ),
         (
+            "whiteout-dotdot",
+            Box::new(|b| add_file(b, ".wh...", b"")),
+            "a whiteout must name a file",
+        ),
+        (
+            "whiteout-dot",
+            Box::new(|b| add_file(b, "etc/.wh..", b"")),
+            "a whiteout must name a file",
+        ),
+        (
             "block-device",
             Box::new(|b| device_entry(b, "dev/sda", tar::EntryType::Block, 8, 0)),
             "may only hold the harmless character devices",
@@ -504,5 +514,9 @@ fn unsafe_tar_entries_are_refused_and_leave_nothing() {
         );
     }
     assert!(!victim.exists(), "a file was written outside the layer");
+    assert!(
+        s.home.join("layers").is_dir(),
+        "the layer store itself was removed"
+    );
     assert!(!Path::new("/tmp/lab-absolute").exists() && !s.home.join("lab-dotdot").exists());
 }
