@@ -242,9 +242,31 @@ pub fn clean() -> Result<Vec<String>> {
             });
         }
     }
-    for dir in [run_dir(), home()] {
-        if dir.exists() {
+    // Only what lab makes in its two directories, whatever LAB_HOME and LAB_RUN
+    // point at; then the directories themselves if nothing else is in them.
+    let (run, home) = (run_dir(), home());
+    let mut ours = vec![run.join("containers")];
+    ours.extend(["rootfs", "images", "layers", "containers"].map(|d| home.join(d)));
+    for name in [&run, &home]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .flatten()
+    {
+        let n = name.file_name().to_string_lossy().into_owned();
+        // Left by interrupted runs: probe fixtures, half-built root filesystems.
+        if n.starts_with("check-") || n.starts_with(".rootfs-") {
+            ours.push(name.path());
+        }
+    }
+    for dir in ours {
+        if dir.symlink_metadata().is_ok() {
             remove_tree(&dir)?;
+            done.push(format!("removed {}", dir.display()));
+        }
+    }
+    for dir in [run, home] {
+        if std::fs::remove_dir(&dir).is_ok() {
             done.push(format!("removed {}", dir.display()));
         }
     }

@@ -246,7 +246,7 @@ fn checks_of_a_step_fail_on_the_step_before() {
             .args(["check", &n.to_string(), "--json", "--pid", &pid.to_string()])
             .output()
             .unwrap();
-        drop(running);
+        running.stop();
         let json = text(&out);
         assert_eq!(
             out.status.code(),
@@ -365,14 +365,31 @@ fn after_kill_9_the_next_run_or_lab_clean_removes_the_leftovers() {
         "{}",
         text(&out)
     );
-    assert!(!run_dir().exists() && !scratch_home.exists());
+    assert!(!run_dir().join("containers").exists() && !scratch_home.exists());
     assert!(pids_of("sleep 4466").is_empty());
+    // Once everything is gone, there is nothing more to clean.
+    let clean = || {
+        lab_isolated()
+            .env("LAB_HOME", &scratch_home)
+            .arg("clean")
+            .output()
+            .unwrap()
+    };
+    let _ = clean();
+    let out = clean();
+    assert!(text(&out).contains("Nothing to clean"), "{}", text(&out));
+    // What lab did not make stays, wherever LAB_HOME points.
+    let foreign = run_dir().join("not-labs");
+    std::fs::create_dir_all(foreign.join("rootfs")).unwrap();
+    std::fs::write(foreign.join("precious"), "keep me").unwrap();
     let out = lab_isolated()
-        .env("LAB_HOME", &scratch_home)
+        .env("LAB_HOME", &foreign)
         .arg("clean")
         .output()
         .unwrap();
-    assert!(text(&out).contains("Nothing to clean"), "{}", text(&out));
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(foreign.join("precious").exists() && !foreign.join("rootfs").exists());
+    std::fs::remove_dir_all(&foreign).unwrap();
 }
 
 #[test]
@@ -432,6 +449,7 @@ fn after_kill_9_at_step_6_the_cgroups_are_removed_by_the_next_run_or_lab_clean()
         );
         let out = if clean {
             // lab clean, with a scratch LAB_HOME so the test's root filesystem stays.
+            // (an empty LAB_HOME, which lab clean removes too).
             let scratch = run_dir().join("clean-home-6");
             std::fs::create_dir_all(&scratch).unwrap();
             lab_isolated()
@@ -512,7 +530,7 @@ fn two_containers_run_at_once_with_their_own_names() {
     let out = step(4, &["hostname"]);
     assert!(out.status.success(), "{}", err(&out));
     assert!(text(&out).lines().any(|l| l == "c2"), "{}", text(&out));
-    drop(a);
+    a.stop();
 }
 
 #[test]
@@ -722,7 +740,11 @@ fn ctrl_c_during_setup_removes_everything() {
         pids_of("sleep 4522").is_empty(),
         "the command started anyway"
     );
-    assert!(leftover_containers().is_empty());
+    assert!(
+        !leftover_containers().contains(&"cc".to_string()),
+        "left: {:?}",
+        leftover_containers()
+    );
     assert!(
         !home().join("containers/cc").exists(),
         "the overlay layer is left"

@@ -159,6 +159,13 @@ impl Background {
     pub fn signal(&self, sig: Signal) {
         let _ = kill(Pid::from_raw(self.pid()), sig);
     }
+    /// Stop lab the way a user would (SIGTERM: lab passes it on, then tears down)
+    /// and wait for it.
+    pub fn stop(self) -> std::process::ExitStatus {
+        self.signal(Signal::SIGTERM);
+        self.wait()
+    }
+
     pub fn wait(mut self) -> std::process::ExitStatus {
         let status = self.0.wait().expect("wait");
         std::mem::forget(self);
