@@ -9,7 +9,7 @@ if [ "$(id -u)" = 0 ]; then
   system_packages
   need_packages attr # getfattr, to read overlayfs's xattrs in the image tests
   # The cgroup v2 test boots Debian's kernel under qemu (tests/cgroup2_vm.rs).
-  need_packages qemu-system-x86 cpio
+  need_packages qemu-system-x86 cpio kmod # kmod: depmod, for the VM's module list
   scripts/cgroup2-vm.sh --fetch target/tmp/vm
   find_cargo
 else

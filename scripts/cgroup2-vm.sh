@@ -30,8 +30,9 @@ lab=$1
 work=$2
 fetch_kernel "$work"
 kernel=$(ls "$work"/kernel/boot/vmlinuz-* | head -1)
-overlay=$(find "$work"/kernel/lib/modules -name 'overlay.ko*' | head -1)
-[ -n "$overlay" ] || { echo "no overlay module in the kernel package" >&2; exit 1; }
+moddir=$(ls -d "$work"/kernel/lib/modules/* | head -1)
+# The package leaves modules.dep to its installation: make it here.
+[ -f "$moddir/modules.dep" ] || depmod -b "$work/kernel" "$(basename "$moddir")"
 
 root=$work/initramfs
 rm -rf "$root"
@@ -46,11 +47,42 @@ for lib in $(ldd "$lab" | grep -o '/[^ ]*'); do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done
-case $overlay in
-  *.xz) xz -dc "$overlay" > "$root/modules/overlay.ko" ;;
-  *.zst) zstd -dqc "$overlay" > "$root/modules/overlay.ko" ;;
-  *) cp "$overlay" "$root/modules/overlay.ko" ;;
-esac
+# Kernel modules: overlay (step 7); bridge, veth and what iptables-nft needs for
+# NAT (step 5). Each after the modules it depends on (modules.dep), decompressed,
+# listed in the order insmod must load them (crc32c_generic: the softdep of libcrc32c,
+# which nf_tables needs).
+declare -A seen=()
+add_module() {
+  local line path dep
+  line=$(grep -E "(^|/)$1\.ko(\.xz|\.zst)?:" "$moddir/modules.dep" | head -1)
+  [ -n "$line" ] || { echo "module $1 is not in the kernel package" >&2; exit 1; }
+  path=${line%%:*}
+  [ -z "${seen[$path]:-}" ] || return 0
+  seen[$path]=1
+  for dep in ${line#*:}; do add_module "$(basename "$dep" | sed -E 's/\.ko(\.xz|\.zst)?$//')"; done
+  local name; name=$(basename "$path" | sed -E 's/\.ko(\.xz|\.zst)?$//')
+  case $path in
+    *.xz) xz -dc "$moddir/$path" > "$root/modules/$name.ko" ;;
+    *.zst) zstd -dqc "$moddir/$path" > "$root/modules/$name.ko" ;;
+    *) cp "$moddir/$path" "$root/modules/$name.ko" ;;
+  esac
+  echo "$name.ko" >> "$root/modules/order"
+}
+for m in overlay bridge veth crc32c_generic nf_tables nft_compat nft_chain_nat nf_nat nf_conntrack \
+         xt_MASQUERADE xt_nat xt_addrtype xt_conntrack xt_tcpudp; do
+  add_module "$m"
+done
+# iptables (the nft one, as on Debian and Ubuntu), its extensions and libraries.
+multi=$(readlink -f "$(command -v iptables)")
+cp "$multi" "$root/usr/sbin/"
+for name in iptables iptables-save; do ln -sf "$(basename "$multi")" "$root/usr/sbin/$name"; done
+xtdir=$(dirname "$(find /usr/lib -name 'libxt_MASQUERADE.so' | head -1)")
+mkdir -p "$root$xtdir"
+cp "$xtdir"/*.so "$root$xtdir/"
+for lib in $(ldd "$multi" "$xtdir"/*.so 2>/dev/null | grep -o '/[^ ]*' | grep -v ':$' | sort -u); do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
 
 cat > "$root/init" <<'INIT'
 #!/bin/sh
@@ -68,10 +100,10 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 none /sys/fs/cgroup
-insmod /modules/overlay.ko
+for m in $(cat /modules/order); do insmod /modules/$m || echo "LAB-MODULE $m did not load"; done
 echo "LAB-CGROUP2 $(cat /sys/fs/cgroup/cgroup.controllers)"
 for n in 6 7; do
-  lab verify $n --json > /tmp/out 2> /tmp/err
+  lab verify $n --json --publish 8080:80 > /tmp/out 2> /tmp/err
   rc=$?
   echo "LAB-JSON step=$n"; cat /tmp/out; echo "LAB-STDERR"; cat /tmp/err; echo "LAB-END"
   echo "LAB-RESULT step=$n rc=$rc"
