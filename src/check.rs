@@ -52,6 +52,10 @@ impl Outcome {
     pub fn passed(&self) -> bool {
         matches!(self, Outcome::Pass(_))
     }
+    /// A skipped check (nothing to prove here, e.g. no port published) is no failure.
+    pub fn failed(&self) -> bool {
+        matches!(self, Outcome::Fail(_))
+    }
     pub fn detail(&self) -> &str {
         match self {
             Outcome::Pass(d) | Outcome::Fail(d) | Outcome::Skip(d) => d,
@@ -94,6 +98,8 @@ pub struct Probe {
     pub cgroups: Option<Result<crate::layers::cgroups::ProbeDirs, String>>,
     /// From step 7: the overlay's layers (or why they could not be opened).
     pub overlay: Option<Result<crate::layers::overlay::ProbeDirs, String>>,
+    /// From step 5: the host's interfaces, the container's address, its neighbours.
+    pub net: Option<Result<crate::layers::network::ProbeNet, String>>,
 }
 
 impl Probe {
@@ -117,26 +123,42 @@ fn reread(mut f: &File) -> String {
 
 /// The host as it was before the container started.
 pub struct Before {
+    step: u8,
     pub mountinfo: String,
     pub hostname: String,
+    /// From step 5: links, routes, iptables rules, ip_forward.
+    pub network: crate::layers::network::Snapshot,
     pub after_mountinfo: String,
     pub after_hostname: String,
+    pub after_network: crate::layers::network::Snapshot,
 }
 
 impl Before {
-    pub fn take() -> Before {
+    pub fn take(step: u8) -> Before {
         Before {
+            step,
             mountinfo: read_mountinfo(),
             hostname: host_hostname(),
+            network: network_snapshot(step),
             after_mountinfo: String::new(),
             after_hostname: String::new(),
+            after_network: Default::default(),
         }
     }
     /// Record the host as it is now, after the container is gone.
     pub fn now(mut self) -> Before {
         self.after_mountinfo = read_mountinfo();
         self.after_hostname = host_hostname();
+        self.after_network = network_snapshot(self.step);
         self
+    }
+}
+
+fn network_snapshot(step: u8) -> crate::layers::network::Snapshot {
+    if step >= crate::layers::network::LAYER.number {
+        crate::layers::network::snapshot()
+    } else {
+        Default::default()
     }
 }
 
@@ -210,7 +232,19 @@ impl Fixtures {
                 crate::layers::overlay::probe_dirs(&target.to_string(), &marker_dir.join("second"))
                     .map_err(|e| format!("{e:#}"))
             }),
+            net: None,
         };
+        let mut probe = probe;
+        if step >= crate::layers::network::LAYER.number {
+            probe.net = Some(
+                crate::layers::network::probe_net(
+                    target.as_raw(),
+                    probe.hostname.as_deref(),
+                    rootfs,
+                )
+                .map_err(|e| format!("{e:#}")),
+            );
+        }
         Ok(Fixtures { probe, marker_dir })
     }
 }
@@ -378,6 +412,7 @@ pub fn join(target: Pid) -> Result<()> {
     let root = File::open(format!("/proc/{t}/root"))
         .with_context(|| format!("process {t} not found (is the container still running?)"))?;
     let spaces = [
+        ("net", CloneFlags::CLONE_NEWNET),
         ("ipc", CloneFlags::CLONE_NEWIPC),
         ("uts", CloneFlags::CLONE_NEWUTS),
         ("pid", CloneFlags::CLONE_NEWPID),

@@ -4,7 +4,9 @@
 //! lab (host)                              child (in the new namespaces)
 //! ──────────                              ─────────────────────────────
 //! take a name, note the host's state
-//! clone(CLONE_NEW...)  ─────────────────▶ applies the Inside commands
+//! clone(CLONE_NEW...)  ─────────────────▶ waits for the host side
+//! host commands that need its PID
+//! "connected" ──────────────────────────▶ applies the Inside commands
 //!                      ◀── "ok" ───────── (or "error ...", then exits)
 //! runs the checks (a probe joins it)      reaps children while it waits
 //! "go" (or "stop" for lab verify) ──────▶ forks the command and is its init:
@@ -67,10 +69,14 @@ impl std::error::Error for Interrupted {}
 pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     let claim = Claim::take(name)?;
     spec.name = claim.name.clone();
+    if spec.step >= crate::layers::network::LAYER.number {
+        // The container's address, written in its state before anything is made.
+        crate::layers::network::reserve(&mut spec.network, &claim.dir)?;
+    }
     let plan = Plan::new(spec);
     let loud = matches!(mode, Mode::Step { .. });
     let checks = mode != Mode::Step { checks: false };
-    let before = Before::take();
+    let before = Before::take(plan.spec.step);
     sys::catch_terminating_signals()?;
 
     let say = |text: &str| {
@@ -96,7 +102,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     ));
     let mut printer = Printer::default();
     let sequence = plan.sequence();
-    let (before_clone, inside, run, teardown) = split(&sequence);
+    let (before_clone, connect, inside, run, teardown) = split(&sequence);
     // Declared before the child's guard, so dropped after it: on every way out, the
     // container is gone before its host side is taken down.
     let mut undo = Undo {
@@ -112,12 +118,19 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
 
     let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
+    let (connected_r, connected_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let parent = Pid::this();
     let child = match sys::clone_into(plan.clone_flags())? {
         ForkResult::Child => {
             drop(ready_r);
             drop(go_w);
-            let code = child_main(&plan, inside, parent, printer, loud, ready_w, go_r);
+            drop(connected_w);
+            let pipes = ChildPipes {
+                connected: connected_r,
+                ready: ready_w,
+                go: go_r,
+            };
+            let code = child_main(&plan, inside, parent, printer, loud, pipes);
             // Leave without the parent's destructors: the claim belongs to lab.
             std::process::exit(code);
         }
@@ -125,11 +138,22 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     };
     drop(ready_w);
     drop(go_r);
+    drop(connected_r);
     let mut guard = ChildGuard {
         pid: child,
         reaped: false,
     };
     claim.record_pid(child);
+    // The host's side of what needs the child's PID, before the child goes on.
+    for item in connect {
+        say(&printer.item(&plan, item));
+        if let Item::Command(c) = item {
+            c.action.apply().map_err(|e| failed(c, e))?;
+        }
+    }
+    File::from(connected_w)
+        .write_all(b"c")
+        .context("telling the container to go on")?;
 
     let answer = read_answer(ready_r)?;
     if let Some(message) = answer.strip_prefix("error\t") {
@@ -193,10 +217,12 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     Ok(Finished { reports, exit_code })
 }
 
-/// The plan's sequence in four: what lab does before the clone (notes, host
-/// commands, unshare), what the child applies inside (with the notes that follow a
-/// layer), the line that runs the command, and the teardown after exit.
+/// The plan's sequence in five: what lab does before the clone (notes, host
+/// commands, unshare), the host commands that need the child's PID, what the child
+/// applies inside (with the notes that follow a layer), the line that runs the
+/// command, and the teardown after exit.
 type Parts<'a, 'p> = (
+    &'a [Item<'p>],
     &'a [Item<'p>],
     &'a [Item<'p>],
     &'a [Item<'p>],
@@ -213,13 +239,15 @@ fn split<'a, 'p>(seq: &'a [Item<'p>]) -> Parts<'a, 'p> {
             .position(|i| phase(i) >= Some(p))
             .unwrap_or(seq.len())
     };
-    let (inside, run, teardown) = (
+    let (connect, inside, run, teardown) = (
+        first(Phase::Connect),
         first(Phase::Enter),
         first(Phase::Run),
         first(Phase::Teardown),
     );
     (
-        &seq[..inside],
+        &seq[..connect],
+        &seq[connect..inside],
         &seq[inside..run],
         &seq[run..teardown],
         &seq[teardown..],
@@ -347,19 +375,37 @@ fn exit_code(status: WaitStatus) -> i32 {
 
 // ── The child: the container's first process ─────────────────────────────────
 
+/// The child's ends of its three pipes with lab.
+struct ChildPipes {
+    /// lab has done the host side that needed the child's PID.
+    connected: OwnedFd,
+    /// "ok" or "error ..." once the inside commands are applied.
+    ready: OwnedFd,
+    /// "g": run the command, "s": stop.
+    go: OwnedFd,
+}
+
 fn child_main(
     plan: &Plan,
     inside: &[Item],
     parent: Pid,
     mut printer: Printer,
     loud: bool,
-    ready: OwnedFd,
-    go: OwnedFd,
+    pipes: ChildPipes,
 ) -> i32 {
+    let ChildPipes {
+        connected,
+        ready,
+        go,
+    } = pipes;
     let mut ready = File::from(ready);
     // Die with lab: if lab is killed, the container must not live on without it.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     if nix::unistd::getppid() != parent && nix::unistd::getpid().as_raw() != 1 {
+        return 1;
+    }
+    let mut byte = [0u8; 1];
+    if File::from(connected).read_exact(&mut byte).is_err() {
         return 1;
     }
     for item in inside {

@@ -12,6 +12,7 @@ mod check;
 mod container;
 mod image;
 mod layers;
+mod netlink;
 mod plan;
 mod render;
 mod rootfs;
@@ -75,6 +76,14 @@ struct Target {
     /// [default: the one in use]
     #[arg(long, value_enum)]
     cgroup: Option<layers::cgroups::Version>,
+    /// Step 5: the subnet of the bridge lab0 [default: the one lab0 has, else the
+    /// first of 10.200.0.0/24, 10.200.1.0/24, ... that no route of the host covers]
+    #[arg(long, value_name = "CIDR", value_parser = layers::network::Subnet::parse)]
+    subnet: Option<layers::network::Subnet>,
+    /// Step 5: forward the host's TCP port to the container's (DNAT), like docker -p;
+    /// may be given several times
+    #[arg(long, short = 'p', value_name = "HOSTPORT:CONTAINERPORT", value_parser = layers::network::Publish::parse)]
+    publish: Vec<layers::network::Publish>,
 }
 
 fn memory_size(s: &str) -> Result<u64, String> {
@@ -313,16 +322,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 fn print_verdict(reports: &[check::Report], json: bool) -> ExitCode {
-    let failed = reports.iter().filter(|r| !r.outcome.passed()).count();
+    let failed = reports.iter().filter(|r| r.outcome.failed()).count();
+    let passed = reports.iter().filter(|r| r.outcome.passed()).count();
+    let skipped = reports.len() - failed - passed;
     if json {
         render::out(&render::json(reports));
     } else {
         render::out(&render::reports("Checks", reports));
-        outln!(
-            "\n{} of {} checks passed.",
-            reports.len() - failed,
-            reports.len()
-        );
+        let skipped = match skipped {
+            0 => String::new(),
+            n => format!(" ({n} skipped: nothing to check here)"),
+        };
+        outln!("\n{passed} of {} checks passed{skipped}.", reports.len());
     }
     if failed == 0 {
         ExitCode::SUCCESS
@@ -357,6 +368,10 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
     }
     if for_real && target.cgroup.is_some() {
         bail!("--cgroup chooses what lab explain and lab script print: lab step uses the version this machine has");
+    }
+    let network = layers::network::LAYER.number;
+    if target.step < network && (target.subnet.is_some() || !target.publish.is_empty()) {
+        bail!("--subnet and --publish belong to step {network} (network) and later");
     }
     let defaults = plan::Limits::default();
     let limits = plan::Limits {
@@ -401,6 +416,11 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
         image,
         keep: target.keep,
         limits,
+        network: layers::network::Options {
+            subnet: target.subnet,
+            publish: target.publish.clone(),
+            address: None,
+        },
     })
 }
 

@@ -29,6 +29,8 @@ pub struct Spec {
     pub keep: bool,
     /// Resource limits and where the cgroups go (step 6).
     pub limits: Limits,
+    /// The subnet, published ports and the container's address (step 5).
+    pub network: crate::layers::network::Options,
 }
 
 /// What step 6 limits, and where its cgroups live.
@@ -86,9 +88,16 @@ impl Spec {
 pub enum Phase {
     /// On the host, before the container exists.
     Host,
+    /// On the host, as soon as the container's first process exists: what needs
+    /// its PID. A person types these in a second terminal; `lab script` runs them in
+    /// the background while unshare runs in the foreground.
+    Connect,
     /// Inside the new namespaces, first thing, while the host's files are still
     /// in view (before the root changes).
     Enter,
+    /// Inside, in the container's own mount table: what is mounted into the new
+    /// root before it becomes `/`.
+    Root,
     /// Inside the new namespaces, before the command starts.
     Inside,
     /// The last line: start the command.
@@ -144,6 +153,7 @@ pub enum Namespace {
     Pid,
     Uts,
     Ipc,
+    Net,
 }
 
 impl Namespace {
@@ -155,6 +165,7 @@ impl Namespace {
             Namespace::Pid => "--pid --fork",
             Namespace::Uts => "--uts",
             Namespace::Ipc => "--ipc",
+            Namespace::Net => "--net",
         }
     }
 
@@ -164,6 +175,7 @@ impl Namespace {
             Namespace::Pid => CloneFlags::CLONE_NEWPID,
             Namespace::Uts => CloneFlags::CLONE_NEWUTS,
             Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
+            Namespace::Net => CloneFlags::CLONE_NEWNET,
         }
     }
 
@@ -173,6 +185,7 @@ impl Namespace {
             Namespace::Pid => "pid",
             Namespace::Uts => "uts",
             Namespace::Ipc => "ipc",
+            Namespace::Net => "network",
         }
     }
 }

@@ -29,8 +29,9 @@ pub enum Item<'a> {
 }
 
 impl Plan {
-    /// Notes of layers without commands; host commands; `unshare`; the commands
-    /// inside, each layer followed by its note; the last line, that runs the command.
+    /// Notes of layers without commands; host commands; `unshare`; the host
+    /// commands that need its PID; the commands inside, each layer followed by its
+    /// note; the last line, that runs the command; the teardown.
     pub fn sequence(&self) -> Vec<Item<'_>> {
         let step = self.spec.step;
         let mut items = Vec::new();
@@ -45,10 +46,11 @@ impl Plan {
         if let Some(unshare) = self.unshare() {
             items.push(Item::Unshare(unshare));
         }
+        items.extend(self.commands_in(Phase::Connect).map(Item::Command));
         let inside: Vec<&Command> = self
             .commands
             .iter()
-            .filter(|c| matches!(c.phase, Phase::Enter | Phase::Inside))
+            .filter(|c| matches!(c.phase, Phase::Enter | Phase::Root | Phase::Inside))
             .collect();
         for (i, c) in inside.iter().enumerate() {
             items.push(Item::Command(c));
@@ -226,7 +228,7 @@ pub fn script(plan: &Plan) -> String {
                 in_function = true;
                 last_section = None;
             }
-            Item::Command(c) if c.phase == Phase::Teardown => {}
+            Item::Command(c) if matches!(c.phase, Phase::Teardown | Phase::Connect) => {}
             Item::Command(c) => {
                 if last_section != Some(c.layer) {
                     let title = plan.layer(c.layer).map_or("Run".into(), layer_title);
@@ -240,6 +242,20 @@ pub fn script(plan: &Plan) -> String {
     }
     if let Some(u) = unshare {
         let _ = writeln!(out, "}}\nexport -f inside");
+        let connect: Vec<&Command> = plan.commands_in(Phase::Connect).collect();
+        if let Some(first) = connect.first() {
+            let title = plan.layer(first.layer).map_or("Run".into(), layer_title);
+            let _ = writeln!(
+                out,
+                "\n# {title}: on the host, once unshare (below) has made the namespaces.\n# In the background: unshare runs in the foreground, with the terminal."
+            );
+            let _ = writeln!(out, "connect() {{\n  set -euo pipefail");
+            for c in &connect {
+                let _ = writeln!(out, "  # {}", c.why);
+                let _ = writeln!(out, "  {}", c.action.script());
+            }
+            let _ = writeln!(out, "}}\nconnect &");
+        }
         let _ = writeln!(out, "\n# {}", u.title());
         let _ = writeln!(out, "# {}", u.why());
         let _ = writeln!(out, "{}", u.script());
@@ -279,7 +295,7 @@ pub fn reports(title: &str, reports: &[Report]) -> String {
         };
         let _ = writeln!(out, "  {mark}  layer {}: {}", r.layer, r.name);
         let _ = writeln!(out, "        {}", r.outcome.detail().dimmed());
-        if !r.outcome.passed() {
+        if r.outcome.failed() {
             let _ = writeln!(out, "        {} {}", "hint:".yellow(), r.hint);
         }
     }

@@ -35,6 +35,9 @@ pub fn default_path() -> PathBuf {
 }
 
 /// The default root filesystem, built on first use.
+/// Empty on purpose: from step 5, each container mounts its own over them.
+const MOUNT_POINTS: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
 pub fn ensure_default() -> Result<PathBuf> {
     let path = default_path();
     if !path.join("bin").is_dir() {
@@ -45,6 +48,13 @@ pub fn ensure_default() -> Result<PathBuf> {
         );
         let how = build(&path, Source::Auto)?;
         eprintln!("{how}");
+    }
+    // Made by an older lab: add the mount points of step 5.
+    for file in MOUNT_POINTS {
+        let f = path.join(file);
+        if f.symlink_metadata().is_err() {
+            std::fs::write(&f, "").with_context(|| format!("creating {}", f.display()))?;
+        }
     }
     Ok(path)
 }
@@ -96,6 +106,9 @@ fn fill(root: &Path, source: Source) -> Result<String> {
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777))?;
     std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
     std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
+    for file in MOUNT_POINTS {
+        std::fs::write(root.join(file), "")?;
+    }
     make_devices(root)?;
     let how = match source {
         Source::Busybox => {

@@ -108,6 +108,7 @@ impl Claim {
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         if is_stale(&path) {
                             remove_container(&path)?;
+                            let _ = crate::layers::network::remove_shared_if_unused();
                             continue;
                         }
                         break;
@@ -158,6 +159,18 @@ fn read_id(dir: &Path, file: &str) -> Option<ProcessId> {
     ProcessId::parse(&std::fs::read_to_string(dir.join(file)).ok()?)
 }
 
+/// The state directories of the containers whose lab is still running.
+pub fn live_containers() -> Vec<PathBuf> {
+    std::fs::read_dir(containers_dir())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| !is_stale(p))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Left by a lab that is gone. A directory without an owner file yet is being made
 /// right now by another lab, unless it is older than a few seconds.
 fn is_stale(dir: &Path) -> bool {
@@ -180,6 +193,8 @@ fn remove_container(dir: &Path) -> Result<()> {
     if let Some(name) = dir.file_name() {
         remove_tree(&home().join("containers").join(name))?;
     }
+    // Its published ports' rules (step 5); lab0 goes once no container is left.
+    crate::layers::network::forget(dir);
     // The cgroups its run made (step 6), deepest first, once its processes are gone.
     let cgroups = std::fs::read_to_string(dir.join("cgroups")).unwrap_or_default();
     let mut dirs: Vec<&str> = cgroups.lines().filter(|l| !l.is_empty()).collect();
@@ -242,10 +257,16 @@ pub fn clean() -> Result<Vec<String>> {
             });
         }
     }
+    if crate::layers::network::remove_shared_if_unused()? {
+        done.push(format!(
+            "removed what containers shared, if none is left: bridge {}, lab's iptables chains, ip_forward as it was",
+            crate::layers::network::BRIDGE
+        ));
+    }
     // Only what lab makes in its two directories, whatever LAB_HOME and LAB_RUN
     // point at; then the directories themselves if nothing else is in them.
     let (run, home) = (run_dir(), home());
-    let mut ours = vec![run.join("containers")];
+    let mut ours = vec![run.join("containers"), run.join("network.lock")];
     ours.extend(["rootfs", "images", "layers", "containers"].map(|d| home.join(d)));
     for name in [&run, &home]
         .iter()
@@ -260,7 +281,10 @@ pub fn clean() -> Result<Vec<String>> {
         }
     }
     for dir in ours {
-        if dir.symlink_metadata().is_ok() {
+        if dir.is_file() {
+            std::fs::remove_file(&dir)?;
+            done.push(format!("removed {}", dir.display()));
+        } else if dir.symlink_metadata().is_ok() {
             remove_tree(&dir)?;
             done.push(format!("removed {}", dir.display()));
         }

@@ -7,6 +7,7 @@
 pub mod cgroups;
 pub mod chroot;
 pub mod mount;
+pub mod network;
 pub mod overlay;
 pub mod pid;
 pub mod uts_ipc;
@@ -60,8 +61,8 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         number: 5,
-        title: "network namespace, veth pair, bridge, NAT",
-        layer: None,
+        title: network::LAYER.title,
+        layer: Some(&network::LAYER),
     },
     Step {
         number: 6,

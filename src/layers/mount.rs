@@ -9,7 +9,7 @@
 
 use super::Layer;
 use crate::check::{Before, Check, Kind, Outcome, Probe};
-use crate::plan::{quote_path, Action, Command, Namespace, Spec};
+use crate::plan::{quote_path, Action, Command, Namespace, Phase, Spec};
 use anyhow::{Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd;
@@ -33,18 +33,24 @@ const OLD_ROOT: &str = ".oldroot";
 fn commands(spec: &Spec) -> Vec<Command> {
     let root = spec.new_root();
     vec![
-        Command::inside(
+        Command::at(
+            Phase::Root,
             2,
             "make every mount private first: the namespace starts as a copy of the host's, and shared mounts (systemd's default) would pass our mounts back to the host; pivot_root also refuses a shared /",
             MakePrivate,
         ),
-        Command::inside(
+        Command::at(
+            Phase::Root,
             2,
             "bind the root filesystem onto itself: pivot_root needs the new root to be a mount point",
             BindSelf(root.clone()),
         ),
         Command::inside(2, "pivot_root works on the current directory", ChangeDir(root)),
-        Command::inside(2, "a place below the new root for the old root to go", MakeDir(OLD_ROOT.into())),
+        Command::inside(
+            2,
+            "a place below the new root for the old root to go (it stays, empty: containers that start at the same moment from this root filesystem share it, so none may remove it)",
+            MakeDir(OLD_ROOT.into()),
+        ),
         Command::inside(
             2,
             "the root filesystem becomes /; the host's root moves to /.oldroot",
@@ -61,7 +67,6 @@ fn commands(spec: &Spec) -> Vec<Command> {
             "detach the host's tree: until now it was still reachable under /.oldroot",
             DetachOldRoot,
         ),
-        Command::inside(2, "remove the empty mount point", RemoveDir(format!("/{OLD_ROOT}").into())),
     ]
 }
 
@@ -79,8 +84,6 @@ struct PivotRoot;
 struct ForgetProgramPaths;
 /// `umount -l /.oldroot`
 struct DetachOldRoot;
-/// `rmdir DIR`
-struct RemoveDir(PathBuf);
 
 // ── The system calls ───────────────────────────────────────────────────────────
 
@@ -165,15 +168,6 @@ impl Action for DetachOldRoot {
         // Lazy (MNT_DETACH): the old root is busy (lab's own binary came from it).
         umount2(format!("/{OLD_ROOT}").as_str(), MntFlags::MNT_DETACH)
             .with_context(|| format!("umount2(/{OLD_ROOT}, MNT_DETACH)"))
-    }
-}
-
-impl Action for RemoveDir {
-    fn shell(&self) -> String {
-        format!("rmdir {}", quote_path(&self.0))
-    }
-    fn apply(&self) -> Result<()> {
-        std::fs::remove_dir(&self.0).with_context(|| format!("rmdir {}", self.0.display()))
     }
 }
 

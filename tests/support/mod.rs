@@ -78,8 +78,80 @@ pub fn privileged() -> Option<MutexGuard<'static, ()>> {
     }
     static SERIAL: Mutex<()> = Mutex::new(());
     let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    own_network_namespace();
     ensure_rootfs();
     Some(guard)
+}
+
+/// Put the calling test thread (and every process it starts) in a network
+/// namespace of its own, that plays the host: from step 5, lab makes a bridge,
+/// iptables rules and turns ip_forward on, and none of that may touch the
+/// machine's own network. It goes away with the thread and its children.
+pub fn own_network_namespace() {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .expect("unshare(CLONE_NEWNET) for the test");
+    let up = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("run ip");
+    assert!(up.success(), "ip link set lo up failed");
+}
+
+/// A network outside the test's host namespace, as the Internet would be: a
+/// process in a network namespace of its own, cabled to the test's namespace by
+/// a veth pair (uplink0 here, 198.18.0.2/24; 198.18.0.1 there, the default
+/// route). 198.18.0.0/15 is reserved for benchmarks (RFC 2544): it is no one's.
+pub struct Outside {
+    holder: Background,
+}
+
+impl Outside {
+    pub const HOST: &'static str = "198.18.0.2";
+    pub const ROUTER: &'static str = "198.18.0.1";
+
+    pub fn new() -> Outside {
+        let mut c = Command::new("unshare");
+        c.args(["--net", "sleep", "600"]);
+        let holder = Background::spawn(c);
+        let pid = holder.pid().to_string();
+        // Wait until unshare has made its namespace.
+        for _ in 0..200 {
+            let ours = std::fs::read_link("/proc/self/ns/net").ok();
+            if std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() != ours {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let sh = |script: &str| {
+            let out = Command::new("sh").args(["-ec", script]).output().unwrap();
+            assert!(out.status.success(), "{script}: {}", err(&out));
+        };
+        sh(&format!(
+            "ip link add uplink0 type veth peer name outside0
+             ip link set outside0 netns {pid}
+             ip addr add {}/24 dev uplink0
+             ip link set uplink0 up
+             ip route add default via {}
+             nsenter -t {pid} -n sh -ec 'ip link set lo up; ip addr add {}/24 dev outside0; ip link set outside0 up'",
+            Self::HOST,
+            Self::ROUTER,
+            Self::ROUTER
+        ));
+        Outside { holder }
+    }
+
+    /// Run `f` in the outside namespace, on a thread of its own.
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        let ns = std::fs::File::open(format!("/proc/{}/ns/net", self.holder.pid())).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+                f()
+            })
+            .join()
+            .unwrap()
+        })
+    }
 }
 
 /// The test run's root filesystem, built once.
@@ -131,6 +203,14 @@ pub fn pids_of(prefix: &str) -> Vec<i32> {
         }
     }
     pids
+}
+
+/// Kill what is left of a test's command: without a pid namespace (steps 1 and
+/// 2), a command's children outlive it, as they do for anyone who runs them so.
+pub fn kill_leftovers(prefix: &str) {
+    for pid in pids_of(prefix) {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
 }
 
 /// Wait up to 5 s for a process whose command line starts with `prefix`.

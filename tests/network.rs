@@ -1,0 +1,273 @@
+//! Step 5 for real: bridge, veth pairs, NAT and published ports. Every test runs
+//! in a network namespace of its own that plays the host (support::privileged),
+//! with an "outside" namespace behind its default route where a test needs one:
+//! the machine's own interfaces, routes, iptables and ip_forward are never touched,
+//! and no packet goes anywhere but into namespaces the test made.
+
+mod support;
+use nix::sys::signal::Signal;
+use std::io::{Read, Write};
+use std::process::Command;
+use support::*;
+
+macro_rules! privileged {
+    () => {
+        match support::privileged() {
+            Some(guard) => guard,
+            None => return,
+        }
+    };
+}
+
+/// The host's network as a student would compare it: links, routes, iptables
+/// rules (without counters) and ip_forward.
+fn host_network() -> String {
+    let run = |cmd: &[&str]| {
+        let out = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let links: Vec<String> = run(&["ip", "-o", "link"])
+        .lines()
+        .filter_map(|l| l.split(':').nth(1).map(|n| n.trim().to_string()))
+        .collect();
+    let rules: Vec<String> = run(&["iptables-save"])
+        .lines()
+        .filter(|l| l.starts_with("-A") || (l.starts_with(':') && !l.contains(" ACCEPT ")))
+        .map(String::from)
+        .collect();
+    format!(
+        "links: {links:?}\nroutes:\n{}rules:\n{}\nip_forward: {}",
+        run(&["ip", "route"]),
+        rules.join("\n"),
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap()
+    )
+}
+
+fn lab_rules() -> usize {
+    let out = Command::new("iptables-save").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).matches("LAB-").count()
+}
+
+fn has_link(name: &str) -> bool {
+    Command::new("ip")
+        .args(["link", "show", name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+fn start(args: &[&str]) -> Background {
+    let mut cmd = lab_isolated();
+    cmd.args(["step", "5"]).args(args);
+    cmd.stdout(std::process::Stdio::null());
+    Background::spawn(cmd)
+}
+
+#[test]
+fn two_containers_share_lab0_reach_each_other_and_the_host_is_restored() {
+    let _g = privileged!();
+    let _outside = Outside::new();
+    let before = host_network();
+    let a = start(&["--name", "web", "--", "sleep", "5501"]);
+    wait_for_process("sleep 5501");
+    // The second container's checks ping the first one.
+    let out = lab_isolated()
+        .args(["verify", "5", "--json", "--name", "db"])
+        .output()
+        .unwrap();
+    let json = text(&out);
+    assert!(out.status.success(), "{json}{}", err(&out));
+    let row = json
+        .lines()
+        .find(|l| l.contains("other containers on lab0 answer ping"))
+        .unwrap();
+    assert!(
+        row.contains("\"passed\": true") && row.contains("web 10.200.0.2 answered"),
+        "{row}"
+    );
+    assert!(json.contains("eth0 up, 10.200.0.3/24"), "{json}");
+    // While web runs, lab0 and the rules stay: db was not the last one.
+    assert!(has_link("lab0") && lab_rules() > 0);
+    assert!(a.stop().code() == Some(143));
+    assert_eq!(
+        host_network(),
+        before,
+        "the host's network is not as it was"
+    );
+    let left = leftover_containers();
+    assert!(
+        !left.contains(&"web".into()) && !left.contains(&"db".into()),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn nat_and_published_ports_work_from_outside_even_with_forward_drop() {
+    let _g = privileged!();
+    let outside = Outside::new();
+    // What Docker does to a host: the FORWARD policy is DROP.
+    assert!(Command::new("iptables")
+        .args(["-P", "FORWARD", "DROP"])
+        .status()
+        .unwrap()
+        .success());
+    let before = host_network();
+    // A server outside, that says whom it saw.
+    let server = outside.run(|| std::net::TcpListener::bind((Outside::ROUTER, 5599)).unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut conn, from) = server.accept().unwrap();
+        let mut got = String::new();
+        conn.read_to_string(&mut got).unwrap();
+        (from.ip().to_string(), got)
+    });
+    let web = start(&[
+        "--publish",
+        "8080:80",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "echo from-container | nc {} 5599; echo served-by-$(hostname) | nc -l -p 80",
+            Outside::ROUTER
+        ),
+    ]);
+    let (seen_as, got) = server.join().unwrap();
+    // MASQUERADE: the outside sees the host's address, not the container's.
+    assert_eq!(got.trim(), "from-container");
+    assert_eq!(seen_as, Outside::HOST);
+    // DNAT: a client outside reaches the container's server through the host's port.
+    let reply = outside.run(|| {
+        for _ in 0..100 {
+            if let Ok(mut c) = std::net::TcpStream::connect((Outside::HOST, 8080)) {
+                let mut s = String::new();
+                let _ = c.write_all(b"hi\n");
+                c.read_to_string(&mut s).unwrap();
+                return s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("nothing answered on {}:8080", Outside::HOST);
+    });
+    assert_eq!(reply.trim(), "served-by-c1");
+    let status = web.wait();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        host_network(),
+        before,
+        "the host's network is not as it was"
+    );
+}
+
+#[test]
+fn network_errors_are_clear_and_leave_nothing() {
+    let _g = privileged!();
+    let _outside = Outside::new();
+    let before = host_network();
+    let fails_with = |args: &[&str], says: &str| {
+        let containers = leftover_containers();
+        let out = lab_isolated()
+            .args(["step", "5"])
+            .args(args)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", err(&out));
+        assert!(err(&out).contains(says), "{args:?}: {}", err(&out));
+        assert_eq!(leftover_containers(), containers, "{args:?}");
+    };
+    // A subnet the host already routes.
+    fails_with(
+        &["--subnet", "198.18.0.0/24"],
+        "subnet 198.18.0.0/24 is taken",
+    );
+    assert_eq!(host_network(), before);
+    // A port another container publishes.
+    let web = start(&["-p", "8081:80", "--", "sleep", "5502"]);
+    wait_for_process("sleep 5502");
+    fails_with(
+        &["-p", "8081:80"],
+        "port 8081 is already published by container c1",
+    );
+    // A port a program of the host listens on.
+    let taken = std::net::TcpListener::bind(("0.0.0.0", 8082)).unwrap();
+    fails_with(&["-p", "8082:80"], "port 8082 is in use on the host");
+    drop(taken);
+    web.stop();
+    assert_eq!(host_network(), before);
+    // lab0 taken by an interface that is not lab's bridge.
+    let ok = Command::new("ip")
+        .args([
+            "link",
+            "add",
+            "lab0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lab0-peer",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let with_foreign = host_network();
+    fails_with(&[], "an interface named lab0 exists and is not a bridge");
+    assert_eq!(host_network(), with_foreign);
+    Command::new("ip")
+        .args(["link", "del", "lab0"])
+        .status()
+        .unwrap();
+    // iptables missing: hidden in a mount namespace of this command only.
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c"])
+        .arg(format!(
+            "for f in /usr/sbin/iptables /sbin/iptables; do [ -e $f ] && mount --bind /dev/null $f; done; exec {} step 5 -- true",
+            LAB
+        ))
+        .env("LAB_HOME", home())
+        .env("LAB_RUN", run_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    assert!(
+        err(&out).contains("iptables not found") && err(&out).contains("apt-get install iptables"),
+        "{}",
+        err(&out)
+    );
+    assert_eq!(host_network(), before);
+    assert!(leftover_containers().is_empty());
+}
+
+#[test]
+fn after_kill_9_at_step_5_the_next_run_or_lab_clean_removes_lab0_and_the_rules() {
+    let _g = privileged!();
+    let before = host_network();
+    for clean in [false, true] {
+        let lab = start(&["-p", "8090:80", "--", "sleep", "5503"]);
+        wait_for_process("sleep 5503");
+        lab.signal(Signal::SIGKILL);
+        lab.wait();
+        // The container died with lab (its veth with it); lab0 and the rules stay.
+        assert!(has_link("lab0") && lab_rules() > 0);
+        let out = if clean {
+            // A scratch LAB_HOME, so that the test run's root filesystem stays.
+            let scratch = run_dir().join("clean-home-5");
+            std::fs::create_dir_all(&scratch).unwrap();
+            let out = lab_isolated()
+                .env("LAB_HOME", &scratch)
+                .arg("clean")
+                .output()
+                .unwrap();
+            assert!(text(&out).contains("bridge lab0"), "{}", text(&out));
+            out
+        } else {
+            lab_isolated()
+                .args(["step", "5", "--", "true"])
+                .output()
+                .unwrap()
+        };
+        assert!(out.status.success(), "{}", err(&out));
+        assert_eq!(host_network(), before, "clean={clean}");
+        assert!(!has_link("lab0"));
+    }
+}
