@@ -9,6 +9,9 @@
 //! It runs in a network namespace of its own, so the machine's network is never
 //! touched. Figures, not a pass/fail test.
 
+mod common;
+
+use common::{count_sleepers, wait_until, Running};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -113,40 +116,4 @@ fn main() {
             ms(t[t.len() - 1])
         );
     }
-}
-
-/// A container started for the benchmark, stopped (SIGTERM: lab tears it down)
-/// when dropped, also when the benchmark panics.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.0.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.0.wait();
-    }
-}
-
-fn count_sleepers() -> usize {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            std::fs::read(e.path().join("cmdline"))
-                .map(|c| c.starts_with(b"sleep\x001000"))
-                .unwrap_or(false)
-        })
-        .count()
-}
-
-fn wait_until(ok: impl Fn() -> bool) {
-    for _ in 0..3000 {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("the containers did not start within 30 s");
 }

@@ -1,0 +1,42 @@
+//! What the benchmarks share.
+
+use std::process::Child;
+use std::time::Duration;
+
+/// A container started for a benchmark, stopped (SIGTERM: lab tears it down)
+/// when dropped, also when the benchmark panics.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `ok` every 10 ms for up to 30 s.
+pub fn wait_until(ok: impl Fn() -> bool) {
+    for _ in 0..3000 {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the containers did not start within 30 s");
+}
+
+/// How many `sleep 1000` run: the containers the benchmarks keep up.
+pub fn count_sleepers() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| c.starts_with(b"sleep\x001000"))
+                .unwrap_or(false)
+        })
+        .count()
+}
