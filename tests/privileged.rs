@@ -316,6 +316,44 @@ fn checks_of_a_step_fail_on_the_step_before() {
     );
 }
 
+/// The reap check can fail: in a container built by hand whose PID 1 is `sleep`
+/// (it never waits for children), the orphan the check makes stays a zombie.
+#[test]
+fn a_pid_1_that_does_not_reap_fails_the_reap_check() {
+    let _g = privileged!();
+    let marker = format!("{}", 4900 + std::process::id() % 1000);
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--fork",
+        "--pid",
+        "--mount",
+        "--mount-proc",
+        "sleep",
+        &marker,
+    ]);
+    let running = Background::spawn(cmd);
+    let pid = wait_for_process(&format!("sleep {marker}"));
+    let out = lab_isolated()
+        .args(["check", "3", "--json", "--pid", &pid.to_string()])
+        .output()
+        .unwrap();
+    drop(running);
+    kill_leftovers(&format!("sleep {marker}"));
+    let json = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{json}");
+    let reap = json
+        .lines()
+        .find(|l| l.contains("PID 1 reaps orphaned processes"))
+        .unwrap_or_else(|| panic!("no reap check in:\n{json}"));
+    assert!(reap.contains("\"passed\": false"), "{reap}");
+    assert!(reap.contains("is still a zombie after 3 s"), "{reap}");
+    // The checks that hold for this container still pass: PID 1 and its own /proc.
+    for name in ["first process is PID 1", "/proc is the container's own"] {
+        let row = json.lines().find(|l| l.contains(name)).unwrap();
+        assert!(row.contains("\"passed\": true"), "{row}");
+    }
+}
+
 #[test]
 fn signals_tear_the_container_down() {
     let _g = privileged!();
