@@ -10,6 +10,7 @@
 
 use crate::sys;
 use anyhow::{Context, Result};
+use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use std::fs::File;
@@ -404,29 +405,44 @@ fn probe_main(checks: &[Check], which: &[usize], probe: &Probe, out: OwnedFd) ->
     }
 }
 
-/// Enter the namespaces and the root of process `target`, as `nsenter --all --root`
-/// does. Namespaces we already share are skipped.
+/// Enter the cgroups, namespaces and root of process `target`, as `nsenter --all
+/// --root` does (nsenter leaves the cgroups alone).
 pub fn join(target: Pid) -> Result<()> {
-    use nix::sched::{setns, CloneFlags};
+    // Its cgroups first, while /sys/fs/cgroup is still in view.
+    crate::layers::cgroups::join_cgroups_of(&target.to_string())
+        .context("joining the container's cgroups")?;
+    enter(target)
+}
+
+/// The namespaces of `target` this process does not share, with nsenter's flag
+/// for each.
+pub fn namespaces_to_enter(target: Pid) -> Vec<(&'static str, &'static str, CloneFlags)> {
+    let t = target.to_string();
+    [
+        ("net", "-n", CloneFlags::CLONE_NEWNET),
+        ("ipc", "-i", CloneFlags::CLONE_NEWIPC),
+        ("uts", "-u", CloneFlags::CLONE_NEWUTS),
+        ("pid", "-p", CloneFlags::CLONE_NEWPID),
+        ("mnt", "-m", CloneFlags::CLONE_NEWNS),
+    ]
+    .into_iter()
+    .filter(|(name, _, _)| ns_inode(&t, name) != ns_inode("self", name))
+    .collect()
+}
+
+/// Enter the namespaces and the root of process `target`. Every namespace file is
+/// opened before the first setns: inside the container's mount namespace, the
+/// host's /proc may be out of reach. The pid namespace applies to the children
+/// forked after this, not to the caller.
+pub fn enter(target: Pid) -> Result<()> {
     let t = target.to_string();
     let root = File::open(format!("/proc/{t}/root"))
         .with_context(|| format!("process {t} not found (is the container still running?)"))?;
-    let spaces = [
-        ("net", CloneFlags::CLONE_NEWNET),
-        ("ipc", CloneFlags::CLONE_NEWIPC),
-        ("uts", CloneFlags::CLONE_NEWUTS),
-        ("pid", CloneFlags::CLONE_NEWPID),
-        ("mnt", CloneFlags::CLONE_NEWNS),
-    ];
-    // Its cgroups first, while /sys/fs/cgroup is still in view.
-    crate::layers::cgroups::join_cgroups_of(&t).context("joining the container's cgroups")?;
     let mut files = Vec::new();
-    for (name, flag) in spaces {
-        if ns_inode(&t, name) != ns_inode("self", name) {
-            let f = File::open(format!("/proc/{t}/ns/{name}"))
-                .with_context(|| format!("opening /proc/{t}/ns/{name}"))?;
-            files.push((name, flag, f));
-        }
+    for (name, _, flag) in namespaces_to_enter(target) {
+        let f = File::open(format!("/proc/{t}/ns/{name}"))
+            .with_context(|| format!("opening /proc/{t}/ns/{name}"))?;
+        files.push((name, flag, f));
     }
     for (name, flag, f) in &files {
         setns(f.as_fd(), *flag)

@@ -143,7 +143,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         pid: child,
         reaped: false,
     };
-    claim.record_pid(child);
+    claim.record(child, plan.spec.step);
     // The host's side of what needs the child's PID, before the child goes on.
     for item in connect {
         say(&printer.item(&plan, item));
@@ -365,7 +365,7 @@ impl Drop for ChildGuard {
     }
 }
 
-fn exit_code(status: WaitStatus) -> i32 {
+pub fn exit_code(status: WaitStatus) -> i32 {
     match status {
         WaitStatus::Exited(_, code) => code,
         WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
@@ -487,7 +487,7 @@ fn reap_all() {
 /// pass SIGTERM and SIGHUP on to it. Returns the command's status.
 fn init(spec: &Spec) -> i32 {
     let command = match sys::fork() {
-        Ok(ForkResult::Child) => exec_command(spec),
+        Ok(ForkResult::Child) => exec_inside(&spec.command, spec.step),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => {
             eprintln!("lab: {e:#}");
@@ -510,17 +510,19 @@ fn init(spec: &Spec) -> i32 {
     }
 }
 
-fn exec_command(spec: &Spec) -> ! {
+/// Run `command` in place of this process, already inside the container, with the
+/// container's environment (its PATH, a prompt that names the step). `lab exec`
+/// uses it too.
+pub fn exec_inside(command: &[String], step: u8) -> ! {
     use std::ffi::CString;
     sys::default_signals();
     let result = (|| -> Result<std::convert::Infallible> {
-        let args: Vec<CString> = spec
-            .command
+        let args: Vec<CString> = command
             .iter()
             .map(|a| CString::new(a.as_bytes()))
             .collect::<Result<_, _>>()
             .context("the command holds a NUL byte")?;
-        let prompt = format!("[step {}] \\h:\\w\\$ ", spec.step);
+        let prompt = format!("[step {step}] \\h:\\w\\$ ");
         let mut env = vec![
             "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
             "HOME=/root".to_string(),
@@ -544,7 +546,7 @@ fn exec_command(spec: &Spec) -> ! {
     let Err(e) = result;
     eprintln!(
         "lab: cannot run {} inside the container: {e:#} (is it in the root filesystem?)",
-        render::command(&spec.command)
+        render::command(command)
     );
     std::process::exit(127);
 }

@@ -10,6 +10,7 @@ macro_rules! outln {
 
 mod check;
 mod container;
+mod exec;
 mod image;
 mod layers;
 mod netlink;
@@ -178,6 +179,17 @@ enum Cmd {
         #[command(subcommand)]
         command: ImageCmd,
     },
+    /// List the running containers: name, step, PID, address, published ports
+    Ps,
+    /// Run a program (default: a shell) in a running container, like nsenter
+    Exec {
+        /// The container's name, as `lab ps` lists it
+        #[arg(value_parser = container_name)]
+        name: String,
+        /// What runs inside [default: /bin/sh]
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Stop every container lab started and remove everything lab left on the host
     Clean,
 }
@@ -306,6 +318,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Ps => {
+            render::out(&exec::ps());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Exec { name, command } => {
+            need_root("exec")?;
+            let command = if command.is_empty() {
+                vec![plan::Spec::DEFAULT_COMMAND.to_string()]
+            } else {
+                command
+            };
+            let code = exec::exec(&name, &command)?;
+            Ok(ExitCode::from(code.clamp(0, 255) as u8))
         }
         Cmd::Clean => {
             need_root("clean")?;

@@ -116,6 +116,13 @@ fn layer_title(layer: &Layer) -> String {
     format!("Layer {} · {}", layer.number, layer.title)
 }
 
+/// A title, then one command with what it does, as `lab step` prints them.
+pub fn command_block(title: &str, shell: &str, why: &str) -> String {
+    let mut out = format!("\n{}\n", title.bold());
+    command_lines(&mut out, shell, why);
+    out
+}
+
 fn command_lines(out: &mut String, shell: &str, why: &str) {
     let _ = writeln!(out, "  {}", shell.cyan());
     let _ = writeln!(out, "    {}", format!("# {why}").dimmed());

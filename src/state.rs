@@ -4,7 +4,8 @@
 //! - `/run/lab` (`LAB_RUN`): one directory per running container,
 //!   `containers/NAME/`, holding `owner` (the lab process that runs it) and `pid`
 //!   (its first process), each as `PID STARTTIME` so that a reused PID is not
-//!   mistaken for it. A container whose owner is gone was left by a killed run:
+//!   mistaken for it, and `step`; from step 5 also `address` and `published`
+//!   (`lab ps` shows them). A container whose owner is gone was left by a killed run:
 //!   the next run, or `lab clean`, removes it.
 
 use anyhow::{bail, Context, Result};
@@ -127,7 +128,9 @@ impl Claim {
         }
     }
 
-    pub fn record_pid(&self, pid: Pid) {
+    /// The container's first process and its step, once it exists.
+    pub fn record(&self, pid: Pid, step: u8) {
+        let _ = std::fs::write(self.dir.join("step"), format!("{step}\n"));
         if let Some(id) = ProcessId::of(pid.as_raw()) {
             let _ = std::fs::write(self.dir.join("pid"), id.text());
         }
@@ -169,6 +172,55 @@ pub fn live_containers() -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A running container, as `lab ps` lists it.
+pub struct Running {
+    pub name: String,
+    pub step: Option<u8>,
+    /// Its first process, as the host numbers it (none yet while it starts).
+    pub pid: Option<i32>,
+    /// From step 5: its address, as `10.200.0.2/24`.
+    pub address: Option<String>,
+    /// From step 5: its published ports, as `8080:80`.
+    pub published: Vec<String>,
+}
+
+/// The running containers, by name.
+pub fn running() -> Vec<Running> {
+    let mut list: Vec<Running> = live_containers()
+        .iter()
+        .map(|dir| {
+            let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+            Running {
+                name: dir.file_name().unwrap_or_default().to_string_lossy().into(),
+                step: read("step").trim().parse().ok(),
+                pid: read_id(dir, "pid").filter(|p| p.alive()).map(|p| p.pid),
+                address: Some(read("address").trim().to_string()).filter(|a| !a.is_empty()),
+                published: read("published").lines().map(String::from).collect(),
+            }
+        })
+        .collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    list
+}
+
+/// The running container `name`, with its first process.
+pub fn find(name: &str) -> Result<(Running, i32)> {
+    let all = running();
+    let names: Vec<&str> = all.iter().map(|c| c.name.as_str()).collect();
+    let listed = if names.is_empty() {
+        "no container is running".to_string()
+    } else {
+        format!("running: {}", names.join(", "))
+    };
+    let Some(found) = all.into_iter().find(|c| c.name == name) else {
+        bail!("no running container is named {name} ({listed}; see lab ps)");
+    };
+    match found.pid {
+        Some(pid) => Ok((found, pid)),
+        None => bail!("container {name} is still starting or stopping: try again in a moment"),
+    }
 }
 
 /// Left by a lab that is gone. A directory without an owner file yet is being made

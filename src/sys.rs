@@ -85,8 +85,18 @@ pub fn default_signals() {
     let _ = set_handler(&TERMINATING, SigHandler::SigDfl, signal::SaFlags::empty());
 }
 
+/// Ignore Ctrl-C and Ctrl-\\ while a program in the foreground gets them from the
+/// terminal (as a shell does while it waits for a command).
+pub fn ignore_keyboard_signals() -> Result<()> {
+    set_handler(
+        &[Signal::SIGINT, Signal::SIGQUIT],
+        SigHandler::SigIgn,
+        signal::SaFlags::empty(),
+    )
+}
+
 /// Install `handler` for `signals`. Every handler passed here must be
-/// async-signal-safe: `remember` and `nothing` in this file, or SIG_DFL.
+/// async-signal-safe: `remember` and `nothing` in this file, SIG_DFL or SIG_IGN.
 fn set_handler(signals: &[Signal], handler: SigHandler, flags: signal::SaFlags) -> Result<()> {
     let action = signal::SigAction::new(handler, flags, signal::SigSet::empty());
     for &sig in signals {

@@ -150,6 +150,8 @@ fn bad_input_gets_a_usage_error() {
         vec!["explain"],
         vec!["frobnicate"],
         vec!["step", "3", "--name", "bad name"],
+        vec!["exec"],
+        vec!["exec", "bad/name"],
     ] {
         let out = run(&args);
         assert_eq!(
@@ -213,6 +215,7 @@ fn without_root_lab_says_to_use_sudo_and_creates_nothing() {
         vec!["rootfs"],
         vec!["clean"],
         vec!["check", "1", "--pid", "1"],
+        vec!["exec", "c1"],
     ] {
         let mut cmd = lab();
         cmd.env("LAB_HOME", tmp.join("home"))
@@ -244,6 +247,22 @@ fn without_root_lab_says_to_use_sudo_and_creates_nothing() {
             tmp.display()
         );
     }
+}
+
+#[test]
+fn ps_with_nothing_running_says_so_and_needs_no_root() {
+    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ps-empty");
+    let out = lab()
+        .env("LAB_RUN", &tmp)
+        .arg("ps")
+        .output()
+        .expect("run lab");
+    assert!(out.status.success(), "{}", err(&out));
+    assert_eq!(
+        text(&out),
+        "No container is running. Start one with sudo lab step N.\n"
+    );
+    assert!(!tmp.exists(), "lab ps created {}", tmp.display());
 }
 
 #[test]

@@ -485,8 +485,23 @@ impl Action for Unavailable {
 /// Move the calling process into every cgroup of process `target` it is not in
 /// yet, as the container's own processes are (what `docker exec` does too).
 pub fn join_cgroups_of(target: &str) -> Result<()> {
+    for procs in cgroups_to_join(target)? {
+        write_procs(&procs)?;
+    }
+    Ok(())
+}
+
+/// Move the calling process into the cgroup of this `cgroup.procs` file.
+pub fn write_procs(procs: &Path) -> Result<()> {
+    WriteFile::new(procs.to_path_buf(), std::process::id()).apply()
+}
+
+/// The `cgroup.procs` files of the cgroups of process `target` that the calling
+/// process is not in.
+pub fn cgroups_to_join(target: &str) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(format!("/proc/{target}/cgroup"))?;
     let mounts = super::mount::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?);
+    let mut files = Vec::new();
     for line in text.lines() {
         let mut f = line.splitn(3, ':');
         let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
@@ -504,13 +519,14 @@ pub fn join_cgroups_of(target: &str) -> Result<()> {
             }
         });
         if let Some(m) = mount {
-            let procs = Path::new(&m.mount_point)
-                .join(path.trim_start_matches('/'))
-                .join("cgroup.procs");
-            WriteFile::new(procs, std::process::id()).apply()?;
+            files.push(
+                Path::new(&m.mount_point)
+                    .join(path.trim_start_matches('/'))
+                    .join("cgroup.procs"),
+            );
         }
     }
-    Ok(())
+    Ok(files)
 }
 
 // ── The checks ─────────────────────────────────────────────────────────────────

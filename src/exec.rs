@@ -1,0 +1,171 @@
+//! `lab ps` and `lab exec`: look at the running containers, and run one more
+//! program in one of them.
+//!
+//! A container is nothing but processes in namespaces and cgroups, so "entering"
+//! one is joining them: write our PID to the container's `cgroup.procs` files,
+//! `setns(2)` into each of its namespaces, and take its root. That is what
+//! `nsenter -t PID -m -u -i -n -p -r -w` does (and `docker exec`, which also joins
+//! the cgroups). setns into a pid namespace only applies to the children made
+//! afterwards, so the program is started by one more fork.
+
+use crate::plan::{join_quoted, quote, quote_path};
+use crate::state::{self, Running};
+use crate::{check, container, layers, sys};
+use anyhow::{Context, Result};
+use nix::sys::wait::waitpid;
+use nix::unistd::{ForkResult, Pid};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// `lab ps`: one line per running container.
+pub fn ps() -> String {
+    let all = state::running();
+    if all.is_empty() {
+        return "No container is running. Start one with sudo lab step N.\n".into();
+    }
+    let mut text = format!(
+        "{:<16} {:>4} {:>8}  {:<18} {}\n",
+        "NAME", "STEP", "PID", "ADDRESS", "PUBLISHED"
+    );
+    for c in all {
+        let _ = writeln!(
+            text,
+            "{:<16} {:>4} {:>8}  {:<18} {}",
+            c.name,
+            c.step.map_or("?".into(), |s| s.to_string()),
+            c.pid.map_or("starting".into(), |p| p.to_string()),
+            c.address.as_deref().unwrap_or("-"),
+            if c.published.is_empty() {
+                "-".to_string()
+            } else {
+                c.published.join(",")
+            }
+        );
+    }
+    text
+}
+
+/// What `lab exec` does, as one command a person could type instead.
+pub struct Entry {
+    pub pid: Pid,
+    /// The cgroups to join: the container's own, from step 6 on.
+    pub cgroups: Vec<PathBuf>,
+    /// nsenter's flags for the namespaces the container does not share with us.
+    pub flags: Vec<&'static str>,
+}
+
+impl Entry {
+    pub fn of(container: &Running, pid: i32) -> Result<Entry> {
+        let pid = Pid::from_raw(pid);
+        let cgroups = if container.step >= Some(layers::cgroups::LAYER.number) {
+            layers::cgroups::cgroups_to_join(&pid.to_string())
+                .context("reading the container's cgroups")?
+        } else {
+            // Before step 6 the container is in lab's cgroups: nothing to join.
+            vec![]
+        };
+        let mut flags: Vec<&str> = check::namespaces_to_enter(pid)
+            .into_iter()
+            .map(|(_, flag, _)| flag)
+            .collect();
+        // In the order nsenter's manual lists them.
+        flags.sort_by_key(|f| ["-m", "-u", "-i", "-n", "-p"].iter().position(|x| x == f));
+        Ok(Entry {
+            pid,
+            cgroups,
+            flags,
+        })
+    }
+
+    /// `nsenter -t PID -m -u -i -n -p -r -w CMD`; with cgroups to join, inside a
+    /// `sh -c` that first writes the shell's own PID ($$) to each cgroup.procs.
+    pub fn shell(&self, command: &[String]) -> String {
+        let nsenter = format!(
+            "nsenter -t {} {} -r -w {}",
+            self.pid,
+            self.flags.join(" "),
+            join_quoted(command)
+        )
+        .replace("  ", " ");
+        if self.cgroups.is_empty() {
+            return nsenter;
+        }
+        let mut inner = String::new();
+        for procs in &self.cgroups {
+            let _ = write!(inner, "echo $$ > {} && ", quote_path(procs));
+        }
+        format!("sh -c {}", quote(&format!("{inner}exec {nsenter}")))
+    }
+
+    pub fn why(&self) -> String {
+        let mut steps = Vec::new();
+        if !self.cgroups.is_empty() {
+            steps.push(
+                "join the container's cgroups (its limits apply to this program too)".to_string(),
+            );
+        }
+        if !self.flags.is_empty() {
+            let names: Vec<&str> = self
+                .flags
+                .iter()
+                .map(|f| match *f {
+                    "-m" => "mount",
+                    "-u" => "uts",
+                    "-i" => "ipc",
+                    "-n" => "network",
+                    _ => "pid",
+                })
+                .collect();
+            steps.push(format!("enter its {} namespaces", names.join(", ")));
+        }
+        steps.push("take its root and working directory, and run the program there".into());
+        steps.join(", ")
+    }
+}
+
+/// `lab exec NAME -- CMD`: run CMD in the running container NAME; returns its exit
+/// status.
+pub fn exec(name: &str, command: &[String]) -> Result<i32> {
+    let (container, pid) = state::find(name)?;
+    let entry = Entry::of(&container, pid)?;
+    let step = container.step.unwrap_or(0);
+    // On stderr: what the program prints on stdout stays its own.
+    eprint!(
+        "{}",
+        crate::render::command_block(
+            &format!("Entering container {name} (step {step}, host PID {pid})"),
+            &entry.shell(command),
+            &entry.why(),
+        )
+    );
+    // The terminal sends Ctrl-C to the program inside; lab only waits for it.
+    sys::ignore_keyboard_signals()?;
+    match sys::fork()? {
+        ForkResult::Child => {
+            let code = match enter_and_run(&entry, command, step) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("lab: cannot enter container {name}: {e:#}");
+                    125
+                }
+            };
+            std::process::exit(code);
+        }
+        ForkResult::Parent { child } => Ok(container::exit_code(
+            waitpid(child, None).context("waiting for the program")?,
+        )),
+    }
+}
+
+/// In a child of lab: join, then fork the program so that it is inside the pid
+/// namespace too.
+fn enter_and_run(entry: &Entry, command: &[String], step: u8) -> Result<i32> {
+    for procs in &entry.cgroups {
+        layers::cgroups::write_procs(procs).context("joining the container's cgroups")?;
+    }
+    check::enter(entry.pid)?;
+    match sys::fork()? {
+        ForkResult::Child => container::exec_inside(command, step),
+        ForkResult::Parent { child } => Ok(container::exit_code(waitpid(child, None)?)),
+    }
+}
