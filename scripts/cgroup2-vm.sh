@@ -102,6 +102,8 @@ mount -t tmpfs tmpfs /tmp
 mount -t cgroup2 none /sys/fs/cgroup
 for m in $(cat /modules/order); do insmod /modules/$m || echo "LAB-MODULE $m did not load"; done
 echo "LAB-CGROUP2 $(cat /sys/fs/cgroup/cgroup.controllers)"
+lab doctor > /tmp/out 2>&1
+echo "LAB-DOCTOR rc=$?"; sed 's/^/LAB-DOCTOR /' /tmp/out
 for n in 6 7; do
   lab verify $n --json --publish 8080:80 > /tmp/out 2> /tmp/err
   rc=$?

@@ -286,6 +286,12 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, hostname: Option<String>) -> Re
         .into_iter()
         .filter(|c| !matches!(c.kind, Kind::AfterExit(_)))
         .collect();
+    // Before any fixture is made: a wrong PID leaves nothing behind.
+    if crate::state::ProcessId::of(target.as_raw()).is_none() {
+        anyhow::bail!(
+            "process {target} not found: is the container still running? (lab ps lists lab's)"
+        );
+    }
     let fixtures = Fixtures::make(step, target, rootfs, hostname)?;
     let probe = &fixtures.probe;
     let mut outcomes: Vec<Option<Outcome>> = checks
@@ -357,7 +363,7 @@ fn run_inside(checks: &[Check], which: &[usize], probe: &Probe) -> Result<String
             let code = match probe_main(checks, which, probe, write_end) {
                 Ok(()) => 0,
                 Err(e) => {
-                    eprintln!("lab: the probe could not join the container: {e:#}");
+                    errln!("lab: the probe could not join the container: {e:#}");
                     1
                 }
             };

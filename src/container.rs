@@ -490,7 +490,7 @@ fn init(spec: &Spec) -> i32 {
         Ok(ForkResult::Child) => exec_inside(&spec.command, spec.step),
         Ok(ForkResult::Parent { child }) => child,
         Err(e) => {
-            eprintln!("lab: {e:#}");
+            errln!("lab: {e:#}");
             return 1;
         }
     };
@@ -544,7 +544,7 @@ pub fn exec_inside(command: &[String], step: u8) -> ! {
         nix::unistd::execvpe(&args[0], &args, &env).map_err(|e| anyhow!(e))
     })();
     let Err(e) = result;
-    eprintln!(
+    errln!(
         "lab: cannot run {} inside the container: {e:#} (is it in the root filesystem?)",
         render::command(command)
     );

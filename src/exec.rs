@@ -130,14 +130,11 @@ pub fn exec(name: &str, command: &[String]) -> Result<i32> {
     let entry = Entry::of(&container, pid)?;
     let step = container.step.unwrap_or(0);
     // On stderr: what the program prints on stdout stays its own.
-    eprint!(
-        "{}",
-        crate::render::command_block(
-            &format!("Entering container {name} (step {step}, host PID {pid})"),
-            &entry.shell(command),
-            &entry.why(),
-        )
-    );
+    crate::render::err(&crate::render::command_block(
+        &format!("Entering container {name} (step {step}, host PID {pid})"),
+        &entry.shell(command),
+        &entry.why(),
+    ));
     // The terminal sends Ctrl-C to the program inside; lab only waits for it.
     sys::ignore_keyboard_signals()?;
     match sys::fork()? {
@@ -145,7 +142,7 @@ pub fn exec(name: &str, command: &[String]) -> Result<i32> {
             let code = match enter_and_run(&entry, command, step) {
                 Ok(code) => code,
                 Err(e) => {
-                    eprintln!("lab: cannot enter container {name}: {e:#}");
+                    errln!("lab: cannot enter container {name}: {e:#}");
                     125
                 }
             };

@@ -171,16 +171,29 @@ impl Store {
 
     /// Import FILE (or an OCI layout directory) as image `name`.
     pub fn import(&self, source: &Path, name: Option<&str>) -> Result<Imported> {
+        // What is not an image is refused before anything is created.
+        let names = if source.is_dir() {
+            vec![]
+        } else {
+            tar_names(source)?
+        };
         for d in [&self.images, &self.layers] {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
         let scratch = self.layers.join(format!(".import-{}", std::process::id()));
-        let result = self.import_into(source, name, &scratch);
+        let result = self.import_into(source, name, &names, &scratch);
         let _ = crate::state::remove_tree(&scratch);
         result
     }
 
-    fn import_into(&self, source: &Path, name: Option<&str>, scratch: &Path) -> Result<Imported> {
+    /// `names`: the entries of the archive `source` (none for a directory).
+    fn import_into(
+        &self,
+        source: &Path,
+        name: Option<&str>,
+        names: &[String],
+        scratch: &Path,
+    ) -> Result<Imported> {
         let stem = source
             .file_name()
             .map(|f| {
@@ -196,7 +209,6 @@ impl Store {
         let (dir, format) = if source.is_dir() {
             (source.to_path_buf(), "OCI image layout")
         } else {
-            let names = tar_names(source)?;
             let has = |n: &str| names.iter().any(|e| e.trim_start_matches("./") == n);
             if has("manifest.json") || (has("index.json") && has("oci-layout")) {
                 std::fs::create_dir_all(scratch)?;
@@ -358,14 +370,24 @@ fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
 }
 
 fn tar_names(path: &Path) -> Result<Vec<String>> {
+    if !path.exists() {
+        bail!("{} does not exist", path.display());
+    }
+    let not_an_image = || {
+        format!(
+            "{} is not an image: lab imports a root filesystem tarball (.tar, .tar.gz), a docker save archive or an OCI image layout",
+            path.display()
+        )
+    };
     let mut archive = tar::Archive::new(open_maybe_gzip(path)?);
     let mut names = Vec::new();
-    for e in archive
-        .entries()
-        .with_context(|| format!("{} is not a tar archive", path.display()))?
-    {
-        let e = e.with_context(|| format!("reading {}", path.display()))?;
+    // The tar reader's own words would quote the garbage it found: not shown.
+    for e in archive.entries().map_err(|_| anyhow!(not_an_image()))? {
+        let e = e.map_err(|_| anyhow!(not_an_image()))?;
         names.push(e.path()?.to_string_lossy().into_owned());
+    }
+    if names.is_empty() {
+        bail!("{}: the archive is empty", not_an_image());
     }
     Ok(names)
 }

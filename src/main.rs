@@ -8,8 +8,14 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::render::out(&format!("{}\n", format_args!($($arg)*))) };
 }
 
+/// `eprintln!`, but a closed stderr (`lab step 3 2>&1 | head`) is no panic.
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::render::err(&format!("{}\n", format_args!($($arg)*))) };
+}
+
 mod check;
 mod container;
+mod doctor;
 mod exec;
 mod image;
 mod layers;
@@ -60,7 +66,7 @@ struct Target {
     #[arg(long)]
     keep: bool,
     /// Step 6: the memory limit, in bytes or with K, M or G [default: 64M]
-    #[arg(long, value_name = "SIZE", value_parser = memory_size)]
+    #[arg(long, value_name = "SIZE", value_parser = memory_size, allow_hyphen_values = true)]
     memory: Option<u64>,
     /// Step 6: CPU time, as a share of one CPU [default: 0.5]
     #[arg(long, value_name = "SHARE", value_parser = cpu_share)]
@@ -190,6 +196,8 @@ enum Cmd {
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Check this machine: kernel features, cgroups, programs; say how to fix what is missing
+    Doctor,
     /// Stop every container lab started and remove everything lab left on the host
     Clean,
 }
@@ -231,14 +239,14 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             if let Some(i) = e.downcast_ref::<container::Interrupted>() {
-                eprintln!("lab: {i}");
+                errln!("lab: {i}");
                 return ExitCode::from(128 + i.0 as u8);
             }
             let mut lines = format!("{e:#}");
             if let Some((first, rest)) = lines.clone().split_once('\n') {
                 lines = format!("{first}\n  hint: {rest}");
             }
-            eprintln!("lab: {lines}");
+            errln!("lab: {lines}");
             ExitCode::FAILURE
         }
     }
@@ -333,6 +341,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let code = exec::exec(&name, &command)?;
             Ok(ExitCode::from(code.clamp(0, 255) as u8))
         }
+        Cmd::Doctor => {
+            let findings = doctor::examine();
+            render::out(&doctor::report(&findings));
+            let missing = findings.iter().any(|f| f.state == doctor::State::Missing);
+            Ok(if missing {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Cmd::Clean => {
             need_root("clean")?;
             let done = state::clean()?;
@@ -411,6 +429,11 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
             .unwrap_or(defaults.parent),
         version: target.cgroup,
     };
+    // Looked up first: a wrong name must not cost building the default rootfs.
+    let image = match &target.image {
+        Some(name) => Some(image::Store::open().layers(name)?),
+        None => None,
+    };
     let rootfs = match (&target.rootfs, for_real) {
         (Some(dir), true) => {
             if !dir.join("bin").is_dir() && !dir.join("usr/bin").is_dir() {
@@ -430,10 +453,18 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
     } else {
         command
     };
-    let image = match &target.image {
-        Some(name) => image::Store::open().layers(name)?,
-        None => vec![rootfs.clone()],
-    };
+    if for_real && image.is_none() {
+        // A missing program would only show once the container is built.
+        if let Some(program) = command.first().filter(|c| c.starts_with('/')) {
+            if rootfs.join(&program[1..]).symlink_metadata().is_err() {
+                bail!(
+                    "{} has no {program}: give a command that is in it (lab step N --rootfs DIR -- /bin/busybox sh), or use a root filesystem with it",
+                    rootfs.display()
+                );
+            }
+        }
+    }
+    let image = image.unwrap_or_else(|| vec![rootfs.clone()]);
     Ok(plan::Spec {
         step: target.step,
         rootfs,

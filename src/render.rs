@@ -19,6 +19,12 @@ pub fn out(text: &str) {
     let _ = stdout.flush();
 }
 
+/// Write to stderr, ignoring errors, for the same reason.
+pub fn err(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
 /// One printable piece of a plan, in the order a person would type it.
 pub enum Item<'a> {
     /// A remark of a layer.

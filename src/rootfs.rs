@@ -42,12 +42,12 @@ pub fn ensure_default() -> Result<PathBuf> {
     let path = default_path();
     if !path.join("bin").is_dir() {
         // On stderr: stdout may be JSON (lab verify --json).
-        eprintln!(
+        errln!(
             "Building the default root filesystem in {} (once).",
             path.display()
         );
         let how = build(&path, Source::Auto)?;
-        eprintln!("{how}");
+        errln!("{how}");
     }
     // Made by an older lab: add the mount points of step 5.
     for file in MOUNT_POINTS {

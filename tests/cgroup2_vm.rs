@@ -59,6 +59,16 @@ fn steps_6_and_7_pass_on_pure_cgroup_v2_in_a_vm() {
         "not a cgroup v2 guest:\n{log}{}",
         err(&out)
     );
+    // lab doctor finds cgroup v2 (on this machine it finds v1) and nothing missing.
+    assert!(
+        log.contains("LAB-DOCTOR rc=0"),
+        "lab doctor in the VM:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.starts_with("LAB-DOCTOR")
+            && l.contains("ok      cgroups            cgroup v2 at /sys/fs/cgroup")),
+        "{log}"
+    );
     assert_eq!(
         result("6").as_deref(),
         Some("0"),

@@ -249,6 +249,41 @@ fn without_root_lab_says_to_use_sudo_and_creates_nothing() {
     }
 }
 
+/// Without root, lab doctor still looks (it changes nothing), and says the first
+/// thing missing is root.
+#[test]
+fn doctor_without_root_says_to_use_sudo() {
+    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("doctor-not-root");
+    let mut cmd = if support::is_root() {
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            support::LAB,
+        ]);
+        c.env("NO_COLOR", "1");
+        c
+    } else {
+        lab()
+    };
+    let out = cmd
+        .arg("doctor")
+        .env("LAB_HOME", tmp.join("home"))
+        .env("LAB_RUN", tmp.join("run"))
+        .output()
+        .expect("run lab doctor");
+    assert_eq!(out.status.code(), Some(1));
+    let s = text(&out);
+    assert!(s.contains("  MISSING root "), "{s}");
+    assert!(s.contains("fix: sudo lab doctor"), "{s}");
+    assert!(
+        s.contains("  ok      pid namespace      in the kernel, for step 3"),
+        "{s}"
+    );
+    assert!(!tmp.exists(), "lab doctor created {}", tmp.display());
+}
+
 #[test]
 fn ps_with_nothing_running_says_so_and_needs_no_root() {
     let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ps-empty");

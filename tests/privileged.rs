@@ -486,6 +486,179 @@ fn ps_and_exec_enter_a_running_container() {
     remove_test_cgroup_parents();
 }
 
+/// lab doctor tries every feature for real, as root, and leaves no trace: the
+/// namespaces and links it makes die with its child process.
+#[test]
+fn doctor_tries_every_feature_and_changes_nothing() {
+    let _g = privileged!();
+    let links = || text(&Command::new("ip").args(["-d", "link"]).output().unwrap());
+    let (links_before, mounts_before) = (links(), mountinfo());
+    let out = lab_isolated().arg("doctor").output().unwrap();
+    let s = text(&out);
+    assert!(out.status.success(), "{s}{}", err(&out));
+    assert!(!s.contains("MISSING"), "{s}");
+    for ns in ["mount", "pid", "uts", "ipc", "network", "cgroup", "user"] {
+        assert!(
+            s.contains(&format!("{:<18} unshare works", format!("{ns} namespace"))),
+            "{ns}: {s}"
+        );
+    }
+    assert!(
+        s.contains("made and removed in a throwaway network namespace"),
+        "{s}"
+    );
+    let v1 = mountinfo().contains(" - cgroup ");
+    let version = if v1 {
+        "cgroup v1 hierarchies"
+    } else {
+        "cgroup v2 at"
+    };
+    assert!(s.contains(&format!("cgroups            {version}")), "{s}");
+    assert!(s.ends_with("Nothing missing: every step can run.\n"), "{s}");
+    assert_eq!(links(), links_before, "lab doctor left a link");
+    assert_eq!(mountinfo(), mounts_before, "lab doctor left a mount");
+
+    // Programs hidden (in a mount namespace of this command only): iptables is
+    // needed, busybox is not (lab falls back on host programs).
+    let out = Command::new("unshare")
+        .args([
+            "-m",
+            "sh",
+            "-c",
+            &format!(
+                "for f in /usr/sbin/iptables /sbin/iptables /usr/bin/busybox /bin/busybox; do [ -e $f ] && mount --bind /dev/null $f; done; exec {} doctor",
+                LAB
+            ),
+        ])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let s = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{s}{}", err(&out));
+    assert!(s.contains("  MISSING iptables "), "{s}");
+    assert!(s.contains("fix: apt-get install iptables"), "{s}");
+    assert!(s.contains("  maybe   busybox "), "{s}");
+    assert!(s.contains("fix: apt-get install busybox-static"), "{s}");
+    assert!(s.contains("1 missing: run the fix lines above"), "{s}");
+}
+
+/// Bad input, as root: one clear line (clap's usage error for malformed
+/// arguments), a non-zero exit, no panic, and nothing created: no state
+/// directory, no mount, no link.
+#[test]
+fn bad_input_gets_one_clear_line_and_creates_nothing() {
+    let _g = privileged!();
+    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad-input");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let no_shell = tmp.join("no-shell");
+    std::fs::create_dir_all(no_shell.join("bin")).unwrap();
+    std::fs::create_dir_all(no_shell.join("proc")).unwrap();
+    let not_an_image = tmp.join("notes.txt");
+    std::fs::write(&not_an_image, "not an image\n".repeat(100)).unwrap();
+    let (state_home, state_run) = (tmp.join("home"), tmp.join("run"));
+    let rootfs = rootfs();
+    let r = rootfs.to_str().unwrap();
+    let links = || text(&Command::new("ip").args(["-d", "link"]).output().unwrap());
+    let table: Vec<(Vec<&str>, i32, &str)> = vec![
+        (vec!["step", "0"], 2, "0 is not in 1..=7"),
+        (vec!["step", "99"], 2, "99 is not in 1..=7"),
+        (
+            vec!["step", "6", "--memory", "-5M"],
+            2,
+            "\"-5M\" is not a size",
+        ),
+        (
+            vec!["step", "5", "--publish", "99999:80"],
+            2,
+            "HOSTPORT:CONTAINERPORT",
+        ),
+        (
+            vec!["step", "3", "--rootfs", "/nonexistent"],
+            1,
+            "/nonexistent does not look like a root filesystem",
+        ),
+        (
+            vec!["step", "3", "--rootfs", no_shell.to_str().unwrap()],
+            1,
+            "has no /bin/sh",
+        ),
+        (
+            vec!["step", "3", "--rootfs", r, "--", "/no/such/program"],
+            1,
+            "has no /no/such/program",
+        ),
+        (
+            vec!["image", "import", not_an_image.to_str().unwrap()],
+            1,
+            "is not an image",
+        ),
+        (
+            vec!["image", "import", "/nonexistent.tar"],
+            1,
+            "/nonexistent.tar does not exist",
+        ),
+        (
+            vec!["step", "7", "--image", "nosuch"],
+            1,
+            "no image named nosuch",
+        ),
+        (vec!["image", "rm", "nosuch"], 1, "no image named nosuch"),
+        (
+            vec!["exec", "nosuch"],
+            1,
+            "no running container is named nosuch",
+        ),
+        (
+            vec!["check", "3", "--pid", "999999999"],
+            1,
+            "process 999999999 not found",
+        ),
+        (
+            vec!["step", "4", "--rootfs", r, "--publish", "8080:80"],
+            1,
+            "belong to step 5",
+        ),
+        (
+            vec!["step", "5", "--rootfs", r, "--memory", "64M"],
+            1,
+            "belong to step 6",
+        ),
+        (
+            vec!["step", "6", "--rootfs", r, "--keep"],
+            1,
+            "belong to step 7",
+        ),
+    ];
+    for (args, code, says) in table {
+        let (links_before, mounts_before) = (links(), mountinfo());
+        let out = lab()
+            .env("LAB_HOME", &state_home)
+            .env("LAB_RUN", &state_run)
+            .env("LAB_CGROUP_PARENT", CGROUP_PARENT)
+            .args(&args)
+            .output()
+            .unwrap();
+        let e = err(&out);
+        assert_eq!(out.status.code(), Some(code), "lab {args:?}: {e}");
+        assert!(!e.contains("panicked"), "lab {args:?}: {e}");
+        let first = e.lines().next().unwrap_or("");
+        assert!(first.contains(says), "lab {args:?}: {e}");
+        if code == 1 {
+            assert_eq!(e.lines().count(), 1, "lab {args:?}: one line: {e}");
+            assert!(first.starts_with("lab: "), "lab {args:?}: {e}");
+        } else {
+            assert!(first.starts_with("error: "), "lab {args:?}: {e}");
+        }
+        assert!(
+            !state_home.exists() && !state_run.exists(),
+            "lab {args:?} created state"
+        );
+        assert_eq!(mountinfo(), mounts_before, "lab {args:?} left a mount");
+        assert_eq!(links(), links_before, "lab {args:?} left a link");
+    }
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
 #[test]
 fn signals_tear_the_container_down() {
     let _g = privileged!();

@@ -1,0 +1,313 @@
+//! `lab doctor`: does this machine have what the workshop needs?
+//!
+//! Every answer comes from the kernel or the filesystem, not from the name of the
+//! distribution. As root, the features are tried for real in a child process that
+//! throws away what it makes: it creates each kind of namespace, and a bridge and a
+//! veth pair inside a network namespace of its own, so nothing on the host changes.
+
+use crate::layers::{cgroups, network};
+use crate::netlink::Netlink;
+use crate::rootfs::which;
+use crate::sys;
+use colored::Colorize;
+use nix::sched::CloneFlags;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::ForkResult;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// One thing looked for.
+pub struct Finding {
+    pub what: String,
+    pub state: State,
+    pub detail: String,
+    /// The command that fixes it, when it is missing.
+    pub fix: Option<String>,
+}
+
+#[derive(PartialEq)]
+pub enum State {
+    Ok,
+    /// lab works without it, with less (e.g. no busybox: host programs instead).
+    Optional,
+    Missing,
+}
+
+fn found(what: &str, detail: impl Into<String>) -> Finding {
+    Finding {
+        what: what.into(),
+        state: State::Ok,
+        detail: detail.into(),
+        fix: None,
+    }
+}
+
+fn missing(what: &str, detail: impl Into<String>, fix: impl Into<String>) -> Finding {
+    Finding {
+        what: what.into(),
+        state: State::Missing,
+        detail: detail.into(),
+        fix: Some(fix.into()),
+    }
+}
+
+pub fn examine() -> Vec<Finding> {
+    let root = nix::unistd::geteuid().is_root();
+    let mut all = vec![if root {
+        found("root", "running as root: features are tried for real")
+    } else {
+        missing(
+            "root",
+            "not root: lab step needs it, and features are only looked up, not tried",
+            "sudo lab doctor",
+        )
+    }];
+    all.extend(namespaces(root));
+    all.push(overlay());
+    all.push(links(root));
+    all.push(cgroup_version());
+    all.extend(tools());
+    all
+}
+
+// ── Kernel features ────────────────────────────────────────────────────────────
+
+const NAMESPACES: [(&str, &str, CloneFlags, u8); 7] = [
+    ("mount namespace", "mnt", CloneFlags::CLONE_NEWNS, 2),
+    ("pid namespace", "pid", CloneFlags::CLONE_NEWPID, 3),
+    ("uts namespace", "uts", CloneFlags::CLONE_NEWUTS, 4),
+    ("ipc namespace", "ipc", CloneFlags::CLONE_NEWIPC, 4),
+    ("network namespace", "net", CloneFlags::CLONE_NEWNET, 5),
+    ("cgroup namespace", "cgroup", CloneFlags::CLONE_NEWCGROUP, 8),
+    ("user namespace", "user", CloneFlags::CLONE_NEWUSER, 8),
+];
+
+fn namespaces(root: bool) -> Vec<Finding> {
+    NAMESPACES
+        .iter()
+        .map(|(what, file, flag, step)| {
+            let fix = format!("a kernel built with CONFIG_{}_NS", file.to_uppercase());
+            let used = if crate::layers::built().contains(step) {
+                format!("step {step}")
+            } else {
+                format!("the later step {step}")
+            };
+            if !Path::new("/proc/self/ns").join(file).exists() {
+                return missing(what, format!("not in this kernel ({used} needs it)"), fix);
+            }
+            if !root {
+                return found(what, format!("in the kernel, for {used}"));
+            }
+            match in_child(|| nix::sched::unshare(*flag).map_err(Into::into)) {
+                Ok(()) => found(what, format!("unshare works, for {used}")),
+                Err(e) => missing(
+                    what,
+                    format!("unshare fails: {e} ({used} needs it)"),
+                    "check sysctl user.max_*_namespaces and the kernel's lockdown or LSM settings",
+                ),
+            }
+        })
+        .collect()
+}
+
+/// overlayfs, built in or as a module the kernel loads on first mount.
+fn overlay() -> Finding {
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    if fs
+        .lines()
+        .any(|l| l.split_whitespace().last() == Some("overlay"))
+    {
+        return found("overlayfs", "in /proc/filesystems, for step 7");
+    }
+    if kernel_module("overlay") {
+        return found(
+            "overlayfs",
+            "a module, loaded on the first mount, for step 7",
+        );
+    }
+    missing(
+        "overlayfs",
+        "neither in /proc/filesystems nor a module of this kernel (step 7 needs it)",
+        "modprobe overlay (or apt-get install linux-image-$(uname -r))",
+    )
+}
+
+/// veth and bridge links: as root, made and removed in a network namespace of a
+/// child process, which the kernel destroys with the links when the child exits.
+fn links(root: bool) -> Finding {
+    let what = "veth and bridge";
+    if !root {
+        // Built-in drivers need not show in /sys/module: only trying tells for sure.
+        return Finding {
+            what: what.into(),
+            state: State::Optional,
+            detail: "not tried: making links needs root (step 5 needs them)".into(),
+            fix: Some("sudo lab doctor".into()),
+        };
+    }
+    let tried = in_child(|| {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
+        let mut nl = Netlink::open()?;
+        nl.add_bridge("doctor0")?;
+        nl.add_veth("doctor-a", "doctor-b")?;
+        Ok(())
+    });
+    match tried {
+        Ok(()) => found(
+            what,
+            "made and removed in a throwaway network namespace, for step 5",
+        ),
+        Err(e) => missing(
+            what,
+            format!("cannot make them: {e} (step 5 needs them)"),
+            "modprobe veth bridge",
+        ),
+    }
+}
+
+fn cgroup_version() -> Finding {
+    let what = "cgroups";
+    match cgroups::detect() {
+        Ok(cgroups::Version::V2) => found(
+            what,
+            "cgroup v2 at /sys/fs/cgroup with memory, cpu and pids, for step 6",
+        ),
+        Ok(cgroups::Version::V1) => found(
+            what,
+            "cgroup v1 hierarchies for memory, cpu, cpuacct and pids, for step 6",
+        ),
+        Err(e) => missing(
+            what,
+            format!("{e:#} (step 6 needs them)"),
+            "boot with systemd.unified_cgroup_hierarchy=1 for cgroup v2",
+        ),
+    }
+}
+
+/// Whether this kernel has `name` as a module (modules.dep lists every one).
+fn kernel_module(name: &str) -> bool {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = Path::new("/lib/modules").join(release);
+    let listed = |file: &str| {
+        std::fs::read_to_string(dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                let path = l.split(':').next().unwrap_or("");
+                let base = path.rsplit('/').next().unwrap_or("");
+                base.split('.').next() == Some(name)
+            })
+    };
+    listed("modules.dep") || listed("modules.builtin")
+}
+
+/// Run `f` in a child process and report how it went; the child's namespaces and
+/// everything made in them go with it.
+fn in_child(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let (read_end, write_end) = nix::unistd::pipe()?;
+    match sys::fork()? {
+        ForkResult::Child => {
+            drop(read_end);
+            let code = match f() {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = std::io::Write::write_all(
+                        &mut std::fs::File::from(write_end),
+                        format!("{e:#}").as_bytes(),
+                    );
+                    1
+                }
+            };
+            // Leave without the parent's destructors.
+            std::process::exit(code);
+        }
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let mut why = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::fs::File::from(read_end), &mut why);
+            match waitpid(child, None)? {
+                WaitStatus::Exited(_, 0) => Ok(()),
+                other if why.is_empty() => anyhow::bail!("the trial ended with {other:?}"),
+                _ => anyhow::bail!("{why}"),
+            }
+        }
+    }
+}
+
+// ── Programs ───────────────────────────────────────────────────────────────────
+
+fn tools() -> Vec<Finding> {
+    let mut all = vec![match network::iptables_path() {
+        Ok(p) => found("iptables", format!("{}, for step 5's NAT", p.display())),
+        Err(_) => missing(
+            "iptables",
+            "not found (step 5 needs it for NAT and published ports)",
+            "apt-get install iptables",
+        ),
+    }];
+    all.push(match which("busybox") {
+        Some(p) => found(
+            "busybox",
+            format!("{}: the default root filesystem is built from it", p.display()),
+        ),
+        None => Finding {
+            what: "busybox".into(),
+            state: State::Optional,
+            detail: "not found: the default root filesystem is made of host programs and their libraries instead".into(),
+            fix: Some("apt-get install busybox-static".into()),
+        },
+    });
+    // What a student types: the commands lab explain prints.
+    for (program, package, why) in [
+        (
+            "unshare",
+            "util-linux",
+            "to type the commands of lab explain",
+        ),
+        ("nsenter", "util-linux", "to type what lab exec prints"),
+        ("ip", "iproute2", "to type the commands of step 5"),
+    ] {
+        all.push(match which(program) {
+            Some(p) => found(program, format!("{}, {why}", p.display())),
+            None => Finding {
+                what: program.into(),
+                state: State::Optional,
+                detail: format!("not found: lab works without it, but it is needed {why}"),
+                fix: Some(format!("apt-get install {package}")),
+            },
+        });
+    }
+    all
+}
+
+// ── The report ─────────────────────────────────────────────────────────────────
+
+pub fn report(findings: &[Finding]) -> String {
+    let mut out = String::from("What this machine has for the workshop:\n\n");
+    for f in findings {
+        let mark = match f.state {
+            State::Ok => format!("{:<7}", "ok").green(),
+            State::Optional => format!("{:<7}", "maybe").yellow(),
+            State::Missing => format!("{:<7}", "MISSING").red().bold(),
+        };
+        let _ = writeln!(out, "  {mark} {:<18} {}", f.what, f.detail);
+        if let (Some(fix), false) = (&f.fix, f.state == State::Ok) {
+            let _ = writeln!(out, "  {:<7} {:<18} fix: {}", "", "", fix.cyan());
+        }
+    }
+    let missing = findings
+        .iter()
+        .filter(|f| f.state == State::Missing)
+        .count();
+    let _ = writeln!(
+        out,
+        "\n{}",
+        match missing {
+            0 => "Nothing missing: every step can run.".to_string(),
+            n => format!("{n} missing: run the fix lines above, then sudo lab doctor again."),
+        }
+    );
+    out
+}
