@@ -122,25 +122,39 @@ fn reread(mut f: &File) -> String {
     text
 }
 
-/// The host as it was before the container started.
+/// The host as it was before the container started, and after it is gone.
 pub struct Before {
     step: u8,
+    /// The container's name and, from step 5, its address (`10.200.0.2/24`).
+    pub name: String,
+    pub address: Option<String>,
     pub mountinfo: String,
     pub hostname: String,
     /// From step 5: links, routes, iptables rules, ip_forward.
     pub network: crate::layers::network::Snapshot,
+    /// The other containers of lab running at the start and at the end: what
+    /// they made on the host may come and go meanwhile, and is not this one's.
+    pub others_before: Vec<String>,
+    pub others_after: Vec<String>,
     pub after_mountinfo: String,
     pub after_hostname: String,
     pub after_network: crate::layers::network::Snapshot,
 }
 
 impl Before {
-    pub fn take(step: u8) -> Before {
+    pub fn take(step: u8, name: &str) -> Before {
+        let address = std::fs::read_to_string(crate::state::container_dir(name).join("address"))
+            .ok()
+            .map(|a| a.trim().to_string());
         Before {
             step,
+            name: name.to_string(),
+            address,
             mountinfo: read_mountinfo(),
             hostname: host_hostname(),
             network: network_snapshot(step),
+            others_before: crate::state::live_names_but(name),
+            others_after: vec![],
             after_mountinfo: String::new(),
             after_hostname: String::new(),
             after_network: Default::default(),
@@ -148,10 +162,19 @@ impl Before {
     }
     /// Record the host as it is now, after the container is gone.
     pub fn now(mut self) -> Before {
+        self.others_after = crate::state::live_names_but(&self.name);
         self.after_mountinfo = read_mountinfo();
         self.after_hostname = host_hostname();
         self.after_network = network_snapshot(self.step);
         self
+    }
+    /// The other containers running at the start or at the end, by name.
+    pub fn others(&self) -> Vec<String> {
+        let mut all = self.others_before.clone();
+        all.extend(self.others_after.iter().cloned());
+        all.sort();
+        all.dedup();
+        all
     }
 }
 

@@ -76,7 +76,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     let plan = Plan::new(spec);
     let loud = matches!(mode, Mode::Step { .. });
     let checks = mode != Mode::Step { checks: false };
-    let before = Before::take(plan.spec.step);
+    let before = Before::take(plan.spec.step, &plan.spec.name);
     sys::catch_terminating_signals()?;
 
     let say = |text: &str| {

@@ -148,7 +148,7 @@ fn links(root: bool) -> Finding {
     let tried = in_child(|| {
         nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
         let mut nl = Netlink::open()?;
-        nl.add_bridge("doctor0")?;
+        nl.add_bridge("doctor0", None)?;
         nl.add_veth("doctor-a", "doctor-b")?;
         Ok(())
     });

@@ -107,11 +107,14 @@ impl Netlink {
 
     // ── ip link ──────────────────────────────────────────────────────────────
 
-    /// `ip link add NAME type bridge`
-    pub fn add_bridge(&mut self, name: &str) -> Result<()> {
+    /// `ip link add NAME [address MAC] type bridge`
+    pub fn add_bridge(&mut self, name: &str, mac: Option<[u8; 6]>) -> Result<()> {
         let mut m = Message::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
         m.ifinfo(0, 0, 0);
         m.attr_str(IFLA_IFNAME, name);
+        if let Some(mac) = mac {
+            m.attr(IFLA_ADDRESS, &mac);
+        }
         let info = m.begin(IFLA_LINKINFO);
         m.attr_str(IFLA_INFO_KIND, "bridge");
         m.end(info);

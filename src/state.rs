@@ -29,6 +29,11 @@ fn containers_dir() -> PathBuf {
     run_dir().join("containers")
 }
 
+/// The state directory of the container `name`.
+pub fn container_dir(name: &str) -> PathBuf {
+    containers_dir().join(name)
+}
+
 /// A process, named so that a later process with the same number is told apart.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ProcessId {
@@ -172,6 +177,15 @@ pub fn live_containers() -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The names of the running containers but `name`.
+pub fn live_names_but(name: &str) -> Vec<String> {
+    live_containers()
+        .iter()
+        .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|n| n != name)
+        .collect()
 }
 
 /// A running container, as `lab ps` lists it.

@@ -71,6 +71,23 @@ fn two_containers_share_lab0_reach_each_other_and_the_host_is_restored() {
     let before = host_network();
     let a = start(&["--name", "web", "--", "sleep", "5501"]);
     wait_for_process("sleep 5501");
+    // lab0's MAC address is fixed: a bridge left alone takes the lowest MAC of its
+    // ports, and would change it under the containers as they come and go.
+    let mac = || {
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "lab0"])
+            .output()
+            .unwrap();
+        text(&out)
+            .split("link/ether ")
+            .nth(1)
+            .unwrap_or("")
+            .split(' ')
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(mac(), "02:00:0a:c8:00:01");
     // The second container's checks ping the first one.
     let out = lab_isolated()
         .args(["verify", "5", "--json", "--name", "db"])
@@ -89,6 +106,11 @@ fn two_containers_share_lab0_reach_each_other_and_the_host_is_restored() {
     assert!(json.contains("eth0 up, 10.200.0.3/24"), "{json}");
     // While web runs, lab0 and the rules stay: db was not the last one.
     assert!(has_link("lab0") && lab_rules() > 0);
+    assert_eq!(
+        mac(),
+        "02:00:0a:c8:00:01",
+        "lab0's MAC changed with its ports"
+    );
     assert!(a.stop().code() == Some(143));
     assert_eq!(
         host_network(),

@@ -659,6 +659,131 @@ fn bad_input_gets_one_clear_line_and_creates_nothing() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
+/// Ten containers of step 7 started at once: distinct names, addresses and
+/// cgroups, every check passes in each (the after-exit checks leave out what the
+/// others have on the host meanwhile), and once all are gone the host is as
+/// before: no lab0, no rule, no mount, no cgroup, no state. `--cpus 0.1`, so that
+/// ten CPU quotas fit in two cores and each busy loop can reach its own.
+#[test]
+fn ten_containers_at_step_7_at_once() {
+    let _g = privileged!();
+    const N: usize = 10;
+    let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ten");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let host = || {
+        let run = |args: &[&str]| text(&Command::new(args[0]).args(&args[1..]).output().unwrap());
+        (
+            run(&["ip", "-d", "link"]),
+            run(&["ip", "route"]),
+            run(&["iptables-save"])
+                .lines()
+                // Rules and chains; tables appear, empty, once they are used.
+                .filter(|l| {
+                    l.starts_with("-A ") || (l.starts_with(':') && !l.contains(" ACCEPT ["))
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+            mountinfo(),
+        )
+    };
+    let before = host();
+    let markers: Vec<String> = (0..N)
+        .map(|i| format!("{}{:03}", 53 + i, std::process::id() % 1000))
+        .collect();
+    let running: Vec<Background> = markers
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut c = lab_isolated();
+            c.args([
+                "step",
+                "7",
+                "--cpus",
+                "0.1",
+                "--",
+                "sh",
+                "-c",
+                &format!("sleep {m}; true"),
+            ])
+            .stdout(std::fs::File::create(tmp.join(format!("out{i}"))).unwrap());
+            Background::spawn(c)
+        })
+        .collect();
+    let start = std::time::Instant::now();
+    let sleepers: Vec<i32> = markers
+        .iter()
+        .map(|m| loop {
+            if let Some(pid) = pids_of(&format!("sleep {m}")).first() {
+                break *pid;
+            }
+            assert!(
+                start.elapsed().as_secs() < 120,
+                "the containers did not all start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        })
+        .collect();
+
+    let ps = text(&lab_isolated().arg("ps").output().unwrap());
+    let rows: Vec<Vec<&str>> = ps
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), N, "{ps}");
+    let distinct = |col: usize| {
+        let mut v: Vec<&str> = rows.iter().map(|r| r[col]).collect();
+        v.sort();
+        v.dedup();
+        v.len()
+    };
+    assert_eq!(
+        (distinct(0), distinct(3)),
+        (N, N),
+        "names and addresses: {ps}"
+    );
+    assert!(rows.iter().all(|r| r[1] == "7"), "{ps}");
+    let mut cgroups: Vec<String> = sleepers
+        .iter()
+        .map(|pid| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            text.lines()
+                .find(|l| l.contains(":memory:") || l.starts_with("0::"))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    cgroups.sort();
+    cgroups.dedup();
+    assert_eq!(cgroups.len(), N, "{cgroups:?}");
+
+    for (bg, m) in running.into_iter().zip(&markers) {
+        assert_eq!(bg.stop().code(), Some(143));
+        kill_leftovers(&format!("sleep {m}"));
+    }
+    for i in 0..N {
+        let out = std::fs::read_to_string(tmp.join(format!("out{i}"))).unwrap();
+        // Alone only "a published port reaches" has nothing to check.
+        assert_eq!(
+            out.matches("  pass  ").count(),
+            checks_of(7) - 1,
+            "container {i}:\n{out}"
+        );
+        assert!(!out.contains("FAIL"), "container {i}:\n{out}");
+    }
+    let after = host();
+    assert_eq!(after.0, before.0, "links");
+    assert_eq!(after.1, before.1, "routes");
+    assert_eq!(after.2, before.2, "iptables");
+    assert_eq!(after.3, before.3, "ip_forward");
+    assert_eq!(after.4, before.4, "mounts");
+    assert_eq!(leftover_containers(), Vec::<String>::new());
+    remove_test_cgroup_parents();
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
 #[test]
 fn signals_tear_the_container_down() {
     let _g = privileged!();

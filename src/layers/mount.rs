@@ -326,23 +326,38 @@ fn escape_fails(p: &Probe) -> Outcome {
 }
 
 fn host_mounts_unchanged(b: &Before) -> Outcome {
-    let before = b.mountinfo.lines().count();
-    let after = b.after_mountinfo.lines().count();
-    if b.mountinfo == b.after_mountinfo {
-        return Outcome::Pass(format!("{before} mounts before, the same {after} after"));
+    // The overlay mounts of other containers (step 7) come and go as they start
+    // and stop: not this container's doing, so left out of the comparison.
+    let others: Vec<String> = b
+        .others()
+        .iter()
+        .map(|n| {
+            let dir = crate::state::home().join("containers").join(n);
+            format!(" {}/", dir.display())
+        })
+        .collect();
+    let theirs = |l: &&str| {
+        let point = l.split(' ').nth(4).unwrap_or("");
+        others
+            .iter()
+            .any(|o| format!(" {point}/").starts_with(o.as_str()))
+    };
+    let was: Vec<&str> = b.mountinfo.lines().filter(|l| !theirs(l)).collect();
+    let now: Vec<&str> = b.after_mountinfo.lines().filter(|l| !theirs(l)).collect();
+    let (before, after) = (was.len(), now.len());
+    let aside = match b.others().len() {
+        0 => String::new(),
+        n => format!(" (the mounts of {n} other running containers left out)"),
+    };
+    if was == now {
+        return Outcome::Pass(format!(
+            "{before} mounts before, the same {after} after{aside}"
+        ));
     }
-    let gone: Vec<&str> = b
-        .mountinfo
-        .lines()
-        .filter(|l| !b.after_mountinfo.contains(l))
-        .collect();
-    let new: Vec<&str> = b
-        .after_mountinfo
-        .lines()
-        .filter(|l| !b.mountinfo.contains(l))
-        .collect();
+    let gone: Vec<&str> = was.iter().filter(|l| !now.contains(l)).copied().collect();
+    let new: Vec<&str> = now.iter().filter(|l| !was.contains(l)).copied().collect();
     Outcome::Fail(format!(
-        "{before} mounts before, {after} after; new: {}; gone: {}",
+        "{before} mounts before, {after} after{aside}; new: {}; gone: {}",
         new.join(" | "),
         gone.join(" | ")
     ))

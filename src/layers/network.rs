@@ -29,6 +29,7 @@ use crate::check::{Before, Check, Kind, Outcome, Probe};
 use crate::netlink::Netlink;
 use crate::plan::{quote_path, Action, Command, MakeDirs, Namespace, Phase, Spec};
 use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -222,8 +223,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
     };
     let mut c = vec![
         host(
-            "a bridge: a virtual switch on the host that every container is cabled to (made once, shared)",
-            Box::new(Bridge::Add),
+            "a bridge: a virtual switch on the host that every container is cabled to (made once, shared). Its MAC address is fixed (02:00 and the gateway's address): left alone, a bridge takes the lowest MAC of its ports and changes it as containers come and go, and a container that learned the old one loses its gateway",
+            Box::new(Bridge::Add(bridge_mac(net.gateway))),
         ),
         host(
             "the bridge's address is the containers' gateway; the kernel adds the route to the subnet",
@@ -474,6 +475,12 @@ fn sweep(leaving: &str) -> Result<()> {
 /// [`sweep`], every time it is called. Returns whether it took things down.
 fn sweep_now(leaving: &str) -> Result<bool> {
     let _lock = lock()?;
+    if !leaving.is_empty() {
+        // Give up this container's address first, under the lock: of several
+        // containers leaving at once, each sees the others still holding theirs,
+        // except the last to get here, which then finds lab0 unused.
+        let _ = std::fs::remove_file(crate::state::container_dir(leaving).join("address"));
+    }
     let mut nl = Netlink::open()?;
     if in_use(&mut nl, leaving)? {
         return Ok(false);
@@ -500,7 +507,7 @@ fn sweep_now(leaving: &str) -> Result<bool> {
 /// `ip link add lab0 type bridge`, `ip addr add ... dev lab0`, `ip link set lab0 up`,
 /// `ip link del lab0`.
 enum Bridge {
-    Add,
+    Add([u8; 6]),
     Address(Ipv4Addr, u8),
     Up,
     /// Unless a container other than this one uses it.
@@ -646,7 +653,10 @@ fn netlink<T>(f: impl FnOnce(&mut Netlink) -> Result<T>) -> Result<T> {
 impl Action for Bridge {
     fn shell(&self) -> String {
         match self {
-            Bridge::Add => format!("ip link add {BRIDGE} type bridge"),
+            Bridge::Add(mac) => {
+                let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+                format!("ip link add {BRIDGE} address {} type bridge", mac.join(":"))
+            }
             Bridge::Address(ip, p) => format!("ip addr add {ip}/{p} dev {BRIDGE}"),
             Bridge::Up => format!("ip link set {BRIDGE} up"),
             Bridge::Delete(_) => format!("ip link del {BRIDGE}"),
@@ -655,7 +665,7 @@ impl Action for Bridge {
     fn script(&self) -> String {
         // Another container (or script) may have made it already.
         match self {
-            Bridge::Add => format!("ip link show {BRIDGE} >/dev/null 2>&1 || {}", self.shell()),
+            Bridge::Add(_) => format!("ip link show {BRIDGE} >/dev/null 2>&1 || {}", self.shell()),
             Bridge::Address(ip, _) => format!(
                 "[ -n \"$(ip -o addr show dev {BRIDGE} to {ip}/32)\" ] || {}",
                 self.shell()
@@ -666,11 +676,15 @@ impl Action for Bridge {
     }
     fn apply(&self) -> Result<()> {
         match self {
-            Bridge::Add => netlink(|nl| {
+            Bridge::Add(mac) => netlink(|nl| {
                 match nl.link(BRIDGE)? {
                 Some(l) if l.kind.as_deref() == Some("bridge") => Ok(()),
                 Some(_) => bail!("an interface named {BRIDGE} exists and is not a bridge: lab needs that name (look at it with ip -d link show {BRIDGE})"),
-                None => nl.add_bridge(BRIDGE),
+                None => match nl.add_bridge(BRIDGE, Some(*mac)) {
+                    // Another container made it a moment ago.
+                    Err(e) if e.downcast_ref() == Some(&Errno::EEXIST) => Ok(()),
+                    other => other,
+                },
             }
             }),
             Bridge::Address(ip, p) => netlink(|nl| {
@@ -680,9 +694,12 @@ impl Action for Bridge {
                     .iter()
                     .any(|a| a.index == index && a.ip == *ip);
                 if has {
-                    Ok(())
-                } else {
-                    nl.add_address(index, *ip, *p)
+                    return Ok(());
+                }
+                match nl.add_address(index, *ip, *p) {
+                    // Another container added it a moment ago.
+                    Err(e) if e.downcast_ref() == Some(&Errno::EEXIST) => Ok(()),
+                    other => other,
                 }
             }),
             Bridge::Up => netlink(|nl| {
@@ -692,6 +709,13 @@ impl Action for Bridge {
             Bridge::Delete(leaving) => sweep(leaving),
         }
     }
+}
+
+/// lab0's MAC address: locally administered (02), then the gateway's IPv4
+/// address, as Docker derives its containers' MACs from their addresses.
+fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = gateway.octets();
+    [0x02, 0x00, a, b, c, d]
 }
 
 /// In `lab script`: true while some container is still attached to lab0.
@@ -1693,34 +1717,83 @@ fn published_port_reaches(p: &Probe) -> Outcome {
     }
 }
 
+/// The host end of the veth pair of the container with this address
+/// (`10.200.0.2/24` has lab-veth2).
+fn own_veth(address: &str) -> Option<String> {
+    let (ip, prefix) = address.split_once('/')?;
+    let ip = u32::from(ip.parse::<Ipv4Addr>().ok()?);
+    let n = ip & !mask(prefix.parse().ok()?);
+    Some(format!("lab-veth{n}"))
+}
+
 fn veth_gone(b: &Before) -> Outcome {
-    let left: Vec<&String> = b
-        .after_network
-        .links
-        .iter()
-        .filter(|l| l.starts_with("lab-veth") && !b.network.links.contains(l))
-        .collect();
-    Outcome::from(
-        left.is_empty(),
-        if left.is_empty() {
-            "no lab-veth interface is left".to_string()
-        } else {
-            format!("left: {left:?}")
-        },
-    )
+    // Other containers' veths may come and go meanwhile: only this one's counts.
+    let left: Vec<&String> = match b.address.as_deref().and_then(own_veth) {
+        Some(own) => b
+            .after_network
+            .links
+            .iter()
+            .filter(|l| **l == own)
+            .collect(),
+        None => b
+            .after_network
+            .links
+            .iter()
+            .filter(|l| l.starts_with("lab-veth") && !b.network.links.contains(l))
+            .collect(),
+    };
+    match (left.is_empty(), b.address.as_deref().and_then(own_veth)) {
+        (true, Some(own)) => Outcome::Pass(format!("{own} is gone")),
+        (true, None) => Outcome::Pass("no lab-veth interface is left".into()),
+        (false, _) => Outcome::Fail(format!("left: {left:?}")),
+    }
 }
 
 fn host_network_restored(b: &Before) -> Outcome {
-    let (was, now) = (&b.network, &b.after_network);
+    let others = b.others();
+    let (mut was, mut now) = (b.network.clone(), b.after_network.clone());
+    if !others.is_empty() {
+        // lab0, its rules and ip_forward are shared: while other containers run,
+        // they stay, and they may come or go with the others. What names this
+        // container's own address (its published ports) must still be gone.
+        let ip = b.address.as_deref().and_then(|a| a.split('/').next());
+        let own = |l: &str| {
+            ip.is_some_and(|a| l.contains(&format!("{a}/")) || l.contains(&format!("{a}:")))
+        };
+        let shared = |l: &str| {
+            !own(l) && (l.contains("LAB-") || l.contains(BRIDGE) || l.contains("lab-veth"))
+        };
+        for s in [&mut was, &mut now] {
+            s.links.retain(|l| !shared(l));
+            s.routes.retain(|r| !shared(r));
+            s.iptables = s
+                .iptables
+                .lines()
+                .filter(|l| !shared(l))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            s.ip_forward.clear();
+        }
+    }
     let mut differs = Vec::new();
     if was.links != now.links {
         differs.push(format!("links {:?} -> {:?}", was.links, now.links));
     }
     if was.routes != now.routes {
-        differs.push("routes".to_string());
+        differs.push(format!("routes {:?} -> {:?}", was.routes, now.routes));
     }
     if was.iptables != now.iptables {
-        differs.push("iptables rules".to_string());
+        let gone: Vec<&str> = was
+            .iptables
+            .lines()
+            .filter(|l| !now.iptables.contains(l))
+            .collect();
+        let new: Vec<&str> = now
+            .iptables
+            .lines()
+            .filter(|l| !was.iptables.contains(l))
+            .collect();
+        differs.push(format!("iptables rules: new {new:?}, gone {gone:?}"));
     }
     if was.ip_forward != now.ip_forward {
         differs.push(format!(
@@ -1728,18 +1801,25 @@ fn host_network_restored(b: &Before) -> Outcome {
             was.ip_forward, now.ip_forward
         ));
     }
+    let aside = match others.len() {
+        0 => String::new(),
+        _ => format!(
+            " (lab0, its shared rules and ip_forward left out: {} ran too)",
+            others.join(", ")
+        ),
+    };
     Outcome::from(
         differs.is_empty(),
         if differs.is_empty() {
             format!(
-                "{} links, {} routes, {} iptables lines, ip_forward={}",
-                now.links.len(),
-                now.routes.len(),
-                now.iptables.lines().count(),
-                now.ip_forward
+                "{} links, {} routes, {} iptables lines, ip_forward={}{aside}",
+                b.after_network.links.len(),
+                b.after_network.routes.len(),
+                b.after_network.iptables.lines().count(),
+                b.after_network.ip_forward
             )
         } else {
-            format!("changed: {}", differs.join("; "))
+            format!("changed: {}{aside}", differs.join("; "))
         },
     )
 }
@@ -1751,8 +1831,10 @@ fn ping_outcome(ip: Ipv4Addr, who: &str) -> Outcome {
     }
 }
 
-/// What `ping -c 1` does: an ICMP echo request on a raw socket, then wait up to a
-/// second for the echo reply. Returns the round trip in milliseconds.
+/// What `ping -c 3` does, stopping at the first answer: an ICMP echo request on a
+/// raw socket, then wait up to a second for the echo reply, three times (the
+/// first request also waits for ARP, and a busy machine may be slow). Returns
+/// the round trip of the request that was answered, in milliseconds.
 pub fn ping(ip: Ipv4Addr) -> Result<f64> {
     use nix::sys::socket::{
         recvfrom, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, SockFlag,
@@ -1772,31 +1854,39 @@ pub fn ping(ip: Ipv4Addr) -> Result<f64> {
         &nix::sys::time::TimeVal::new(0, 200_000),
     )?;
     let id = (std::process::id() & 0xffff) as u16;
-    // Type 8 (echo request), code 0, checksum, identifier, sequence number, data.
-    let mut packet = vec![8u8, 0, 0, 0];
-    packet.extend_from_slice(&id.to_be_bytes());
-    packet.extend_from_slice(&1u16.to_be_bytes());
-    packet.extend_from_slice(b"lab ping");
-    let sum = checksum(&packet);
-    packet[2..4].copy_from_slice(&sum.to_be_bytes());
-    let start = std::time::Instant::now();
     let to = SockaddrIn::from(std::net::SocketAddrV4::new(ip, 0));
-    sendto(fd.as_raw_fd(), &packet, &to, MsgFlags::empty()).context("sending the echo request")?;
     let mut buf = [0u8; 1500];
-    while start.elapsed().as_millis() < 1000 {
-        let Ok((n, from)) = recvfrom::<SockaddrIn>(fd.as_raw_fd(), &mut buf) else {
-            continue;
-        };
-        // A raw socket gets the IP header too: its length is in the low nibble.
-        let ihl = ((buf[0] & 0x0f) as usize) * 4;
-        let icmp = &buf[ihl.min(n)..n];
-        let from_ip = from.map(|f| f.ip());
-        if icmp.len() >= 8 && icmp[0] == 0 && icmp[4..6] == id.to_be_bytes() && from_ip == Some(ip)
-        {
-            return Ok(start.elapsed().as_secs_f64() * 1000.0);
+    for seq in 1..=3u16 {
+        // Type 8 (echo request), code 0, checksum, identifier, sequence number, data.
+        let mut packet = vec![8u8, 0, 0, 0];
+        packet.extend_from_slice(&id.to_be_bytes());
+        packet.extend_from_slice(&seq.to_be_bytes());
+        packet.extend_from_slice(b"lab ping");
+        let sum = checksum(&packet);
+        packet[2..4].copy_from_slice(&sum.to_be_bytes());
+        let start = std::time::Instant::now();
+        sendto(fd.as_raw_fd(), &packet, &to, MsgFlags::empty())
+            .context("sending the echo request")?;
+        while start.elapsed().as_millis() < 1000 {
+            let Ok((n, from)) = recvfrom::<SockaddrIn>(fd.as_raw_fd(), &mut buf) else {
+                continue;
+            };
+            // A raw socket gets the IP header too: its length is in the low nibble.
+            let ihl = ((buf[0] & 0x0f) as usize) * 4;
+            let icmp = &buf[ihl.min(n)..n];
+            let from_ip = from.map(|f| f.ip());
+            // Any of our requests counts: a late reply to an earlier one still
+            // proves the path.
+            if icmp.len() >= 8
+                && icmp[0] == 0
+                && icmp[4..6] == id.to_be_bytes()
+                && from_ip == Some(ip)
+            {
+                return Ok(start.elapsed().as_secs_f64() * 1000.0);
+            }
         }
     }
-    bail!("no echo reply within 1 s")
+    bail!("no echo reply to 3 requests, 1 s each")
 }
 
 /// The Internet checksum: one's complement of the one's complement sum of 16-bit words.
@@ -1824,19 +1914,24 @@ pub struct Snapshot {
 pub fn snapshot() -> Snapshot {
     let mut s = Snapshot::default();
     if let Ok(mut nl) = Netlink::open() {
-        s.links = nl
-            .links()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|l| l.name)
-            .collect();
-        s.links.sort();
+        let links = nl.links().unwrap_or_default();
+        let name = |index: Option<u32>| {
+            links
+                .iter()
+                .find(|l| Some(l.index) == index)
+                .map_or("?".to_string(), |l| l.name.clone())
+        };
         s.routes = nl
             .routes()
             .unwrap_or_default()
             .into_iter()
-            .map(|r| format!("{}/{} via {:?} dev {:?}", r.dst, r.prefix, r.gateway, r.oif))
+            .map(|r| {
+                let via = r.gateway.map(|g| format!(" via {g}")).unwrap_or_default();
+                format!("{}/{}{via} dev {}", r.dst, r.prefix, name(r.oif))
+            })
             .collect();
+        s.links = links.iter().map(|l| l.name.clone()).collect();
+        s.links.sort();
         s.routes.sort();
     }
     if let Ok(path) = iptables_path() {
