@@ -208,7 +208,7 @@ pub fn ns_inode(pid: &str, name: &str) -> Option<u64> {
 /// look for from inside. Removed again when dropped.
 pub struct Fixtures {
     pub probe: Probe,
-    marker_dir: PathBuf,
+    _made: Made,
 }
 
 impl Fixtures {
@@ -221,19 +221,23 @@ impl Fixtures {
         let marker_dir = crate::state::run_dir().join(format!("check-{}", std::process::id()));
         std::fs::create_dir_all(&marker_dir)
             .with_context(|| format!("creating {}", marker_dir.display()))?;
+        // From here on, what is made is removed on every way out, errors included.
+        let mut made = Made {
+            dir: marker_dir.clone(),
+            msg_queue: None,
+        };
+        crate::state::fault_point("the checks' fixtures")?;
         let marker = marker_dir.join("host-file");
         std::fs::write(
             &marker,
             "this file lives on the host, outside the container\n",
         )?;
         let root = std::fs::metadata(rootfs).ok().map(|m| (m.dev(), m.ino()));
-        let msg_queue = match sys::msgget_private() {
-            Ok(id) => id,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&marker_dir);
-                return Err(e);
-            }
-        };
+        let msg_queue = sys::msgget_private()?;
+        made.msg_queue = Some(msg_queue);
+        // Written down for `lab clean`, should lab be killed before it removes it.
+        std::fs::write(marker_dir.join("msg-queue"), format!("{msg_queue}\n"))?;
+        crate::state::fault_point("the checks' message queue")?;
         let probe = Probe {
             target,
             root,
@@ -269,14 +273,31 @@ impl Fixtures {
                 .map_err(|e| format!("{e:#}")),
             );
         }
-        Ok(Fixtures { probe, marker_dir })
+        Ok(Fixtures { probe, _made: made })
     }
 }
 
-impl Drop for Fixtures {
+/// The fixtures' host objects: a directory under lab's run directory and a
+/// System V message queue.
+struct Made {
+    dir: PathBuf,
+    msg_queue: Option<i32>,
+}
+
+impl Drop for Made {
     fn drop(&mut self) {
-        sys::msg_queue_remove(self.probe.msg_queue);
-        let _ = std::fs::remove_dir_all(&self.marker_dir);
+        if let Some(id) = self.msg_queue {
+            sys::msg_queue_remove(id);
+        }
+        let _ = crate::state::remove_tree(&self.dir);
+    }
+}
+
+/// `lab clean`: the message queue of a run killed during its checks.
+pub fn remove_left_fixtures(dir: &Path) {
+    let id = std::fs::read_to_string(dir.join("msg-queue")).unwrap_or_default();
+    if let Ok(id) = id.trim().parse() {
+        sys::msg_queue_remove(id);
     }
 }
 

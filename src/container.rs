@@ -23,7 +23,7 @@
 use crate::check::{self, Before, Report};
 use crate::plan::{Phase, Plan, Spec};
 use crate::render::{self, Item, Printer};
-use crate::state::Claim;
+use crate::state::{fault_point, Claim};
 use crate::sys;
 use anyhow::{anyhow, bail, Context, Result};
 use colored::Colorize;
@@ -69,9 +69,11 @@ impl std::error::Error for Interrupted {}
 pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     let claim = Claim::take(name)?;
     spec.name = claim.name.clone();
+    fault_point("the container's state directory")?;
     if spec.step >= crate::layers::network::LAYER.number {
         // The container's address, written in its state before anything is made.
         crate::layers::network::reserve(&mut spec.network, &claim.dir)?;
+        fault_point("the address reserved")?;
     }
     let plan = Plan::new(spec);
     let loud = matches!(mode, Mode::Step { .. });
@@ -107,12 +109,13 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     // container is gone before its host side is taken down.
     let mut undo = Undo {
         items: teardown,
-        done: false,
+        next: 0,
     };
     for item in before_clone {
         say(&printer.item(&plan, item));
         if let Item::Command(c) = item {
             c.action.apply().map_err(|e| failed(c, e))?;
+            fault_point(&c.action.shell())?;
         }
     }
 
@@ -144,11 +147,13 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         reaped: false,
     };
     claim.record(child, plan.spec.step);
+    fault_point("the container's first process")?;
     // The host's side of what needs the child's PID, before the child goes on.
     for item in connect {
         say(&printer.item(&plan, item));
         if let Item::Command(c) = item {
             c.action.apply().map_err(|e| failed(c, e))?;
+            fault_point(&c.action.shell())?;
         }
     }
     File::from(connected_w)
@@ -164,6 +169,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         guard.wait();
         bail!("the container's first process died during setup");
     }
+    fault_point("the container set up")?;
 
     let mut reports = if checks {
         let name = Some(plan.spec.name.clone());
@@ -255,31 +261,37 @@ fn split<'a, 'p>(seq: &'a [Item<'p>]) -> Parts<'a, 'p> {
 }
 
 /// The teardown commands, run once: after the container exits, or on the way out
-/// of an error (then quietly, each even if one before it failed).
+/// of an error or a panic (then quietly, each even if one before it failed).
 struct Undo<'a, 'p> {
     items: &'a [Item<'p>],
-    done: bool,
+    /// The first command not yet run: a panic halfway resumes from here.
+    next: usize,
 }
 
 impl Undo<'_, '_> {
+    /// Every command runs, even after one failed: one leftover is better than
+    /// all of them. Returns the first error.
     fn run(&mut self) -> Result<()> {
-        self.done = true;
-        for item in self.items {
+        let mut first = None;
+        while let Some(item) = self.items.get(self.next) {
+            self.next += 1;
             if let Item::Command(c) = item {
-                c.action.apply().map_err(|e| failed(c, e))?;
+                let done = c.action.apply().map_err(|e| failed(c, e));
+                if let Err(e) = done.and_then(|()| fault_point(&c.action.shell())) {
+                    first.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        first.map_or(Ok(()), Err)
     }
 }
 
 impl Drop for Undo<'_, '_> {
     fn drop(&mut self) {
-        if !self.done {
-            for item in self.items {
-                if let Item::Command(c) = item {
-                    let _ = c.action.apply();
-                }
+        while let Some(item) = self.items.get(self.next) {
+            self.next += 1;
+            if let Item::Command(c) = item {
+                let _ = c.action.apply();
             }
         }
     }

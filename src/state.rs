@@ -80,6 +80,9 @@ impl Claim {
     /// Take `name`, or the first free `c1`, `c2`, ... Directory creation is atomic,
     /// so two lab processes starting at once never get the same name.
     pub fn take(name: Option<&str>) -> Result<Claim> {
+        for line in remove_stale()? {
+            errln!("lab: {line}");
+        }
         let dir = containers_dir();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let candidates: Vec<String> = match name {
@@ -249,6 +252,59 @@ fn is_stale(dir: &Path) -> bool {
     }
 }
 
+/// What runs that were killed (kill -9, a crash) left: their containers and the
+/// checks' fixtures. Removed, and said, at the start of the next run.
+fn remove_stale() -> Result<Vec<String>> {
+    let mut said = Vec::new();
+    for e in std::fs::read_dir(containers_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dir = e.path();
+        // Each is checked again under its own name by take() too; here only the
+        // ones whose lab is gone.
+        if is_stale(&dir) && read_id(&dir, "owner").is_some() {
+            // Two runs starting at once may both try: what counts is that it is gone.
+            let result = remove_container(&dir);
+            if dir.exists() {
+                result?;
+            }
+            said.push(format!(
+                "removed container {} that a killed run left behind (its processes, mounts, links, rules and cgroups)",
+                e.file_name().to_string_lossy()
+            ));
+        }
+    }
+    for e in std::fs::read_dir(run_dir()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("check-")
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if ProcessId::of(pid).is_none() {
+            crate::check::remove_left_fixtures(&e.path());
+            let result = remove_tree(&e.path());
+            if e.path().exists() {
+                result?;
+            }
+            said.push(format!(
+                "removed the checks' fixtures a killed run left in {}",
+                e.path().display()
+            ));
+        }
+    }
+    if !said.is_empty() && crate::layers::network::remove_shared_if_unused()? {
+        said.push(format!(
+            "removed {} and lab's iptables chains: no container uses them any more",
+            crate::layers::network::BRIDGE
+        ));
+    }
+    Ok(said)
+}
+
 /// Stop a container's processes if any are left, and remove its directories (with
 /// its writable layer, when the run that made it was killed).
 fn remove_container(dir: &Path) -> Result<()> {
@@ -343,6 +399,7 @@ pub fn clean() -> Result<Vec<String>> {
         let n = name.file_name().to_string_lossy().into_owned();
         // Left by interrupted runs: probe fixtures, half-built root filesystems.
         if n.starts_with("check-") || n.starts_with(".rootfs-") {
+            crate::check::remove_left_fixtures(&name.path());
             ours.push(name.path());
         }
     }
@@ -361,4 +418,42 @@ pub fn clean() -> Result<Vec<String>> {
         }
     }
     Ok(done)
+}
+
+/// For the tests of cleanup only: with `LAB_FAULT=MODE:N` in the environment, at
+/// the N-th point where lab has just made something on the host (counted from 1),
+/// lab dies by SIGKILL (`kill`), fails as if that step had failed (`error`), or
+/// panics (`panic`). Without LAB_FAULT it does nothing. `LAB_FAULT_LOG=FILE`
+/// appends each point's number and name to FILE, for the test to say where.
+pub fn fault_point(what: &str) -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    let Ok(fault) = std::env::var("LAB_FAULT") else {
+        return Ok(());
+    };
+    let n = COUNT.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(log) = std::env::var_os("LAB_FAULT_LOG") {
+        use std::io::Write as _;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log)
+        {
+            let _ = writeln!(f, "{n} {what}");
+        }
+    }
+    let (mode, at) = fault.split_once(':').unwrap_or((&fault, "0"));
+    if at.parse::<usize>().ok() != Some(n) {
+        return Ok(());
+    }
+    match mode {
+        "kill" => {
+            let _ = kill(Pid::this(), Signal::SIGKILL);
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+        "panic" => panic!("fault injected after {what} (LAB_FAULT={fault})"),
+        _ => bail!("fault injected after {what} (LAB_FAULT={fault})"),
+    }
 }

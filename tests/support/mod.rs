@@ -292,8 +292,17 @@ pub fn with_reader_gone(mut cmd: Command) -> Output {
 /// Remove the empty CGROUP_PARENT directories in every hierarchy (the scripts of
 /// steps 6 and 7, like a person, remove only the container's own cgroup).
 pub fn remove_test_cgroup_parents() {
+    for dir in test_cgroup_parents() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// The CGROUP_PARENT directory below the test's own cgroup, in every hierarchy
+/// (whether it exists or not).
+pub fn test_cgroup_parents() -> Vec<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut dirs = Vec::new();
     for line in own.lines() {
         let mut f = line.splitn(3, ':');
         let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
@@ -312,11 +321,12 @@ pub fn remove_test_cgroup_parents() {
             ok.then(|| left.split(' ').nth(4).map(String::from))?
         });
         if let Some(m) = mount {
-            let _ = std::fs::remove_dir(
+            dirs.push(
                 Path::new(&m)
                     .join(path.trim_start_matches('/'))
                     .join(CGROUP_PARENT),
             );
         }
     }
+    dirs
 }
