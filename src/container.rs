@@ -67,6 +67,8 @@ impl std::error::Error for Interrupted {}
 
 /// Build the container of `spec`, check it, run its command, tear it down.
 pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
+    // What the kernel lacks is said before anything is made.
+    crate::doctor::preflight(spec.step)?;
     let claim = Claim::take(name)?;
     spec.name = claim.name.clone();
     fault_point("the container's state directory")?;

@@ -54,6 +54,7 @@ fn host_state() -> Vec<(&'static str, String)> {
         ("mounts", mountinfo()),
         ("links", run(&["ip", "-d", "link"])),
         ("routes", run(&["ip", "route"])),
+        ("named network namespaces", run(&["ip", "netns", "list"])),
         ("iptables", iptables),
         (
             "ip_forward",

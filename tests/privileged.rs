@@ -656,6 +656,34 @@ fn bad_input_gets_one_clear_line_and_creates_nothing() {
         assert_eq!(mountinfo(), mounts_before, "lab {args:?} left a mount");
         assert_eq!(links(), links_before, "lab {args:?} left a link");
     }
+    // A missing kernel feature: no cgroup controller in sight (an empty tmpfs over
+    // /sys/fs/cgroup, in a mount namespace of this command only). Said before
+    // anything is made, step 5's network included.
+    let links_before = links();
+    let out = Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs none /sys/fs/cgroup && exec {LAB} step 6 --rootfs {r} -- true"
+        ))
+        .env("LAB_HOME", &state_home)
+        .env("LAB_RUN", &state_run)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let e = err(&out);
+    assert_eq!(out.status.code(), Some(1), "{e}");
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(
+        e.starts_with("lab: step 6 needs cgroups: the memory controller is not available"),
+        "{e}"
+    );
+    assert!(
+        text(&out).is_empty(),
+        "nothing printed, nothing done: {}",
+        text(&out)
+    );
+    assert!(!state_home.exists() && !state_run.exists());
+    assert_eq!(links(), links_before);
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
