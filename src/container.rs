@@ -40,8 +40,9 @@ use std::os::fd::{AsFd, OwnedFd};
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// `lab step`: print everything, then run the command; `checks: false` skips the
-    /// checks (`--no-checks`, to time the container itself).
-    Step { checks: bool },
+    /// checks (`--no-checks`, to time the container itself); `walk` waits for Enter
+    /// before each command (`--walk`).
+    Step { checks: bool, walk: bool },
     /// `lab verify`: run the checks, then stop; print nothing (main prints the checks).
     Verify,
 }
@@ -79,7 +80,8 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     }
     let plan = Plan::new(spec);
     let loud = matches!(mode, Mode::Step { .. });
-    let checks = mode != Mode::Step { checks: false };
+    let walk = matches!(mode, Mode::Step { walk: true, .. });
+    let checks = !matches!(mode, Mode::Step { checks: false, .. });
     let before = Before::take(plan.spec.step, &plan.spec.name);
     sys::catch_terminating_signals()?;
 
@@ -116,6 +118,9 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     for item in before_clone {
         say(&printer.item(&plan, item));
         if let Item::Command(c) = item {
+            if walk {
+                wait_for_enter()?;
+            }
             c.action.apply().map_err(|e| failed(c, e))?;
             fault_point(&c.action.shell())?;
         }
@@ -135,7 +140,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
                 ready: ready_w,
                 go: go_r,
             };
-            let code = child_main(&plan, inside, parent, printer, loud, pipes);
+            let code = child_main(&plan, inside, parent, printer, (loud, walk), pipes);
             // Leave without the parent's destructors: the claim belongs to lab.
             std::process::exit(code);
         }
@@ -154,6 +159,9 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     for item in connect {
         say(&printer.item(&plan, item));
         if let Item::Command(c) = item {
+            if walk {
+                wait_for_enter()?;
+            }
             c.action.apply().map_err(|e| failed(c, e))?;
             fault_point(&c.action.shell())?;
         }
@@ -305,6 +313,37 @@ fn failed(c: &crate::plan::Command, e: anyhow::Error) -> anyhow::Error {
     anyhow!("`{}` failed: {e:#}{hint}", c.action.shell())
 }
 
+/// `--walk`: wait for Enter before a command. Read byte by byte from standard
+/// input, without a buffer (lab and the container's first process take turns on
+/// it), and with the raw read(2), which returns on Ctrl-C where Rust's line
+/// reading would retry: lab then tears down as at any other moment.
+fn wait_for_enter() -> Result<()> {
+    render::out(&format!(
+        "    {}",
+        "[--walk] press Enter to run it, Ctrl-C to stop and remove everything ".bold()
+    ));
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(std::io::stdin(), &mut byte) {
+            Ok(0) => bail!("--walk: standard input was closed before the step was done"),
+            Ok(_) if byte[0] == b'\n' => {
+                // A terminal echoes the Enter; from a pipe, end the line here.
+                if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    render::out("\n");
+                }
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(Errno::EINTR) => {
+                if let Some(signal) = sys::take_signal() {
+                    return Err(Interrupted(signal).into());
+                }
+            }
+            Err(e) => return Err(e).context("--walk: reading standard input"),
+        }
+    }
+}
+
 /// The first line the child sends, read so that Ctrl-C still gets through.
 fn read_answer(fd: OwnedFd) -> Result<String> {
     let mut file = File::from(fd);
@@ -404,7 +443,7 @@ fn child_main(
     inside: &[Item],
     parent: Pid,
     mut printer: Printer,
-    loud: bool,
+    (loud, walk): (bool, bool),
     pipes: ChildPipes,
 ) -> i32 {
     let ChildPipes {
@@ -427,6 +466,10 @@ fn child_main(
             render::out(&printer.item(plan, item));
         }
         let Item::Command(c) = item else { continue };
+        // Ctrl-C here reaches lab too, which then takes the container down.
+        if walk && wait_for_enter().is_err() {
+            return 1;
+        }
         if let Err(e) = c.action.apply() {
             let hint = hint_for(&e);
             let message = format!(

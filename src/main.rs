@@ -151,6 +151,10 @@ enum Cmd {
         /// Skip the checks: only build, run and remove the container (for timing it)
         #[arg(long)]
         no_checks: bool,
+        /// Before each command, show it and wait for Enter (Ctrl-C stops and removes
+        /// everything): to step through a layer live
+        #[arg(long)]
+        walk: bool,
         /// What runs inside [default: /bin/sh]
         #[arg(last = true)]
         command: Vec<String>,
@@ -271,11 +275,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Step {
             target,
             no_checks,
+            walk,
             command,
         } => {
             need_root("step")?;
             let spec = spec(&target, command, true)?;
-            let mode = container::Mode::Step { checks: !no_checks };
+            let mode = container::Mode::Step {
+                checks: !no_checks,
+                walk,
+            };
             let done = container::run(spec, target.name.as_deref(), mode)?;
             Ok(ExitCode::from(done.exit_code.clamp(0, 255) as u8))
         }

@@ -812,6 +812,82 @@ fn ten_containers_at_step_7_at_once() {
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 
+/// `--walk` waits for Enter before each command; Ctrl-C at a prompt, with lab0,
+/// rules and the veth already made, takes everything down.
+#[test]
+fn walk_waits_for_enter_and_ctrl_c_at_a_prompt_removes_everything() {
+    use std::io::{Read, Write};
+    let _g = privileged!();
+    const PROMPT: &str = "[--walk] press Enter to run it";
+    // Enough Enters: the step runs to the end, one prompt per command.
+    let mut c = lab_isolated();
+    c.args(["step", "4", "--walk", "--no-checks", "--", "hostname"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&[b'\n'; 100])
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let s = text(&out);
+    assert!(out.status.success(), "{s}{}", err(&out));
+    let explain = text(&lab_isolated().args(["explain", "4"]).output().unwrap());
+    // Every command of explain but unshare (the clone) and the final exec.
+    let commands = explain.lines().filter(|l| l.starts_with("    # ")).count() - 2;
+    assert_eq!(s.matches(PROMPT).count(), commands, "{s}");
+    assert!(s.lines().any(|l| l == "c1"), "{s}");
+
+    // Ctrl-C at the 25th prompt of step 5: lab0, the rules and the veth exist.
+    let before = (
+        mountinfo(),
+        text(&Command::new("ip").args(["-d", "link"]).output().unwrap()),
+    );
+    let mut c = lab_isolated();
+    c.args(["step", "5", "--walk", "--", "true"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let running = Background::spawn(c);
+    let mut child = running;
+    let mut stdin = child.0.stdin.take().unwrap();
+    let mut stdout = child.0.stdout.take().unwrap();
+    // The prompt ends its line only once Enter is read: read what comes, not lines.
+    let mut seen = String::new();
+    let mut answered = 0;
+    while seen.matches(PROMPT).count() < 25 {
+        let mut buf = [0u8; 4096];
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "lab stopped early:\n{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        while answered < seen.matches(PROMPT).count().min(24) {
+            stdin.write_all(b"\n").unwrap();
+            answered += 1;
+        }
+    }
+    assert!(
+        Command::new("ip")
+            .args(["link", "show", "lab0"])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "lab0 should exist by now"
+    );
+    child.signal(Signal::SIGINT);
+    let status = child.wait();
+    assert_eq!(status.code(), Some(130));
+    let after = (
+        mountinfo(),
+        text(&Command::new("ip").args(["-d", "link"]).output().unwrap()),
+    );
+    assert_eq!(after, before, "Ctrl-C at a prompt left something");
+    assert_eq!(leftover_containers(), Vec::<String>::new());
+    let rules = text(&Command::new("iptables-save").output().unwrap());
+    assert!(!rules.contains("LAB-"), "{rules}");
+}
+
 #[test]
 fn signals_tear_the_container_down() {
     let _g = privileged!();
