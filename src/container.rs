@@ -467,8 +467,11 @@ fn child_main(
         }
         let Item::Command(c) = item else { continue };
         // Ctrl-C here reaches lab too, which then takes the container down.
-        if walk && wait_for_enter().is_err() {
-            return 1;
+        if walk {
+            if let Err(e) = wait_for_enter() {
+                let _ = writeln!(ready, "error\t{e:#}");
+                return 1;
+            }
         }
         if let Err(e) = c.action.apply() {
             let hint = hint_for(&e);
