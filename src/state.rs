@@ -34,6 +34,23 @@ pub fn container_dir(name: &str) -> PathBuf {
     containers_dir().join(name)
 }
 
+/// An exclusive lock on `run_dir/NAME.lock` between lab processes, held until
+/// dropped: for the state that containers share (lab0, cgroup parents).
+pub fn lock(name: &str) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let dir = run_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .with_context(|| format!("locking {}", path.display()))
+}
+
 /// A process, named so that a later process with the same number is told apart.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ProcessId {
@@ -152,12 +169,15 @@ impl Drop for Claim {
         // bookkeeping: the cgroup parents this run created, if no other container
         // uses them now, and the run state.
         remove_cgroup_parents(&self.dir);
+        let _ = crate::layers::cgroups::remove_unused_parents();
         let _ = remove_tree(&self.dir);
     }
 }
 
 /// rmdir the cgroups a run recorded, deepest first, where they are empty.
 fn remove_cgroup_parents(dir: &Path) {
+    // (The lock: see MakeCgroups.)
+    let _lock = lock("cgroups");
     let text = std::fs::read_to_string(dir.join("cgroups")).unwrap_or_default();
     let mut dirs: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
@@ -321,10 +341,14 @@ fn remove_container(dir: &Path) -> Result<()> {
     let cgroups = std::fs::read_to_string(dir.join("cgroups")).unwrap_or_default();
     let mut dirs: Vec<&str> = cgroups.lines().filter(|l| !l.is_empty()).collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
-    for cg in dirs {
-        // A parent another container still uses stays.
-        let _ = crate::layers::cgroups::remove_cgroup(Path::new(cg));
+    {
+        let _lock = lock("cgroups");
+        for cg in dirs {
+            // A parent another container still uses stays.
+            let _ = crate::layers::cgroups::remove_cgroup(Path::new(cg));
+        }
     }
+    let _ = crate::layers::cgroups::remove_unused_parents();
     remove_tree(dir)
 }
 
@@ -385,10 +409,16 @@ pub fn clean() -> Result<Vec<String>> {
             crate::layers::network::BRIDGE
         ));
     }
+    let _ = crate::layers::cgroups::remove_unused_parents();
     // Only what lab makes in its two directories, whatever LAB_HOME and LAB_RUN
     // point at; then the directories themselves if nothing else is in them.
     let (run, home) = (run_dir(), home());
-    let mut ours = vec![run.join("containers"), run.join("network.lock")];
+    let mut ours = vec![
+        run.join("containers"),
+        run.join("network.lock"),
+        run.join("cgroups.lock"),
+        run.join("cgroup-parents"),
+    ];
     ours.extend(["rootfs", "images", "layers", "containers"].map(|d| home.join(d)));
     for name in [&run, &home]
         .iter()

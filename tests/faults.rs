@@ -46,6 +46,7 @@ fn host_state() -> Vec<(&'static str, String)> {
         run_dir(),
         run_dir().join("containers"),
         run_dir().join("network.lock"),
+        run_dir().join("cgroups.lock"),
         home().join("containers"),
     ];
     state.retain(|p| !skeleton.iter().any(|s| s.as_os_str() == p.as_str()));

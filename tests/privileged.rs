@@ -716,6 +716,7 @@ fn ten_containers_at_step_7_at_once() {
             mountinfo(),
         )
     };
+    remove_test_cgroup_parents();
     let before = host();
     let markers: Vec<String> = (0..N)
         .map(|i| format!("{}{:03}", 53 + i, std::process::id() % 1000))
@@ -808,7 +809,13 @@ fn ten_containers_at_step_7_at_once() {
     assert_eq!(after.3, before.3, "ip_forward");
     assert_eq!(after.4, before.4, "mounts");
     assert_eq!(leftover_containers(), Vec::<String>::new());
+    // The parent cgroups lab made go with the last container, whichever it is.
+    let left: Vec<_> = test_cgroup_parents()
+        .into_iter()
+        .filter(|d| d.exists())
+        .collect();
     remove_test_cgroup_parents();
+    assert!(left.is_empty(), "cgroup parents left: {left:?}");
     std::fs::remove_dir_all(&tmp).unwrap();
 }
 

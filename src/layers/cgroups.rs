@@ -362,8 +362,12 @@ impl Action for MakeCgroups {
     }
     fn apply(&self) -> Result<()> {
         // Recorded before they are made: the container's cgroups, and the parents
-        // this run creates (removed when no other container uses them).
+        // this run creates (removed when no other container uses them). Under a
+        // lock: a parent must not be removed between another run's check that it
+        // exists and its mkdir of a cgroup inside.
+        let _lock = crate::state::lock("cgroups")?;
         let mut made = Vec::new();
+        let mut parents = Vec::new();
         for d in &self.dirs {
             let mut p = d.parent();
             let mut missing = Vec::new();
@@ -371,8 +375,26 @@ impl Action for MakeCgroups {
                 missing.push(dir.display().to_string());
                 p = dir.parent();
             }
+            parents.extend(missing.iter().cloned());
             made.extend(missing);
             made.push(d.display().to_string());
+        }
+        // The parents go in a record all runs share: whichever container leaves
+        // last removes them, not necessarily the one that made them.
+        let shared = parents_record();
+        let mut all: Vec<String> = std::fs::read_to_string(&shared)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect();
+        for p in parents {
+            if !all.contains(&p) {
+                all.push(p);
+            }
+        }
+        if !all.is_empty() {
+            std::fs::write(&shared, all.join("\n") + "\n")
+                .with_context(|| format!("recording {}", shared.display()))?;
         }
         let record = crate::state::run_dir()
             .join("containers")
@@ -456,6 +478,37 @@ impl Action for RemoveCgroups {
 
 /// rmdir a cgroup once its last process is gone (the kernel may take a moment
 /// after the processes were reaped).
+/// Where the cgroup parents lab made are listed, for every run.
+fn parents_record() -> PathBuf {
+    crate::state::run_dir().join("cgroup-parents")
+}
+
+/// Remove the cgroup parents lab made that no container uses any more (rmdir
+/// fails on a cgroup that still has children), deepest first, and forget them.
+pub fn remove_unused_parents() -> Result<()> {
+    let record = parents_record();
+    if !record.exists() {
+        return Ok(());
+    }
+    let _lock = crate::state::lock("cgroups")?;
+    let text = std::fs::read_to_string(&record).unwrap_or_default();
+    let mut dirs: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    let kept: Vec<&str> = dirs
+        .into_iter()
+        .filter(|d| match std::fs::remove_dir(d) {
+            Ok(()) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        })
+        .collect();
+    if kept.is_empty() {
+        std::fs::remove_file(&record)?;
+    } else {
+        std::fs::write(&record, kept.join("\n") + "\n")?;
+    }
+    Ok(())
+}
+
 pub fn remove_cgroup(dir: &Path) -> Result<()> {
     for attempt in 0..200 {
         match std::fs::remove_dir(dir) {

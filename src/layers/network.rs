@@ -1085,18 +1085,7 @@ impl Action for RemoveDir {
 /// containers share, so that the last container leaving never takes lab0 away
 /// from one arriving.
 fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
-    let dir = crate::state::run_dir();
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("network.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .context("locking lab's network state")
+    crate::state::lock("network")
 }
 
 /// Is lab0 used by anything but the container being torn down: another running
