@@ -17,20 +17,12 @@ use std::time::{Duration, Instant};
 const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
 fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("bench image_size: needs root. Run: sudo cargo bench --bench image_size");
+    if !common::root_in_own_network("image_size") {
         return;
     }
     // Under `cargo test --all-targets` (no --bench): one round on small sizes, to
     // keep the benchmark working, and no figures.
     let smoke = !std::env::args().any(|a| a == "--bench");
-    // Step 7 includes step 5's network: in a namespace of its own, never the machine's.
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-    assert!(Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .unwrap()
-        .success());
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-images");
     let (home, run) = (tmp.join("home"), tmp.join("run"));
     let lab = |args: &[&str]| {

@@ -18,18 +18,11 @@ use std::time::{Duration, Instant};
 const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
 fn main() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("bench network: needs root. Run: sudo cargo bench --bench network");
+    if !common::root_in_own_network("network") {
         return;
     }
     // Under `cargo test --all-targets` (no --bench): one round, few containers.
     let smoke = !std::env::args().any(|a| a == "--bench");
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-    assert!(Command::new("ip")
-        .args(["link", "set", "lo", "up"])
-        .status()
-        .unwrap()
-        .success());
     let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-network");
     let (home, run) = (tmp.join("home"), tmp.join("run"));
     let lab = |args: &[&str]| {

@@ -115,16 +115,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         items: teardown,
         next: 0,
     };
-    for item in before_clone {
-        say(&printer.item(&plan, item));
-        if let Item::Command(c) = item {
-            if walk {
-                wait_for_enter()?;
-            }
-            c.action.apply().map_err(|e| failed(c, e))?;
-            fault_point(&c.action.shell())?;
-        }
-    }
+    on_host(before_clone, &plan, &mut printer, (loud, walk))?;
 
     let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
@@ -156,16 +147,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     claim.record(child, plan.spec.step);
     fault_point("the container's first process")?;
     // The host's side of what needs the child's PID, before the child goes on.
-    for item in connect {
-        say(&printer.item(&plan, item));
-        if let Item::Command(c) = item {
-            if walk {
-                wait_for_enter()?;
-            }
-            c.action.apply().map_err(|e| failed(c, e))?;
-            fault_point(&c.action.shell())?;
-        }
-    }
+    on_host(connect, &plan, &mut printer, (loud, walk))?;
     File::from(connected_w)
         .write_all(b"c")
         .context("telling the container to go on")?;
@@ -268,6 +250,29 @@ fn split<'a, 'p>(seq: &'a [Item<'p>]) -> Parts<'a, 'p> {
         &seq[run..teardown],
         &seq[teardown..],
     )
+}
+
+/// Print and apply commands on the host side, one by one (with `--walk`, each
+/// after Enter).
+fn on_host(
+    items: &[Item],
+    plan: &Plan,
+    printer: &mut Printer,
+    (loud, walk): (bool, bool),
+) -> Result<()> {
+    for item in items {
+        if loud {
+            render::out(&printer.item(plan, item));
+        }
+        if let Item::Command(c) = item {
+            if walk {
+                wait_for_enter()?;
+            }
+            c.action.apply().map_err(|e| failed(c, e))?;
+            fault_point(&c.action.shell())?;
+        }
+    }
+    Ok(())
 }
 
 /// The teardown commands, run once: after the container exits, or on the way out

@@ -205,6 +205,24 @@ fn network_flags_are_checked() {
     assert!(s.contains("iptables -t nat -D LAB-DNAT -p tcp --dport 8080 -j DNAT --to-destination 10.200.0.2:80"), "{s}");
 }
 
+/// lab as a user without root: as root (CI), dropped to nobody for this command.
+fn lab_not_root() -> std::process::Command {
+    if !support::is_root() {
+        return lab();
+    }
+    let mut c = std::process::Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        support::LAB,
+    ])
+    .env("NO_COLOR", "1")
+    .env_remove("LAB_HOME")
+    .env_remove("LAB_RUN");
+    c
+}
+
 #[test]
 fn without_root_lab_says_to_use_sudo_and_creates_nothing() {
     let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("not-root");
@@ -217,26 +235,12 @@ fn without_root_lab_says_to_use_sudo_and_creates_nothing() {
         vec!["check", "1", "--pid", "1"],
         vec!["exec", "c1"],
     ] {
-        let mut cmd = lab();
-        cmd.env("LAB_HOME", tmp.join("home"))
-            .env("LAB_RUN", tmp.join("run"))
-            .args(&args);
-        if support::is_root() {
-            // Drop to nobody for this one command.
-            let mut c = std::process::Command::new("setpriv");
-            c.args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                support::LAB,
-            ])
-            .args(&args)
-            .env("NO_COLOR", "1")
+        let out = lab_not_root()
             .env("LAB_HOME", tmp.join("home"))
-            .env("LAB_RUN", tmp.join("run"));
-            cmd = c;
-        }
-        let out = cmd.output().expect("run lab");
+            .env("LAB_RUN", tmp.join("run"))
+            .args(&args)
+            .output()
+            .expect("run lab");
         assert_eq!(out.status.code(), Some(1), "lab {args:?}");
         let e = err(&out);
         assert!(e.contains("run it with sudo"), "lab {args:?}: {e}");
@@ -254,20 +258,7 @@ fn without_root_lab_says_to_use_sudo_and_creates_nothing() {
 #[test]
 fn doctor_without_root_says_to_use_sudo() {
     let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("doctor-not-root");
-    let mut cmd = if support::is_root() {
-        let mut c = std::process::Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            support::LAB,
-        ]);
-        c.env("NO_COLOR", "1");
-        c
-    } else {
-        lab()
-    };
-    let out = cmd
+    let out = lab_not_root()
         .arg("doctor")
         .env("LAB_HOME", tmp.join("home"))
         .env("LAB_RUN", tmp.join("run"))

@@ -3,6 +3,22 @@
 use std::process::Child;
 use std::time::Duration;
 
+/// Root, in a network namespace of its own (lab0, the rules and ip_forward of step
+/// 5 never touch the machine's), or false after saying how to run `bench`.
+pub fn root_in_own_network(bench: &str) -> bool {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("bench {bench}: needs root. Run: sudo cargo bench --bench {bench}");
+        return false;
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .unwrap();
+    assert!(up.success(), "ip link set lo up");
+    true
+}
+
 /// A container started for a benchmark, stopped (SIGTERM: lab tears it down)
 /// when dropped, also when the benchmark panics.
 pub struct Running(pub Child);
