@@ -11,10 +11,8 @@ mod common;
 
 use common::{count_sleepers, wait_until, Running};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
 fn main() {
     if !common::root_in_own_network("image_size") {
@@ -25,16 +23,7 @@ fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-images");
     let (home, run) = (tmp.join("home"), tmp.join("run"));
-    let lab = |args: &[&str]| {
-        let mut c = Command::new(LAB);
-        c.args(args)
-            .env("LAB_HOME", &home)
-            .env("LAB_RUN", &run)
-            .env("NO_COLOR", "1")
-            .env("LAB_CGROUP_PARENT", "lab-bench");
-        c.stdout(Stdio::null()).stderr(Stdio::null());
-        c
-    };
+    let lab = |args: &[&str]| common::lab(&home, &run, args);
     std::fs::create_dir_all(&home).unwrap();
     assert!(lab(&["rootfs"]).status().unwrap().success());
     let rootfs = home.join("rootfs");

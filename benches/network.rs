@@ -25,15 +25,7 @@ fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
     let tmp = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-network");
     let (home, run) = (tmp.join("home"), tmp.join("run"));
-    let lab = |args: &[&str]| {
-        let mut c = Command::new(LAB);
-        c.args(args)
-            .env("LAB_HOME", &home)
-            .env("LAB_RUN", &run)
-            .env("NO_COLOR", "1");
-        c.stdout(Stdio::null()).stderr(Stdio::null());
-        c
-    };
+    let lab = |args: &[&str]| common::lab(&home, &run, args);
     std::fs::create_dir_all(&home).unwrap();
     assert!(lab(&["rootfs"]).status().unwrap().success());
     let script = tmp.join("step5.sh");

@@ -19,6 +19,20 @@ pub fn root_in_own_network(bench: &str) -> bool {
     true
 }
 
+/// lab with its state in `home` and `run` (under target/), quiet, its cgroups below
+/// the benchmark's own.
+pub fn lab(home: &std::path::Path, run: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_lab"));
+    c.args(args)
+        .env("LAB_HOME", home)
+        .env("LAB_RUN", run)
+        .env("NO_COLOR", "1")
+        .env("LAB_CGROUP_PARENT", "lab-bench");
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
 /// A container started for a benchmark, stopped (SIGTERM: lab tears it down)
 /// when dropped, also when the benchmark panics.
 pub struct Running(pub Child);

@@ -166,7 +166,7 @@ impl Net {
             .or_else(|| bridge_subnet().ok().flatten())
             .unwrap_or_else(|| free_subnet(None).unwrap_or(default_subnet()));
         let address = spec.network.address.unwrap_or(subnet.host(2));
-        let n = u32::from(address) - u32::from(subnet.network);
+        let (veth, peer) = veth_pair(address, subnet);
         // systemd-resolved listens on 127.0.0.53, which the container cannot reach:
         // take the upstream servers it lists instead, as Docker does.
         let resolved = Path::new("/run/systemd/resolve/resolv.conf");
@@ -174,8 +174,8 @@ impl Net {
             subnet,
             gateway: subnet.host(1),
             address,
-            veth: format!("lab-veth{n}"),
-            peer: format!("lab-peer{n}"),
+            veth,
+            peer,
             uplink: uplink().ok().flatten(),
             etc: crate::state::run_dir()
                 .join("containers")
@@ -1285,8 +1285,7 @@ pub fn forget(dir: &Path) {
         name: String::new(),
         root: PathBuf::new(),
     };
-    let n = u32::from(address) - u32::from(subnet.network);
-    let _ = Veth::Delete(format!("lab-veth{n}")).apply();
+    let _ = Veth::Delete(veth_pair(address, subnet).0).apply();
     let published = std::fs::read_to_string(dir.join("published")).unwrap_or_default();
     // The container port is not kept: delete the DNAT rules by what they send to.
     let _ = (|| -> Result<()> {
@@ -1710,9 +1709,17 @@ fn published_port_reaches(p: &Probe) -> Outcome {
 /// (`10.200.0.2/24` has lab-veth2).
 fn own_veth(address: &str) -> Option<String> {
     let (ip, prefix) = address.split_once('/')?;
-    let ip = u32::from(ip.parse::<Ipv4Addr>().ok()?);
-    let n = ip & !mask(prefix.parse().ok()?);
-    Some(format!("lab-veth{n}"))
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let prefix: u8 = prefix.parse().ok()?;
+    let network = Ipv4Addr::from(u32::from(ip) & mask(prefix));
+    Some(veth_pair(ip, Subnet { network, prefix }).0)
+}
+
+/// The veth pair of the container with this address: named after its host
+/// number (10.200.0.2 has lab-veth2 on the host, lab-peer2 before it moves).
+fn veth_pair(address: Ipv4Addr, subnet: Subnet) -> (String, String) {
+    let n = u32::from(address) - u32::from(subnet.network);
+    (format!("lab-veth{n}"), format!("lab-peer{n}"))
 }
 
 fn veth_gone(b: &Before) -> Outcome {
