@@ -162,6 +162,11 @@ impl Before {
     }
     /// Record the host as it is now, after the container is gone.
     pub fn now(mut self) -> Before {
+        if let Some(address) = &self.address {
+            // The kernel removes the veth pair with the namespace, in the
+            // background: look once it has.
+            crate::layers::network::wait_for_veth_gone(address);
+        }
         self.others_after = crate::state::live_names_but(&self.name);
         self.after_mountinfo = read_mountinfo();
         self.after_hostname = host_hostname();

@@ -68,8 +68,10 @@ impl std::error::Error for Interrupted {}
 
 /// Build the container of `spec`, check it, run its command, tear it down.
 pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
+    mark("");
     // What the kernel lacks is said before anything is made.
     crate::doctor::preflight(spec.step)?;
+    mark("preflight");
     let claim = Claim::take(name)?;
     spec.name = claim.name.clone();
     fault_point("the container's state directory")?;
@@ -78,11 +80,14 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         crate::layers::network::reserve(&mut spec.network, &claim.dir)?;
         fault_point("the address reserved")?;
     }
+    mark("state claimed, address reserved");
     let plan = Plan::new(spec);
+    mark("planned");
     let loud = matches!(mode, Mode::Step { .. });
     let walk = matches!(mode, Mode::Step { walk: true, .. });
     let checks = !matches!(mode, Mode::Step { checks: false, .. });
-    let before = Before::take(plan.spec.step, &plan.spec.name);
+    // (Only for the checks: it runs iptables-save, among others.)
+    let before = checks.then(|| Before::take(plan.spec.step, &plan.spec.name));
     sys::catch_terminating_signals()?;
 
     let say = |text: &str| {
@@ -116,6 +121,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         next: 0,
     };
     on_host(before_clone, &plan, &mut printer, (loud, walk))?;
+    mark("host side made");
 
     let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
@@ -162,6 +168,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         bail!("the container's first process died during setup");
     }
     fault_point("the container set up")?;
+    mark("container set up");
 
     let mut reports = if checks {
         let name = Some(plan.spec.name.clone());
@@ -197,15 +204,16 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     };
 
     drop(guard);
+    mark("container exited");
     for item in teardown {
         say(&printer.item(&plan, item));
     }
     undo.run()?;
     drop(claim);
-    let after = if checks {
-        check::after_exit(plan.spec.step, &before.now())
-    } else {
-        vec![]
+    mark("torn down");
+    let after = match before {
+        Some(before) => check::after_exit(plan.spec.step, &before.now()),
+        None => vec![],
     };
     say(&render::reports(
         &format!("After exit (container {} is gone)", plan.spec.name),
@@ -268,7 +276,7 @@ fn on_host(
             if walk {
                 wait_for_enter()?;
             }
-            c.action.apply().map_err(|e| failed(c, e))?;
+            timed(c).map_err(|e| failed(c, e))?;
             fault_point(&c.action.shell())?;
         }
     }
@@ -291,7 +299,7 @@ impl Undo<'_, '_> {
         while let Some(item) = self.items.get(self.next) {
             self.next += 1;
             if let Item::Command(c) = item {
-                let done = c.action.apply().map_err(|e| failed(c, e));
+                let done = timed(c).map_err(|e| failed(c, e));
                 if let Err(e) = done.and_then(|()| fault_point(&c.action.shell())) {
                     first.get_or_insert(e);
                 }
@@ -309,6 +317,36 @@ impl Drop for Undo<'_, '_> {
                 let _ = c.action.apply();
             }
         }
+    }
+}
+
+/// Apply a command. With `LAB_TIMINGS=1` in the environment, also say on stderr
+/// how long it took: where the time of a step goes (bench/README.md).
+fn timed(c: &crate::plan::Command) -> Result<()> {
+    mark("");
+    if std::env::var_os("LAB_TIMINGS").is_none() {
+        return c.action.apply();
+    }
+    let start = std::time::Instant::now();
+    let done = c.action.apply();
+    errln!(
+        "lab timing: {:7.3} ms  {}",
+        start.elapsed().as_secs_f64() * 1000.0,
+        c.action.shell()
+    );
+    done
+}
+
+/// With `LAB_TIMINGS=1`: say how long lab has run so far, at a milestone.
+fn mark(milestone: &str) {
+    use std::sync::OnceLock;
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    if !milestone.is_empty() && std::env::var_os("LAB_TIMINGS").is_some() {
+        errln!(
+            "lab timing: {:7.3} ms since start: {milestone}",
+            start.elapsed().as_secs_f64() * 1000.0
+        );
     }
 }
 
@@ -478,7 +516,7 @@ fn child_main(
                 return 1;
             }
         }
-        if let Err(e) = c.action.apply() {
+        if let Err(e) = timed(c) {
             let hint = hint_for(&e);
             let message = format!(
                 "`{}` failed: {e:#}{}",

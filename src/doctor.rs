@@ -169,7 +169,7 @@ fn links(root: bool) -> Finding {
         nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
         let mut nl = Netlink::open()?;
         nl.add_bridge("doctor0", None)?;
-        nl.add_veth("doctor-a", "doctor-b")?;
+        nl.add_veth("doctor-a", "doctor-b", None)?;
         Ok(())
     });
     match tried {

@@ -122,7 +122,8 @@ impl Netlink {
     }
 
     /// `ip link add NAME type veth peer name PEER`: two ends of one cable.
-    pub fn add_veth(&mut self, name: &str, peer: &str) -> Result<()> {
+    /// With `peer_netns`, the peer is made in the network namespace of that PID.
+    pub fn add_veth(&mut self, name: &str, peer: &str, peer_netns: Option<i32>) -> Result<()> {
         let mut m = Message::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
         m.ifinfo(0, 0, 0);
         m.attr_str(IFLA_IFNAME, name);
@@ -133,6 +134,9 @@ impl Netlink {
         let p = m.begin(VETH_INFO_PEER);
         m.ifinfo(0, 0, 0);
         m.attr_str(IFLA_IFNAME, peer);
+        if let Some(pid) = peer_netns {
+            m.attr_u32(IFLA_NET_NS_PID, pid as u32);
+        }
         m.end(p);
         m.end(data);
         m.end(info);
@@ -151,22 +155,6 @@ impl Netlink {
         let mut m = Message::new(RTM_NEWLINK, 0);
         m.ifinfo(index, 0, 0);
         m.attr_u32(IFLA_MASTER, bridge);
-        self.ack(m)
-    }
-
-    /// `ip link set NAME netns PID`: move the link into the network namespace of PID.
-    pub fn set_netns(&mut self, index: u32, pid: i32) -> Result<()> {
-        let mut m = Message::new(RTM_NEWLINK, 0);
-        m.ifinfo(index, 0, 0);
-        m.attr_u32(IFLA_NET_NS_PID, pid as u32);
-        self.ack(m)
-    }
-
-    /// `ip link set NAME name NEW` (the link must be down).
-    pub fn rename(&mut self, index: u32, name: &str) -> Result<()> {
-        let mut m = Message::new(RTM_NEWLINK, 0);
-        m.ifinfo(index, 0, 0);
-        m.attr_str(IFLA_IFNAME, name);
         self.ack(m)
     }
 

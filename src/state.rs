@@ -418,6 +418,7 @@ pub fn clean() -> Result<Vec<String>> {
         run.join("network.lock"),
         run.join("cgroups.lock"),
         run.join("cgroup-parents"),
+        run.join("network-rules"),
     ];
     ours.extend(["rootfs", "images", "layers", "containers"].map(|d| home.join(d)));
     for name in [&run, &home]

@@ -144,9 +144,8 @@ struct Net {
     subnet: Subnet,
     gateway: Ipv4Addr,
     address: Ipv4Addr,
-    /// The host's end of the veth pair, and the container's before it becomes eth0.
+    /// The host's end of the veth pair (the container's is eth0).
     veth: String,
-    peer: String,
     /// The interface of the host's default route, if it has one.
     uplink: Option<String>,
     /// Where the container's own /etc/hosts, /etc/hostname, /etc/resolv.conf are made.
@@ -165,8 +164,13 @@ impl Net {
             .subnet
             .or_else(|| bridge_subnet().ok().flatten())
             .unwrap_or_else(|| free_subnet(None).unwrap_or(default_subnet()));
-        let address = spec.network.address.unwrap_or(subnet.host(2));
-        let (veth, peer) = veth_pair(address, subnet);
+        // lab step reserved one; for lab explain and lab script, the first that no
+        // running container holds, so that the printed commands work as they are.
+        let address = spec
+            .network
+            .address
+            .unwrap_or_else(|| first_free_address(subnet));
+        let veth = host_veth(address, subnet);
         // systemd-resolved listens on 127.0.0.53, which the container cannot reach:
         // take the upstream servers it lists instead, as Docker does.
         let resolved = Path::new("/run/systemd/resolve/resolv.conf");
@@ -175,7 +179,6 @@ impl Net {
             gateway: subnet.host(1),
             address,
             veth,
-            peer,
             uplink: uplink().ok().flatten(),
             etc: crate::state::run_dir()
                 .join("containers")
@@ -244,24 +247,10 @@ fn commands(spec: &Spec) -> Vec<Command> {
             c.push(host(rule.why, Box::new(rule.iptables)));
         }
     }
-    c.extend([
-        host(
-            "a veth pair: two interfaces joined like the ends of a cable",
-            Box::new(Veth::Add(net.veth.clone(), net.peer.clone())),
-        ),
-        host(
-            "plug the host's end into the bridge",
-            Box::new(Veth::Master(net.veth.clone())),
-        ),
-        host(
-            "switch the host's end on",
-            Box::new(Veth::Up(net.veth.clone())),
-        ),
-        host(
-            "a place on the host for the container's own /etc files: the root filesystem stays as it is",
-            Box::new(MakeDirs(vec![net.etc.clone()])),
-        ),
-    ]);
+    c.push(host(
+        "a place on the host for the container's own /etc files: the root filesystem stays as it is",
+        Box::new(MakeDirs(vec![net.etc.clone()])),
+    ));
     for (file, why) in [
         ("hosts", "the container's /etc/hosts: its name and address"),
         ("hostname", "the container's /etc/hostname"),
@@ -281,8 +270,18 @@ fn commands(spec: &Spec) -> Vec<Command> {
     ));
     c.push(at(
         Phase::Connect,
-        "move the other end of the cable into the container's network namespace; then back to the first terminal",
-        Box::new(MoveToNetns(net.peer.clone())),
+        "a veth pair: two interfaces joined like the ends of a cable. One end stays on the host; the other is made right inside the container's network namespace, as its eth0 (moving an interface there afterwards costs the kernel about 20 ms: it waits until no CPU can still be using it)",
+        Box::new(Veth::Add(net.veth.clone())),
+    ));
+    c.push(at(
+        Phase::Connect,
+        "plug the host's end into the bridge",
+        Box::new(Veth::Master(net.veth.clone())),
+    ));
+    c.push(at(
+        Phase::Connect,
+        "switch the host's end on; then back to the first terminal",
+        Box::new(Veth::Up(net.veth.clone())),
     ));
 
     // Inside: the namespace starts with a lo that is down and nothing else.
@@ -293,13 +292,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
     ));
     c.push(at(
         Phase::Enter,
-        "wait until the host has moved the other end in (lab script does that in the background)",
-        Box::new(Inside::WaitFor(net.peer.clone())),
-    ));
-    c.push(at(
-        Phase::Enter,
-        "give it the usual name",
-        Box::new(Inside::Rename(net.peer.clone())),
+        "wait until the host has made the container's end, eth0 (lab script does that in the background)",
+        Box::new(Inside::WaitForEth0),
     ));
     c.push(at(
         Phase::Enter,
@@ -336,8 +330,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
     }
     c.push(at(
         Phase::Teardown,
-        "remove the host's end of the veth pair (and with it the other end, if the namespace still holds it)",
-        Box::new(Veth::Delete(net.veth.clone())),
+        "nothing to delete by hand: when the container's last process exits, the kernel removes its network namespace, and with it both ends of the veth pair, in the background. This waits until the host's end is gone",
+        Box::new(Veth::Gone(net.veth.clone())),
     ));
     c.push(at(
         Phase::Teardown,
@@ -457,18 +451,18 @@ fn shared_undo_rules(subnet: &Subnet, masquerade_out: &str) -> Vec<Iptables> {
 }
 
 /// Take down everything containers share, in one go under the network lock, if no
-/// container but `leaving` uses lab0. Every line of the shared teardown calls this:
-/// the first that finds lab0 unused does all of them, so that two containers
-/// leaving at the same moment never both leave it to the other.
+/// container but `leaving` uses lab0. Every line of the shared teardown calls this;
+/// the first decides for all of them. Two containers leaving at the same moment
+/// never both leave lab0 to the other: the first to take the lock gives up its
+/// address, so the second finds lab0 unused.
 fn sweep(leaving: &str) -> Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
-    static SWEPT: AtomicBool = AtomicBool::new(false);
-    if SWEPT.load(Ordering::SeqCst) {
+    static DECIDED: AtomicBool = AtomicBool::new(false);
+    if DECIDED.load(Ordering::SeqCst) {
         return Ok(());
     }
-    if sweep_now(leaving)? {
-        SWEPT.store(true, Ordering::SeqCst);
-    }
+    sweep_now(leaving)?;
+    DECIDED.store(true, Ordering::SeqCst);
     Ok(())
 }
 
@@ -484,6 +478,14 @@ fn sweep_now(leaving: &str) -> Result<bool> {
     let mut nl = Netlink::open()?;
     if in_use(&mut nl, leaving)? {
         return Ok(false);
+    }
+    // First the record, then the rules: a run stopped between the two leaves
+    // rules that the next container checks again, never a record of missing ones.
+    match std::fs::remove_file(rules_record()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).context("removing the record of lab's iptables rules")
+        }
+        _ => {}
     }
     if iptables_path().is_ok() {
         // Which subnet does not matter here: the MASQUERADE rule goes with its chain.
@@ -521,9 +523,12 @@ enum Forwarding {
 }
 /// The veth pair, on the host.
 enum Veth {
-    Add(String, String),
+    /// Its host end; the other end is made in the container as eth0.
+    Add(String),
     Master(String),
     Up(String),
+    /// Wait for the kernel to remove it with the namespace.
+    Gone(String),
     Delete(String),
 }
 /// One file of the container's own /etc, made on the host.
@@ -538,13 +543,10 @@ enum EtcContent {
 }
 /// `PID=$(pgrep -nx unshare)`
 struct FindPid;
-/// `ip link set PEER netns $PID`
-struct MoveToNetns(String);
 /// What runs in the container's network namespace.
 enum Inside {
     LoUp,
-    WaitFor(String),
-    Rename(String),
+    WaitForEth0,
     Address(Ipv4Addr, u8),
     Up,
     DefaultRoute(Ipv4Addr),
@@ -789,8 +791,33 @@ impl Action for Iptables {
             return sweep(&self.leaving);
         }
         let _lock = lock()?;
-        self.now()
+        if !self.shared {
+            return self.now();
+        }
+        // Like Docker, which sets its rules up once when its daemon starts, lab
+        // asks iptables about a shared rule only until it is recorded as in place:
+        // each iptables run costs 1-5 ms, and ten of them were most of the time a
+        // container took to start. The record goes before the rules do (sweep).
+        let line = self.shell();
+        let record = rules_record();
+        let recorded = std::fs::read_to_string(&record).unwrap_or_default();
+        if recorded.lines().any(|l| l == line) {
+            return Ok(());
+        }
+        self.now()?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&record)
+            .with_context(|| format!("writing {}", record.display()))?;
+        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+            .with_context(|| format!("writing {}", record.display()))
     }
+}
+
+/// The shared rules lab has made and not yet taken down, one iptables line each.
+fn rules_record() -> PathBuf {
+    crate::state::run_dir().join("network-rules")
 }
 
 impl Iptables {
@@ -859,47 +886,67 @@ pub fn iptables_path() -> Result<PathBuf> {
 impl Action for Veth {
     fn shell(&self) -> String {
         match self {
-            Veth::Add(a, b) => format!("ip link add {a} type veth peer name {b}"),
+            Veth::Add(a) => format!("ip link add {a} type veth peer name eth0 netns \"$PID\""),
             Veth::Master(a) => format!("ip link set {a} master {BRIDGE}"),
             Veth::Up(a) => format!("ip link set {a} up"),
+            Veth::Gone(a) => format!(
+                "for i in $(seq 100); do ip link show {a} >/dev/null 2>&1 || break; sleep 0.1; done"
+            ),
             Veth::Delete(a) => format!("ip link del {a}"),
         }
     }
     fn script(&self) -> String {
         match self {
-            // It may vanish between the two: the container's namespace, on its way
-            // out, takes the pair with it.
-            Veth::Delete(a) => format!(
-                "! ip link show {a} >/dev/null 2>&1 || {} 2>/dev/null || true",
+            // A container that has just left may still have this veth for a few
+            // milliseconds, until the kernel has removed its namespace.
+            Veth::Add(a) => format!(
+                "for i in $(seq 100); do ip link show {a} >/dev/null 2>&1 || break; sleep 0.1; done; {}",
                 self.shell()
             ),
             _ => self.shell(),
         }
     }
     fn apply(&self) -> Result<()> {
+        if let Veth::Gone(a) = self {
+            // The kernel removes the pair in the background, after lab has gone,
+            // batched with other namespaces: removing it here would cost 15-40 ms,
+            // waiting for it about as much. lab waits only when it is the last
+            // container (lab0 goes then, see in_use), and its next containers take
+            // other addresses until this name is free (reserve).
+            if others_running(a)? {
+                return Ok(());
+            }
+            if !wait_until_gone(&mut Netlink::open()?, |l| l == a)? {
+                return Veth::Delete(a.clone()).apply();
+            }
+            return Ok(());
+        }
         netlink(|nl| {
             match self {
-            Veth::Add(a, b) => nl
-                .add_veth(a, b)
-                .with_context(|| format!("{a} exists already: is another container using this address? (sudo lab clean removes what lab left)")),
-            Veth::Master(a) => {
-                let (index, bridge) = (nl.index(a)?, nl.index(BRIDGE)?);
-                nl.set_master(index, bridge)
-            }
-            Veth::Up(a) => {
-                let index = nl.index(a)?;
-                nl.set_up(index)
-            }
-            // Gone already when the namespace went first, taking its end with it.
-            Veth::Delete(a) => match nl.link(a)? {
-                Some(l) => match nl.delete_link(l.index) {
-                    // Gone meanwhile, with the container's namespace.
-                    Err(e) if e.downcast_ref() == Some(&nix::errno::Errno::ENODEV) => Ok(()),
-                    other => other,
+                Veth::Add(a) => {
+                    let pid = container_pid(a)?;
+                    nl.add_veth(a, "eth0", Some(pid))
+                    .with_context(|| format!("{a} exists already: is another container using this address? (sudo lab clean removes what lab left)"))
+                }
+                Veth::Master(a) => {
+                    let (index, bridge) = (nl.index(a)?, nl.index(BRIDGE)?);
+                    nl.set_master(index, bridge)
+                }
+                Veth::Up(a) => {
+                    let index = nl.index(a)?;
+                    nl.set_up(index)
+                }
+                Veth::Gone(_) => Ok(()),
+                // Gone already when the namespace went first, taking its end with it.
+                Veth::Delete(a) => match nl.link(a)? {
+                    Some(l) => match nl.delete_link(l.index) {
+                        // Gone meanwhile, with the container's namespace.
+                        Err(e) if e.downcast_ref() == Some(&nix::errno::Errno::ENODEV) => Ok(()),
+                        other => other,
+                    },
+                    None => Ok(()),
                 },
-                None => Ok(()),
-            },
-        }
+            }
         })
     }
 }
@@ -946,24 +993,11 @@ impl Action for FindPid {
     }
 }
 
-impl Action for MoveToNetns {
-    fn shell(&self) -> String {
-        format!("ip link set {} netns \"$PID\"", self.0)
-    }
-    fn apply(&self) -> Result<()> {
-        let pid = container_pid(&self.0)?;
-        netlink(|nl| {
-            let index = nl.index(&self.0)?;
-            nl.set_netns(index, pid)
-        })
-    }
-}
-
 /// The container's first process, as lab noted it in its state (container.rs
-/// writes `pid` right after clone). Found by the peer's name: lab-peerN belongs to
+/// writes `pid` right after clone). Found by the veth's name: lab-vethN belongs to
 /// the container whose state holds the address with host number N.
-fn container_pid(peer: &str) -> Result<i32> {
-    let n = peer.trim_start_matches("lab-peer");
+fn container_pid(veth: &str) -> Result<i32> {
+    let n = veth.trim_start_matches("lab-veth");
     for dir in crate::state::live_containers() {
         let Some((addr, subnet)) = reserved(&dir) else {
             continue;
@@ -977,7 +1011,7 @@ fn container_pid(peer: &str) -> Result<i32> {
             }
         }
     }
-    bail!("no running container of lab owns {peer}")
+    bail!("no running container of lab owns {veth}")
 }
 
 impl Action for Inside {
@@ -985,10 +1019,7 @@ impl Action for Inside {
         match self {
             Inside::LoUp => "ip link set lo up".into(),
             // At most 10 s, so that a failed host side does not leave it waiting.
-            Inside::WaitFor(p) => format!(
-                "for i in $(seq 200); do ip link show {p} >/dev/null 2>&1 && break; sleep 0.05; done"
-            ),
-            Inside::Rename(p) => format!("ip link set {p} name eth0"),
+            Inside::WaitForEth0 => "for i in $(seq 200); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.05; done".into(),
             Inside::Address(ip, prefix) => format!("ip addr add {ip}/{prefix} dev eth0"),
             Inside::Up => "ip link set eth0 up".into(),
             Inside::DefaultRoute(gw) => format!("ip route add default via {gw}"),
@@ -1003,19 +1034,15 @@ impl Action for Inside {
                 let lo = nl.index("lo")?;
                 nl.set_up(lo)
             }
-            Inside::WaitFor(p) => {
+            Inside::WaitForEth0 => {
                 let start = std::time::Instant::now();
-                while nl.link(p)?.is_none() {
+                while nl.link("eth0")?.is_none() {
                     if start.elapsed().as_secs() >= 10 {
-                        bail!("{p} did not arrive in the container's namespace within 10 s");
+                        bail!("eth0 did not arrive in the container's namespace within 10 s");
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    std::thread::sleep(std::time::Duration::from_micros(500));
                 }
                 Ok(())
-            }
-            Inside::Rename(p) => {
-                let index = nl.index(p)?;
-                nl.rename(index, "eth0")
             }
             Inside::Address(ip, prefix) => {
                 let index = nl.index("eth0")?;
@@ -1090,7 +1117,9 @@ fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
 
 /// Is lab0 used by anything but the container being torn down: another running
 /// container of lab (its address is reserved), or a port still on the bridge
-/// (a container made by `lab script`)?
+/// (a container made by `lab script`)? The veths of containers that have just
+/// left are on it for a few more milliseconds, until the kernel has removed
+/// their namespaces: they are waited for (at most 2 s).
 fn in_use(nl: &mut Netlink, leaving: &str) -> Result<bool> {
     if !crate::state::live_containers()
         .iter()
@@ -1100,9 +1129,39 @@ fn in_use(nl: &mut Netlink, leaving: &str) -> Result<bool> {
         let Some(bridge) = nl.link(BRIDGE)? else {
             return Ok(false);
         };
+        wait_until_gone(nl, |l| l.starts_with("lab-veth"))?;
         return Ok(nl.links()?.iter().any(|l| l.master == Some(bridge.index)));
     }
     Ok(true)
+}
+
+/// Is a container of lab other than the one whose veth is `veth` running?
+fn others_running(veth: &str) -> Result<bool> {
+    let _lock = lock()?;
+    Ok(crate::state::live_containers()
+        .iter()
+        .any(|d| reserved(d).is_some_and(|(address, subnet)| host_veth(address, subnet) != veth)))
+}
+
+/// Wait until no link whose name matches is left (at most 2 s). Returns whether
+/// they went.
+fn wait_until_gone(nl: &mut Netlink, matches: impl Fn(&str) -> bool) -> Result<bool> {
+    let start = std::time::Instant::now();
+    while nl.links()?.iter().any(|l| matches(&l.name)) {
+        if start.elapsed() >= std::time::Duration::from_secs(2) {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
+    Ok(true)
+}
+
+/// After exit, for the checks: wait until the kernel has removed the veth of the
+/// container that had `address` (at most 2 s).
+pub fn wait_for_veth_gone(address: &str) {
+    if let (Some(veth), Ok(mut nl)) = (own_veth(address), Netlink::open()) {
+        let _ = wait_until_gone(&mut nl, |l| l == veth);
+    }
 }
 
 /// The address a container's state holds, with its subnet.
@@ -1173,9 +1232,12 @@ pub fn reserve(options: &mut Options, claim_dir: &Path) -> Result<()> {
         .filter(|d| d.as_path() != claim_dir)
         .filter_map(|d| reserved(d).map(|(a, _)| a))
         .collect();
+    // Nor an address whose veth is still there: its container has just left,
+    // and the kernel has not yet removed its namespace.
+    let links: Vec<String> = nl.links()?.into_iter().map(|l| l.name).collect();
     let address = (2..2 + subnet.capacity())
         .map(|n| subnet.host(n))
-        .find(|a| !taken.contains(a))
+        .find(|a| !taken.contains(a) && !links.contains(&host_veth(*a, subnet)))
         .with_context(|| format!("no free address left in {subnet}"))?;
     std::fs::write(
         claim_dir.join("address"),
@@ -1190,6 +1252,23 @@ pub fn reserve(options: &mut Options, claim_dir: &Path) -> Result<()> {
     options.subnet = Some(subnet);
     options.address = Some(address);
     Ok(())
+}
+
+/// The first container address of `subnet` that no running container of lab
+/// holds and whose veth is not on the host (without reserving it).
+fn first_free_address(subnet: Subnet) -> Ipv4Addr {
+    let taken: Vec<Ipv4Addr> = crate::state::live_containers()
+        .iter()
+        .filter_map(|d| reserved(d).map(|(a, _)| a))
+        .collect();
+    let links: Vec<String> = Netlink::open()
+        .and_then(|mut nl| nl.links())
+        .map(|l| l.into_iter().map(|l| l.name).collect())
+        .unwrap_or_default();
+    (2..2 + subnet.capacity())
+        .map(|n| subnet.host(n))
+        .find(|a| !taken.contains(a) && !links.contains(&host_veth(*a, subnet)))
+        .unwrap_or(subnet.host(2))
 }
 
 /// The subnet of lab0's address, if lab0 exists and has one.
@@ -1277,7 +1356,6 @@ pub fn forget(dir: &Path) {
         gateway: subnet.host(1),
         address,
         veth: String::new(),
-        peer: String::new(),
         uplink: None,
         etc: PathBuf::new(),
         resolv: PathBuf::new(),
@@ -1285,7 +1363,7 @@ pub fn forget(dir: &Path) {
         name: String::new(),
         root: PathBuf::new(),
     };
-    let _ = Veth::Delete(veth_pair(address, subnet).0).apply();
+    let _ = Veth::Delete(host_veth(address, subnet)).apply();
     let published = std::fs::read_to_string(dir.join("published")).unwrap_or_default();
     // The container port is not kept: delete the DNAT rules by what they send to.
     let _ = (|| -> Result<()> {
@@ -1712,14 +1790,14 @@ fn own_veth(address: &str) -> Option<String> {
     let ip: Ipv4Addr = ip.parse().ok()?;
     let prefix: u8 = prefix.parse().ok()?;
     let network = Ipv4Addr::from(u32::from(ip) & mask(prefix));
-    Some(veth_pair(ip, Subnet { network, prefix }).0)
+    Some(host_veth(ip, Subnet { network, prefix }))
 }
 
-/// The veth pair of the container with this address: named after its host
-/// number (10.200.0.2 has lab-veth2 on the host, lab-peer2 before it moves).
-fn veth_pair(address: Ipv4Addr, subnet: Subnet) -> (String, String) {
+/// The host's end of the veth pair of the container with this address, named
+/// after its host number (10.200.0.2 has lab-veth2).
+fn host_veth(address: Ipv4Addr, subnet: Subnet) -> String {
     let n = u32::from(address) - u32::from(subnet.network);
-    (format!("lab-veth{n}"), format!("lab-peer{n}"))
+    format!("lab-veth{n}")
 }
 
 fn veth_gone(b: &Before) -> Outcome {
