@@ -293,3 +293,55 @@ fn after_kill_9_at_step_5_the_next_run_or_lab_clean_removes_lab0_and_the_rules()
         assert!(!has_link("lab0"));
     }
 }
+
+/// `lab script 5` printed while a container runs takes the next free address, and
+/// works right after another container left (whose veth the kernel may still be
+/// removing): the script waits for it instead of failing on the name.
+#[test]
+fn a_script_beside_a_running_container_takes_the_next_address() {
+    let _g = privileged!();
+    let before = host_network();
+    let holder = start(&["--name", "holder", "--", "sleep", "5521"]);
+    wait_for_process("sleep 5521");
+    let out = lab_isolated()
+        .args(["script", "5", "--rootfs"])
+        .arg(rootfs())
+        .output()
+        .unwrap();
+    let script = text(&out);
+    assert!(
+        script.contains("ip addr add 10.200.0.3/24 dev eth0"),
+        "the holder has 10.200.0.2:\n{script}"
+    );
+    let path = run_dir().join("script-beside.sh");
+    std::fs::create_dir_all(run_dir()).unwrap();
+    std::fs::write(&path, &script).unwrap();
+    for _ in 0..3 {
+        // A container of lab that takes .3 and leaves just before the script runs.
+        let quick = lab_isolated()
+            .args(["step", "5", "--no-checks", "--", "true"])
+            .output()
+            .unwrap();
+        assert!(quick.status.success(), "{}", err(&quick));
+        let ran = Command::new("bash")
+            .arg(&path)
+            .args([
+                "sh",
+                "-c",
+                "ip -o -4 addr show eth0; ping -c 1 -W 2 10.200.0.2",
+            ])
+            .env("LAB_RUN", run_dir())
+            .output()
+            .unwrap();
+        assert!(
+            ran.status.success() && text(&ran).contains("10.200.0.3/24"),
+            "the script failed:\n{}{}",
+            text(&ran),
+            err(&ran)
+        );
+    }
+    std::fs::remove_file(&path).unwrap();
+    holder.stop();
+    assert_eq!(host_network(), before, "the host's network changed");
+    assert!(!has_link("lab0"));
+}
