@@ -169,39 +169,31 @@ impl Netlink {
     pub fn links(&mut self) -> Result<Vec<Link>> {
         let mut m = Message::new(RTM_GETLINK, NLM_F_DUMP);
         m.ifinfo(0, 0, 0);
-        let mut links = Vec::new();
-        for body in self.dump(m)? {
-            let Some((head, attrs)) = split(&body, 16) else {
-                continue;
-            };
-            let mut link = Link {
-                index: u32_at(head, 4),
-                name: String::new(),
-                up: u32_at(head, 8) & IFF_UP != 0,
-                master: None,
-                kind: None,
-                mac: Vec::new(),
-            };
-            for (kind, value) in attributes(attrs) {
-                match kind {
-                    IFLA_IFNAME => link.name = c_string(value),
-                    IFLA_MASTER if value.len() >= 4 => link.master = Some(u32_at(value, 0)),
-                    IFLA_ADDRESS => link.mac = value.to_vec(),
-                    IFLA_LINKINFO => {
-                        link.kind = attributes(value)
-                            .find(|(k, _)| *k == IFLA_INFO_KIND)
-                            .map(|(_, v)| c_string(v));
-                    }
-                    _ => {}
-                }
-            }
-            links.push(link);
-        }
-        Ok(links)
+        Ok(self.dump(m)?.iter().filter_map(|b| parse_link(b)).collect())
     }
 
+    /// `ip link show NAME`: asked by name, so that its cost does not grow with the
+    /// number of links (fifty containers put fifty veths on the host).
     pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
-        Ok(self.links()?.into_iter().find(|l| l.name == name))
+        let mut m = Message::new(RTM_GETLINK, 0);
+        m.ifinfo(0, 0, 0);
+        m.attr_str(IFLA_IFNAME, name);
+        let seq = self.send(m, NLM_F_REQUEST)?;
+        loop {
+            for (kind, s, body) in self.receive()? {
+                if s != seq {
+                    continue;
+                }
+                if kind == NLMSG_ERROR {
+                    return match errno_of(&body) {
+                        Err(e) if e.downcast_ref() == Some(&Errno::ENODEV) => Ok(None),
+                        Err(e) => Err(e),
+                        Ok(()) => Ok(None),
+                    };
+                }
+                return Ok(parse_link(&body));
+            }
+        }
     }
 
     /// The index of link `name`, or an error that names it.
@@ -522,4 +514,31 @@ mod tests {
         let links = nl.links().unwrap();
         assert!(links.iter().any(|l| l.name == "lo"), "{links:?}");
     }
+}
+
+/// A link message (RTM_NEWLINK) as [`Link`].
+fn parse_link(body: &[u8]) -> Option<Link> {
+    let (head, attrs) = split(body, 16)?;
+    let mut link = Link {
+        index: u32_at(head, 4),
+        name: String::new(),
+        up: u32_at(head, 8) & IFF_UP != 0,
+        master: None,
+        kind: None,
+        mac: Vec::new(),
+    };
+    for (kind, value) in attributes(attrs) {
+        match kind {
+            IFLA_IFNAME => link.name = c_string(value),
+            IFLA_MASTER if value.len() >= 4 => link.master = Some(u32_at(value, 0)),
+            IFLA_ADDRESS => link.mac = value.to_vec(),
+            IFLA_LINKINFO => {
+                link.kind = attributes(value)
+                    .find(|(k, _)| *k == IFLA_INFO_KIND)
+                    .map(|(_, v)| c_string(v));
+            }
+            _ => {}
+        }
+    }
+    Some(link)
 }

@@ -161,11 +161,21 @@ pub fn detect() -> Result<Version> {
 
 /// Where the cgroup v1 hierarchy holding `controller` is mounted.
 fn v1_mount(controller: &str) -> Option<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    super::mount::parse_mountinfo(&text)
-        .into_iter()
-        .find(|m| m.fs_type == "cgroup" && m.options.split(',').any(|o| o == controller))
-        .map(|m| PathBuf::from(m.mount_point))
+    // The host's cgroup mounts, read once: lab asks several times per container,
+    // and the mount table grows with every running container's overlay.
+    use std::sync::OnceLock;
+    static V1: OnceLock<Vec<(String, String)>> = OnceLock::new();
+    V1.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        super::mount::parse_mountinfo(&text)
+            .into_iter()
+            .filter(|m| m.fs_type == "cgroup")
+            .map(|m| (m.mount_point.to_string(), m.options.to_string()))
+            .collect()
+    })
+    .iter()
+    .find(|(_, options)| options.split(',').any(|o| o == controller))
+    .map(|(mount_point, _)| PathBuf::from(mount_point))
 }
 
 /// lab's own cgroup in the hierarchy of `controller` ("" for v2), from /proc/self/cgroup.

@@ -985,7 +985,7 @@ impl Action for FindPid {
     fn script(&self) -> String {
         // unshare, started just below this background part, is a child of this
         // script; wait until it has made its namespaces.
-        "for i in $(seq 200); do PID=$(pgrep -P $$ -x unshare) && [ \"$(readlink /proc/$PID/ns/net)\" != \"$(readlink /proc/self/ns/net)\" ] && break; sleep 0.05; done".into()
+        "for i in $(seq 1000); do PID=$(pgrep -P $$ -x unshare) && [ \"$(readlink /proc/$PID/ns/net)\" != \"$(readlink /proc/self/ns/net)\" ] && break; sleep 0.01; done".into()
     }
     fn apply(&self) -> Result<()> {
         // lab made the process itself: it knows the PID (and noted it in its state).
@@ -1019,7 +1019,7 @@ impl Action for Inside {
         match self {
             Inside::LoUp => "ip link set lo up".into(),
             // At most 10 s, so that a failed host side does not leave it waiting.
-            Inside::WaitForEth0 => "for i in $(seq 200); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.05; done".into(),
+            Inside::WaitForEth0 => "for i in $(seq 1000); do ip link show eth0 >/dev/null 2>&1 && break; sleep 0.01; done".into(),
             Inside::Address(ip, prefix) => format!("ip addr add {ip}/{prefix} dev eth0"),
             Inside::Up => "ip link set eth0 up".into(),
             Inside::DefaultRoute(gw) => format!("ip route add default via {gw}"),
