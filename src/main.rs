@@ -19,8 +19,10 @@ mod doctor;
 mod exec;
 mod image;
 mod layers;
+mod lesson;
 mod netlink;
 mod plan;
+mod progress;
 mod render;
 mod rootfs;
 mod state;
@@ -131,6 +133,17 @@ fn cpu_share(s: &str) -> Result<f64, String> {
 enum Cmd {
     /// List the steps of the workshop
     Steps,
+    /// Show a lesson in the terminal: intro, 1 to 7, closing (without one: the list)
+    Lesson {
+        /// Which lesson
+        which: Option<String>,
+    },
+    /// Build the first step you have not completed yet (all its checks passed)
+    Next {
+        /// What runs inside [default: /bin/sh]
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
     /// Print the commands that build step N by hand (needs no root, changes nothing)
     Explain {
         #[command(flatten)]
@@ -259,8 +272,27 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Steps => {
-            render::out(&render::steps());
+            render::out(&render::steps(&progress::completed()));
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Lesson { which } => lesson(which.as_deref()),
+        Cmd::Next { command } => {
+            need_root("next")?;
+            let done = progress::completed();
+            let Some(n) = (1..=layers::last_step()).find(|n| !done.contains(n)) else {
+                outln!(
+                    "You have completed every step, 1 to {}. Read `lab lesson closing` for what comes next; {} lists them.",
+                    layers::last_step(),
+                    progress::path().display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            };
+            let mut args = vec!["lab".to_string(), "step".into(), n.to_string()];
+            if !command.is_empty() {
+                args.push("--".into());
+                args.extend(command);
+            }
+            run(Cli::parse_from(args))
         }
         Cmd::Explain { target } => {
             let plan = plan::Plan::new(spec(&target, vec![], false)?);
@@ -284,13 +316,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 checks: !no_checks,
                 walk,
             };
+            let step = spec.step;
             let done = container::run(spec, target.name.as_deref(), mode)?;
+            if !no_checks {
+                note_progress(step, &done.reports);
+            }
             Ok(ExitCode::from(done.exit_code.clamp(0, 255) as u8))
         }
         Cmd::Verify { target, json } => {
             need_root("verify")?;
             let spec = spec(&target, vec!["/bin/true".into()], true)?;
+            let step = spec.step;
             let done = container::run(spec, target.name.as_deref(), container::Mode::Verify)?;
+            note_progress(step, &done.reports);
             Ok(print_verdict(&done.reports, json))
         }
         Cmd::Check { target, pid, json } => {
@@ -371,6 +409,45 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A step whose checks all passed is completed (progress.rs).
+fn note_progress(step: u8, reports: &[check::Report]) {
+    if !reports.is_empty() && !reports.iter().any(|r| r.outcome.failed()) {
+        if let Err(e) = progress::record(step) {
+            errln!("lab: could not note step {step} as completed: {e:#}");
+        }
+    }
+}
+
+/// `lab lesson [WHICH]`
+fn lesson(which: Option<&str>) -> Result<ExitCode> {
+    let Some(which) = which else {
+        outln!("The lessons (lab lesson NAME; in a browser: lessons/ of lab's repository):\n");
+        for l in lesson::LESSONS {
+            outln!("  {:<8} {}  (lessons/{})", l.key, lesson::title(l), l.file);
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let Some(l) = lesson::find(which) else {
+        let keys: Vec<&str> = lesson::LESSONS.iter().map(|l| l.key).collect();
+        bail!(
+            "there is no lesson {which:?}: choose one of {}",
+            keys.join(", ")
+        );
+    };
+    // The commands as this machine needs them (its cgroup version, its uplink).
+    let text = lesson::fill(l.text, |n| {
+        let args = ["lab".to_string(), "explain".into(), n.to_string()];
+        match Cli::parse_from(args).command {
+            Cmd::Explain { target } => spec(&target, vec![], false)
+                .map(|s| render::explain(&plan::Plan::new(s)))
+                .unwrap_or_else(|e| format!("(lab explain {n}: {e:#})")),
+            _ => String::new(),
+        }
+    });
+    render::out(&lesson::for_terminal(&text));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_verdict(reports: &[check::Report], json: bool) -> ExitCode {

@@ -276,12 +276,13 @@ pub fn script(plan: &Plan) -> String {
     out
 }
 
-/// `lab steps`
-pub fn steps() -> String {
+/// `lab steps`, with the steps completed so far marked.
+pub fn steps(completed: &[u8]) -> String {
     let mut out = String::new();
     for s in crate::layers::STEPS {
         let status = match s.layer {
             None => " (not built yet)".dimmed().to_string(),
+            Some(_) if completed.contains(&s.number) => " (completed)".green().to_string(),
             Some(_) => String::new(),
         };
         let _ = writeln!(out, "  {}  {}{status}", s.number, s.title);
@@ -290,6 +291,8 @@ pub fn steps() -> String {
     out.push_str("lab script N       the same commands as one bash script\n");
     out.push_str("sudo lab step N    build step N, check it, and open a shell inside\n");
     out.push_str("sudo lab verify N  build step N, run its checks, and tear it down\n");
+    out.push_str("sudo lab next      the first step not completed yet (all its checks passed)\n");
+    out.push_str("lab lesson N       the lesson of step N, for self-study\n");
     out
 }
 

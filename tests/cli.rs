@@ -44,7 +44,9 @@ fn run(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn steps_lists_the_curriculum() {
-    let out = run(&["steps"]);
+    // With no progress file: no step is marked completed.
+    let home = std::env::temp_dir().join(format!("lab-cli-steps-{}", std::process::id()));
+    let out = lab().arg("steps").env("LAB_HOME", &home).output().unwrap();
     assert!(out.status.success());
     snapshot_settings().bind(|| insta::assert_snapshot!("steps", text(&out)));
 }
@@ -358,4 +360,39 @@ fn limits_are_checked_before_anything_runs() {
     let out = run(&["explain", "3", "--memory", "64M"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(err(&out).contains("belong to step 6"), "{}", err(&out));
+}
+
+/// `lab lesson`: the list, a lesson with this machine's commands in it, and a
+/// clear error for a lesson that does not exist.
+#[test]
+fn lesson_shows_the_lessons_in_the_terminal() {
+    let list = run(&["lesson"]);
+    assert!(list.status.success());
+    let list = text(&list);
+    for key in ["intro", "1", "7", "closing"] {
+        assert!(
+            list.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{key} "))),
+            "{list}"
+        );
+    }
+    let three = run(&["lesson", "3"]);
+    assert!(three.status.success());
+    let three = text(&three);
+    assert!(
+        three.starts_with("# Step 3 · pid namespace and /proc"),
+        "{three}"
+    );
+    // The block holds what lab explain 3 prints here, whole.
+    let explain = text(&run(&["explain", "3"]));
+    assert!(three.contains(explain.trim_end()), "{three}");
+    assert!(three.contains("Answer (think first, then read on):"));
+    assert!(!three.contains("<details>"));
+    let none = run(&["lesson", "9"]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(
+        err(&none).contains("there is no lesson \"9\": choose one of intro, 1, 2"),
+        "{}",
+        err(&none)
+    );
 }

@@ -1357,3 +1357,59 @@ fn ctrl_c_during_setup_removes_everything() {
     assert_eq!(mountinfo(), before);
     remove_test_cgroup_parents();
 }
+
+/// Progress for self-study: a step whose checks all pass is noted in the progress
+/// file, `lab steps` marks it, a run without checks notes nothing, and `lab next`
+/// builds the first step not completed.
+#[test]
+fn progress_marks_completed_steps_and_next_builds_the_first_left() {
+    let _g = privileged!();
+    let before = mountinfo();
+    let progress = home().join("progress");
+    let _ = std::fs::remove_file(&progress);
+    let steps = || text(&lab_isolated().arg("steps").output().unwrap());
+    assert!(!steps().contains("(completed)"), "{}", steps());
+
+    let verify = lab_isolated().args(["verify", "1"]).output().unwrap();
+    assert!(verify.status.success(), "{}", err(&verify));
+    let noted = std::fs::read_to_string(&progress).unwrap();
+    let line = noted.lines().next().unwrap_or_default();
+    assert!(
+        line.starts_with("step 1 completed 20") && line.ends_with(" UTC"),
+        "{noted}"
+    );
+    assert!(
+        steps()
+            .lines()
+            .any(|l| l.contains("chroot") && l.ends_with("(completed)")),
+        "{}",
+        steps()
+    );
+
+    let unchecked = lab_isolated()
+        .args(["step", "2", "--no-checks", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(unchecked.status.success(), "{}", err(&unchecked));
+    assert_eq!(std::fs::read_to_string(&progress).unwrap(), noted);
+
+    let next = lab_isolated()
+        .args(["next", "--", "/bin/true"])
+        .output()
+        .unwrap();
+    assert!(next.status.success(), "{}", err(&next));
+    assert!(
+        text(&next).starts_with("Step 2 · mount namespace and pivot_root"),
+        "{}",
+        text(&next)
+    );
+    let noted = std::fs::read_to_string(&progress).unwrap();
+    assert_eq!(noted.lines().count(), 2, "{noted}");
+    assert!(noted
+        .lines()
+        .nth(1)
+        .unwrap()
+        .starts_with("step 2 completed "));
+    std::fs::remove_file(&progress).unwrap();
+    assert_eq!(mountinfo(), before, "a step left a mount on the host");
+}

@@ -1,0 +1,173 @@
+//! `lab lesson`: the lessons of lessons/, in the terminal, for self-study without
+//! a browser.
+//!
+//! A lesson shows the commands of its step as `lab explain N` prints them, in a
+//! block after a `<!-- lab explain N -->` line. The files hold the text printed for
+//! the classroom VM (cgroup v2, subnet 10.200.0.0/24, uplink eth0); the test below
+//! fails when it differs from what lab prints, so the two never drift apart
+//! (`LAB_UPDATE_LESSONS=1 cargo test lesson` rewrites the blocks). `lab lesson N`
+//! fills the block in with the commands for this machine.
+
+/// One lesson: what `lab lesson` calls it, its file, its text.
+pub struct Lesson {
+    pub key: &'static str,
+    pub file: &'static str,
+    pub text: &'static str,
+}
+
+macro_rules! lesson {
+    ($key:expr, $file:expr) => {
+        Lesson {
+            key: $key,
+            file: $file,
+            text: include_str!(concat!("../lessons/", $file)),
+        }
+    };
+}
+
+pub const LESSONS: &[Lesson] = &[
+    lesson!("intro", "00-introduction.md"),
+    lesson!("1", "01-chroot.md"),
+    lesson!("2", "02-mount-pivot-root.md"),
+    lesson!("3", "03-pid-namespace.md"),
+    lesson!("4", "04-uts-ipc.md"),
+    lesson!("5", "05-network.md"),
+    lesson!("6", "06-cgroups.md"),
+    lesson!("7", "07-overlay.md"),
+    lesson!("closing", "08-what-comes-next.md"),
+];
+
+const MARKER: &str = "<!-- lab explain ";
+
+pub fn find(key: &str) -> Option<&'static Lesson> {
+    LESSONS.iter().find(|l| l.key == key)
+}
+
+/// The lesson's title: its first line, without the `# `.
+pub fn title(lesson: &Lesson) -> &'static str {
+    lesson
+        .text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("# ")
+}
+
+/// The text with the block after each `<!-- lab explain N -->` line replaced by
+/// `explain(N)`.
+pub fn fill(text: &str, explain: impl Fn(u8) -> String) -> String {
+    let mut out = String::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        out.push('\n');
+        let Some(n) = line
+            .strip_prefix(MARKER)
+            .and_then(|rest| rest.strip_suffix(" -->"))
+            .and_then(|n| n.parse::<u8>().ok())
+        else {
+            continue;
+        };
+        // The fence that opens the block, then everything up to the one that closes it.
+        if let Some(open) = lines.next() {
+            out.push_str(open);
+            out.push('\n');
+        }
+        for l in lines.by_ref() {
+            if l == "```" {
+                break;
+            }
+        }
+        out.push_str(explain(n).trim_end());
+        out.push_str("\n```\n");
+    }
+    out
+}
+
+/// For a terminal: the folded answers shown as plain text.
+pub fn for_terminal(text: &str) -> String {
+    text.replace(
+        "<details><summary>Answer</summary>",
+        "Answer (think first, then read on):",
+    )
+    .replace("</details>\n", "")
+    .replace("</details>", "")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// What `lab explain N` prints for the classroom VM: cgroup v2, lab0 on
+    /// 10.200.0.0/24, the uplink called eth0, the resolver in /etc/resolv.conf.
+    fn classroom_explain(n: u8) -> String {
+        colored::control::set_override(false);
+        let n = n.to_string();
+        let mut args = vec!["lab", "explain", n.as_str()];
+        if n.parse::<u8>().unwrap() >= 5 {
+            args.extend(["--subnet", "10.200.0.0/24"]);
+        }
+        if n.parse::<u8>().unwrap() >= 6 {
+            args.extend(["--cgroup", "v2"]);
+        }
+        let crate::Cmd::Explain { target } = crate::Cli::parse_from(args).command else {
+            unreachable!()
+        };
+        let plan = crate::plan::Plan::new(crate::spec(&target, vec![], false).unwrap());
+        let text = crate::render::explain(&plan);
+        let text = text.replace("/run/systemd/resolve/resolv.conf >", "/etc/resolv.conf >");
+        text.lines()
+            .map(|l| match l.find("-o ").zip(l.find(" -j MASQUERADE")) {
+                Some((o, j)) if l.contains("MASQUERADE") && o < j => {
+                    let start = if l[..o].ends_with("! ") { o - 2 } else { o };
+                    format!("{}-o eth0{}", &l[..start], &l[j..])
+                }
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn every_lesson_shows_the_commands_lab_prints() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons");
+        let mut blocks = 0;
+        for lesson in LESSONS {
+            let expected = fill(lesson.text, classroom_explain);
+            blocks += lesson.text.matches(MARKER).count();
+            if expected == lesson.text {
+                continue;
+            }
+            if std::env::var_os("LAB_UPDATE_LESSONS").is_some() {
+                std::fs::write(dir.join(lesson.file), &expected).unwrap();
+                continue;
+            }
+            let (line, (want, have)) = expected
+                .lines()
+                .zip(lesson.text.lines())
+                .enumerate()
+                .find(|(_, (a, b))| a != b)
+                .unwrap_or((0, ("(length differs)", "")));
+            panic!(
+                "lessons/{}, line {}: lab prints\n  {want}\nbut the lesson has\n  {have}\n\
+                 When what lab prints changes, the lessons change in the same commit: \
+                 LAB_UPDATE_LESSONS=1 cargo test lesson, then read the diff.",
+                lesson.file,
+                line + 1
+            );
+        }
+        // Steps 1 to 7, one block each: a lesson that lost its block fails here.
+        assert_eq!(blocks, 7, "every step's lesson has one block of commands");
+    }
+
+    #[test]
+    fn fill_replaces_only_the_block_after_the_marker() {
+        let text = "a\n<!-- lab explain 3 -->\n```text\nold\nlines\n```\nb\n";
+        let filled = fill(text, |n| format!("step {n}\n"));
+        assert_eq!(
+            filled,
+            "a\n<!-- lab explain 3 -->\n```text\nstep 3\n```\nb\n"
+        );
+    }
+}
