@@ -487,6 +487,33 @@ fn attributes(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
+/// A link message (RTM_NEWLINK) as [`Link`].
+fn parse_link(body: &[u8]) -> Option<Link> {
+    let (head, attrs) = split(body, 16)?;
+    let mut link = Link {
+        index: u32_at(head, 4),
+        name: String::new(),
+        up: u32_at(head, 8) & IFF_UP != 0,
+        master: None,
+        kind: None,
+        mac: Vec::new(),
+    };
+    for (kind, value) in attributes(attrs) {
+        match kind {
+            IFLA_IFNAME => link.name = c_string(value),
+            IFLA_MASTER if value.len() >= 4 => link.master = Some(u32_at(value, 0)),
+            IFLA_ADDRESS => link.mac = value.to_vec(),
+            IFLA_LINKINFO => {
+                link.kind = attributes(value)
+                    .find(|(k, _)| *k == IFLA_INFO_KIND)
+                    .map(|(_, v)| c_string(v));
+            }
+            _ => {}
+        }
+    }
+    Some(link)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -514,31 +541,4 @@ mod tests {
         let links = nl.links().unwrap();
         assert!(links.iter().any(|l| l.name == "lo"), "{links:?}");
     }
-}
-
-/// A link message (RTM_NEWLINK) as [`Link`].
-fn parse_link(body: &[u8]) -> Option<Link> {
-    let (head, attrs) = split(body, 16)?;
-    let mut link = Link {
-        index: u32_at(head, 4),
-        name: String::new(),
-        up: u32_at(head, 8) & IFF_UP != 0,
-        master: None,
-        kind: None,
-        mac: Vec::new(),
-    };
-    for (kind, value) in attributes(attrs) {
-        match kind {
-            IFLA_IFNAME => link.name = c_string(value),
-            IFLA_MASTER if value.len() >= 4 => link.master = Some(u32_at(value, 0)),
-            IFLA_ADDRESS => link.mac = value.to_vec(),
-            IFLA_LINKINFO => {
-                link.kind = attributes(value)
-                    .find(|(k, _)| *k == IFLA_INFO_KIND)
-                    .map(|(_, v)| c_string(v));
-            }
-            _ => {}
-        }
-    }
-    Some(link)
 }
