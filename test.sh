@@ -10,6 +10,9 @@ if [ "$(id -u)" = 0 ]; then
   need_packages attr # getfattr, to read overlayfs's xattrs in the image tests
   # The cgroup v2 test boots Debian's kernel under qemu (tests/cgroup2_vm.rs).
   need_packages qemu-system-x86 cpio kmod # kmod: depmod, for the VM's module list
+  # The classroom VM: its Vagrantfile is validated, its provisioning run on a fresh
+  # Debian made by mmdebstrap (tests/provision.rs).
+  need_packages vagrant mmdebstrap
   scripts/cgroup2-vm.sh --fetch target/tmp/vm
   find_cargo
 else

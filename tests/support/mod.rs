@@ -62,6 +62,16 @@ pub fn is_root() -> bool {
 /// they run one at a time. Returns None, having said why, when they cannot run;
 /// in CI that is a failure, never a silent skip.
 pub fn privileged() -> Option<MutexGuard<'static, ()>> {
+    let guard = root_or_skip()?;
+    own_network_namespace();
+    ensure_rootfs();
+    Some(guard)
+}
+
+/// Root, one test at a time, in the machine's own namespaces: for the tests that
+/// need the package registries. Returns None, having said why, without root; in
+/// CI that is a failure, never a silent skip.
+pub fn root_or_skip() -> Option<MutexGuard<'static, ()>> {
     // libtest runs each test in a thread named after it.
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("a privileged test");
@@ -77,10 +87,7 @@ pub fn privileged() -> Option<MutexGuard<'static, ()>> {
         return None;
     }
     static SERIAL: Mutex<()> = Mutex::new(());
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    own_network_namespace();
-    ensure_rootfs();
-    Some(guard)
+    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// Put the calling test thread (and every process it starts) in a network
