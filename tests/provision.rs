@@ -39,7 +39,7 @@ fn provisioning_a_fresh_debian_makes_lab_verify_4_pass() {
         support::err(&strap)
     );
     // The repository as the VM's shared folder holds it, without build output.
-    let copy = Command::new("tar")
+    let mut copy = Command::new("tar")
         .arg("-C")
         .arg(repo)
         .args(["--exclude=./target", "--exclude=./.git", "-cf", "-", "."])
@@ -51,10 +51,10 @@ fn provisioning_a_fresh_debian_makes_lab_verify_4_pass() {
         .arg("-C")
         .arg(root.join("vagrant"))
         .args(["-xf", "-"])
-        .stdin(copy.stdout.unwrap())
+        .stdin(copy.stdout.take().unwrap())
         .status()
         .unwrap();
-    assert!(unpack.success());
+    assert!(unpack.success() && copy.wait().unwrap().success());
     std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf")).unwrap();
     // The machine's own trust anchors too (CI machines reach the registries through
     // a TLS-inspecting proxy), as a VM gets them from its network's administrators.
