@@ -13,6 +13,10 @@ if [ "$(id -u)" = 0 ]; then
   # The classroom VM: its Vagrantfile is validated, its provisioning run on a fresh
   # Debian made by mmdebstrap (tests/provision.rs).
   need_packages vagrant mmdebstrap
+  # The lessons and slides are rendered in headless Chromium (tests/render.rs);
+  # Marp, for the slides, comes from the npm registry.
+  need_packages chromium
+  command -v npm >/dev/null || need_packages npm
   scripts/cgroup2-vm.sh --fetch target/tmp/vm
   find_cargo
 else

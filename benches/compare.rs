@@ -218,8 +218,12 @@ fn main() {
          while other containers of step 7 run.\n"
     );
     println!("| containers on lab0 | median ms | min-max ms |");
-    println!("|---:|---:|---:|");
+    println!("|---|---:|---:|");
     for (n, times) in &scaling {
+        let n = match n {
+            1 => "1 (alone: makes and removes lab0)".to_string(),
+            n => n.to_string(),
+        };
         println!(
             "| {n} | {:.2} | {:.2}-{:.2} |",
             median(times),
@@ -227,6 +231,7 @@ fn main() {
             max(times)
         );
     }
+    println!();
 }
 
 /// Time every row `rounds` times, interleaved, after one round that warms caches.

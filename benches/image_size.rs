@@ -112,15 +112,16 @@ fn main() {
         return;
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("Start and stop of one container running /bin/true, {rounds} interleaved rounds:");
     println!(
-        "{:<60} {:>10} {:>21}",
-        "approach", "median ms", "min-max ms"
+        "### Start-up against image size\n\nStart and stop of one container running /bin/true, \
+         {rounds} interleaved rounds; one other container keeps lab0 up.\n"
     );
+    println!("| approach | median ms | min-max ms |");
+    println!("|---|---:|---:|");
     for (name, t) in names.iter().zip(times.iter_mut()) {
         t.sort();
         println!(
-            "{name:<60} {:>10.1} {:>10.1}-{:<10.1}",
+            "| {name} | {:.1} | {:.1}-{:.1} |",
             ms(t[t.len() / 2]),
             ms(t[0]),
             ms(t[t.len() - 1])

@@ -6,7 +6,8 @@
 //! the classroom VM (cgroup v2, subnet 10.200.0.0/24, uplink eth0); the test below
 //! fails when it differs from what lab prints, so the two never drift apart
 //! (`LAB_UPDATE_LESSONS=1 cargo test lesson` rewrites the blocks). `lab lesson N`
-//! fills the block in with the commands for this machine.
+//! fills the block in with the commands for this machine. The slides (slides/)
+//! use `<!-- lab explain N layer L -->`: only the command lines of layer L.
 
 /// One lesson: what `lab lesson` calls it, its file, its text.
 pub struct Lesson {
@@ -54,18 +55,15 @@ pub fn title(lesson: &Lesson) -> &'static str {
 }
 
 /// The text with the block after each `<!-- lab explain N -->` line replaced by
-/// `explain(N)`.
+/// `explain(N)`, and after each `<!-- lab explain N layer L -->` by the command
+/// lines of layer L in it.
 pub fn fill(text: &str, explain: impl Fn(u8) -> String) -> String {
     let mut out = String::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
         out.push_str(line);
         out.push('\n');
-        let Some(n) = line
-            .strip_prefix(MARKER)
-            .and_then(|rest| rest.strip_suffix(" -->"))
-            .and_then(|n| n.parse::<u8>().ok())
-        else {
+        let Some((n, layer)) = marker(line) else {
             continue;
         };
         // The fence that opens the block, then everything up to the one that closes it.
@@ -78,8 +76,53 @@ pub fn fill(text: &str, explain: impl Fn(u8) -> String) -> String {
                 break;
             }
         }
-        out.push_str(explain(n).trim_end());
+        let text = explain(n);
+        let block = match layer {
+            Some(l) => layer_commands(&text, l),
+            None => text,
+        };
+        out.push_str(block.trim_end());
         out.push_str("\n```\n");
+    }
+    out
+}
+
+/// `<!-- lab explain N -->` or `<!-- lab explain N layer L -->`: (N, L).
+fn marker(line: &str) -> Option<(u8, Option<u8>)> {
+    let inner = line.strip_prefix(MARKER)?.strip_suffix(" -->")?;
+    match inner.split_once(" layer ") {
+        Some((n, l)) => Some((n.parse().ok()?, Some(l.parse().ok()?))),
+        None => Some((inner.parse().ok()?, None)),
+    }
+}
+
+/// The command lines that build layer `layer`, in the output of `lab explain`:
+/// those of its own sections ("Layer 3 · ...") and the unshare line when it makes
+/// one of the layer's namespaces ("Layers 2, 3 · new namespaces"), up to the line
+/// that runs the command (the teardown is left to the lesson), without comments.
+pub fn layer_commands(explain: &str, layer: u8) -> String {
+    let mut out = String::new();
+    let mut ours = false;
+    for line in explain.lines() {
+        if line == "Run" {
+            break;
+        }
+        if !line.starts_with(' ') && !line.is_empty() {
+            let head = line.split(" · ").next().unwrap_or_default();
+            ours = head
+                .strip_prefix("Layers ")
+                .or_else(|| head.strip_prefix("Layer "))
+                .is_some_and(|list| list.split(", ").any(|n| n == layer.to_string()));
+            continue;
+        }
+        let Some(cmd) = line.strip_prefix("  ") else {
+            continue;
+        };
+        let remark = cmd.starts_with(' ') || cmd.starts_with('(') || cmd.starts_with("Note:");
+        if ours && !remark {
+            out.push_str(cmd);
+            out.push('\n');
+        }
     }
     out
 }
@@ -159,6 +202,62 @@ mod tests {
         }
         // Steps 1 to 7, one block each: a lesson that lost its block fails here.
         assert_eq!(blocks, 7, "every step's lesson has one block of commands");
+    }
+
+    #[test]
+    fn the_slides_show_the_commands_lab_prints() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("slides/deck.md");
+        let deck = std::fs::read_to_string(&path).unwrap();
+        let expected = fill(&deck, classroom_explain);
+        if expected != deck && std::env::var_os("LAB_UPDATE_LESSONS").is_some() {
+            std::fs::write(&path, &expected).unwrap();
+            return;
+        }
+        for (i, (want, have)) in expected.lines().zip(deck.lines()).enumerate() {
+            assert_eq!(
+                want,
+                have,
+                "slides/deck.md, line {}: lab prints the first, the slide has the second. \
+                 LAB_UPDATE_LESSONS=1 cargo test lesson rewrites it; read the diff.",
+                i + 1
+            );
+        }
+        assert_eq!(expected, deck);
+        assert_eq!(deck.matches(MARKER).count(), 7, "one block per step");
+    }
+
+    /// The site's table of contents (mdBook's SUMMARY.md) lists every lesson that
+    /// `lab lesson` knows, in the same order, with its title.
+    #[test]
+    fn the_sites_contents_are_the_lessons() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons/SUMMARY.md");
+        let summary = std::fs::read_to_string(path).unwrap();
+        let listed: Vec<String> = summary
+            .lines()
+            .filter_map(|l| l.split_once("]("))
+            .map(|(title, file)| {
+                let title = title.rsplit('[').next().unwrap_or_default();
+                format!("{title} {}", file.trim_end_matches(')'))
+            })
+            .collect();
+        let lessons: Vec<String> = LESSONS
+            .iter()
+            .map(|l| format!("{} {}", title(l), l.file))
+            .collect();
+        assert_eq!(listed, lessons);
+    }
+
+    #[test]
+    fn layer_commands_are_the_layers_command_lines() {
+        let explain = classroom_explain(4);
+        let four = layer_commands(&explain, 4);
+        assert_eq!(
+            four,
+            "unshare --mount --pid --fork --uts --ipc bash\nhostname c1\n"
+        );
+        let three = layer_commands(&explain, 3);
+        assert!(three.starts_with("unshare "), "{three}");
+        assert!(three.ends_with("mount -t proc -o nosuid,nodev,noexec proc /proc\n"));
     }
 
     #[test]

@@ -1,0 +1,14 @@
+#!/bin/bash
+# Build the lessons into a static site that works offline, in target/book
+# (open target/book/index.html). mdBook comes from crates.io, built once into
+# target/tools (about two and a half minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MDBOOK_VERSION=0.5.4
+mdbook=target/tools/bin/mdbook
+if ! [ -x "$mdbook" ] || [ "$("$mdbook" --version)" != "mdbook v$MDBOOK_VERSION" ]; then
+  echo "Building mdBook $MDBOOK_VERSION (once)"
+  "${CARGO:-cargo}" install --quiet --locked --root target/tools mdbook --version "$MDBOOK_VERSION"
+fi
+"$mdbook" build lessons
+echo "Written: target/book/index.html"
