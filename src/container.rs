@@ -321,9 +321,8 @@ impl Drop for Undo<'_, '_> {
 }
 
 /// Apply a command. With `LAB_TIMINGS=1` in the environment, also say on stderr
-/// how long it took: where the time of a step goes (bench/README.md).
+/// how long it took: where the time of a step goes (the README's Benchmark).
 fn timed(c: &crate::plan::Command) -> Result<()> {
-    mark("");
     if std::env::var_os("LAB_TIMINGS").is_none() {
         return c.action.apply();
     }
@@ -337,14 +336,15 @@ fn timed(c: &crate::plan::Command) -> Result<()> {
     done
 }
 
-/// With `LAB_TIMINGS=1`: say how long lab has run so far, at a milestone.
+/// With `LAB_TIMINGS=1`: say how long the step has taken so far, at a milestone
+/// (the first call, with no milestone, starts the clock).
 fn mark(milestone: &str) {
     use std::sync::OnceLock;
     static START: OnceLock<std::time::Instant> = OnceLock::new();
     let start = START.get_or_init(std::time::Instant::now);
     if !milestone.is_empty() && std::env::var_os("LAB_TIMINGS").is_some() {
         errln!(
-            "lab timing: {:7.3} ms since start: {milestone}",
+            "lab timing: {:7.3} ms since the start: {milestone}",
             start.elapsed().as_secs_f64() * 1000.0
         );
     }

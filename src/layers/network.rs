@@ -13,7 +13,7 @@
 //!
 //! - a bridge `lab0` on the host, a virtual switch with the gateway's address;
 //! - per container a veth pair (two interfaces joined like the ends of a cable):
-//!   one end on the bridge, the other moved into the container and named eth0;
+//!   one end on the bridge, the other made right inside the container as eth0;
 //! - routing and NAT on the host: `ip_forward` on, MASQUERADE for the subnet, and
 //!   ACCEPT rules of lab's own in the FORWARD chain (Docker sets its policy to
 //!   DROP); `--publish` adds DNAT from a host port to the container.
