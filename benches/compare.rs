@@ -121,7 +121,7 @@ fn main() {
     }
     // One container keeps lab0 and lab's rules up, as in a classroom (the scripts
     // are printed while it runs: they then take the next address).
-    let holder = hold_lab0(&lab);
+    let holder = common::hold_lab0(&lab);
     for n in 1..=7u8 {
         let s = n.to_string();
         row(
@@ -290,23 +290,6 @@ fn scale(
         out.push((n, row.pop().unwrap().times));
     }
     out
-}
-
-/// A container that keeps lab0 up until dropped.
-fn hold_lab0(lab: &dyn Fn(&[&str]) -> Command) -> Running {
-    let mut c = lab(&[
-        "step",
-        "5",
-        "--no-checks",
-        "--name",
-        "holder",
-        "--",
-        "sleep",
-        "1000",
-    ]);
-    let holder = Running(c.spawn().unwrap());
-    wait_until(|| count_sleepers() >= 1);
-    holder
 }
 
 /// bench/floor.c, compiled with cc -O2, if there is a C compiler.

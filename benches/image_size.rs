@@ -9,7 +9,6 @@
 
 mod common;
 
-use common::{count_sleepers, wait_until, Running};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -38,23 +37,7 @@ fn main() {
         format!("lab step 7, {large_mb} MB image"),
         format!("cp -a of the {large_mb} MB image, then lab step 6 on the copy"),
     ];
-    // One container keeps lab0 and lab's NAT rules up, as in a classroom where
-    // several run: the rounds time step 7, not the bridge's setup and removal.
-    let holder = Running(
-        lab(&[
-            "step",
-            "5",
-            "--no-checks",
-            "--name",
-            "holder",
-            "--",
-            "sleep",
-            "1000",
-        ])
-        .spawn()
-        .unwrap(),
-    );
-    wait_until(|| count_sleepers() >= 1);
+    let holder = common::hold_lab0(&lab);
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
     let warmup = if smoke { 0 } else { 1 };
     for round in 0..rounds + warmup {
@@ -108,7 +91,7 @@ fn main() {
     let _ = lab(&["clean"]).status();
     let _ = std::fs::remove_dir_all(&tmp);
     if smoke {
-        println!("bench image_size: every command ran; `sudo cargo bench --bench image_size` prints the figures");
+        println!("bench image_size: every command ran; `sudo bench/run` prints the figures");
         return;
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

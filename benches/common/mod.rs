@@ -70,3 +70,22 @@ pub fn count_sleepers() -> usize {
         })
         .count()
 }
+
+/// A container that keeps lab0 and lab's rules up until dropped, as in a
+/// classroom where several run: what is timed meanwhile is a container, not the
+/// bridge's setup and removal.
+pub fn hold_lab0(lab: &dyn Fn(&[&str]) -> std::process::Command) -> Running {
+    let mut c = lab(&[
+        "step",
+        "5",
+        "--no-checks",
+        "--name",
+        "holder",
+        "--",
+        "sleep",
+        "1000",
+    ]);
+    let holder = Running(c.spawn().unwrap());
+    wait_until(|| count_sleepers() >= 1);
+    holder
+}
