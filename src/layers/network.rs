@@ -330,7 +330,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
     }
     c.push(at(
         Phase::Teardown,
-        "nothing to delete by hand: when the container's last process exits, the kernel removes its network namespace, and with it both ends of the veth pair, in the background. This waits until the host's end is gone",
+        "nothing to delete by hand: when the container's last process exits, the kernel removes its network namespace, and with it both ends of the veth pair, in the background. This waits until the host's end is gone (lab waits only when it is the last container, before it removes lab0)",
         Box::new(Veth::Gone(net.veth.clone())),
     ));
     c.push(at(
