@@ -130,13 +130,17 @@ fn main() {
             lab(&["step", &s, "--no-checks", "--", "/bin/true"]),
         );
         let script = tmp.join(format!("step-{n}.sh"));
-        let text = Command::new(LAB)
-            .args(["script", &s, "--rootfs", &root])
-            .env("LAB_RUN", &run)
-            .env("LAB_CGROUP_PARENT", "lab-bench")
+        // Printed with the benchmark's own directories: the script's overlay
+        // layers and /etc files go there, not in the machine's /var/lib/lab.
+        let text = lab(&["script", &s, "--rootfs", &root])
+            .stdout(Stdio::piped())
             .output()
             .unwrap()
             .stdout;
+        assert!(
+            !String::from_utf8_lossy(&text).contains("/var/lib/lab"),
+            "lab script {n} names the machine's /var/lib/lab"
+        );
         std::fs::write(&script, text).unwrap();
         let mut bash = command("bash", &[script.to_str().unwrap(), "/bin/true"]);
         bash.env("LAB_RUN", &run);
