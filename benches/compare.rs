@@ -24,8 +24,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const LAB: &str = env!("CARGO_BIN_EXE_lab");
-
 /// One line of the table.
 struct Row {
     name: String,
