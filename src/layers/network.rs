@@ -271,7 +271,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
     c.push(at(
         Phase::Connect,
         "a veth pair: two interfaces joined like the ends of a cable. One end stays on the host; the other is made right inside the container's network namespace, as its eth0 (moving an interface there afterwards costs the kernel about 20 ms: it waits until no CPU can still be using it)",
-        Box::new(Veth::Add(net.veth.clone())),
+        Box::new(Veth::Add(net.veth.clone(), net.name.clone())),
     ));
     c.push(at(
         Phase::Connect,
@@ -523,8 +523,8 @@ enum Forwarding {
 }
 /// The veth pair, on the host.
 enum Veth {
-    /// Its host end; the other end is made in the container as eth0.
-    Add(String),
+    /// Its host end, and the container whose namespace gets the other end, eth0.
+    Add(String, String),
     Master(String),
     Up(String),
     /// Wait for the kernel to remove it with the namespace.
@@ -886,7 +886,7 @@ pub fn iptables_path() -> Result<PathBuf> {
 impl Action for Veth {
     fn shell(&self) -> String {
         match self {
-            Veth::Add(a) => format!("ip link add {a} type veth peer name eth0 netns \"$PID\""),
+            Veth::Add(a, _) => format!("ip link add {a} type veth peer name eth0 netns \"$PID\""),
             Veth::Master(a) => format!("ip link set {a} master {BRIDGE}"),
             Veth::Up(a) => format!("ip link set {a} up"),
             Veth::Gone(a) => format!(
@@ -899,7 +899,7 @@ impl Action for Veth {
         match self {
             // A container that has just left may still have this veth for a few
             // milliseconds, until the kernel has removed its namespace.
-            Veth::Add(a) => format!(
+            Veth::Add(a, _) => format!(
                 "for i in $(seq 100); do ip link show {a} >/dev/null 2>&1 || break; sleep 0.1; done; {}",
                 self.shell()
             ),
@@ -923,8 +923,8 @@ impl Action for Veth {
         }
         netlink(|nl| {
             match self {
-                Veth::Add(a) => {
-                    let pid = container_pid(a)?;
+                Veth::Add(a, container) => {
+                    let pid = container_pid(container)?;
                     nl.add_veth(a, "eth0", Some(pid))
                     .with_context(|| format!("{a} exists already: is another container using this address? (sudo lab clean removes what lab left)"))
                 }
@@ -994,24 +994,13 @@ impl Action for FindPid {
 }
 
 /// The container's first process, as lab noted it in its state (container.rs
-/// writes `pid` right after clone). Found by the veth's name: lab-vethN belongs to
-/// the container whose state holds the address with host number N.
-fn container_pid(veth: &str) -> Result<i32> {
-    let n = veth.trim_start_matches("lab-veth");
-    for dir in crate::state::live_containers() {
-        let Some((addr, subnet)) = reserved(&dir) else {
-            continue;
-        };
-        if (u32::from(addr) - u32::from(subnet.network)).to_string() == n {
-            if let Some(pid) = std::fs::read_to_string(dir.join("pid"))
-                .ok()
-                .and_then(|t| t.split_whitespace().next()?.parse().ok())
-            {
-                return Ok(pid);
-            }
-        }
-    }
-    bail!("no running container of lab owns {veth}")
+/// writes `pid` right after clone).
+fn container_pid(container: &str) -> Result<i32> {
+    let file = crate::state::container_dir(container).join("pid");
+    std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("container {container} has no PID in {}", file.display()))
 }
 
 impl Action for Inside {
