@@ -402,15 +402,11 @@ fn lesson_shows_the_lessons_in_the_terminal() {
 /// without it the test says so, and with CI=true it fails.
 #[test]
 fn the_vagrantfile_is_valid() {
-    if std::process::Command::new("vagrant")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("vagrant is not installed and CI=true: run the suite with sudo ./test.sh, which installs it");
-        }
-        eprintln!("SKIPPED the_vagrantfile_is_valid: vagrant is not installed (sudo apt-get install vagrant, or sudo ./test.sh)");
+    if !support::installed_or_skip(
+        "vagrant",
+        "apt-get install vagrant",
+        "the_vagrantfile_is_valid",
+    ) {
         return;
     }
     let home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("vagrant-home");

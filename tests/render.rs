@@ -13,21 +13,6 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Is `program` installed? Without it the test says so, and with CI=true fails.
-fn have(program: &str, install: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{program} is not installed and CI=true: {install} (test.sh does it)");
-        }
-        eprintln!("SKIPPED rendering the lessons and slides: {program} is not installed ({install}, or sudo ./test.sh)");
-    }
-    found
-}
-
 fn run(script: &str) {
     let out = Command::new("bash")
         .arg(repo().join(script))
@@ -140,7 +125,10 @@ fn renders_with_title(page: &Path, title: &str, shot: &str) {
 
 #[test]
 fn the_lesson_site_and_the_slides_render_offline() {
-    if !have("chromium", "apt-get install chromium") || !have("npm", "apt-get install npm") {
+    let what = "rendering the lessons and slides";
+    if !support::installed_or_skip("chromium", "apt-get install chromium", what)
+        || !support::installed_or_skip("npm", "apt-get install npm", what)
+    {
         return;
     }
     run("scripts/build-lessons.sh");

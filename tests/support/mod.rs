@@ -337,3 +337,22 @@ pub fn test_cgroup_parents() -> Vec<PathBuf> {
     }
     dirs
 }
+
+/// Is `program` installed? Without it the test `what` says so (and how to get it),
+/// and with CI=true it fails: CI never skips silently.
+pub fn installed_or_skip(program: &str, install: &str, what: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{program} is not installed and CI=true: {install} (test.sh does it)");
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {what}: {program} is not installed ({install}, or sudo ./test.sh)"
+        );
+    }
+    found
+}
