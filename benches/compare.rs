@@ -18,6 +18,7 @@
 
 mod common;
 
+use common::own_cgroups::{is_mount, own_cgroups};
 use common::{count_sleepers, wait_until, Running};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -47,11 +48,8 @@ fn main() {
             .and_then(|r| r.parse().ok())
             .unwrap_or(31),
     };
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-compare");
-    let (home, run) = (tmp.join("home"), tmp.join("run"));
+    let (tmp, home, run) = common::dirs_with_rootfs("bench-compare");
     let lab = |args: &[&str]| common::lab(&home, &run, args);
-    std::fs::create_dir_all(&home).unwrap();
-    assert!(lab(&["rootfs"]).status().unwrap().success());
     let rootfs = home.join("rootfs");
     let root = rootfs.to_str().unwrap().to_string();
 
@@ -345,7 +343,7 @@ impl OciRuntimes {
         let _ = std::fs::remove_dir_all(&bundles);
         let own = own_cgroups();
         let mut shell = String::from("set -e; mount --make-rprivate /\n");
-        if is_mount("/sys/fs/cgroup/unified") {
+        if is_mount(Path::new("/sys/fs/cgroup/unified")) {
             shell.push_str("mount -t tmpfs -o size=1m lab-bench /sys/fs/cgroup/unified\n");
         }
         for (hierarchy, dir) in &own {
@@ -457,34 +455,6 @@ impl Drop for RemoveParents {
             let _ = std::fs::remove_dir(own.join("lab-bench"));
         }
     }
-}
-
-/// Each cgroup hierarchy's mount point and the benchmark's own cgroup in it, from
-/// /proc/self/cgroup: the v1 hierarchies, or on pure v2 the one hierarchy.
-fn own_cgroups() -> Vec<(PathBuf, PathBuf)> {
-    let base = Path::new("/sys/fs/cgroup");
-    let pure_v2 = base.join("cgroup.controllers").exists();
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let mut parts = line.splitn(3, ':');
-            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-            let hierarchy = match (controllers, pure_v2) {
-                ("", true) => base.to_path_buf(),
-                ("", false) | (_, true) => return None,
-                (c, false) => base.join(c.trim_start_matches("name=")),
-            };
-            let own = hierarchy.join(path.trim_start_matches('/'));
-            (is_mount(hierarchy.to_str()?) && own.is_dir()).then_some((hierarchy, own))
-        })
-        .collect()
-}
-
-fn is_mount(path: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(path))
 }
 
 fn ms(d: &Duration) -> f64 {

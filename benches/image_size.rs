@@ -20,11 +20,8 @@ fn main() {
     // Under `cargo test --all-targets` (no --bench): one round on small sizes, to
     // keep the benchmark working, and no figures.
     let smoke = !std::env::args().any(|a| a == "--bench");
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-images");
-    let (home, run) = (tmp.join("home"), tmp.join("run"));
+    let (tmp, home, run) = common::dirs_with_rootfs("bench-images");
     let lab = |args: &[&str]| common::lab(&home, &run, args);
-    std::fs::create_dir_all(&home).unwrap();
-    assert!(lab(&["rootfs"]).status().unwrap().success());
     let rootfs = home.join("rootfs");
     let (small_mb, large_mb) = if smoke { (5, 20) } else { (5, 500) };
     let small = image(&tmp, &rootfs, "small", small_mb);

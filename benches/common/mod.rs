@@ -1,6 +1,10 @@
 //! What the benchmarks share.
 
+use std::path::PathBuf;
 use std::process::Child;
+
+#[path = "../../tests/support/own_cgroups.rs"]
+pub mod own_cgroups;
 use std::time::Duration;
 
 /// Root, in a network namespace of its own (lab0, the rules and ip_forward of step
@@ -31,6 +35,16 @@ pub fn lab(home: &std::path::Path, run: &std::path::Path, args: &[&str]) -> std:
     c.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     c
+}
+
+/// The benchmark's directories under target/ (`tmp`, lab's `home` and `run`
+/// in it), with the default root filesystem built in `home`.
+pub fn dirs_with_rootfs(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let (home, run) = (tmp.join("home"), tmp.join("run"));
+    std::fs::create_dir_all(&home).unwrap();
+    assert!(lab(&home, &run, &["rootfs"]).status().unwrap().success());
+    (tmp, home, run)
 }
 
 /// A container started for a benchmark, stopped (SIGTERM: lab tears it down)

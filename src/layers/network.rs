@@ -1216,17 +1216,7 @@ pub fn reserve(options: &mut Options, claim_dir: &Path) -> Result<()> {
             );
         }
     }
-    let taken: Vec<Ipv4Addr> = others
-        .iter()
-        .filter(|d| d.as_path() != claim_dir)
-        .filter_map(|d| reserved(d).map(|(a, _)| a))
-        .collect();
-    // Nor an address whose veth is still there: its container has just left,
-    // and the kernel has not yet removed its namespace.
-    let links: Vec<String> = nl.links()?.into_iter().map(|l| l.name).collect();
-    let address = (2..2 + subnet.capacity())
-        .map(|n| subnet.host(n))
-        .find(|a| !taken.contains(a) && !links.contains(&host_veth(*a, subnet)))
+    let address = free_address(&mut nl, subnet, &others, claim_dir)?
         .with_context(|| format!("no free address left in {subnet}"))?;
     std::fs::write(
         claim_dir.join("address"),
@@ -1246,18 +1236,33 @@ pub fn reserve(options: &mut Options, claim_dir: &Path) -> Result<()> {
 /// The first container address of `subnet` that no running container of lab
 /// holds and whose veth is not on the host (without reserving it).
 fn first_free_address(subnet: Subnet) -> Ipv4Addr {
-    let taken: Vec<Ipv4Addr> = crate::state::live_containers()
+    let others = crate::state::live_containers();
+    Netlink::open()
+        .and_then(|mut nl| free_address(&mut nl, subnet, &others, Path::new("")))
+        .ok()
+        .flatten()
+        .unwrap_or(subnet.host(2))
+}
+
+/// The first container address of `subnet` that none of the containers `others`
+/// (but the one in `own_dir`) holds, and whose veth is not on the host: a
+/// container that has just left keeps it until the kernel has removed its
+/// namespace.
+fn free_address(
+    nl: &mut Netlink,
+    subnet: Subnet,
+    others: &[PathBuf],
+    own_dir: &Path,
+) -> Result<Option<Ipv4Addr>> {
+    let taken: Vec<Ipv4Addr> = others
         .iter()
+        .filter(|d| d.as_path() != own_dir)
         .filter_map(|d| reserved(d).map(|(a, _)| a))
         .collect();
-    let links: Vec<String> = Netlink::open()
-        .and_then(|mut nl| nl.links())
-        .map(|l| l.into_iter().map(|l| l.name).collect())
-        .unwrap_or_default();
-    (2..2 + subnet.capacity())
+    let links: Vec<String> = nl.links()?.into_iter().map(|l| l.name).collect();
+    Ok((2..2 + subnet.capacity())
         .map(|n| subnet.host(n))
-        .find(|a| !taken.contains(a) && !links.contains(&host_veth(*a, subnet)))
-        .unwrap_or(subnet.host(2))
+        .find(|a| !taken.contains(a) && !links.contains(&host_veth(*a, subnet))))
 }
 
 /// The subnet of lab0's address, if lab0 exists and has one.

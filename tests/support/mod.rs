@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
+pub mod own_cgroups;
+
 pub const LAB: &str = env!("CARGO_BIN_EXE_lab");
 
 /// lab with no colour, as a pipe would get it.
@@ -307,35 +309,10 @@ pub fn remove_test_cgroup_parents() {
 /// The CGROUP_PARENT directory below the test's own cgroup, in every hierarchy
 /// (whether it exists or not).
 pub fn test_cgroup_parents() -> Vec<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let mut dirs = Vec::new();
-    for line in own.lines() {
-        let mut f = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        let key = controllers.split(',').next().unwrap_or("");
-        let mount = mounts.lines().find_map(|m| {
-            let (left, right) = m.split_once(" - ")?;
-            let mut r = right.split(' ');
-            let (fs, _, opts) = (r.next()?, r.next()?, r.next()?);
-            let ok = if key.is_empty() {
-                fs == "cgroup2"
-            } else {
-                fs == "cgroup" && opts.split(',').any(|o| o == key)
-            };
-            ok.then(|| left.split(' ').nth(4).map(String::from))?
-        });
-        if let Some(m) = mount {
-            dirs.push(
-                Path::new(&m)
-                    .join(path.trim_start_matches('/'))
-                    .join(CGROUP_PARENT),
-            );
-        }
-    }
-    dirs
+    own_cgroups::own_cgroups()
+        .into_iter()
+        .map(|(_, own)| own.join(CGROUP_PARENT))
+        .collect()
 }
 
 /// Is `program` installed? Without it the test `what` says so (and how to get it),
