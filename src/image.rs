@@ -125,7 +125,7 @@ impl Store {
             "the default image is the root filesystem: remove it with sudo lab clean"
         );
         // A running container's overlay names its layers as lowerdirs.
-        let mounts = crate::layers::mount::parse_mountinfo(
+        let mounts = crate::mountinfo::parse_mountinfo(
             &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
         );
         for layer in self.layers(name)? {

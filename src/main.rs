@@ -20,6 +20,7 @@ mod exec;
 mod image;
 mod layers;
 mod lesson;
+mod mountinfo;
 mod netlink;
 mod plan;
 mod progress;

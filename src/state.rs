@@ -360,9 +360,9 @@ pub fn remove_tree(path: &Path) -> Result<()> {
     }
     let prefix = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut below: Vec<PathBuf> = crate::layers::mount::parse_mountinfo(&text)
+    let mut below: Vec<PathBuf> = crate::mountinfo::parse_mountinfo(&text)
         .into_iter()
-        .map(|m| PathBuf::from(unescape_mount_path(&m.mount_point)))
+        .map(|m| PathBuf::from(crate::mountinfo::unescape(&m.mount_point)))
         .filter(|m| m.starts_with(&prefix))
         .collect();
     below.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
@@ -371,14 +371,6 @@ pub fn remove_tree(path: &Path) -> Result<()> {
             .with_context(|| format!("unmounting {}", m.display()))?;
     }
     std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
-}
-
-/// mountinfo writes space, tab, newline and backslash as octal escapes.
-fn unescape_mount_path(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
 }
 
 /// `lab clean`: stop every container lab started, then remove all of lab's state.

@@ -9,6 +9,7 @@
 
 use super::Layer;
 use crate::check::{Before, Check, Kind, Outcome, Probe};
+use crate::mountinfo::{parse_mountinfo, MountEntry};
 use crate::plan::{quote_path, Action, Command, Namespace, Phase, Spec};
 use anyhow::{Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -208,33 +209,6 @@ fn checks(_step: u8) -> Vec<Check> {
     ]
 }
 
-/// One line of /proc/self/mountinfo, the fields the checks need.
-pub struct MountEntry {
-    pub mount_point: String,
-    pub optional: String,
-    pub fs_type: String,
-    pub source: String,
-    /// The filesystem's own options (for overlay: lowerdir=...,upperdir=...).
-    pub options: String,
-}
-
-pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let f: Vec<&str> = left.split(' ').collect();
-            let r: Vec<&str> = right.split(' ').collect();
-            Some(MountEntry {
-                mount_point: f.get(4)?.to_string(),
-                optional: f.get(6..).map(|o| o.join(" ")).unwrap_or_default(),
-                fs_type: r.first()?.to_string(),
-                source: r.get(1)?.to_string(),
-                options: r.get(2).unwrap_or(&"").to_string(),
-            })
-        })
-        .collect()
-}
-
 fn root_is_private(p: &Probe) -> Outcome {
     let mounts = parse_mountinfo(&p.container_mountinfo());
     match mounts.iter().rev().find(|m| m.mount_point == "/") {
@@ -361,24 +335,4 @@ fn host_mounts_unchanged(b: &Before) -> Outcome {
         new.join(" | "),
         gone.join(" | ")
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_lines_are_parsed() {
-        let text = "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
-                    30 22 0:5 / /proc rw - proc proc rw\n";
-        let m = parse_mountinfo(text);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].mount_point, "/");
-        assert_eq!(m[0].optional, "shared:1");
-        assert_eq!(m[0].source, "/dev/vda");
-        assert_eq!(m[1].optional, "");
-        assert_eq!(m[1].source, "proc");
-        assert_eq!(m[1].fs_type, "proc");
-        assert_eq!(m[1].options, "rw");
-    }
 }

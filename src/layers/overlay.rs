@@ -193,7 +193,7 @@ pub struct ProbeDirs {
 /// second overlay of the same image made in `scratch`.
 pub fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
     let text = std::fs::read_to_string(format!("/proc/{target}/mountinfo"))?;
-    let root = super::mount::parse_mountinfo(&text)
+    let root = crate::mountinfo::parse_mountinfo(&text)
         .into_iter()
         .rev()
         .find(|m| m.mount_point == "/")

@@ -1,0 +1,348 @@
+//! Layer 6, part 4: the checks, which make the kernel enforce each limit.
+//!
+//! The probe joins the container's cgroups, then exhausts memory (an OOM kill),
+//! forks until the pids limit stops it, and spins to measure the CPU quota. The
+//! cgroup directories are opened on the host first: after pivot_root the
+//! container cannot see /sys/fs/cgroup.
+
+use super::hierarchy::*;
+use crate::check::{Check, Kind, Outcome, Probe};
+use anyhow::{Context, Result};
+use std::fs::File;
+use std::io::{Read, Write as _};
+use std::path::PathBuf;
+
+// ── The checks ─────────────────────────────────────────────────────────────────
+
+pub(super) fn checks(_step: u8) -> Vec<Check> {
+    vec![
+        Check {
+            layer: 6,
+            name: "the container's /proc/self/cgroup names its own cgroup",
+            hint: "The container is still in lab's cgroup: it must join its own (its PID in cgroup.procs, or on v1 0 in tasks) before it runs anything. Compare `cat /proc/self/cgroup` inside and on the host.",
+            kind: Kind::Inside(names_own_cgroup),
+        },
+        Check {
+            layer: 6,
+            name: "allocating over the memory limit is OOM-killed; the container lives on",
+            hint: "Nothing was killed: no memory limit, or the process swapped instead (set memory.swap.max to 0). See memory.events (v2) or memory.failcnt (v1).",
+            kind: Kind::Inside(memory_limit_kills),
+        },
+        Check {
+            layer: 6,
+            name: "a fork loop stops at the pids limit",
+            hint: "fork never failed: no pids limit. See pids.max and pids.current of the container's cgroup.",
+            kind: Kind::Inside(fork_loop_stops),
+        },
+        Check {
+            layer: 6,
+            name: "a busy loop gets about the CPU share of the limit",
+            hint: "Either the busy loop got more CPU than the quota allows (see cpu.max on v2, cpu.cfs_quota_us and cpu.cfs_period_us on v1), or the machine was too busy for it to reach the quota, so the kernel never had to throttle it: run the step again when the machine is idle.",
+            kind: Kind::Inside(cpu_share_limited),
+        },
+    ]
+}
+
+/// The container's cgroup directories, opened on the host before the probe joins
+/// (after pivot_root the container cannot see /sys/fs/cgroup).
+pub struct ProbeDirs {
+    pub version: Version,
+    pub memory: File,
+    pub cpu: File,
+    pub usage: File,
+    pub pids: File,
+    pub memory_path: String,
+    /// lab's own memory cgroup, read on the host before the probe joined.
+    pub host_memory_path: String,
+}
+
+/// The cgroups process `target` is in, as /proc/PID/cgroup says.
+pub fn probe_dirs(target: &str) -> Result<ProbeDirs> {
+    let version = detect()?;
+    let dir = |controller: &str| -> Result<(File, String)> {
+        let (root, key) = match version {
+            Version::V2 => (PathBuf::from(CGROUP_ROOT), ""),
+            Version::V1 => (
+                v1_mount(controller).with_context(|| format!("no {controller} hierarchy"))?,
+                controller,
+            ),
+        };
+        let path = cgroup_of(target, key)
+            .with_context(|| format!("process {target} has no {controller} cgroup"))?;
+        let full = root.join(path.trim_start_matches('/'));
+        Ok((
+            File::open(&full).with_context(|| format!("opening {}", full.display()))?,
+            path,
+        ))
+    };
+    let (memory, memory_path) = dir("memory")?;
+    let host_memory_path =
+        own_cgroup(if version == Version::V2 { "" } else { "memory" }).unwrap_or_default();
+    Ok(ProbeDirs {
+        host_memory_path,
+        version,
+        memory,
+        cpu: dir("cpu")?.0,
+        usage: dir("cpuacct").or_else(|_| dir("cpu"))?.0,
+        pids: dir("pids")?.0,
+        memory_path,
+    })
+}
+
+pub(super) fn dirs(p: &Probe) -> Result<&ProbeDirs, Outcome> {
+    match &p.cgroups {
+        Some(Ok(d)) => Ok(d),
+        Some(Err(e)) => Err(Outcome::Fail(e.clone())),
+        None => Err(Outcome::Fail("no cgroup information".into())),
+    }
+}
+
+/// Read a file of a cgroup directory opened on the host.
+fn read_at(dir: &File, name: &str) -> Option<String> {
+    use std::os::fd::AsFd;
+    let fd = nix::fcntl::openat(
+        dir.as_fd(),
+        name,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .ok()?;
+    let mut s = String::new();
+    File::from(fd).read_to_string(&mut s).ok()?;
+    Some(s)
+}
+
+pub(super) fn field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+}
+
+fn names_own_cgroup(p: &Probe) -> Outcome {
+    let d = match dirs(p) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    let key = if d.version == Version::V2 {
+        ""
+    } else {
+        "memory"
+    };
+    // Read inside the container: its own /proc.
+    let mine = cgroup_of("self", key);
+    let host = &d.host_memory_path;
+    match mine {
+        Some(path) => Outcome::from(
+            path == d.memory_path && path != *host,
+            format!(
+                "memory cgroup inside: {path}; the container's: {}; lab's: {host}",
+                d.memory_path
+            ),
+        ),
+        None => Outcome::Fail("no /proc/self/cgroup inside".into()),
+    }
+}
+
+fn memory_limit_kills(p: &Probe) -> Outcome {
+    let d = match dirs(p) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    let (limit_file, events_file) = match d.version {
+        Version::V2 => ("memory.max", "memory.events"),
+        Version::V1 => ("memory.limit_in_bytes", "memory.oom_control"),
+    };
+    let Some(limit) = read_at(&d.memory, limit_file).and_then(|s| s.trim().parse::<u64>().ok())
+    else {
+        return Outcome::Fail(format!("no memory limit in {limit_file}"));
+    };
+    let kills = || read_at(&d.memory, events_file).and_then(|t| field(&t, "oom_kill "));
+    let before = kills();
+    // Allocate and touch twice the limit, a megabyte at a time.
+    let hog = match crate::sys::fork() {
+        Ok(nix::unistd::ForkResult::Child) => {
+            let mut kept: Vec<Vec<u8>> = Vec::new();
+            for _ in 0..((2 * limit) >> 20) + 1 {
+                kept.push(vec![1u8; 1 << 20]);
+            }
+            std::process::exit(0);
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Err(e) => return Outcome::Fail(format!("{e:#}")),
+    };
+    let status = nix::sys::wait::waitpid(hog, None);
+    let killed = matches!(
+        status,
+        Ok(nix::sys::wait::WaitStatus::Signaled(
+            _,
+            nix::sys::signal::Signal::SIGKILL,
+            _
+        ))
+    );
+    let after = kills();
+    let init_alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(1), None).is_ok();
+    let counted = match (before, after) {
+        (Some(b), Some(a)) => format!("{events_file} oom_kill {b} -> {a}"),
+        _ => format!(
+            "failcnt {}",
+            read_at(&d.memory, "memory.failcnt")
+                .unwrap_or_default()
+                .trim()
+        ),
+    };
+    Outcome::from(
+        killed && init_alive,
+        format!(
+            "a process touching {} MB under a {} MB limit was {}; {counted}; the container's init is {}",
+            ((2 * limit) >> 20) + 1,
+            limit >> 20,
+            if killed { "OOM-killed (SIGKILL)" } else { "not killed" },
+            if init_alive { "alive" } else { "gone" }
+        ),
+    )
+}
+
+fn fork_loop_stops(p: &Probe) -> Outcome {
+    let d = match dirs(p) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    let Some(max) = read_at(&d.pids, "pids.max").and_then(|s| s.trim().parse::<u64>().ok()) else {
+        return Outcome::Fail("no pids limit in pids.max".into());
+    };
+    let (rd, wr) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => return Outcome::Fail(format!("pipe: {e}")),
+    };
+    // A child that forks sleepers until fork fails, reports, and kills them all.
+    let looper = match crate::sys::fork() {
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(rd);
+            let mut sleepers = Vec::new();
+            let mut error = String::from("none");
+            let mut peak = 0;
+            for _ in 0..max + 16 {
+                match crate::sys::fork() {
+                    Ok(nix::unistd::ForkResult::Child) => loop {
+                        nix::unistd::pause();
+                    },
+                    Ok(nix::unistd::ForkResult::Parent { child }) => sleepers.push(child),
+                    Err(e) => {
+                        error = e
+                            .chain()
+                            .find_map(|c| c.downcast_ref::<nix::Error>())
+                            .map_or(format!("{e}"), |n| format!("{n:?}"));
+                        break;
+                    }
+                }
+                peak = peak.max(
+                    read_at(&d.pids, "pids.current")
+                        .and_then(|s| s.trim().parse::<u64>().ok())
+                        .unwrap_or(0),
+                );
+            }
+            for s in &sleepers {
+                let _ = nix::sys::signal::kill(*s, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(*s, None);
+            }
+            let _ = writeln!(File::from(wr), "{} {error} {peak}", sleepers.len());
+            std::process::exit(0);
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Err(e) => return Outcome::Fail(format!("{e:#}")),
+    };
+    drop(wr);
+    let mut report = String::new();
+    let _ = File::from(rd).read_to_string(&mut report);
+    let _ = nix::sys::wait::waitpid(looper, None);
+    let mut f = report.split_whitespace();
+    let (forks, error, peak) = (
+        f.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0),
+        f.next().unwrap_or("?").to_string(),
+        f.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0),
+    );
+    Outcome::from(
+        error == "EAGAIN" && peak <= max && forks < max,
+        format!("fork failed with {error} after {forks} forks; pids.current peaked at {peak}, pids.max is {max}"),
+    )
+}
+
+fn cpu_share_limited(p: &Probe) -> Outcome {
+    let d = match dirs(p) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    let configured = match d.version {
+        Version::V2 => read_at(&d.cpu, "cpu.max").and_then(|s| {
+            let mut f = s.split_whitespace();
+            let (q, per) = (
+                f.next()?.parse::<f64>().ok()?,
+                f.next()?.parse::<f64>().ok()?,
+            );
+            Some(q / per)
+        }),
+        Version::V1 => {
+            let q = read_at(&d.cpu, "cpu.cfs_quota_us").and_then(|s| s.trim().parse::<f64>().ok());
+            let per =
+                read_at(&d.cpu, "cpu.cfs_period_us").and_then(|s| s.trim().parse::<f64>().ok());
+            q.zip(per).filter(|(q, _)| *q > 0.0).map(|(q, per)| q / per)
+        }
+    };
+    let Some(configured) = configured else {
+        return Outcome::Fail("no CPU limit (cpu.max or cpu.cfs_quota_us)".into());
+    };
+    // Microseconds of CPU the cgroup has used.
+    let usage = || -> Option<f64> {
+        match d.version {
+            Version::V2 => read_at(&d.usage, "cpu.stat")
+                .and_then(|t| field(&t, "usage_usec "))
+                .map(|u| u as f64),
+            Version::V1 => read_at(&d.usage, "cpuacct.usage")
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .map(|ns| ns / 1000.0),
+        }
+    };
+    // How often the kernel has stopped the cgroup for the rest of a period because
+    // it used its quota (cpu.stat, in both versions).
+    let throttled = || read_at(&d.cpu, "cpu.stat").and_then(|t| field(&t, "nr_throttled "));
+    let wall = std::time::Duration::from_millis(1500);
+    let (before, throttled_before) = (usage(), throttled());
+    let start = std::time::Instant::now();
+    let spinner = match crate::sys::fork() {
+        Ok(nix::unistd::ForkResult::Child) => {
+            while start.elapsed() < wall {
+                std::hint::spin_loop();
+            }
+            std::process::exit(0);
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Err(e) => return Outcome::Fail(format!("{e:#}")),
+    };
+    let _ = nix::sys::wait::waitpid(spinner, None);
+    let elapsed = start.elapsed().as_secs_f64() * 1e6;
+    let (Some(b), Some(a)) = (before, usage()) else {
+        return Outcome::Fail("no CPU usage counter (cpu.stat or cpuacct.usage)".into());
+    };
+    let measured = (a - b) / elapsed;
+    let stops = throttled()
+        .zip(throttled_before)
+        .map_or(0, |(a, b)| a.saturating_sub(b));
+    let said = format!(
+        "a busy loop for {:.1} s used {measured:.2} of a CPU; the limit is {configured:.2}",
+        elapsed / 1e6
+    );
+    // A throttled loop cannot exceed its quota (beyond one period's slack). The
+    // limit is shown at work when the kernel had to stop the loop, or when the
+    // loop got close to the quota; on a busy machine it may get less than its
+    // quota without ever being stopped, which proves nothing.
+    if measured > configured * 1.25 + 0.02 {
+        Outcome::Fail(format!("{said}: more than the limit"))
+    } else if stops > 0 {
+        Outcome::Pass(format!("{said}; the kernel throttled it {stops} times"))
+    } else if measured >= configured * 0.8 {
+        Outcome::Pass(said)
+    } else {
+        Outcome::Fail(format!(
+            "{said}, and was never throttled: the machine was too busy for the loop to reach its quota"
+        ))
+    }
+}

@@ -1,0 +1,285 @@
+//! Layer 6, part 3: the commands done with system calls.
+//!
+//! A cgroup is a directory and its settings are files: mkdir, one write per
+//! value, rmdir when the last process is gone. The parents lab makes are shared
+//! by every container and removed by the last one out. Next: `checks.rs`.
+
+use super::hierarchy::*;
+use crate::plan::{quote_path, Action, MakeDirs};
+use anyhow::{bail, Context, Result};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// `mkdir -p DIR...`, recorded first in the container's state so that a killed run
+/// can be cleaned up.
+pub(super) struct MakeCgroups {
+    pub(super) dirs: Vec<PathBuf>,
+    pub(super) name: String,
+}
+/// `echo VALUE > FILE`
+pub(super) struct WriteFile {
+    pub(super) file: PathBuf,
+    pub(super) value: String,
+}
+/// `echo $$ > DIR/cgroup.procs` (v2), `echo 0 > DIR/tasks` for every DIR (v1)
+pub(super) struct JoinCgroups(pub(super) Version, pub(super) Vec<PathBuf>);
+/// `rmdir DIR...`
+pub(super) struct RemoveCgroups(pub(super) Vec<PathBuf>);
+/// A step that cannot run here, and why.
+pub(super) struct Unavailable(pub(super) String);
+
+impl WriteFile {
+    pub(super) fn new(file: PathBuf, value: impl ToString) -> WriteFile {
+        WriteFile {
+            file,
+            value: value.to_string(),
+        }
+    }
+}
+
+// ── The system calls ───────────────────────────────────────────────────────────
+
+impl Action for MakeCgroups {
+    fn shell(&self) -> String {
+        MakeDirs(self.dirs.clone()).shell()
+    }
+    fn apply(&self) -> Result<()> {
+        // Recorded before they are made: the container's cgroups, and the parents
+        // this run creates (removed when no other container uses them). Under a
+        // lock: a parent must not be removed between another run's check that it
+        // exists and its mkdir of a cgroup inside.
+        let _lock = crate::state::lock("cgroups")?;
+        let mut made = Vec::new();
+        let mut parents = Vec::new();
+        for d in &self.dirs {
+            let mut p = d.parent();
+            let mut missing = Vec::new();
+            while let Some(dir) = p.filter(|dir| !dir.exists()) {
+                missing.push(dir.display().to_string());
+                p = dir.parent();
+            }
+            parents.extend(missing.iter().cloned());
+            made.extend(missing);
+            made.push(d.display().to_string());
+        }
+        // The parents go in a record all runs share: whichever container leaves
+        // last removes them, not necessarily the one that made them.
+        let shared = parents_record();
+        let mut all: Vec<String> = std::fs::read_to_string(&shared)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect();
+        for p in parents {
+            if !all.contains(&p) {
+                all.push(p);
+            }
+        }
+        if !all.is_empty() {
+            std::fs::write(&shared, all.join("\n") + "\n")
+                .with_context(|| format!("recording {}", shared.display()))?;
+        }
+        let record = crate::state::run_dir()
+            .join("containers")
+            .join(&self.name)
+            .join("cgroups");
+        std::fs::write(&record, made.join("\n") + "\n")
+            .with_context(|| format!("recording {}", record.display()))?;
+        MakeDirs(self.dirs.clone()).apply()
+    }
+}
+
+impl Action for WriteFile {
+    fn shell(&self) -> String {
+        let v = &self.value;
+        let value = if v.contains(' ') {
+            format!("\"{v}\"")
+        } else {
+            v.clone()
+        };
+        format!("echo {value} > {}", quote_path(&self.file))
+    }
+    fn apply(&self) -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.file)
+            .with_context(|| format!("opening {}", self.file.display()))?;
+        // One write, as echo does: cgroup files take a whole value per write.
+        f.write_all(self.value.as_bytes())
+            .map_err(|e| explain_write_error(e, &self.file, &self.value))
+    }
+}
+
+/// The error of a cgroup file write, with what usually causes it.
+fn explain_write_error(e: std::io::Error, file: &Path, value: &str) -> anyhow::Error {
+    let why = match e.raw_os_error() {
+        Some(nix::libc::EBUSY) if file.ends_with("cgroup.subtree_control") => {
+            " (the no-internal-process rule: a cgroup that holds processes cannot hand controllers to child cgroups. Put the container's cgroup under one without processes: --cgroup-parent /lab)"
+        }
+        Some(nix::libc::ENOENT) if file.ends_with("cgroup.subtree_control") => {
+            " (a controller is not available in the parent: see its cgroup.controllers)"
+        }
+        Some(nix::libc::EACCES) | Some(nix::libc::EPERM) => " (run with sudo; in a delegated cgroup tree, it must be delegated to you)",
+        Some(nix::libc::EINVAL) => " (the value is not one this file takes)",
+        _ => "",
+    };
+    anyhow::anyhow!("writing {value} to {}: {e}{why}", file.display())
+}
+
+impl JoinCgroups {
+    /// The file and the value: on v1, 0 in `tasks` is "the thread writing this"
+    /// (moving a whole process through cgroup.procs makes the kernel take a lock
+    /// that waits for an RCU grace period); v2 has no such shortcut for a process.
+    fn file_and_value(&self) -> (&'static str, &'static str) {
+        match self.0 {
+            Version::V1 => ("tasks", "0"),
+            Version::V2 => ("cgroup.procs", "$$"),
+        }
+    }
+}
+
+impl Action for JoinCgroups {
+    fn shell(&self) -> String {
+        let (file, value) = self.file_and_value();
+        let lines: Vec<String> = self
+            .1
+            .iter()
+            .map(|d| format!("echo {value} > {}", quote_path(&d.join(file))))
+            .collect();
+        lines.join("; ")
+    }
+    fn apply(&self) -> Result<()> {
+        let (file, value) = self.file_and_value();
+        // $$: our own PID as this pid namespace numbers it (1); the kernel reads
+        // it in the writer's namespace, as it does for `echo $$`. lab is one
+        // thread, so on v1 the whole process moves.
+        let value = match value {
+            "$$" => std::process::id().to_string(),
+            v => v.to_string(),
+        };
+        for d in &self.1 {
+            WriteFile::new(d.join(file), &value).apply()?;
+        }
+        Ok(())
+    }
+}
+
+impl Action for RemoveCgroups {
+    fn shell(&self) -> String {
+        let dirs: Vec<String> = self.0.iter().map(|d| quote_path(d)).collect();
+        format!("rmdir {}", dirs.join(" "))
+    }
+    fn apply(&self) -> Result<()> {
+        for d in &self.0 {
+            remove_cgroup(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// rmdir a cgroup once its last process is gone (the kernel may take a moment
+/// after the processes were reaped).
+/// Where the cgroup parents lab made are listed, for every run.
+fn parents_record() -> PathBuf {
+    crate::state::run_dir().join("cgroup-parents")
+}
+
+/// Remove the cgroup parents lab made that no container uses any more (rmdir
+/// fails on a cgroup that still has children), deepest first, and forget them.
+pub fn remove_unused_parents() -> Result<()> {
+    let record = parents_record();
+    if !record.exists() {
+        return Ok(());
+    }
+    let _lock = crate::state::lock("cgroups")?;
+    let text = std::fs::read_to_string(&record).unwrap_or_default();
+    let mut dirs: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    let kept: Vec<&str> = dirs
+        .into_iter()
+        .filter(|d| match std::fs::remove_dir(d) {
+            Ok(()) => false,
+            Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+        })
+        .collect();
+    if kept.is_empty() {
+        std::fs::remove_file(&record)?;
+    } else {
+        std::fs::write(&record, kept.join("\n") + "\n")?;
+    }
+    Ok(())
+}
+
+pub fn remove_cgroup(dir: &Path) -> Result<()> {
+    for attempt in 0..200 {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) && attempt < 199 => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("rmdir {} (processes still inside?)", dir.display()))
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Action for Unavailable {
+    fn shell(&self) -> String {
+        format!("# not possible here: {}", self.0)
+    }
+    fn apply(&self) -> Result<()> {
+        bail!("{}", self.0)
+    }
+}
+
+/// Move the calling process into every cgroup of process `target` it is not in
+/// yet, as the container's own processes are (what `docker exec` does too).
+pub fn join_cgroups_of(target: &str) -> Result<()> {
+    for procs in cgroups_to_join(target)? {
+        write_procs(&procs)?;
+    }
+    Ok(())
+}
+
+/// Move the calling process into the cgroup of this `cgroup.procs` file.
+pub fn write_procs(procs: &Path) -> Result<()> {
+    WriteFile::new(procs.to_path_buf(), std::process::id()).apply()
+}
+
+/// The `cgroup.procs` files of the cgroups of process `target` that the calling
+/// process is not in.
+pub fn cgroups_to_join(target: &str) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(format!("/proc/{target}/cgroup"))?;
+    let mounts =
+        crate::mountinfo::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?);
+    let mut files = Vec::new();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let key = controllers.split(',').next().unwrap_or("");
+        if cgroup_of("self", key).as_deref() == Some(path) {
+            continue;
+        }
+        let mount = mounts.iter().find(|m| {
+            if controllers.is_empty() {
+                m.fs_type == "cgroup2"
+            } else {
+                m.fs_type == "cgroup" && m.options.split(',').any(|o| o == key)
+            }
+        });
+        if let Some(m) = mount {
+            files.push(
+                Path::new(&m.mount_point)
+                    .join(path.trim_start_matches('/'))
+                    .join("cgroup.procs"),
+            );
+        }
+    }
+    Ok(files)
+}

@@ -1,0 +1,280 @@
+//! Layer 5, part 3: the firewall rules, through the `iptables` program.
+//!
+//! Everything lab asks of iptables lives in lab's own chains (LAB-POSTROUTING,
+//! LAB-DNAT, LAB-FORWARD), so taking them down removes exactly what lab added.
+//! The program, not its kernel interface: an nftables or xtables ruleset blob is
+//! impractical to build by hand. Next: `bridge.rs`.
+
+use super::bridge::*;
+use super::syscalls::UNUSED;
+use super::{Net, BRIDGE};
+use crate::plan::Action;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// An iptables line of the plan, and why.
+pub(super) struct Rule {
+    pub(super) why: &'static str,
+    pub(super) iptables: Iptables,
+}
+
+/// The rules every container shares: lab's chains, and the jumps into them.
+pub(super) fn shared_rules(subnet: &Subnet, masquerade_out: &str) -> Vec<Rule> {
+    let s = subnet.to_string();
+    let r = |why, table, op, chain: &str, rule: String| Rule {
+        why,
+        iptables: Iptables::new(table, op, chain, &rule, true),
+    };
+    vec![
+        r("lab's own chain for NAT on the way out (Docker has DOCKER chains)", Some("nat"), Op::NewChain, "LAB-POSTROUTING", String::new()),
+        r("every packet leaving the host passes through it", Some("nat"), Op::Append, "POSTROUTING", "-j LAB-POSTROUTING".into()),
+        r("packets from the containers leave with the host's address (found on the default route's interface)", Some("nat"), Op::Append, "LAB-POSTROUTING", format!("-s {s} {masquerade_out} -j MASQUERADE")),
+        r("lab's own chain for published ports", Some("nat"), Op::NewChain, "LAB-DNAT", String::new()),
+        r("packets arriving for one of the host's addresses look there first", Some("nat"), Op::Append, "PREROUTING", "-m addrtype --dst-type LOCAL -j LAB-DNAT".into()),
+        r("and so do the host's own, except to 127.0.0.0/8", Some("nat"), Op::Append, "OUTPUT", "! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j LAB-DNAT".into()),
+        r("lab's own chain of forwarding rules", None, Op::NewChain, "LAB-FORWARD", String::new()),
+        r("first in FORWARD: Docker sets the FORWARD policy to DROP, and with br_netfilter even traffic between two containers on lab0 passes FORWARD", None, Op::Insert, "FORWARD", "-j LAB-FORWARD".into()),
+        r("let everything from the containers through", None, Op::Append, "LAB-FORWARD", format!("-i {BRIDGE} -j ACCEPT")),
+        r("and the answers to it", None, Op::Append, "LAB-FORWARD", format!("-o {BRIDGE} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")),
+    ]
+}
+
+/// The two rules of one published port.
+pub(super) fn publish_rules(net: &Net, p: &Publish) -> Vec<Rule> {
+    let a = net.address;
+    vec![
+        Rule {
+            why: "publish a port: what arrives for the host's port goes to the container's",
+            iptables: Iptables::new(
+                Some("nat"),
+                Op::Append,
+                "LAB-DNAT",
+                &format!(
+                    "-p tcp --dport {} -j DNAT --to-destination {a}:{}",
+                    p.host, p.container
+                ),
+                false,
+            ),
+        },
+        Rule {
+            why: "and let it through to the container",
+            iptables: Iptables::new(
+                None,
+                Op::Append,
+                "LAB-FORWARD",
+                &format!(
+                    "-d {a}/32 -o {BRIDGE} -p tcp --dport {} -j ACCEPT",
+                    p.container
+                ),
+                false,
+            ),
+        },
+    ]
+}
+
+/// The iptables lines that undo [`shared_rules`]: the jumps into lab's chains are
+/// deleted, the chains emptied and deleted (their own rules go with them).
+pub(super) fn shared_undo_rules(subnet: &Subnet, masquerade_out: &str) -> Vec<Iptables> {
+    let mut out = Vec::new();
+    for rule in shared_rules(subnet, masquerade_out).into_iter().rev() {
+        if rule.iptables.op == Op::NewChain {
+            out.push(Iptables {
+                op: Op::Flush,
+                ..rule.iptables.clone()
+            });
+            out.push(rule.iptables.undo());
+        } else if !rule.iptables.chain.starts_with("LAB-") {
+            out.push(rule.iptables.undo());
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Op {
+    NewChain,
+    Append,
+    Insert,
+    Delete,
+    Flush,
+    DeleteChain,
+}
+
+/// One iptables command. `shared`: part of what every container uses (its undoing
+/// waits for the last container).
+#[derive(Clone)]
+pub(super) struct Iptables {
+    pub(super) table: Option<&'static str>,
+    pub(super) op: Op,
+    pub(super) chain: String,
+    pub(super) rule: Vec<String>,
+    pub(super) shared: bool,
+    /// For undoing a shared line: the container that is leaving (it does not count
+    /// as a user of lab0).
+    pub(super) leaving: String,
+}
+
+impl Iptables {
+    pub(super) fn new(
+        table: Option<&'static str>,
+        op: Op,
+        chain: &str,
+        rule: &str,
+        shared: bool,
+    ) -> Iptables {
+        Iptables {
+            table,
+            op,
+            chain: chain.into(),
+            rule: rule.split_whitespace().map(String::from).collect(),
+            shared,
+            leaving: String::new(),
+        }
+    }
+    /// The command that takes this one back.
+    pub(super) fn undo(&self) -> Iptables {
+        let op = match self.op {
+            Op::NewChain => Op::DeleteChain,
+            _ => Op::Delete,
+        };
+        Iptables { op, ..self.clone() }
+    }
+    pub(super) fn args(&self, op: Op) -> Vec<String> {
+        let mut a = Vec::new();
+        if let Some(t) = self.table {
+            a.extend(["-t".to_string(), t.to_string()]);
+        }
+        let flag = match op {
+            Op::NewChain => "-N",
+            Op::Append => "-A",
+            Op::Insert => "-I",
+            Op::Delete => "-D",
+            Op::Flush => "-F",
+            Op::DeleteChain => "-X",
+        };
+        a.push(flag.into());
+        a.push(self.chain.clone());
+        a.extend(self.rule.iter().cloned());
+        a
+    }
+    /// `-C`: does the rule exist? (`-n -L CHAIN` for a chain.)
+    pub(super) fn exists(&self) -> Result<bool> {
+        Ok(iptables(&exists_args(self), true)?.is_ok())
+    }
+}
+
+impl Action for Iptables {
+    fn shell(&self) -> String {
+        format!("iptables {}", self.args(self.op).join(" "))
+    }
+    fn script(&self) -> String {
+        // Runnable again and again: add what is missing, remove what is there.
+        let shell = self.shell();
+        let check = format!("iptables {} >/dev/null 2>&1", exists_args(self).join(" "));
+        let body = match self.op {
+            Op::NewChain => format!("{check} || {shell}"),
+            Op::Append | Op::Insert => format!("{check} || {shell}"),
+            Op::Delete | Op::Flush | Op::DeleteChain => format!("! {check} || {shell}"),
+        };
+        if self.shared && matches!(self.op, Op::Delete | Op::Flush | Op::DeleteChain) {
+            format!("{UNUSED} || {body}")
+        } else {
+            body
+        }
+    }
+    fn apply(&self) -> Result<()> {
+        if self.shared && matches!(self.op, Op::Delete | Op::Flush | Op::DeleteChain) {
+            return sweep(&self.leaving);
+        }
+        let _lock = lock()?;
+        if !self.shared {
+            return self.now();
+        }
+        // Like Docker, which sets its rules up once when its daemon starts, lab
+        // asks iptables about a shared rule only until it is recorded as in place:
+        // each iptables run costs 1-5 ms, and ten of them were most of the time a
+        // container took to start. The record goes before the rules do (sweep).
+        let line = self.shell();
+        let record = rules_record();
+        let recorded = std::fs::read_to_string(&record).unwrap_or_default();
+        if recorded.lines().any(|l| l == line) {
+            return Ok(());
+        }
+        self.now()?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&record)
+            .with_context(|| format!("writing {}", record.display()))?;
+        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+            .with_context(|| format!("writing {}", record.display()))
+    }
+}
+
+/// The shared rules lab has made and not yet taken down, one iptables line each.
+pub(super) fn rules_record() -> PathBuf {
+    crate::state::run_dir().join("network-rules")
+}
+
+impl Iptables {
+    /// Add it if missing, remove it if present (the caller holds the lock).
+    pub(super) fn now(&self) -> Result<()> {
+        let present = self.exists()?;
+        let needed = match self.op {
+            Op::NewChain | Op::Append | Op::Insert => !present,
+            Op::Delete | Op::Flush | Op::DeleteChain => present,
+        };
+        if !needed {
+            return Ok(());
+        }
+        iptables(&self.args(self.op), false)?.map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
+fn exists_args(r: &Iptables) -> Vec<String> {
+    let mut a = Vec::new();
+    if let Some(t) = r.table {
+        a.extend(["-t".to_string(), t.to_string()]);
+    }
+    match r.op {
+        Op::NewChain | Op::DeleteChain | Op::Flush => {
+            a.extend(["-n".into(), "-L".into(), r.chain.clone()])
+        }
+        _ => {
+            a.extend(["-C".into(), r.chain.clone()]);
+            a.extend(r.rule.iter().cloned());
+        }
+    }
+    a
+}
+
+/// Run iptables. Outer error: it could not run at all; inner: it said no.
+pub(super) fn iptables(args: &[String], quiet: bool) -> Result<Result<(), String>> {
+    let out = std::process::Command::new(iptables_path()?)
+        .args(args)
+        // -w: wait for the xtables lock instead of failing when Docker holds it.
+        .arg("-w")
+        .output()
+        .context("running iptables")?;
+    if out.status.success() {
+        return Ok(Ok(()));
+    }
+    let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Ok(Err(if quiet {
+        said
+    } else {
+        format!("iptables {} said: {said}", args.join(" "))
+    }))
+}
+
+/// The iptables program, or what to install.
+pub fn iptables_path() -> Result<PathBuf> {
+    for dir in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        let p = Path::new(dir).join("iptables");
+        // (iptables is usually a symlink to xtables-nft-multi: metadata follows it.)
+        if p.metadata().is_ok_and(|m| m.is_file()) {
+            return Ok(p);
+        }
+    }
+    bail!("iptables not found: step 5 needs it for NAT and published ports (apt-get install iptables)")
+}

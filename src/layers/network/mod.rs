@@ -1,0 +1,283 @@
+//! Layer 5: a network namespace, wired to the host like Docker's default bridge.
+//!
+//! A new network namespace holds its own interfaces, addresses, routes, firewall
+//! rules and sysctls, and starts with nothing but a `lo` that is down. To connect
+//! it, lab does what Docker does for its `docker0` network:
+//!
+//! ```text
+//!   container (netns)            host
+//!   eth0 10.200.0.2 ──veth pair── lab-veth2 ──┐
+//!                                              lab0 (bridge, 10.200.0.1) ── routing,
+//!   another container ──veth──────────────────┘      NAT (MASQUERADE) ── uplink
+//! ```
+//!
+//! - a bridge `lab0` on the host, a virtual switch with the gateway's address;
+//! - per container a veth pair (two interfaces joined like the ends of a cable):
+//!   one end on the bridge, the other made right inside the container as eth0;
+//! - routing and NAT on the host: `ip_forward` on, MASQUERADE for the subnet, and
+//!   ACCEPT rules of lab's own in the FORWARD chain (Docker sets its policy to
+//!   DROP); `--publish` adds DNAT from a host port to the container.
+//!
+//! Links, addresses and routes go through rtnetlink (netlink.rs), as `ip` does.
+//! Firewall rules go through the `iptables` program: its kernel interface (an
+//! nftables or xtables ruleset blob) is impractical to build by hand. Everything
+//! iptables gets from lab lives in lab's own chains (LAB-POSTROUTING, LAB-DNAT,
+//! LAB-FORWARD), so taking them down removes exactly what lab added.
+//!
+//! The layer reads as a chapter, in this order:
+//! - this file: the idea, and the commands a person types;
+//! - `syscalls.rs`: the same commands done with system calls and rtnetlink;
+//! - `iptables.rs`: the firewall rules, through the iptables program;
+//! - `bridge.rs`: what containers share (lab0, its subnet and addresses, the
+//!   rules), who may take it down, and what a killed run left;
+//! - `checks.rs` (and `ping.rs`): the checks that prove the layer works.
+
+mod bridge;
+mod checks;
+mod iptables;
+mod ping;
+mod syscalls;
+
+pub use bridge::{forget, remove_shared_if_unused, reserve, wait_for_veth_gone};
+pub use bridge::{Publish, Subnet};
+pub use checks::{probe_net, snapshot, ProbeNet, Snapshot};
+pub use iptables::iptables_path;
+
+use super::Layer;
+use crate::plan::{Action, Command, MakeDirs, Namespace, Phase, Spec};
+use bridge::*;
+use iptables::*;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use syscalls::*;
+
+pub const LAYER: Layer = Layer {
+    number: 5,
+    title: "network namespace, veth pair, bridge, NAT",
+    idea: "the container gets its own network stack, cabled to a bridge on the host, with NAT to the outside",
+    namespaces: &[Namespace::Net],
+    commands,
+    note: |_| None,
+    checks: checks::checks,
+};
+
+/// The bridge every container is attached to.
+pub const BRIDGE: &str = "lab0";
+/// Where lab looks for a free subnet: 10.200.0.0/24, 10.200.1.0/24, ...
+const FIRST_SUBNET: [u8; 3] = [10, 200, 0];
+
+/// What the student chose for the network (flags), and what lab reserved.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--subnet`: the bridge's subnet [default: the one lab0 has, else the first free].
+    pub subnet: Option<Subnet>,
+    /// `--publish HOSTPORT:CONTAINERPORT`, TCP.
+    pub publish: Vec<Publish>,
+    /// The container's address, once reserved (lab step); lab explain shows the first.
+    pub address: Option<Ipv4Addr>,
+}
+
+/// Everything the commands of one container need, worked out once.
+struct Net {
+    subnet: Subnet,
+    gateway: Ipv4Addr,
+    address: Ipv4Addr,
+    /// The host's end of the veth pair (the container's is eth0).
+    veth: String,
+    /// The interface of the host's default route, if it has one.
+    uplink: Option<String>,
+    /// Where the container's own /etc/hosts, /etc/hostname, /etc/resolv.conf are made.
+    etc: PathBuf,
+    /// The host's resolver configuration to copy (without loopback nameservers).
+    resolv: PathBuf,
+    publish: Vec<Publish>,
+    name: String,
+    root: PathBuf,
+}
+
+impl Net {
+    fn of(spec: &Spec) -> Net {
+        let subnet = spec
+            .network
+            .subnet
+            .or_else(|| bridge_subnet().ok().flatten())
+            .unwrap_or_else(|| free_subnet(None).unwrap_or(default_subnet()));
+        // lab step reserved one; for lab explain and lab script, the first that no
+        // running container holds, so that the printed commands work as they are.
+        let address = spec
+            .network
+            .address
+            .unwrap_or_else(|| first_free_address(subnet));
+        let veth = host_veth(address, subnet);
+        // systemd-resolved listens on 127.0.0.53, which the container cannot reach:
+        // take the upstream servers it lists instead, as Docker does.
+        let resolved = Path::new("/run/systemd/resolve/resolv.conf");
+        Net {
+            subnet,
+            gateway: subnet.host(1),
+            address,
+            veth,
+            uplink: uplink().ok().flatten(),
+            etc: crate::state::run_dir()
+                .join("containers")
+                .join(&spec.name)
+                .join("etc"),
+            resolv: if resolved.exists() {
+                resolved.into()
+            } else {
+                "/etc/resolv.conf".into()
+            },
+            publish: spec.network.publish.clone(),
+            name: spec.name.clone(),
+            root: spec.new_root(),
+        }
+    }
+}
+
+fn default_subnet() -> Subnet {
+    let [a, b, c] = FIRST_SUBNET;
+    Subnet {
+        network: Ipv4Addr::new(a, b, c, 0),
+        prefix: 24,
+    }
+}
+
+// ── The commands ───────────────────────────────────────────────────────────────
+
+fn commands(spec: &Spec) -> Vec<Command> {
+    let net = Net::of(spec);
+    let host = |why: &str, a: Box<dyn Action>| Command {
+        layer: 5,
+        phase: Phase::Host,
+        why: why.into(),
+        action: a,
+    };
+    let at = |phase: Phase, why: &str, a: Box<dyn Action>| Command {
+        layer: 5,
+        phase,
+        why: why.into(),
+        action: a,
+    };
+    let masquerade_out = match &net.uplink {
+        Some(up) => format!("-o {up}"),
+        None => format!("! -o {BRIDGE}"),
+    };
+    let mut c = vec![
+        host(
+            "a bridge: a virtual switch on the host that every container is cabled to (made once, shared). Its MAC address is fixed (02:00 and the gateway's address): left alone, a bridge takes the lowest MAC of its ports and changes it as containers come and go, and a container that learned the old one loses its gateway",
+            Box::new(Bridge::Add(bridge_mac(net.gateway))),
+        ),
+        host(
+            "the bridge's address is the containers' gateway; the kernel adds the route to the subnet",
+            Box::new(Bridge::Address(net.gateway, net.subnet.prefix)),
+        ),
+        host("switch the bridge on", Box::new(Bridge::Up)),
+        host(
+            "let the host route packets between lab0 and its other interfaces (a setting of each network namespace; lab puts back the old value when it is done)",
+            Box::new(Forwarding::On),
+        ),
+    ];
+    for rule in shared_rules(&net.subnet, &masquerade_out) {
+        c.push(host(rule.why, Box::new(rule.iptables)));
+    }
+    for p in &net.publish {
+        for rule in publish_rules(&net, p) {
+            c.push(host(rule.why, Box::new(rule.iptables)));
+        }
+    }
+    c.push(host(
+        "a place on the host for the container's own /etc files: the root filesystem stays as it is",
+        Box::new(MakeDirs(vec![net.etc.clone()])),
+    ));
+    for (file, why) in [
+        ("hosts", "the container's /etc/hosts: its name and address"),
+        ("hostname", "the container's /etc/hostname"),
+        (
+            "resolv.conf",
+            "the container's /etc/resolv.conf: the host's nameservers, without loopback ones (127.0.0.53 of systemd-resolved is the host's own loopback, unreachable from the container)",
+        ),
+    ] {
+        c.push(host(why, Box::new(EtcFile::new(&net, file))));
+    }
+
+    // On the host, once the container's first process exists: it needs its PID.
+    c.push(at(
+        Phase::Connect,
+        "in a second terminal on the host: the PID of unshare, which is in the new network namespace",
+        Box::new(FindPid),
+    ));
+    c.push(at(
+        Phase::Connect,
+        "a veth pair: two interfaces joined like the ends of a cable. One end stays on the host; the other is made right inside the container's network namespace, as its eth0 (moving an interface there afterwards costs the kernel about 20 ms: it waits until no CPU can still be using it)",
+        Box::new(Veth::Add(net.veth.clone(), net.name.clone())),
+    ));
+    c.push(at(
+        Phase::Connect,
+        "plug the host's end into the bridge",
+        Box::new(Veth::Master(net.veth.clone())),
+    ));
+    c.push(at(
+        Phase::Connect,
+        "switch the host's end on; then back to the first terminal",
+        Box::new(Veth::Up(net.veth.clone())),
+    ));
+
+    // Inside: the namespace starts with a lo that is down and nothing else.
+    c.push(at(
+        Phase::Enter,
+        "the loopback interface of the new namespace starts down",
+        Box::new(Inside::LoUp),
+    ));
+    c.push(at(
+        Phase::Enter,
+        "wait until the host has made the container's end, eth0 (lab script does that in the background)",
+        Box::new(Inside::WaitForEth0),
+    ));
+    c.push(at(
+        Phase::Enter,
+        "the container's address in the bridge's subnet",
+        Box::new(Inside::Address(net.address, net.subnet.prefix)),
+    ));
+    c.push(at(Phase::Enter, "switch it on", Box::new(Inside::Up)));
+    c.push(at(
+        Phase::Enter,
+        "everything that is not on the subnet goes to the gateway: the host's end of lab0",
+        Box::new(Inside::DefaultRoute(net.gateway)),
+    ));
+    // In the container's own mount table (private by now), before the root changes.
+    for file in ["hosts", "hostname", "resolv.conf"] {
+        c.push(at(
+            Phase::Root,
+            "mount the container's own file over the root filesystem's, in the container's mount table only",
+            Box::new(BindFile {
+                from: net.etc.join(file),
+                to: net.root.join("etc").join(file),
+            }),
+        ));
+    }
+
+    // After exit: the container's own pieces, then what it shared, if it was the last.
+    for p in &net.publish {
+        for rule in publish_rules(&net, p) {
+            c.push(at(
+                Phase::Teardown,
+                "remove the published port's rule",
+                Box::new(rule.iptables.undo()),
+            ));
+        }
+    }
+    c.push(at(
+        Phase::Teardown,
+        "nothing to delete by hand: when the container's last process exits, the kernel removes its network namespace, and with it both ends of the veth pair, in the background. This waits until the host's end is gone (lab waits only when it is the last container, before it removes lab0)",
+        Box::new(Veth::Gone(net.veth.clone())),
+    ));
+    c.push(at(
+        Phase::Teardown,
+        "remove the container's /etc files",
+        Box::new(RemoveDir(net.etc.clone())),
+    ));
+    for (why, action) in shared_teardown(&net.subnet, &masquerade_out, &net.name) {
+        c.push(at(Phase::Teardown, why, action));
+    }
+    c
+}
