@@ -8,11 +8,13 @@
 //! - `Host`: in lab, on the host, while the container runs.
 //! - `AfterExit`: in lab, after the container is gone (is the host as it was?).
 
+use crate::layers::Layer;
 use crate::sys;
 use anyhow::{Context, Result};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
+use std::any::Any;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -77,101 +79,96 @@ pub struct Report {
 pub struct Probe {
     /// A process of the container, as the host numbers it.
     pub target: Pid,
+    /// The container's name, when lab knows it (its hostname from step 4).
+    pub name: Option<String>,
     /// Device and inode of the directory that should be the container's `/` (None:
     /// it does not exist on the host).
     pub root: Option<(u64, u64)>,
     pub root_path: PathBuf,
-    /// The hostname the container should have, when lab knows it.
-    pub hostname: Option<String>,
-    pub host_hostname: String,
     /// A file that exists on the host, outside the root filesystem.
     pub marker: PathBuf,
-    /// The host's mount table and the container's, both opened on the host before
-    /// joining: they can be read from inside, even where the container has no /proc.
-    pub host_mounts: File,
-    pub container_mounts: File,
-    /// lab's own pid namespace (the host's) and how many processes it shows.
-    pub host_pid_ns: u64,
-    pub host_processes: usize,
-    /// A System V message queue made on the host.
-    pub msg_queue: i32,
-    /// From step 6: the container's cgroups (or why they could not be opened).
-    pub cgroups: Option<Result<crate::layers::cgroups::ProbeDirs, String>>,
-    /// From step 7: the overlay's layers (or why they could not be opened).
-    pub overlay: Option<Result<crate::layers::overlay::ProbeDirs, String>>,
-    /// From step 5: the host's interfaces, the container's address, its neighbours.
-    pub net: Option<Result<crate::layers::network::ProbeNet, String>>,
+    /// A directory of lab's run directory for what the checks make on the host
+    /// (removed after them; `lab clean` removes what a killed run left there).
+    pub fixtures: PathBuf,
+    /// What each layer's checks need, gathered on the host (layers::Hooks::probe_data).
+    data: Vec<(u8, LayerData)>,
 }
+
+/// What one layer gathered for its checks, or why it could not.
+type LayerData = Result<Box<dyn Any>, String>;
 
 impl Probe {
-    /// The host's mount table, as it is now.
-    pub fn host_mountinfo(&self) -> String {
-        reread(&self.host_mounts)
-    }
-    /// The container's mount table, as it is now.
-    pub fn container_mountinfo(&self) -> String {
-        reread(&self.container_mounts)
+    /// The data layer `layer` gathered for its checks, or the failed check that
+    /// says why it could not.
+    pub fn data<T: Any>(&self, layer: u8) -> Result<&T, Outcome> {
+        match self.data.iter().find(|(l, _)| *l == layer) {
+            Some((_, Ok(d))) => d
+                .downcast_ref()
+                .ok_or_else(|| Outcome::Fail(format!("layer {layer} gathered something else"))),
+            Some((_, Err(e))) => Err(Outcome::Fail(e.clone())),
+            None => Err(Outcome::Fail(format!(
+                "layer {layer} gathered nothing for its checks"
+            ))),
+        }
     }
 }
 
-fn reread(mut f: &File) -> String {
-    use std::io::{Seek, SeekFrom};
-    let mut text = String::new();
-    let _ = f.seek(SeekFrom::Start(0));
-    let _ = f.read_to_string(&mut text);
-    text
-}
-
-/// The host as it was before the container started, and after it is gone.
+/// The host as it was before the container started, and after it is gone, as
+/// each layer that changes it sees it (layers::Hooks::host_before).
 pub struct Before {
-    step: u8,
-    /// The container's name and, from step 5, its address (`10.200.0.2/24`).
+    /// The container's name.
     pub name: String,
-    pub address: Option<String>,
-    pub mountinfo: String,
-    pub hostname: String,
-    /// From step 5: links, routes, iptables rules, ip_forward.
-    pub network: crate::layers::network::Snapshot,
+    layers: Vec<&'static Layer>,
     /// The other containers of lab running at the start and at the end: what
     /// they made on the host may come and go meanwhile, and is not this one's.
     pub others_before: Vec<String>,
     pub others_after: Vec<String>,
-    pub after_mountinfo: String,
-    pub after_hostname: String,
-    pub after_network: crate::layers::network::Snapshot,
+    states: Vec<HostState>,
+}
+
+/// What one layer recorded of the host: before, and (once [`Before::now`] ran) after.
+struct HostState {
+    layer: u8,
+    before: Box<dyn Any>,
+    after: Option<Box<dyn Any>>,
 }
 
 impl Before {
     pub fn take(step: u8, name: &str) -> Before {
-        let address = std::fs::read_to_string(crate::state::container_dir(name).join("address"))
-            .ok()
-            .map(|a| a.trim().to_string());
+        let state = crate::state::container_dir(name);
+        let layers = crate::layers::up_to(step);
+        let states = layers
+            .iter()
+            .filter_map(|l| {
+                Some(HostState {
+                    layer: l.number,
+                    before: l.hooks.host_before(&state)?,
+                    after: None,
+                })
+            })
+            .collect();
         Before {
-            step,
             name: name.to_string(),
-            address,
-            mountinfo: read_mountinfo(),
-            hostname: host_hostname(),
-            network: network_snapshot(step),
+            layers,
             others_before: crate::state::live_names_but(name),
             others_after: vec![],
-            after_mountinfo: String::new(),
-            after_hostname: String::new(),
-            after_network: Default::default(),
+            states,
         }
     }
     /// Record the host as it is now, after the container is gone.
     pub fn now(mut self) -> Before {
-        if let Some(address) = &self.address {
-            // The kernel removes the veth pair with the namespace, in the
-            // background: look once it has.
-            crate::layers::network::wait_for_veth_gone(address);
+        for s in &mut self.states {
+            if let Some(layer) = self.layers.iter().find(|l| l.number == s.layer) {
+                s.after = layer.hooks.host_after(s.before.as_ref());
+            }
         }
         self.others_after = crate::state::live_names_but(&self.name);
-        self.after_mountinfo = read_mountinfo();
-        self.after_hostname = host_hostname();
-        self.after_network = network_snapshot(self.step);
         self
+    }
+    /// What layer `layer` recorded before and after, if it did.
+    pub fn compare<T: Any>(&self, layer: u8) -> Option<(&T, &T)> {
+        let s = self.states.iter().find(|s| s.layer == layer)?;
+        Some((s.before.downcast_ref()?, s.after.as_ref()?.downcast_ref()?))
     }
     /// The other containers running at the start or at the end, by name.
     pub fn others(&self) -> Vec<String> {
@@ -181,18 +178,6 @@ impl Before {
         all.dedup();
         all
     }
-}
-
-fn network_snapshot(step: u8) -> crate::layers::network::Snapshot {
-    if step >= crate::layers::network::LAYER.number {
-        crate::layers::network::snapshot()
-    } else {
-        Default::default()
-    }
-}
-
-fn read_mountinfo() -> String {
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
 }
 
 pub fn host_hostname() -> String {
@@ -211,98 +196,54 @@ pub fn ns_inode(pid: &str, name: &str) -> Option<u64> {
 
 /// Everything the checks of `step` need from the host: the files and objects they
 /// look for from inside. Removed again when dropped.
-pub struct Fixtures {
-    pub probe: Probe,
-    _made: Made,
+struct Fixtures {
+    probe: Probe,
 }
 
 impl Fixtures {
-    pub fn make(
-        step: u8,
-        target: Pid,
-        rootfs: &Path,
-        hostname: Option<String>,
-    ) -> Result<Fixtures> {
-        let marker_dir = crate::state::run_dir().join(format!("check-{}", std::process::id()));
-        std::fs::create_dir_all(&marker_dir)
-            .with_context(|| format!("creating {}", marker_dir.display()))?;
+    fn make(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result<Fixtures> {
+        let dir = crate::state::run_dir().join(format!("check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         // From here on, what is made is removed on every way out, errors included.
-        let mut made = Made {
-            dir: marker_dir.clone(),
-            msg_queue: None,
+        let mut fixtures = Fixtures {
+            probe: Probe {
+                target,
+                name,
+                root: std::fs::metadata(rootfs).ok().map(|m| (m.dev(), m.ino())),
+                root_path: rootfs.to_path_buf(),
+                marker: dir.join("host-file"),
+                fixtures: dir,
+                data: vec![],
+            },
         };
         crate::state::fault_point("the checks' fixtures")?;
-        let marker = marker_dir.join("host-file");
         std::fs::write(
-            &marker,
+            &fixtures.probe.marker,
             "this file lives on the host, outside the container\n",
         )?;
-        let root = std::fs::metadata(rootfs).ok().map(|m| (m.dev(), m.ino()));
-        let msg_queue = sys::msgget_private()?;
-        made.msg_queue = Some(msg_queue);
-        // Written down for `lab clean`, should lab be killed before it removes it.
-        std::fs::write(marker_dir.join("msg-queue"), format!("{msg_queue}\n"))?;
-        crate::state::fault_point("the checks' message queue")?;
-        let probe = Probe {
-            target,
-            root,
-            root_path: rootfs.to_path_buf(),
-            hostname,
-            host_hostname: host_hostname(),
-            marker,
-            host_mounts: File::open("/proc/self/mountinfo")?,
-            container_mounts: File::open(format!("/proc/{target}/mountinfo")).with_context(
-                || format!("process {target} not found (is the container still running?)"),
-            )?,
-            host_pid_ns: ns_inode("self", "pid").unwrap_or(0),
-            host_processes: count_processes(Path::new("/proc")),
-            msg_queue,
-            cgroups: (step >= crate::layers::cgroups::LAYER.number).then(|| {
-                crate::layers::cgroups::probe_dirs(&target.to_string())
-                    .map_err(|e| format!("{e:#}"))
-            }),
-            overlay: (step >= crate::layers::overlay::LAYER.number).then(|| {
-                crate::layers::overlay::probe_dirs(&target.to_string(), &marker_dir.join("second"))
-                    .map_err(|e| format!("{e:#}"))
-            }),
-            net: None,
-        };
-        let mut probe = probe;
-        if step >= crate::layers::network::LAYER.number {
-            probe.net = Some(
-                crate::layers::network::probe_net(
-                    target.as_raw(),
-                    probe.hostname.as_deref(),
-                    rootfs,
-                )
-                .map_err(|e| format!("{e:#}")),
-            );
+        for layer in crate::layers::up_to(step) {
+            if let Some(data) = layer.hooks.probe_data(&fixtures.probe) {
+                let data = data.map_err(|e| format!("{e:#}"));
+                fixtures.probe.data.push((layer.number, data));
+            }
         }
-        Ok(Fixtures { probe, _made: made })
+        Ok(fixtures)
     }
 }
 
-/// The fixtures' host objects: a directory under lab's run directory and a
-/// System V message queue.
-struct Made {
-    dir: PathBuf,
-    msg_queue: Option<i32>,
-}
-
-impl Drop for Made {
+impl Drop for Fixtures {
     fn drop(&mut self) {
-        if let Some(id) = self.msg_queue {
-            sys::msg_queue_remove(id);
-        }
-        let _ = crate::state::remove_tree(&self.dir);
+        // The layers' host objects first (they are removed as they are dropped),
+        // then the directory.
+        self.probe.data.clear();
+        let _ = crate::state::remove_tree(&self.probe.fixtures);
     }
 }
 
-/// `lab clean`: the message queue of a run killed during its checks.
+/// `lab clean`, or the next run: the checks' fixtures of a run that was killed.
 pub fn remove_left_fixtures(dir: &Path) {
-    let id = std::fs::read_to_string(dir.join("msg-queue")).unwrap_or_default();
-    if let Ok(id) = id.trim().parse() {
-        sys::msg_queue_remove(id);
+    for layer in crate::layers::all() {
+        layer.hooks.remove_left_fixtures(dir);
     }
 }
 
@@ -330,7 +271,7 @@ pub fn checks_for(step: u8) -> Vec<Check> {
 
 /// Run the `Inside` and `Host` checks of `step` against the container that `target`
 /// belongs to. `AfterExit` checks are left for [`after_exit`].
-pub fn run(step: u8, target: Pid, rootfs: &Path, hostname: Option<String>) -> Result<Vec<Report>> {
+pub fn run(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result<Vec<Report>> {
     let checks: Vec<Check> = checks_for(step)
         .into_iter()
         .filter(|c| !matches!(c.kind, Kind::AfterExit(_)))
@@ -341,7 +282,7 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, hostname: Option<String>) -> Re
             "process {target} not found: is the container still running? (lab ps lists lab's)"
         );
     }
-    let fixtures = Fixtures::make(step, target, rootfs, hostname)?;
+    let fixtures = Fixtures::make(step, target, rootfs, name)?;
     let probe = &fixtures.probe;
     let mut outcomes: Vec<Option<Outcome>> = checks
         .iter()
@@ -463,10 +404,21 @@ fn probe_main(checks: &[Check], which: &[usize], probe: &Probe, out: OwnedFd) ->
 /// Enter the cgroups, namespaces and root of process `target`, as `nsenter --all
 /// --root` does (nsenter leaves the cgroups alone).
 pub fn join(target: Pid) -> Result<()> {
-    // Its cgroups first, while /sys/fs/cgroup is still in view.
-    crate::layers::cgroups::join_cgroups_of(&target.to_string())
-        .context("joining the container's cgroups")?;
+    // What layers do first, while the host's files are still in view (its cgroups).
+    for action in join_first(target, crate::layers::last_step())? {
+        action.apply()?;
+    }
     enter(target)
+}
+
+/// What the layers up to `step` do first when a process joins the container of
+/// `target` (step 6: join its cgroups).
+pub fn join_first(target: Pid, step: u8) -> Result<Vec<Box<dyn crate::plan::Action>>> {
+    let mut all = Vec::new();
+    for layer in crate::layers::up_to(step) {
+        all.extend(layer.hooks.join_first(target)?);
+    }
+    Ok(all)
 }
 
 /// The namespaces of `target` this process does not share, with nsenter's flag

@@ -70,15 +70,15 @@ impl std::error::Error for Interrupted {}
 pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     mark("");
     // What the kernel lacks is said before anything is made.
-    crate::doctor::preflight(spec.step)?;
+    crate::layers::preflight(&spec)?;
     mark("preflight");
     let claim = Claim::take(name)?;
     spec.name = claim.name.clone();
     fault_point("the container's state directory")?;
-    if spec.step >= crate::layers::network::LAYER.number {
-        // The container's address, written in its state before anything is made.
-        crate::layers::network::reserve(&mut spec.network, &claim.dir)?;
-        fault_point("the address reserved")?;
+    // What the container takes from what containers share (its address), written
+    // in its state before anything is made.
+    for layer in crate::layers::up_to(spec.step) {
+        layer.hooks.reserve(&mut spec, &claim.dir)?;
     }
     mark("state claimed, address reserved");
     let plan = Plan::new(spec);

@@ -70,26 +70,6 @@ pub fn examine() -> Vec<Finding> {
     all
 }
 
-/// Before `lab step N` makes anything: what the layers up to N need from the
-/// kernel and the host, looked up without changing anything. One line for the
-/// first thing missing.
-pub fn preflight(step: u8) -> anyhow::Result<()> {
-    for (what, file, _, needed_from) in NAMESPACES {
-        if step >= needed_from && !Path::new("/proc/self/ns").join(file).exists() {
-            anyhow::bail!("step {step} needs the {what}, which this kernel lacks (CONFIG_{}_NS): see sudo lab doctor", file.to_uppercase());
-        }
-    }
-    if step >= network::LAYER.number {
-        network::iptables_path()?;
-    }
-    if step >= cgroups::LAYER.number {
-        if let Err(e) = cgroups::detect() {
-            anyhow::bail!("step {step} needs cgroups: {e:#}. See sudo lab doctor");
-        }
-    }
-    Ok(())
-}
-
 // ── Kernel features ────────────────────────────────────────────────────────────
 
 const NAMESPACES: [(&str, &str, CloneFlags, u8); 7] = [

@@ -8,14 +8,13 @@
 //! the cgroups). setns into a pid namespace only applies to the children made
 //! afterwards, so the program is started by one more fork.
 
-use crate::plan::{join_quoted, quote, quote_path};
+use crate::plan::{join_quoted, quote};
 use crate::state::{self, Running};
-use crate::{check, container, layers, sys};
+use crate::{check, container, sys};
 use anyhow::{Context, Result};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 /// `lab ps`: one line per running container.
 pub fn ps() -> String {
@@ -48,8 +47,8 @@ pub fn ps() -> String {
 /// What `lab exec` does, as one command a person could type instead.
 pub struct Entry {
     pub pid: Pid,
-    /// The cgroups to join: the container's own, from step 6 on.
-    pub cgroups: Vec<PathBuf>,
+    /// What to do before entering its namespaces: join its cgroups (from step 6).
+    pub first: Vec<Box<dyn crate::plan::Action>>,
     /// nsenter's flags for the namespaces the container does not share with us.
     pub flags: Vec<&'static str>,
 }
@@ -57,24 +56,15 @@ pub struct Entry {
 impl Entry {
     pub fn of(container: &Running, pid: i32) -> Result<Entry> {
         let pid = Pid::from_raw(pid);
-        let cgroups = if container.step >= Some(layers::cgroups::LAYER.number) {
-            layers::cgroups::cgroups_to_join(&pid.to_string())
-                .context("reading the container's cgroups")?
-        } else {
-            // Before step 6 the container is in lab's cgroups: nothing to join.
-            vec![]
-        };
+        let first = check::join_first(pid, container.step.unwrap_or(0))
+            .context("reading the container's cgroups")?;
         let mut flags: Vec<&str> = check::namespaces_to_enter(pid)
             .into_iter()
             .map(|(_, flag, _)| flag)
             .collect();
         // In the order nsenter's manual lists them.
         flags.sort_by_key(|f| ["-m", "-u", "-i", "-n", "-p"].iter().position(|x| x == f));
-        Ok(Entry {
-            pid,
-            cgroups,
-            flags,
-        })
+        Ok(Entry { pid, first, flags })
     }
 
     /// `nsenter -t PID -m -u -i -n -p -r -w CMD`; with cgroups to join, inside a
@@ -87,19 +77,19 @@ impl Entry {
             join_quoted(command)
         )
         .replace("  ", " ");
-        if self.cgroups.is_empty() {
+        if self.first.is_empty() {
             return nsenter;
         }
         let mut inner = String::new();
-        for procs in &self.cgroups {
-            let _ = write!(inner, "echo $$ > {} && ", quote_path(procs));
+        for action in &self.first {
+            let _ = write!(inner, "{} && ", action.shell());
         }
         format!("sh -c {}", quote(&format!("{inner}exec {nsenter}")))
     }
 
     pub fn why(&self) -> String {
         let mut steps = Vec::new();
-        if !self.cgroups.is_empty() {
+        if !self.first.is_empty() {
             steps.push(
                 "join the container's cgroups (its limits apply to this program too)".to_string(),
             );
@@ -157,8 +147,8 @@ pub fn exec(name: &str, command: &[String]) -> Result<i32> {
 /// In a child of lab: join, then fork the program so that it is inside the pid
 /// namespace too.
 fn enter_and_run(entry: &Entry, command: &[String], step: u8) -> Result<i32> {
-    for procs in &entry.cgroups {
-        layers::cgroups::write_procs(procs).context("joining the container's cgroups")?;
+    for action in &entry.first {
+        action.apply()?;
     }
     check::enter(entry.pid)?;
     match sys::fork()? {

@@ -70,11 +70,11 @@ impl Spec {
     /// The directory that becomes the container's `/`: the root filesystem, or from
     /// step 7 the merged view of the overlay mount.
     pub fn new_root(&self) -> PathBuf {
-        if self.step >= crate::layers::overlay::LAYER.number {
-            self.container_dir().join("merged")
-        } else {
-            self.rootfs.clone()
-        }
+        layers::up_to(self.step)
+            .iter()
+            .rev()
+            .find_map(|l| l.hooks.new_root(self))
+            .unwrap_or_else(|| self.rootfs.clone())
     }
 
     /// The command as one shell line, quoted so it can be pasted.
@@ -176,6 +176,17 @@ impl Namespace {
             Namespace::Uts => CloneFlags::CLONE_NEWUTS,
             Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
             Namespace::Net => CloneFlags::CLONE_NEWNET,
+        }
+    }
+
+    /// Its file in `/proc/PID/ns/`.
+    pub fn proc_name(self) -> &'static str {
+        match self {
+            Namespace::Mount => "mnt",
+            Namespace::Pid => "pid",
+            Namespace::Uts => "uts",
+            Namespace::Ipc => "ipc",
+            Namespace::Net => "net",
         }
     }
 

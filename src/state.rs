@@ -134,7 +134,7 @@ impl Claim {
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         if is_stale(&path) {
                             remove_container(&path)?;
-                            let _ = crate::layers::network::remove_shared_if_unused();
+                            let _ = crate::layers::remove_shared_if_unused();
                             continue;
                         }
                         break;
@@ -166,23 +166,12 @@ impl Drop for Claim {
     fn drop(&mut self) {
         // The plan's teardown took care of the container's layer (and --keep may
         // have kept it on purpose) and its cgroups; what is left is lab's own
-        // bookkeeping: the cgroup parents this run created, if no other container
-        // uses them now, and the run state.
-        remove_cgroup_parents(&self.dir);
-        let _ = crate::layers::cgroups::remove_unused_parents();
+        // bookkeeping: what the layers recorded here (the cgroup parents this run
+        // created, if no other container uses them now), and the run state.
+        for layer in crate::layers::all() {
+            layer.hooks.release(&self.dir);
+        }
         let _ = remove_tree(&self.dir);
-    }
-}
-
-/// rmdir the cgroups a run recorded, deepest first, where they are empty.
-fn remove_cgroup_parents(dir: &Path) {
-    // (The lock: see MakeCgroups.)
-    let _lock = lock("cgroups");
-    let text = std::fs::read_to_string(dir.join("cgroups")).unwrap_or_default();
-    let mut dirs: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
-    for d in dirs {
-        let _ = std::fs::remove_dir(d);
     }
 }
 
@@ -316,11 +305,8 @@ fn remove_stale() -> Result<Vec<String>> {
             ));
         }
     }
-    if !said.is_empty() && crate::layers::network::remove_shared_if_unused()? {
-        said.push(format!(
-            "removed {} and lab's iptables chains: no container uses them any more",
-            crate::layers::network::BRIDGE
-        ));
+    if !said.is_empty() {
+        said.extend(crate::layers::remove_shared_if_unused()?);
     }
     Ok(said)
 }
@@ -335,20 +321,11 @@ fn remove_container(dir: &Path) -> Result<()> {
     if let Some(name) = dir.file_name() {
         remove_tree(&home().join("containers").join(name))?;
     }
-    // Its published ports' rules (step 5); lab0 goes once no container is left.
-    crate::layers::network::forget(dir);
-    // The cgroups its run made (step 6), deepest first, once its processes are gone.
-    let cgroups = std::fs::read_to_string(dir.join("cgroups")).unwrap_or_default();
-    let mut dirs: Vec<&str> = cgroups.lines().filter(|l| !l.is_empty()).collect();
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
-    {
-        let _lock = lock("cgroups");
-        for cg in dirs {
-            // A parent another container still uses stays.
-            let _ = crate::layers::cgroups::remove_cgroup(Path::new(cg));
-        }
+    // What each layer made for it on the host (step 5: its published ports'
+    // rules; step 6: its cgroups, once its processes are gone).
+    for layer in crate::layers::all() {
+        layer.hooks.forget(dir);
     }
-    let _ = crate::layers::cgroups::remove_unused_parents();
     remove_tree(dir)
 }
 
@@ -395,23 +372,14 @@ pub fn clean() -> Result<Vec<String>> {
             });
         }
     }
-    if crate::layers::network::remove_shared_if_unused()? {
-        done.push(format!(
-            "removed what containers shared, if none is left: bridge {}, lab's iptables chains, ip_forward as it was",
-            crate::layers::network::BRIDGE
-        ));
-    }
-    let _ = crate::layers::cgroups::remove_unused_parents();
+    done.extend(crate::layers::remove_shared_if_unused()?);
     // Only what lab makes in its two directories, whatever LAB_HOME and LAB_RUN
     // point at; then the directories themselves if nothing else is in them.
     let (run, home) = (run_dir(), home());
-    let mut ours = vec![
-        run.join("containers"),
-        run.join("network.lock"),
-        run.join("cgroups.lock"),
-        run.join("cgroup-parents"),
-        run.join("network-rules"),
-    ];
+    let mut ours = vec![run.join("containers")];
+    for layer in crate::layers::all() {
+        ours.extend(layer.hooks.run_files().iter().map(|f| run.join(f)));
+    }
     ours.extend(["rootfs", "images", "layers", "containers"].map(|d| home.join(d)));
     for name in [&run, &home]
         .iter()

@@ -23,6 +23,7 @@ pub const LAYER: Layer = Layer {
     commands,
     note,
     checks,
+    hooks: &super::NoHooks,
 };
 
 fn note(step: u8) -> Option<&'static str> {

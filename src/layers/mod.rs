@@ -12,8 +12,12 @@ pub mod overlay;
 pub mod pid;
 pub mod uts_ipc;
 
-use crate::check::Check;
-use crate::plan::{Command, Namespace, Spec};
+use crate::check::{Check, Probe};
+use crate::plan::{Action, Command, Namespace, Spec};
+use anyhow::Result;
+use nix::unistd::Pid;
+use std::any::Any;
+use std::path::{Path, PathBuf};
 
 /// One isolation layer, described as data.
 pub struct Layer {
@@ -29,7 +33,79 @@ pub struct Layer {
     pub note: fn(u8) -> Option<&'static str>,
     /// Its checks at a given step.
     pub checks: fn(u8) -> Vec<Check>,
+    /// What else the layer does at fixed moments of a run, around its commands
+    /// and checks (most layers need none of it: [`NoHooks`]).
+    pub hooks: &'static dyn Hooks,
 }
+
+/// What the engine asks of a layer besides its commands and checks. The engine
+/// (container.rs, check.rs, state.rs) calls these at fixed moments of every run
+/// and never asks which layer it talks to: adding a layer adds a file here and a
+/// line to [`STEPS`], nothing else. Every method does nothing unless a layer says
+/// otherwise.
+pub trait Hooks: Sync {
+    /// Before anything is made: what this layer needs from the kernel and the
+    /// host, looked up without changing anything (one clear error if missing).
+    fn preflight(&self, _spec: &Spec) -> Result<()> {
+        Ok(())
+    }
+    /// Before the plan is made: claim what this container takes from what all
+    /// containers share (step 5: its address), written into its state
+    /// directory `state` so that a killed run can be cleaned up.
+    fn reserve(&self, _spec: &mut Spec, _state: &Path) -> Result<()> {
+        Ok(())
+    }
+    /// The directory that becomes the container's `/`, when this layer decides it
+    /// (step 7: the overlay's merged view). The highest layer that answers wins.
+    fn new_root(&self, _spec: &Spec) -> Option<PathBuf> {
+        None
+    }
+    /// Before the checks join the container: what this layer's checks need from
+    /// the host, gathered while lab still sees it (a directory opened, a host
+    /// object made). Checks get it back with [`Probe::data`]. Host objects it
+    /// makes are removed when the value is dropped; their names go into
+    /// `probe.fixtures` first, for [`Hooks::remove_left_fixtures`].
+    fn probe_data(&self, _probe: &Probe) -> Option<Result<Box<dyn Any>>> {
+        None
+    }
+    /// A killed run left the checks' fixtures in `dir`: remove this layer's.
+    fn remove_left_fixtures(&self, _dir: &Path) {}
+    /// Before the container (when its checks run): the part of the host that this
+    /// layer changes, to compare after exit. `state` is the container's state
+    /// directory.
+    fn host_before(&self, _state: &Path) -> Option<Box<dyn Any>> {
+        None
+    }
+    /// After exit: the same part of the host again (`before` is what
+    /// [`Hooks::host_before`] returned).
+    fn host_after(&self, _before: &dyn Any) -> Option<Box<dyn Any>> {
+        None
+    }
+    /// Joining a running container (the probe, `lab exec`): what to do first,
+    /// while the host's files are still in view (step 6: join its cgroups).
+    fn join_first(&self, _target: Pid) -> Result<Option<Box<dyn Action>>> {
+        Ok(None)
+    }
+    /// The run that made the container in `state` was killed (`kill -9`), or
+    /// `lab clean` stops it: remove what this layer made for it on the host.
+    fn forget(&self, _state: &Path) {}
+    /// The container in `state` is gone: release what this layer recorded
+    /// there (step 6: the cgroup parents its run made, when empty).
+    fn release(&self, _state: &Path) {}
+    /// What containers share, taken down when none uses it any more (step 5:
+    /// lab0 and the rules). Returns what was removed, for the student.
+    fn remove_shared_if_unused(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// The files this layer keeps in lab's run directory (`lab clean` removes them).
+    fn run_files(&self) -> &'static [&'static str] {
+        &[]
+    }
+}
+
+/// A layer with nothing to do besides its commands and checks.
+pub struct NoHooks;
+impl Hooks for NoHooks {}
 
 /// A step of the workshop: its title, and its layer once that layer is built.
 pub struct Step {
@@ -111,6 +187,40 @@ pub fn up_to(step: u8) -> Vec<&'static Layer> {
         .take(step as usize)
         .filter_map(|s| s.layer)
         .collect()
+}
+
+/// Every built layer, whatever the step: for cleaning up after any container.
+pub fn all() -> Vec<&'static Layer> {
+    STEPS.iter().filter_map(|s| s.layer).collect()
+}
+
+/// Before `lab step N` makes anything: what the layers up to N need from the
+/// kernel and the host, in one line for the first thing missing.
+pub fn preflight(spec: &Spec) -> Result<()> {
+    for layer in up_to(spec.step) {
+        for ns in layer.namespaces {
+            if !Path::new("/proc/self/ns").join(ns.proc_name()).exists() {
+                anyhow::bail!(
+                    "step {} needs the {} namespace, which this kernel lacks (CONFIG_{}_NS): see sudo lab doctor",
+                    spec.step,
+                    ns.word(),
+                    ns.proc_name().to_uppercase()
+                );
+            }
+        }
+        layer.hooks.preflight(spec)?;
+    }
+    Ok(())
+}
+
+/// Take down what containers share, where no container uses it any more.
+/// Returns what was removed.
+pub fn remove_shared_if_unused() -> Result<Vec<String>> {
+    let mut said = Vec::new();
+    for layer in all() {
+        said.extend(layer.hooks.remove_shared_if_unused()?);
+    }
+    Ok(said)
 }
 
 #[cfg(test)]

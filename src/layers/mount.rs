@@ -14,7 +14,9 @@ use crate::plan::{quote_path, Action, Command, Namespace, Phase, Spec};
 use anyhow::{Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd;
-use std::path::PathBuf;
+use std::any::Any;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
 pub const LAYER: Layer = Layer {
     number: 2,
@@ -24,6 +26,7 @@ pub const LAYER: Layer = Layer {
     commands,
     note: |_| None,
     checks,
+    hooks: &MountHooks,
 };
 
 /// Where pivot_root puts the host's root, relative to the new root.
@@ -174,6 +177,66 @@ impl Action for DetachOldRoot {
 
 // ── The checks ─────────────────────────────────────────────────────────────────
 
+/// What the checks of this layer gather on the host first, and compare after.
+struct MountHooks;
+
+impl super::Hooks for MountHooks {
+    /// The host's mount table and the container's, both opened on the host before
+    /// joining: they can be read from inside, even where the container has no /proc.
+    fn probe_data(&self, p: &Probe) -> Option<Result<Box<dyn Any>>> {
+        let target = p.target;
+        Some((|| -> Result<Box<dyn Any>> {
+            Ok(Box::new(MountTables {
+                host: File::open("/proc/self/mountinfo")?,
+                container: File::open(format!("/proc/{target}/mountinfo")).with_context(|| {
+                    format!("process {target} not found (is the container still running?)")
+                })?,
+            }))
+        })())
+    }
+    /// The host's mount table, before and after the container.
+    fn host_before(&self, _state: &Path) -> Option<Box<dyn Any>> {
+        Some(Box::new(HostMounts(read_mountinfo())))
+    }
+    fn host_after(&self, _before: &dyn Any) -> Option<Box<dyn Any>> {
+        Some(Box::new(HostMounts(read_mountinfo())))
+    }
+}
+
+struct MountTables {
+    host: File,
+    container: File,
+}
+
+impl MountTables {
+    /// The host's mount table, as it is now.
+    fn host(&self) -> String {
+        reread(&self.host)
+    }
+    /// The container's mount table, as it is now.
+    fn container(&self) -> String {
+        reread(&self.container)
+    }
+}
+
+fn reread(mut f: &File) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut text = String::new();
+    let _ = f.seek(SeekFrom::Start(0));
+    let _ = f.read_to_string(&mut text);
+    text
+}
+
+fn tables(p: &Probe) -> Result<&MountTables, Outcome> {
+    p.data(LAYER.number)
+}
+
+struct HostMounts(String);
+
+fn read_mountinfo() -> String {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+}
+
 fn checks(_step: u8) -> Vec<Check> {
     vec![
         Check {
@@ -210,7 +273,11 @@ fn checks(_step: u8) -> Vec<Check> {
 }
 
 fn root_is_private(p: &Probe) -> Outcome {
-    let mounts = parse_mountinfo(&p.container_mountinfo());
+    let t = match tables(p) {
+        Ok(t) => t,
+        Err(o) => return o,
+    };
+    let mounts = parse_mountinfo(&t.container());
     match mounts.iter().rev().find(|m| m.mount_point == "/") {
         Some(m) => Outcome::from(
             !m.optional.contains("shared:"),
@@ -228,6 +295,10 @@ fn root_is_private(p: &Probe) -> Outcome {
 }
 
 fn mount_stays_inside(p: &Probe) -> Outcome {
+    let t = match tables(p) {
+        Ok(t) => t,
+        Err(o) => return o,
+    };
     let source = format!("lab-probe-{}", std::process::id());
     let Some(dir) = ["/mnt", "/tmp", "/root", "/home", "/var", "/etc"]
         .into_iter()
@@ -244,10 +315,10 @@ fn mount_stays_inside(p: &Probe) -> Outcome {
     ) {
         return Outcome::Fail(format!("mount -t tmpfs {source} {dir}: {e}"));
     }
-    let inside = parse_mountinfo(&p.container_mountinfo())
+    let inside = parse_mountinfo(&t.container())
         .iter()
         .any(|m| m.source == source);
-    let host_text = p.host_mountinfo();
+    let host_text = t.host();
     let on_host = parse_mountinfo(&host_text)
         .iter()
         .any(|m| m.source == source);
@@ -268,8 +339,12 @@ fn mount_stays_inside(p: &Probe) -> Outcome {
 }
 
 fn old_root_detached(p: &Probe) -> Outcome {
-    let inside = parse_mountinfo(&p.container_mountinfo());
-    let host = p.host_mountinfo().lines().count();
+    let t = match tables(p) {
+        Ok(t) => t,
+        Err(o) => return o,
+    };
+    let inside = parse_mountinfo(&t.container());
+    let host = t.host().lines().count();
     let old: Vec<&MountEntry> = inside
         .iter()
         .filter(|m| m.mount_point.starts_with("/.oldroot"))
@@ -300,6 +375,9 @@ fn escape_fails(p: &Probe) -> Outcome {
 }
 
 fn host_mounts_unchanged(b: &Before) -> Outcome {
+    let Some((HostMounts(before), HostMounts(after))) = b.compare(LAYER.number) else {
+        return Outcome::Fail("the host's mount table was not recorded".into());
+    };
     // The overlay mounts of other containers (step 7) come and go as they start
     // and stop: not this container's doing, so left out of the comparison.
     let others: Vec<String> = b
@@ -316,8 +394,8 @@ fn host_mounts_unchanged(b: &Before) -> Outcome {
             .iter()
             .any(|o| format!(" {point}/").starts_with(o.as_str()))
     };
-    let was: Vec<&str> = b.mountinfo.lines().filter(|l| !theirs(l)).collect();
-    let now: Vec<&str> = b.after_mountinfo.lines().filter(|l| !theirs(l)).collect();
+    let was: Vec<&str> = before.lines().filter(|l| !theirs(l)).collect();
+    let now: Vec<&str> = after.lines().filter(|l| !theirs(l)).collect();
     let (before, after) = (was.len(), now.len());
     let aside = match b.others().len() {
         0 => String::new(),

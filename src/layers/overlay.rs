@@ -16,6 +16,7 @@ use anyhow::{Context, Result};
 use nix::fcntl::AtFlags;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{fstatat, SFlag};
+use std::any::Any;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
@@ -29,7 +30,22 @@ pub const LAYER: Layer = Layer {
     commands,
     note: |_| None,
     checks,
+    hooks: &OverlayHooks,
 };
+
+/// What the engine asks of this layer besides its commands and checks.
+struct OverlayHooks;
+
+impl super::Hooks for OverlayHooks {
+    /// From this step on, the container's `/` is the overlay's merged view.
+    fn new_root(&self, spec: &Spec) -> Option<PathBuf> {
+        Some(spec.container_dir().join("merged"))
+    }
+    fn probe_data(&self, p: &Probe) -> Option<Result<Box<dyn Any>>> {
+        let dirs = probe_dirs(&p.target.to_string(), &p.fixtures.join("second"));
+        Some(dirs.map(|d| Box::new(d) as Box<dyn Any>))
+    }
+}
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
@@ -181,7 +197,7 @@ fn checks(_step: u8) -> Vec<Check> {
 
 /// What the overlay checks need, opened on the host before the probe joins the
 /// container: its layers, and the root of a second overlay of the same image.
-pub struct ProbeDirs {
+struct ProbeDirs {
     pub upper: File,
     pub lower: Vec<File>,
     /// The merged root of a second container's overlay (same image, its own upper),
@@ -191,7 +207,7 @@ pub struct ProbeDirs {
 
 /// The overlay under `target`'s root, as /proc/PID/mountinfo describes it, with a
 /// second overlay of the same image made in `scratch`.
-pub fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
+fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
     let text = std::fs::read_to_string(format!("/proc/{target}/mountinfo"))?;
     let root = crate::mountinfo::parse_mountinfo(&text)
         .into_iter()
@@ -265,11 +281,7 @@ fn look(dir: &File, name: &str) -> Found {
 }
 
 fn dirs(p: &Probe) -> Result<&ProbeDirs, Outcome> {
-    match &p.overlay {
-        Some(Ok(d)) => Ok(d),
-        Some(Err(e)) => Err(Outcome::Fail(e.clone())),
-        None => Err(Outcome::Fail("not an overlay".into())),
-    }
+    p.data(LAYER.number)
 }
 
 fn in_image(d: &ProbeDirs, name: &str) -> bool {

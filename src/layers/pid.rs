@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
+use std::any::Any;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -33,6 +34,7 @@ pub const LAYER: Layer = Layer {
     commands,
     note,
     checks,
+    hooks: &PidHooks,
 };
 
 fn note(_step: u8) -> Option<&'static str> {
@@ -98,6 +100,28 @@ fn checks(_step: u8) -> Vec<Check> {
     ]
 }
 
+/// What the checks compare with: the host's pid namespace, seen from lab.
+struct PidHooks;
+
+struct HostPids {
+    /// lab's own pid namespace (the host's) and how many processes it shows.
+    namespace: u64,
+    processes: usize,
+}
+
+impl super::Hooks for PidHooks {
+    fn probe_data(&self, _p: &Probe) -> Option<Result<Box<dyn Any>>> {
+        Some(Ok(Box::new(HostPids {
+            namespace: ns_inode("self", "pid").unwrap_or(0),
+            processes: crate::check::count_processes(Path::new("/proc")),
+        })))
+    }
+}
+
+fn host(p: &Probe) -> Result<&HostPids, Outcome> {
+    p.data(LAYER.number)
+}
+
 fn nspid(pid: &str) -> Option<Vec<String>> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
@@ -105,11 +129,15 @@ fn nspid(pid: &str) -> Option<Vec<String>> {
 }
 
 fn first_process_is_pid1(p: &Probe) -> Outcome {
+    let host = match host(p) {
+        Ok(h) => h,
+        Err(o) => return o,
+    };
     let target = p.target.to_string();
     let Some(ns) = ns_inode(&target, "pid") else {
         return Outcome::Fail(format!("process {target} is gone"));
     };
-    if ns == p.host_pid_ns {
+    if ns == host.namespace {
         return Outcome::Fail("the container's processes are in the host's pid namespace".into());
     }
     for pid in pids_in(Path::new("/proc")) {
@@ -144,6 +172,10 @@ fn proc_is_own(_: &Probe) -> Outcome {
 }
 
 fn host_processes_invisible(p: &Probe) -> Outcome {
+    let host = match host(p) {
+        Ok(h) => h,
+        Err(o) => return o,
+    };
     let Some(own) = ns_inode("self", "pid") else {
         return Outcome::Fail("no /proc inside".into());
     };
@@ -153,12 +185,12 @@ fn host_processes_invisible(p: &Probe) -> Outcome {
         .filter(|pid| ns_inode(&pid.to_string(), "pid").is_some_and(|ns| ns != own))
         .count();
     Outcome::from(
-        foreign == 0 && !pids.is_empty() && pids.len() < p.host_processes,
+        foreign == 0 && !pids.is_empty() && pids.len() < host.processes,
         format!(
             "/proc inside lists {} processes ({} from other pid namespaces); the host has {}",
             pids.len(),
             foreign,
-            p.host_processes
+            host.processes
         ),
     )
 }

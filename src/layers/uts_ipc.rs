@@ -11,6 +11,8 @@ use crate::check::{host_hostname, Before, Check, Kind, Outcome, Probe};
 use crate::plan::{quote, Action, Command, Namespace, Spec};
 use crate::sys;
 use anyhow::{Context, Result};
+use std::any::Any;
+use std::path::Path;
 
 pub const LAYER: Layer = Layer {
     number: 4,
@@ -20,6 +22,7 @@ pub const LAYER: Layer = Layer {
     commands,
     note: |_| None,
     checks,
+    hooks: &UtsIpcHooks,
 };
 
 // ── The commands ───────────────────────────────────────────────────────────────
@@ -71,18 +74,78 @@ fn checks(_step: u8) -> Vec<Check> {
     ]
 }
 
+/// What the checks need from the host: its hostname, and a System V message
+/// queue made there (removed after the checks, or by `lab clean` after a kill).
+struct UtsIpcHooks;
+
+struct HostSide {
+    hostname: String,
+    queue: i32,
+}
+
+impl Drop for HostSide {
+    fn drop(&mut self) {
+        sys::msg_queue_remove(self.queue);
+    }
+}
+
+/// The file in the checks' fixtures that names the queue, for `lab clean`.
+const QUEUE_RECORD: &str = "msg-queue";
+
+impl super::Hooks for UtsIpcHooks {
+    fn probe_data(&self, p: &Probe) -> Option<Result<Box<dyn Any>>> {
+        Some((|| -> Result<Box<dyn Any>> {
+            let queue = sys::msgget_private()?;
+            let made = HostSide {
+                hostname: host_hostname(),
+                queue,
+            };
+            // Written down for `lab clean`, should lab be killed before it removes it.
+            std::fs::write(p.fixtures.join(QUEUE_RECORD), format!("{queue}\n"))?;
+            crate::state::fault_point("the checks' message queue")?;
+            Ok(Box::new(made))
+        })())
+    }
+    fn remove_left_fixtures(&self, dir: &Path) {
+        let id = std::fs::read_to_string(dir.join(QUEUE_RECORD)).unwrap_or_default();
+        if let Ok(id) = id.trim().parse() {
+            sys::msg_queue_remove(id);
+        }
+    }
+    fn host_before(&self, _state: &Path) -> Option<Box<dyn Any>> {
+        Some(Box::new(Hostname(host_hostname())))
+    }
+    fn host_after(&self, _before: &dyn Any) -> Option<Box<dyn Any>> {
+        Some(Box::new(Hostname(host_hostname())))
+    }
+}
+
+struct Hostname(String);
+
+fn host(p: &Probe) -> Result<&HostSide, Outcome> {
+    p.data(LAYER.number)
+}
+
 fn hostname_is_own(p: &Probe) -> Outcome {
+    let host = match host(p) {
+        Ok(h) => h,
+        Err(o) => return o,
+    };
     let inside = host_hostname();
-    let differs = inside != p.host_hostname;
-    let expected = p.hostname.as_ref().map_or(true, |h| *h == inside);
+    let differs = inside != host.hostname;
+    let expected = p.name.as_ref().map_or(true, |h| *h == inside);
     Outcome::from(
         differs && expected,
-        format!("inside: {inside}, host: {}", p.host_hostname),
+        format!("inside: {inside}, host: {}", host.hostname),
     )
 }
 
 fn host_queue_invisible(p: &Probe) -> Outcome {
-    let visible = sys::msg_queue_exists(p.msg_queue);
+    let host = match host(p) {
+        Ok(h) => h,
+        Err(o) => return o,
+    };
+    let visible = sys::msg_queue_exists(host.queue);
     let listed = std::fs::read_to_string("/proc/sysvipc/msg")
         .map(|t| t.lines().skip(1).count().to_string())
         .unwrap_or_else(|_| "?".into());
@@ -90,7 +153,7 @@ fn host_queue_invisible(p: &Probe) -> Outcome {
         !visible,
         format!(
             "host queue id {} {} inside; queues listed inside: {listed}",
-            p.msg_queue,
+            host.queue,
             if visible {
                 "is visible"
             } else {
@@ -101,8 +164,8 @@ fn host_queue_invisible(p: &Probe) -> Outcome {
 }
 
 fn host_hostname_unchanged(b: &Before) -> Outcome {
-    Outcome::from(
-        b.hostname == b.after_hostname,
-        format!("before: {}, after: {}", b.hostname, b.after_hostname),
-    )
+    let Some((Hostname(before), Hostname(after))) = b.compare(LAYER.number) else {
+        return Outcome::Fail("the host's hostname was not recorded".into());
+    };
+    Outcome::from(before == after, format!("before: {before}, after: {after}"))
 }

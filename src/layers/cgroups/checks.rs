@@ -45,7 +45,7 @@ pub(super) fn checks(_step: u8) -> Vec<Check> {
 
 /// The container's cgroup directories, opened on the host before the probe joins
 /// (after pivot_root the container cannot see /sys/fs/cgroup).
-pub struct ProbeDirs {
+pub(super) struct ProbeDirs {
     pub version: Version,
     pub memory: File,
     pub cpu: File,
@@ -57,7 +57,7 @@ pub struct ProbeDirs {
 }
 
 /// The cgroups process `target` is in, as /proc/PID/cgroup says.
-pub fn probe_dirs(target: &str) -> Result<ProbeDirs> {
+pub(super) fn probe_dirs(target: &str) -> Result<ProbeDirs> {
     let version = detect()?;
     let dir = |controller: &str| -> Result<(File, String)> {
         let (root, key) = match version {
@@ -90,11 +90,7 @@ pub fn probe_dirs(target: &str) -> Result<ProbeDirs> {
 }
 
 pub(super) fn dirs(p: &Probe) -> Result<&ProbeDirs, Outcome> {
-    match &p.cgroups {
-        Some(Ok(d)) => Ok(d),
-        Some(Err(e)) => Err(Outcome::Fail(e.clone())),
-        None => Err(Outcome::Fail("no cgroup information".into())),
-    }
+    p.data(super::LAYER.number)
 }
 
 /// Read a file of a cgroup directory opened on the host.

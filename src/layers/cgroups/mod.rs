@@ -25,15 +25,14 @@ mod checks;
 mod hierarchy;
 mod syscalls;
 
-pub use checks::{probe_dirs, ProbeDirs};
 pub use hierarchy::{detect, Version};
-pub use syscalls::{
-    cgroups_to_join, join_cgroups_of, remove_cgroup, remove_unused_parents, write_procs,
-};
 
 use super::Layer;
-use crate::plan::{Command, Phase, Spec};
+use crate::plan::{Action, Command, Phase, Spec};
 use hierarchy::*;
+use nix::unistd::Pid;
+use std::any::Any;
+use std::path::Path;
 use syscalls::*;
 
 pub const LAYER: Layer = Layer {
@@ -44,7 +43,48 @@ pub const LAYER: Layer = Layer {
     commands,
     note: |_| None,
     checks: checks::checks,
+    hooks: &CgroupHooks,
 };
+
+/// What the engine asks of this layer besides its commands and checks.
+struct CgroupHooks;
+
+impl super::Hooks for CgroupHooks {
+    fn preflight(&self, spec: &Spec) -> anyhow::Result<()> {
+        match detect() {
+            Ok(_) => Ok(()),
+            Err(e) => anyhow::bail!(
+                "step {} needs cgroups: {e:#}. See sudo lab doctor",
+                spec.step
+            ),
+        }
+    }
+    fn probe_data(&self, p: &crate::check::Probe) -> Option<anyhow::Result<Box<dyn Any>>> {
+        let dirs = checks::probe_dirs(&p.target.to_string());
+        Some(dirs.map(|d| Box::new(d) as Box<dyn Any>))
+    }
+    /// Join the container's cgroups, as its own processes are (what `docker exec`
+    /// does too), while /sys/fs/cgroup is still in view.
+    fn join_first(&self, target: Pid) -> anyhow::Result<Option<Box<dyn Action>>> {
+        let files = cgroups_to_join(&target.to_string())?;
+        Ok((!files.is_empty()).then(|| Box::new(JoinCgroupsOf(files)) as Box<dyn Action>))
+    }
+    /// The cgroups a killed run made, once its processes are gone.
+    fn forget(&self, state: &Path) {
+        remove_recorded(state, true);
+    }
+    /// The cgroup parents this run made, if no other container uses them now.
+    fn release(&self, state: &Path) {
+        remove_recorded(state, false);
+    }
+    fn remove_shared_if_unused(&self) -> anyhow::Result<Option<String>> {
+        remove_unused_parents()?;
+        Ok(None)
+    }
+    fn run_files(&self) -> &'static [&'static str] {
+        &["cgroups.lock", "cgroup-parents"]
+    }
+}
 
 // ── The commands ───────────────────────────────────────────────────────────────
 

@@ -236,18 +236,48 @@ impl Action for Unavailable {
     }
 }
 
-/// Move the calling process into every cgroup of process `target` it is not in
-/// yet, as the container's own processes are (what `docker exec` does too).
-pub fn join_cgroups_of(target: &str) -> Result<()> {
-    for procs in cgroups_to_join(target)? {
-        write_procs(&procs)?;
+/// `echo $$ > DIR/cgroup.procs` for the cgroups of a running container: the
+/// calling process joins them (the probe, `lab exec`).
+pub(super) struct JoinCgroupsOf(pub(super) Vec<PathBuf>);
+
+impl Action for JoinCgroupsOf {
+    fn shell(&self) -> String {
+        let lines: Vec<String> = self
+            .0
+            .iter()
+            .map(|procs| format!("echo $$ > {}", quote_path(procs)))
+            .collect();
+        lines.join(" && ")
     }
-    Ok(())
+    fn apply(&self) -> Result<()> {
+        for procs in &self.0 {
+            WriteFile::new(procs.to_path_buf(), std::process::id())
+                .apply()
+                .context("joining the container's cgroups")?;
+        }
+        Ok(())
+    }
 }
 
-/// Move the calling process into the cgroup of this `cgroup.procs` file.
-pub fn write_procs(procs: &Path) -> Result<()> {
-    WriteFile::new(procs.to_path_buf(), std::process::id()).apply()
+/// rmdir the cgroups a run recorded in its state directory, deepest first: all
+/// of them once its processes are gone (`wait`: give the kernel a moment), or
+/// only those that are empty (a parent another container uses stays).
+pub(super) fn remove_recorded(state: &Path, wait: bool) {
+    let text = std::fs::read_to_string(state.join("cgroups")).unwrap_or_default();
+    let mut dirs: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    {
+        // (The lock: see MakeCgroups.)
+        let _lock = crate::state::lock("cgroups");
+        for d in dirs {
+            let _ = if wait {
+                remove_cgroup(Path::new(d))
+            } else {
+                std::fs::remove_dir(d).map_err(Into::into)
+            };
+        }
+    }
+    let _ = remove_unused_parents();
 }
 
 /// The `cgroup.procs` files of the cgroups of process `target` that the calling

@@ -240,7 +240,7 @@ pub(super) fn wait_until_gone(nl: &mut Netlink, matches: impl Fn(&str) -> bool) 
 
 /// After exit, for the checks: wait until the kernel has removed the veth of the
 /// container that had `address` (at most 2 s).
-pub fn wait_for_veth_gone(address: &str) {
+pub(super) fn wait_for_veth_gone(address: &str) {
     if let (Some(veth), Ok(mut nl)) = (own_veth(address), Netlink::open()) {
         let _ = wait_until_gone(&mut nl, |l| l == veth);
     }
@@ -264,7 +264,7 @@ pub(super) fn reserved(dir: &Path) -> Option<(Ipv4Addr, Subnet)> {
 /// Before a container of step 5 is built: make sure it can be (iptables, the
 /// bridge, the subnet, the ports), then reserve its address in its state
 /// directory. Nothing is made on the host yet.
-pub fn reserve(options: &mut Options, claim_dir: &Path) -> Result<()> {
+pub(super) fn reserve(options: &mut Options, claim_dir: &Path) -> Result<()> {
     iptables_path()?;
     let _lock = lock()?;
     let mut nl = Netlink::open()?;
@@ -434,7 +434,7 @@ pub(super) fn uplink() -> Result<Option<String>> {
 
 /// After `kill -9` of lab: the published-port rules its container left (the veth
 /// went with the namespace). Called with the container's state still there.
-pub fn forget(dir: &Path) {
+pub(super) fn forget(dir: &Path) {
     let Some((address, subnet)) = reserved(dir) else {
         return;
     };
@@ -491,7 +491,7 @@ pub fn forget(dir: &Path) {
 /// Take down what containers share (lab's chains, lab0, ip_forward), unless a
 /// container still uses it. For `lab clean` and after a killed run. Returns
 /// whether anything was there to remove.
-pub fn remove_shared_if_unused() -> Result<bool> {
+pub(super) fn remove_shared_if_unused() -> Result<bool> {
     let mut nl = Netlink::open()?;
     if nl.link(BRIDGE)?.is_none() && !forwarding_record().exists() {
         return Ok(false);

@@ -18,7 +18,7 @@ use std::path::Path;
 // ── The checks ─────────────────────────────────────────────────────────────────
 
 /// What the network checks know, gathered on the host before the probe joins.
-pub struct ProbeNet {
+pub(super) struct ProbeNet {
     /// The host's interfaces: name and hardware address.
     pub host_links: Vec<(String, Vec<u8>)>,
     /// The container's address and prefix, read in its namespace.
@@ -34,7 +34,7 @@ pub struct ProbeNet {
 }
 
 /// Gather [`ProbeNet`] for the container of process `pid`.
-pub fn probe_net(pid: i32, name: Option<&str>, root: &Path) -> Result<ProbeNet> {
+pub(super) fn probe_net(pid: i32, name: Option<&str>, root: &Path) -> Result<ProbeNet> {
     let mut nl = Netlink::open()?;
     let links = nl.links()?;
     let addresses = nl.addresses()?;
@@ -176,12 +176,8 @@ pub(super) fn checks(_step: u8) -> Vec<Check> {
     ]
 }
 
-pub(super) fn net(p: &Probe) -> Result<&ProbeNet, Outcome> {
-    match &p.net {
-        Some(Ok(n)) => Ok(n),
-        Some(Err(e)) => Err(Outcome::Fail(e.clone())),
-        None => Err(Outcome::Fail("no network information".into())),
-    }
+fn net(p: &Probe) -> Result<&ProbeNet, Outcome> {
+    p.data(super::LAYER.number)
 }
 
 fn only_lo_and_eth0(_p: &Probe) -> Outcome {
@@ -386,23 +382,33 @@ fn published_port_reaches(p: &Probe) -> Outcome {
     }
 }
 
+/// The host's network before or after a container, with that container's address.
+pub(super) struct HostNetwork {
+    pub(super) address: Option<String>,
+    pub(super) snapshot: Snapshot,
+}
+
+fn compared(b: &Before) -> Result<(&HostNetwork, &HostNetwork), Outcome> {
+    b.compare(super::LAYER.number)
+        .ok_or_else(|| Outcome::Fail("the host's network was not recorded".into()))
+}
+
 fn veth_gone(b: &Before) -> Outcome {
+    let (was, now) = match compared(b) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
     // Other containers' veths may come and go meanwhile: only this one's counts.
-    let left: Vec<&String> = match b.address.as_deref().and_then(own_veth) {
-        Some(own) => b
-            .after_network
+    let left: Vec<&String> = match was.address.as_deref().and_then(own_veth) {
+        Some(own) => now.snapshot.links.iter().filter(|l| **l == own).collect(),
+        None => now
+            .snapshot
             .links
             .iter()
-            .filter(|l| **l == own)
-            .collect(),
-        None => b
-            .after_network
-            .links
-            .iter()
-            .filter(|l| l.starts_with("lab-veth") && !b.network.links.contains(l))
+            .filter(|l| l.starts_with("lab-veth") && !was.snapshot.links.contains(l))
             .collect(),
     };
-    match (left.is_empty(), b.address.as_deref().and_then(own_veth)) {
+    match (left.is_empty(), was.address.as_deref().and_then(own_veth)) {
         (true, Some(own)) => Outcome::Pass(format!("{own} is gone")),
         (true, None) => Outcome::Pass("no lab-veth interface is left".into()),
         (false, _) => Outcome::Fail(format!("left: {left:?}")),
@@ -410,13 +416,17 @@ fn veth_gone(b: &Before) -> Outcome {
 }
 
 fn host_network_restored(b: &Before) -> Outcome {
+    let (before, after) = match compared(b) {
+        Ok(c) => c,
+        Err(o) => return o,
+    };
     let others = b.others();
-    let (mut was, mut now) = (b.network.clone(), b.after_network.clone());
+    let (mut was, mut now) = (before.snapshot.clone(), after.snapshot.clone());
     if !others.is_empty() {
         // lab0, its rules and ip_forward are shared: while other containers run,
         // they stay, and they may come or go with the others. What names this
         // container's own address (its published ports) must still be gone.
-        let ip = b.address.as_deref().and_then(|a| a.split('/').next());
+        let ip = before.address.as_deref().and_then(|a| a.split('/').next());
         let own = |l: &str| {
             ip.is_some_and(|a| l.contains(&format!("{a}/")) || l.contains(&format!("{a}:")))
         };
@@ -473,10 +483,10 @@ fn host_network_restored(b: &Before) -> Outcome {
         if differs.is_empty() {
             format!(
                 "{} links, {} routes, {} iptables lines, ip_forward={}{aside}",
-                b.after_network.links.len(),
-                b.after_network.routes.len(),
-                b.after_network.iptables.lines().count(),
-                b.after_network.ip_forward
+                after.snapshot.links.len(),
+                after.snapshot.routes.len(),
+                after.snapshot.iptables.lines().count(),
+                after.snapshot.ip_forward
             )
         } else {
             format!("changed: {}{aside}", differs.join("; "))
@@ -493,7 +503,7 @@ fn ping_outcome(ip: Ipv4Addr, who: &str) -> Outcome {
 
 /// The host's network as lab compares it before and after a container.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Snapshot {
+pub(super) struct Snapshot {
     pub links: Vec<String>,
     pub routes: Vec<String>,
     /// iptables-save without counters and comments.
@@ -501,7 +511,7 @@ pub struct Snapshot {
     pub ip_forward: String,
 }
 
-pub fn snapshot() -> Snapshot {
+pub(super) fn snapshot() -> Snapshot {
     let mut s = Snapshot::default();
     if let Ok(mut nl) = Netlink::open() {
         let links = nl.links().unwrap_or_default();

@@ -38,15 +38,14 @@ mod iptables;
 mod ping;
 mod syscalls;
 
-pub use bridge::{forget, remove_shared_if_unused, reserve, wait_for_veth_gone};
 pub use bridge::{Publish, Subnet};
-pub use checks::{probe_net, snapshot, ProbeNet, Snapshot};
 pub use iptables::iptables_path;
 
 use super::Layer;
 use crate::plan::{Action, Command, MakeDirs, Namespace, Phase, Spec};
 use bridge::*;
 use iptables::*;
+use std::any::Any;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use syscalls::*;
@@ -59,7 +58,62 @@ pub const LAYER: Layer = Layer {
     commands,
     note: |_| None,
     checks: checks::checks,
+    hooks: &NetworkHooks,
 };
+
+/// What the engine asks of this layer besides its commands and checks.
+struct NetworkHooks;
+
+impl super::Hooks for NetworkHooks {
+    fn preflight(&self, _spec: &Spec) -> anyhow::Result<()> {
+        iptables_path().map(|_| ())
+    }
+    /// The container's address, reserved before anything is made.
+    fn reserve(&self, spec: &mut Spec, state: &Path) -> anyhow::Result<()> {
+        bridge::reserve(&mut spec.network, state)?;
+        crate::state::fault_point("the address reserved")
+    }
+    fn probe_data(&self, p: &crate::check::Probe) -> Option<anyhow::Result<Box<dyn Any>>> {
+        let net = checks::probe_net(p.target.as_raw(), p.name.as_deref(), &p.root_path);
+        Some(net.map(|n| Box::new(n) as Box<dyn Any>))
+    }
+    fn host_before(&self, state: &Path) -> Option<Box<dyn Any>> {
+        let address = std::fs::read_to_string(state.join("address"))
+            .ok()
+            .map(|a| a.trim().to_string());
+        Some(Box::new(checks::HostNetwork {
+            address,
+            snapshot: checks::snapshot(),
+        }))
+    }
+    fn host_after(&self, before: &dyn Any) -> Option<Box<dyn Any>> {
+        let address = before
+            .downcast_ref::<checks::HostNetwork>()?
+            .address
+            .clone();
+        if let Some(address) = &address {
+            // The kernel removes the veth pair with the namespace, in the
+            // background: look once it has.
+            bridge::wait_for_veth_gone(address);
+        }
+        Some(Box::new(checks::HostNetwork {
+            address,
+            snapshot: checks::snapshot(),
+        }))
+    }
+    /// The published ports' rules of a container whose run was killed.
+    fn forget(&self, state: &Path) {
+        bridge::forget(state);
+    }
+    fn remove_shared_if_unused(&self) -> anyhow::Result<Option<String>> {
+        Ok(bridge::remove_shared_if_unused()?.then(|| {
+            format!("removed what containers shared, now that none is left: bridge {BRIDGE}, lab's iptables chains, ip_forward as it was")
+        }))
+    }
+    fn run_files(&self) -> &'static [&'static str] {
+        &["network.lock", "network-rules"]
+    }
+}
 
 /// The bridge every container is attached to.
 pub const BRIDGE: &str = "lab0";
