@@ -8,7 +8,7 @@
 //! - `Host`: in lab, on the host, while the container runs.
 //! - `AfterExit`: in lab, after the container is gone (is the host as it was?).
 
-use crate::layers::Layer;
+use crate::layers::{Gathered, Layer};
 use crate::sys;
 use anyhow::{Context, Result};
 use nix::sched::{setns, CloneFlags};
@@ -91,11 +91,8 @@ pub struct Probe {
     /// (removed after them; `lab clean` removes what a killed run left there).
     pub fixtures: PathBuf,
     /// What each layer's checks need, gathered on the host (layers::Hooks::probe_data).
-    data: Vec<(u8, LayerData)>,
+    data: Vec<(u8, Gathered)>,
 }
-
-/// What one layer gathered for its checks, or why it could not.
-type LayerData = Result<Box<dyn Any>, String>;
 
 impl Probe {
     /// The data layer `layer` gathered for its checks, or the failed check that
@@ -222,8 +219,7 @@ impl Fixtures {
             "this file lives on the host, outside the container\n",
         )?;
         for layer in crate::layers::up_to(step) {
-            if let Some(data) = layer.hooks.probe_data(&fixtures.probe) {
-                let data = data.map_err(|e| format!("{e:#}"));
+            if let Some(data) = layer.hooks.probe_data(&fixtures.probe)? {
                 fixtures.probe.data.push((layer.number, data));
             }
         }

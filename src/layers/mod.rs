@@ -64,9 +64,11 @@ pub trait Hooks: Sync {
     /// the host, gathered while lab still sees it (a directory opened, a host
     /// object made). Checks get it back with [`Probe::data`]. Host objects it
     /// makes are removed when the value is dropped; their names go into
-    /// `probe.fixtures` first, for [`Hooks::remove_left_fixtures`].
-    fn probe_data(&self, _probe: &Probe) -> Option<Result<Box<dyn Any>>> {
-        None
+    /// `probe.fixtures` first, for [`Hooks::remove_left_fixtures`]. An error stops
+    /// the checks (lab could not make what they need); a [`Gathered`] error only
+    /// fails this layer's checks, with its reason.
+    fn probe_data(&self, _probe: &Probe) -> Result<Option<Gathered>> {
+        Ok(None)
     }
     /// A killed run left the checks' fixtures in `dir`: remove this layer's.
     fn remove_left_fixtures(&self, _dir: &Path) {}
@@ -101,6 +103,17 @@ pub trait Hooks: Sync {
     fn run_files(&self) -> &'static [&'static str] {
         &[]
     }
+}
+
+/// What a layer gathered for its checks, or why it could not.
+pub type Gathered = std::result::Result<Box<dyn Any>, String>;
+
+/// A layer's data for its checks, or the reason its checks fail.
+pub fn gathered<T: Any>(data: Result<T>) -> Result<Option<Gathered>> {
+    Ok(Some(
+        data.map(|d| Box::new(d) as Box<dyn Any>)
+            .map_err(|e| format!("{e:#}")),
+    ))
 }
 
 /// A layer with nothing to do besides its commands and checks.

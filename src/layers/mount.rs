@@ -7,7 +7,7 @@
 //! the host's tree is no longer mounted anywhere in the namespace, no `..` and no
 //! chroot trick leads back to it.
 
-use super::Layer;
+use super::{Gathered, Layer};
 use crate::check::{Before, Check, Kind, Outcome, Probe};
 use crate::mountinfo::{parse_mountinfo, MountEntry};
 use crate::plan::{quote_path, Action, Command, Namespace, Phase, Spec};
@@ -183,16 +183,15 @@ struct MountHooks;
 impl super::Hooks for MountHooks {
     /// The host's mount table and the container's, both opened on the host before
     /// joining: they can be read from inside, even where the container has no /proc.
-    fn probe_data(&self, p: &Probe) -> Option<Result<Box<dyn Any>>> {
+    fn probe_data(&self, p: &Probe) -> Result<Option<Gathered>> {
         let target = p.target;
-        Some((|| -> Result<Box<dyn Any>> {
-            Ok(Box::new(MountTables {
-                host: File::open("/proc/self/mountinfo")?,
-                container: File::open(format!("/proc/{target}/mountinfo")).with_context(|| {
-                    format!("process {target} not found (is the container still running?)")
-                })?,
-            }))
-        })())
+        let tables = MountTables {
+            host: File::open("/proc/self/mountinfo")?,
+            container: File::open(format!("/proc/{target}/mountinfo")).with_context(|| {
+                format!("process {target} not found (is the container still running?)")
+            })?,
+        };
+        super::gathered(Ok(tables))
     }
     /// The host's mount table, before and after the container.
     fn host_before(&self, _state: &Path) -> Option<Box<dyn Any>> {

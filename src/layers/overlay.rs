@@ -16,7 +16,6 @@ use anyhow::{Context, Result};
 use nix::fcntl::AtFlags;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{fstatat, SFlag};
-use std::any::Any;
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
@@ -41,9 +40,11 @@ impl super::Hooks for OverlayHooks {
     fn new_root(&self, spec: &Spec) -> Option<PathBuf> {
         Some(spec.container_dir().join("merged"))
     }
-    fn probe_data(&self, p: &Probe) -> Option<Result<Box<dyn Any>>> {
-        let dirs = probe_dirs(&p.target.to_string(), &p.fixtures.join("second"));
-        Some(dirs.map(|d| Box::new(d) as Box<dyn Any>))
+    fn probe_data(&self, p: &Probe) -> Result<Option<super::Gathered>> {
+        super::gathered(probe_dirs(
+            &p.target.to_string(),
+            &p.fixtures.join("second"),
+        ))
     }
 }
 

@@ -21,7 +21,6 @@ use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
-use std::any::Any;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -110,11 +109,11 @@ struct HostPids {
 }
 
 impl super::Hooks for PidHooks {
-    fn probe_data(&self, _p: &Probe) -> Option<Result<Box<dyn Any>>> {
-        Some(Ok(Box::new(HostPids {
+    fn probe_data(&self, _p: &Probe) -> Result<Option<super::Gathered>> {
+        super::gathered(Ok(HostPids {
             namespace: ns_inode("self", "pid").unwrap_or(0),
             processes: crate::check::count_processes(Path::new("/proc")),
-        })))
+        }))
     }
 }
 

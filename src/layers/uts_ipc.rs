@@ -93,18 +93,16 @@ impl Drop for HostSide {
 const QUEUE_RECORD: &str = "msg-queue";
 
 impl super::Hooks for UtsIpcHooks {
-    fn probe_data(&self, p: &Probe) -> Option<Result<Box<dyn Any>>> {
-        Some((|| -> Result<Box<dyn Any>> {
-            let queue = sys::msgget_private()?;
-            let made = HostSide {
-                hostname: host_hostname(),
-                queue,
-            };
-            // Written down for `lab clean`, should lab be killed before it removes it.
-            std::fs::write(p.fixtures.join(QUEUE_RECORD), format!("{queue}\n"))?;
-            crate::state::fault_point("the checks' message queue")?;
-            Ok(Box::new(made))
-        })())
+    fn probe_data(&self, p: &Probe) -> Result<Option<super::Gathered>> {
+        let queue = sys::msgget_private()?;
+        let made = HostSide {
+            hostname: host_hostname(),
+            queue,
+        };
+        // Written down for `lab clean`, should lab be killed before it removes it.
+        std::fs::write(p.fixtures.join(QUEUE_RECORD), format!("{queue}\n"))?;
+        crate::state::fault_point("the checks' message queue")?;
+        super::gathered(Ok(made))
     }
     fn remove_left_fixtures(&self, dir: &Path) {
         let id = std::fs::read_to_string(dir.join(QUEUE_RECORD)).unwrap_or_default();

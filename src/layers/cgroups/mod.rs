@@ -31,7 +31,6 @@ use super::Layer;
 use crate::plan::{Action, Command, Phase, Spec};
 use hierarchy::*;
 use nix::unistd::Pid;
-use std::any::Any;
 use std::path::Path;
 use syscalls::*;
 
@@ -59,9 +58,8 @@ impl super::Hooks for CgroupHooks {
             ),
         }
     }
-    fn probe_data(&self, p: &crate::check::Probe) -> Option<anyhow::Result<Box<dyn Any>>> {
-        let dirs = checks::probe_dirs(&p.target.to_string());
-        Some(dirs.map(|d| Box::new(d) as Box<dyn Any>))
+    fn probe_data(&self, p: &crate::check::Probe) -> anyhow::Result<Option<super::Gathered>> {
+        super::gathered(checks::probe_dirs(&p.target.to_string()))
     }
     /// Join the container's cgroups, as its own processes are (what `docker exec`
     /// does too), while /sys/fs/cgroup is still in view.

@@ -73,9 +73,12 @@ impl super::Hooks for NetworkHooks {
         bridge::reserve(&mut spec.network, state)?;
         crate::state::fault_point("the address reserved")
     }
-    fn probe_data(&self, p: &crate::check::Probe) -> Option<anyhow::Result<Box<dyn Any>>> {
-        let net = checks::probe_net(p.target.as_raw(), p.name.as_deref(), &p.root_path);
-        Some(net.map(|n| Box::new(n) as Box<dyn Any>))
+    fn probe_data(&self, p: &crate::check::Probe) -> anyhow::Result<Option<super::Gathered>> {
+        super::gathered(checks::probe_net(
+            p.target.as_raw(),
+            p.name.as_deref(),
+            &p.root_path,
+        ))
     }
     fn host_before(&self, state: &Path) -> Option<Box<dyn Any>> {
         let address = std::fs::read_to_string(state.join("address"))
