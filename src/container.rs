@@ -1,18 +1,22 @@
-//! Running a step: the processes, and how they talk.
+//! Running a step: the phases a student sees, and how lab and the container talk.
 //!
 //! ```text
-//! lab (host)                              child (in the new namespaces)
-//! ──────────                              ─────────────────────────────
-//! take a name, note the host's state
-//! clone(CLONE_NEW...)  ─────────────────▶ waits for the host side
-//! host commands that need its PID
-//! "connected" ──────────────────────────▶ applies the Inside commands
-//!                      ◀── "ok" ───────── (or "error ...", then exits)
-//! runs the checks (a probe joins it)      reaps children while it waits
-//! "go" (or "stop" for lab verify) ──────▶ forks the command and is its init:
-//! waits; passes SIGTERM/SIGHUP on          reaps every child, passes signals on,
-//!                                          exits with the command's status
-//! removes what it made, checks the host
+//! lab (host)                              child (init.rs, in the new namespaces)
+//! ──────────                              ──────────────────────────────────────
+//! 1 preflight: what the kernel lacks
+//! 2 reserve: a name, a state directory,
+//!   the layers' share (an address)
+//! 3 the host's side (bridge, cgroups,
+//!   overlay), each command recorded
+//! 4 clone(CLONE_NEW...)  ───────────────▶ waits for the host side
+//! 5 host commands that need its PID
+//!   "connected" ────────────────────────▶ applies the Inside commands, forks the
+//!                      ◀── "ok" ───────── command (PID 2), holds it; or "error ..."
+//! 6 the checks (a probe joins it)          reaps children while it waits
+//! 7 "go" (or "stop" for lab verify) ────▶ lets the command run and is its init
+//!   waits; passes SIGTERM/SIGHUP on        (lab-init): reaps every child, passes
+//!                                          signals on, exits with its status
+//! 8 teardown, then the after-exit checks
 //! ```
 //!
 //! With a pid namespace the child is PID 1 of it, and when it exits the kernel
@@ -21,6 +25,7 @@
 //! error, Ctrl-C, a closed terminal; after `kill -9`, by the next run or `lab clean`.
 
 use crate::check::{self, Before, Report};
+use crate::init;
 use crate::plan::{Phase, Plan, Spec};
 use crate::render::{self, Item, Printer};
 use crate::state::{fault_point, Claim};
@@ -29,13 +34,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use colored::Colorize;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -66,35 +70,119 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// Build the container of `spec`, check it, run its command, tear it down.
+/// How loud a run is, and what it does besides building the container.
+#[derive(Clone, Copy)]
+pub struct Show {
+    /// Print the layers' commands and the checks (`lab step`).
+    pub loud: bool,
+    /// Wait for Enter before each command (`--walk`).
+    pub walk: bool,
+    /// Run the checks (all but `--no-checks`).
+    pub checks: bool,
+}
+
+impl Show {
+    fn of(mode: Mode) -> Show {
+        Show {
+            loud: matches!(mode, Mode::Step { .. }),
+            walk: matches!(mode, Mode::Step { walk: true, .. }),
+            checks: !matches!(mode, Mode::Step { checks: false, .. }),
+        }
+    }
+    fn say(&self, text: &str) {
+        if self.loud {
+            render::out(text);
+        }
+    }
+}
+
+/// Build the container of `spec`, check it, run its command, tear it down: the
+/// phases a student sees, in order.
 pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
+    let show = Show::of(mode);
     mark("");
-    // What the kernel lacks is said before anything is made.
+    // 1. What the kernel lacks is said before anything is made.
     crate::layers::preflight(&spec)?;
     mark("preflight");
-    let claim = Claim::take(name)?;
-    spec.name = claim.name.clone();
-    fault_point("the container's state directory")?;
-    // What the container takes from what containers share (its address), written
-    // in its state before anything is made.
-    for layer in crate::layers::up_to(spec.step) {
-        layer.hooks.reserve(&mut spec, &claim.dir)?;
-    }
+    // 2. A name and a state directory, and what the container takes from what
+    //    containers share (its address), written down before anything is made.
+    let claim = reserve(&mut spec, name)?;
     mark("state claimed, address reserved");
     let plan = Plan::new(spec);
     mark("planned");
-    let loud = matches!(mode, Mode::Step { .. });
-    let walk = matches!(mode, Mode::Step { walk: true, .. });
-    let checks = !matches!(mode, Mode::Step { checks: false, .. });
     // (Only for the checks: it runs iptables-save, among others.)
-    let before = checks.then(|| Before::take(plan.spec.step, &plan.spec.name));
+    let before = show
+        .checks
+        .then(|| Before::take(plan.spec.step, &plan.spec.name));
     sys::catch_terminating_signals()?;
-
-    let say = |text: &str| {
-        if loud {
-            render::out(text);
-        }
+    announce(&plan, show);
+    let mut printer = Printer::default();
+    let sequence = plan.sequence();
+    let parts = Parts::of(&sequence);
+    // Declared before the container's guard, so dropped after it: on every way
+    // out, the container is gone before its host side is taken down.
+    let mut undo = Undo {
+        items: parts.teardown,
+        next: 0,
     };
+    // 3. The host's side: what exists before the container does.
+    on_host(parts.before_clone, &plan, &mut printer, show)?;
+    mark("host side made");
+    // 4. The container's first process, in its new namespaces (init.rs).
+    let mut child = clone(&plan, parts.inside, printer.clone(), show)?;
+    claim.record(child.guard.pid, plan.spec.step);
+    fault_point("the container's first process")?;
+    // 5. The host's part that needs its PID; then it sets itself up inside.
+    on_host(parts.connect, &plan, &mut printer, show)?;
+    child.set_up()?;
+    mark("container set up");
+    // 6. The checks, while the command is held.
+    let mut reports = if show.checks {
+        let name = Some(plan.spec.name.clone());
+        check::run(plan.spec.step, child.guard.pid, &plan.spec.new_root(), name)?
+    } else {
+        vec![]
+    };
+    show.say(&render::reports("Checks", &reports));
+    if let Some(signal) = sys::take_signal() {
+        return Err(Interrupted(signal).into());
+    }
+    // 7. The command (lab step), or the end (lab verify).
+    let exit_code = run_command(child, &plan, parts.run, &mut printer, show)?;
+    mark("container exited");
+    // 8. Teardown, then what the host looks like after.
+    for item in parts.teardown {
+        show.say(&printer.item(&plan, item));
+    }
+    undo.run()?;
+    drop(claim);
+    mark("torn down");
+    let after = match before {
+        Some(before) => check::after_exit(plan.spec.step, &before.now()),
+        None => vec![],
+    };
+    show.say(&render::reports(
+        &format!("After exit (container {} is gone)", plan.spec.name),
+        &after,
+    ));
+    reports.extend(after);
+    Ok(Finished { reports, exit_code })
+}
+
+/// Take a name and a state directory; let each layer reserve what it takes from
+/// what containers share.
+fn reserve(spec: &mut Spec, name: Option<&str>) -> Result<Claim> {
+    let claim = Claim::take(name)?;
+    spec.name = claim.name.clone();
+    fault_point("the container's state directory")?;
+    for layer in crate::layers::up_to(spec.step) {
+        layer.hooks.reserve(spec, &claim.dir)?;
+    }
+    Ok(claim)
+}
+
+/// The step's title, the container's name and what its root is made of.
+fn announce(plan: &Plan, show: Show) {
     let root = if plan.spec.new_root() == plan.spec.rootfs {
         format!("root filesystem {}", plan.spec.rootfs.display())
     } else {
@@ -106,174 +194,156 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
             .collect();
         format!("image layers (bottom first) {}", layers.join(", "))
     };
-    say(&format!(
+    show.say(&format!(
         "{}\ncontainer {} · {root}\n",
-        render::step_title(&plan).bold(),
+        render::step_title(plan).bold(),
         plan.spec.name,
     ));
-    let mut printer = Printer::default();
-    let sequence = plan.sequence();
-    let (before_clone, connect, inside, run, teardown) = split(&sequence);
-    // Declared before the child's guard, so dropped after it: on every way out, the
-    // container is gone before its host side is taken down.
-    let mut undo = Undo {
-        items: teardown,
-        next: 0,
-    };
-    on_host(before_clone, &plan, &mut printer, (loud, walk))?;
-    mark("host side made");
+}
 
+/// The container's first process, as lab sees it: its guard, and the pipes to it.
+struct Child {
+    guard: ChildGuard,
+    /// lab's word that the host's part is done.
+    connected: Option<OwnedFd>,
+    /// The child's "ok" or error.
+    ready: Option<OwnedFd>,
+    /// lab's word to run the command, or to stop.
+    go: OwnedFd,
+}
+
+/// clone(2) with every namespace flag of the plan; the child runs init::main.
+fn clone(plan: &Plan, inside: &[Item], printer: Printer, show: Show) -> Result<Child> {
     let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (connected_r, connected_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let parent = Pid::this();
-    let child = match sys::clone_into(plan.clone_flags())? {
+    match sys::clone_into(plan.clone_flags())? {
         ForkResult::Child => {
-            drop(ready_r);
-            drop(go_w);
-            drop(connected_w);
-            let pipes = ChildPipes {
+            drop((ready_r, go_w, connected_w));
+            let pipes = init::Pipes {
                 connected: connected_r,
                 ready: ready_w,
                 go: go_r,
             };
-            let code = child_main(&plan, inside, parent, printer, (loud, walk), pipes);
+            let code = init::main(plan, inside, parent, printer, show, pipes);
             // Leave without the parent's destructors: the claim belongs to lab.
             std::process::exit(code);
         }
-        ForkResult::Parent { child } => child,
-    };
-    drop(ready_w);
-    drop(go_r);
-    drop(connected_r);
-    let mut guard = ChildGuard {
-        pid: child,
-        reaped: false,
-    };
-    claim.record(child, plan.spec.step);
-    fault_point("the container's first process")?;
-    // The host's side of what needs the child's PID, before the child goes on.
-    on_host(connect, &plan, &mut printer, (loud, walk))?;
-    File::from(connected_w)
-        .write_all(b"c")
-        .context("telling the container to go on")?;
-
-    let answer = read_answer(ready_r)?;
-    if let Some(message) = answer.strip_prefix("error\t") {
-        guard.wait();
-        bail!("{}", message.replace('\t', "\n"));
+        ForkResult::Parent { child } => Ok(Child {
+            guard: ChildGuard {
+                pid: child,
+                reaped: false,
+            },
+            connected: Some(connected_w),
+            ready: Some(ready_r),
+            go: go_w,
+        }),
     }
-    if answer != "ok" {
-        guard.wait();
-        bail!("the container's first process died during setup");
-    }
-    fault_point("the container set up")?;
-    mark("container set up");
+}
 
-    let mut reports = if checks {
-        let name = Some(plan.spec.name.clone());
-        check::run(plan.spec.step, child, &plan.spec.new_root(), name)?
-    } else {
-        vec![]
-    };
-    say(&render::reports("Checks", &reports));
-    if let Some(signal) = sys::take_signal() {
-        return Err(Interrupted(signal).into());
-    }
-
-    let mut go = File::from(go_w);
-    let exit_code = if loud {
-        for item in run {
-            say(&printer.item(&plan, item));
+impl Child {
+    /// Tell the child that the host's part is done, and wait until it has set
+    /// itself up inside (or say why it could not).
+    fn set_up(&mut self) -> Result<()> {
+        let connected = self
+            .connected
+            .take()
+            .context("the container was told twice")?;
+        File::from(connected)
+            .write_all(b"c")
+            .context("telling the container to go on")?;
+        let ready = self.ready.take().context("the container answered twice")?;
+        let answer = read_answer(ready)?;
+        if let Some(message) = answer.strip_prefix("error\t") {
+            self.guard.wait();
+            bail!("{}", message.replace('\t', "\n"));
         }
-        if plan.spec.command == [Spec::DEFAULT_COMMAND]
-            && std::io::IsTerminal::is_terminal(&std::io::stdin())
-        {
-            outln!(
-                "\nYou are inside container {} (step {}). Look around: hostname, ps, ls /, cat /proc/mounts.\nType exit to leave; lab then removes the container.",
-                plan.spec.name, plan.spec.step
-            );
+        if answer != "ok" {
+            self.guard.wait();
+            bail!("the container's first process died during setup");
         }
-        go.write_all(b"g").context("starting the command")?;
-        drop(go);
-        guard.wait_forwarding()
-    } else {
+        fault_point("the container set up")
+    }
+}
+
+/// `lab step`: let the command run, and wait for it (passing SIGTERM and SIGHUP
+/// on); `lab verify`: stop the container. Returns the exit status.
+fn run_command(
+    mut child: Child,
+    plan: &Plan,
+    run: &[Item],
+    printer: &mut Printer,
+    show: Show,
+) -> Result<i32> {
+    let mut go = File::from(child.go);
+    if !show.loud {
         go.write_all(b"s").context("stopping the container")?;
         drop(go);
-        guard.wait()
-    };
-
-    drop(guard);
-    mark("container exited");
-    for item in teardown {
-        say(&printer.item(&plan, item));
+        return Ok(child.guard.wait());
     }
-    undo.run()?;
-    drop(claim);
-    mark("torn down");
-    let after = match before {
-        Some(before) => check::after_exit(plan.spec.step, &before.now()),
-        None => vec![],
-    };
-    say(&render::reports(
-        &format!("After exit (container {} is gone)", plan.spec.name),
-        &after,
-    ));
-    reports.extend(after);
-    Ok(Finished { reports, exit_code })
+    for item in run {
+        show.say(&printer.item(plan, item));
+    }
+    if plan.spec.command == [Spec::DEFAULT_COMMAND]
+        && std::io::IsTerminal::is_terminal(&std::io::stdin())
+    {
+        outln!(
+            "\nYou are inside container {} (step {}). Look around: hostname, ps, ls /, cat /proc/mounts.\nType exit to leave; lab then removes the container.",
+            plan.spec.name, plan.spec.step
+        );
+    }
+    go.write_all(b"g").context("starting the command")?;
+    drop(go);
+    Ok(child.guard.wait_forwarding())
 }
 
 /// The plan's sequence in five: what lab does before the clone (notes, host
 /// commands, unshare), the host commands that need the child's PID, what the child
 /// applies inside (with the notes that follow a layer), the line that runs the
 /// command, and the teardown after exit.
-type Parts<'a, 'p> = (
-    &'a [Item<'p>],
-    &'a [Item<'p>],
-    &'a [Item<'p>],
-    &'a [Item<'p>],
-    &'a [Item<'p>],
-);
+struct Parts<'a, 'p> {
+    before_clone: &'a [Item<'p>],
+    connect: &'a [Item<'p>],
+    inside: &'a [Item<'p>],
+    run: &'a [Item<'p>],
+    teardown: &'a [Item<'p>],
+}
 
-fn split<'a, 'p>(seq: &'a [Item<'p>]) -> Parts<'a, 'p> {
-    let phase = |i: &Item| match i {
-        Item::Command(c) => Some(c.phase),
-        Item::Note(..) | Item::Unshare(_) => None,
-    };
-    let first = |p: Phase| {
-        seq.iter()
-            .position(|i| phase(i) >= Some(p))
-            .unwrap_or(seq.len())
-    };
-    let (connect, inside, run, teardown) = (
-        first(Phase::Connect),
-        first(Phase::Enter),
-        first(Phase::Run),
-        first(Phase::Teardown),
-    );
-    (
-        &seq[..connect],
-        &seq[connect..inside],
-        &seq[inside..run],
-        &seq[run..teardown],
-        &seq[teardown..],
-    )
+impl<'a, 'p> Parts<'a, 'p> {
+    fn of(seq: &'a [Item<'p>]) -> Parts<'a, 'p> {
+        let phase = |i: &Item| match i {
+            Item::Command(c) => Some(c.phase),
+            Item::Note(..) | Item::Unshare(_) => None,
+        };
+        let first = |p: Phase| {
+            seq.iter()
+                .position(|i| phase(i) >= Some(p))
+                .unwrap_or(seq.len())
+        };
+        let (connect, inside, run, teardown) = (
+            first(Phase::Connect),
+            first(Phase::Enter),
+            first(Phase::Run),
+            first(Phase::Teardown),
+        );
+        Parts {
+            before_clone: &seq[..connect],
+            connect: &seq[connect..inside],
+            inside: &seq[inside..run],
+            run: &seq[run..teardown],
+            teardown: &seq[teardown..],
+        }
+    }
 }
 
 /// Print and apply commands on the host side, one by one (with `--walk`, each
 /// after Enter).
-fn on_host(
-    items: &[Item],
-    plan: &Plan,
-    printer: &mut Printer,
-    (loud, walk): (bool, bool),
-) -> Result<()> {
+fn on_host(items: &[Item], plan: &Plan, printer: &mut Printer, show: Show) -> Result<()> {
     for item in items {
-        if loud {
-            render::out(&printer.item(plan, item));
-        }
+        show.say(&printer.item(plan, item));
         if let Item::Command(c) = item {
-            if walk {
+            if show.walk {
                 wait_for_enter()?;
             }
             timed(c).map_err(|e| failed(c, e))?;
@@ -322,7 +392,7 @@ impl Drop for Undo<'_, '_> {
 
 /// Apply a command. With `LAB_TIMINGS=1` in the environment, also say on stderr
 /// how long it took: where the time of a step goes (the README's Benchmark).
-fn timed(c: &crate::plan::Command) -> Result<()> {
+pub(crate) fn timed(c: &crate::plan::Command) -> Result<()> {
     if std::env::var_os("LAB_TIMINGS").is_none() {
         return c.action.apply();
     }
@@ -360,7 +430,7 @@ fn failed(c: &crate::plan::Command, e: anyhow::Error) -> anyhow::Error {
 /// input, without a buffer (lab and the container's first process take turns on
 /// it), and with the raw read(2), which returns on Ctrl-C where Rust's line
 /// reading would retry: lab then tears down as at any other moment.
-fn wait_for_enter() -> Result<()> {
+pub(crate) fn wait_for_enter() -> Result<()> {
     render::out(&format!(
         "    {}",
         "[--walk] press Enter to run it, Ctrl-C to stop and remove everything ".bold()
@@ -469,78 +539,8 @@ pub fn exit_code(status: WaitStatus) -> i32 {
     }
 }
 
-// ── The child: the container's first process ─────────────────────────────────
-
-/// The child's ends of its three pipes with lab.
-struct ChildPipes {
-    /// lab has done the host side that needed the child's PID.
-    connected: OwnedFd,
-    /// "ok" or "error ..." once the inside commands are applied.
-    ready: OwnedFd,
-    /// "g": run the command, "s": stop.
-    go: OwnedFd,
-}
-
-fn child_main(
-    plan: &Plan,
-    inside: &[Item],
-    parent: Pid,
-    mut printer: Printer,
-    (loud, walk): (bool, bool),
-    pipes: ChildPipes,
-) -> i32 {
-    let ChildPipes {
-        connected,
-        ready,
-        go,
-    } = pipes;
-    let mut ready = File::from(ready);
-    // Die with lab: if lab is killed, the container must not live on without it.
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
-    if nix::unistd::getppid() != parent && nix::unistd::getpid().as_raw() != 1 {
-        return 1;
-    }
-    let mut byte = [0u8; 1];
-    if File::from(connected).read_exact(&mut byte).is_err() {
-        return 1;
-    }
-    for item in inside {
-        if loud {
-            render::out(&printer.item(plan, item));
-        }
-        let Item::Command(c) = item else { continue };
-        // Ctrl-C here reaches lab too, which then takes the container down.
-        if walk {
-            if let Err(e) = wait_for_enter() {
-                let _ = writeln!(ready, "error\t{e:#}");
-                return 1;
-            }
-        }
-        if let Err(e) = timed(c) {
-            let hint = hint_for(&e);
-            let message = format!(
-                "`{}` failed: {e:#}{}",
-                c.action.shell(),
-                hint.map(|h| format!("\t{h}")).unwrap_or_default()
-            );
-            let _ = writeln!(ready, "error\t{message}");
-            return 1;
-        }
-    }
-    if writeln!(ready, "ok").is_err() {
-        return 1;
-    }
-    drop(ready);
-    match wait_for_go(go) {
-        Some(true) => {}
-        Some(false) => return 0,
-        None => return 1,
-    }
-    init(&plan.spec)
-}
-
 /// What usually causes an error, and what to do, for a student.
-fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
+pub(crate) fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
     let errno = e.chain().find_map(|c| c.downcast_ref::<Errno>().copied())?;
     let text = format!("{e:#}");
     Some(match errno {
@@ -552,104 +552,4 @@ fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
         Errno::EBUSY => "Something is still using that mount or directory.",
         _ => return None,
     })
-}
-
-/// Wait for lab's word, reaping any child meanwhile (the probe leaves orphans on
-/// purpose). `Some(true)`: go, `Some(false)`: stop, `None`: lab is gone.
-fn wait_for_go(go: OwnedFd) -> Option<bool> {
-    let mut go = File::from(go);
-    if sys::wake_on_child_exit().is_err() {
-        return None;
-    }
-    loop {
-        reap_all();
-        let mut fds = [PollFd::new(go.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(20u16)) {
-            Ok(0) | Err(Errno::EINTR) => continue,
-            Ok(_) => {}
-            Err(_) => return None,
-        }
-        let mut byte = [0u8; 1];
-        return match go.read(&mut byte) {
-            Ok(1) if byte[0] == b'g' => Some(true),
-            Ok(1) if byte[0] == b's' => Some(false),
-            _ => None,
-        };
-    }
-}
-
-fn reap_all() {
-    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == WaitStatus::StillAlive {
-            break;
-        }
-    }
-}
-
-/// lab's init: start the command, reap every child until the command exits, and
-/// pass SIGTERM and SIGHUP on to it. Returns the command's status.
-fn init(spec: &Spec) -> i32 {
-    let command = match sys::fork() {
-        Ok(ForkResult::Child) => exec_inside(&spec.command, spec.step),
-        Ok(ForkResult::Parent { child }) => child,
-        Err(e) => {
-            errln!("lab: {e:#}");
-            return 1;
-        }
-    };
-    loop {
-        match waitpid(None, None) {
-            Ok(status) if status.pid() == Some(command) => return exit_code(status),
-            Ok(_) => {}
-            Err(Errno::EINTR) => {
-                if let Some(sig) = sys::take_signal() {
-                    if matches!(sig, Signal::SIGTERM | Signal::SIGHUP) {
-                        let _ = kill(command, sig);
-                    }
-                }
-            }
-            Err(_) => return 1,
-        }
-    }
-}
-
-/// Run `command` in place of this process, already inside the container, with the
-/// container's environment (its PATH, a prompt that names the step). `lab exec`
-/// uses it too.
-pub fn exec_inside(command: &[String], step: u8) -> ! {
-    use std::ffi::CString;
-    sys::default_signals();
-    let result = (|| -> Result<std::convert::Infallible> {
-        let args: Vec<CString> = command
-            .iter()
-            .map(|a| CString::new(a.as_bytes()))
-            .collect::<Result<_, _>>()
-            .context("the command holds a NUL byte")?;
-        let prompt = format!("[step {step}] \\h:\\w\\$ ");
-        let mut env = vec![
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-            "HOME=/root".to_string(),
-            format!("PS1={prompt}"),
-        ];
-        if let Ok(term) = std::env::var("TERM") {
-            env.push(format!("TERM={term}"));
-        }
-        let env: Vec<CString> = env
-            .into_iter()
-            .map(|e| CString::new(e).unwrap_or_default())
-            .collect();
-        let _ = std::env::set_current_dir("/");
-        // PATH of the container, not lab's: the program is looked up inside.
-        std::env::set_var(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        );
-        nix::unistd::execvpe(&args[0], &args, &env).map_err(|e| anyhow!(e))
-    })();
-    let Err(e) = result;
-    errln!(
-        "lab: cannot run {} inside the container: {e:#} (is it in the root filesystem?)",
-        render::command(command)
-    );
-    std::process::exit(127);
 }

@@ -152,7 +152,7 @@ fn enter_and_run(entry: &Entry, command: &[String], step: u8) -> Result<i32> {
     }
     check::enter(entry.pid)?;
     match sys::fork()? {
-        ForkResult::Child => container::exec_inside(command, step),
+        ForkResult::Child => crate::init::exec_inside(command, step),
         ForkResult::Parent { child } => Ok(container::exit_code(waitpid(child, None)?)),
     }
 }

@@ -18,6 +18,7 @@ mod container;
 mod doctor;
 mod exec;
 mod image;
+mod init;
 mod layers;
 mod lesson;
 mod mountinfo;

@@ -79,7 +79,7 @@ impl Plan {
 }
 
 /// Prints section headers only when the section changes.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Printer {
     section: Option<String>,
 }

@@ -128,6 +128,43 @@ pub fn take_signal() -> Option<Signal> {
     }
 }
 
+/// Call this process `name` in `ps`: its command name (PR_SET_NAME: what `ps -o
+/// comm`, `top` and /proc/PID/comm show) and its command line (what `ps` shows by
+/// default, from /proc/PID/cmdline), written over the memory that holds the
+/// process's arguments, as setproctitle(3) does. Both stay until the next exec.
+pub fn set_process_name(name: &str) {
+    if let Ok(c) = std::ffi::CString::new(name) {
+        let _ = nix::sys::prctl::set_name(&c);
+    }
+    // Fields 48 and 49 of /proc/self/stat: where the arguments start and end.
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return;
+    };
+    let Some((_, after)) = stat.rsplit_once(')') else {
+        return;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<usize>().ok());
+    let (Some(start), Some(end)) = (field(48), field(49)) else {
+        return;
+    };
+    if end <= start {
+        return;
+    }
+    let bytes = name.as_bytes();
+    let n = bytes.len().min(end - start - 1);
+    // SAFETY: [start, end) is this process's argument area as the kernel reports
+    // it: mapped, writable (it lies in the initial stack) and ours alone (lab is
+    // single-threaded). What is written keeps it a list of NUL-terminated
+    // strings: the name, then NUL bytes, so anything that still points into it
+    // (std's copy of argv) reads valid, shorter, C strings.
+    unsafe {
+        let area = std::slice::from_raw_parts_mut(start as *mut u8, end - start);
+        area[..n].copy_from_slice(&bytes[..n]);
+        area[n..].fill(0);
+    }
+}
+
 /// A System V message queue, the IPC object lab uses to show the ipc namespace.
 pub fn msgget_private() -> Result<i32> {
     // SAFETY: msgget takes plain integers and returns an id or -1.

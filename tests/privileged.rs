@@ -106,6 +106,45 @@ fn step_passes_the_commands_exit_status_through() {
     );
 }
 
+/// Inside, `ps` shows lab's init as `lab-init` (PID 1), and the command is PID 2,
+/// its first child, even though the checks' probes ran in the container first.
+#[test]
+fn lab_init_is_pid_1_and_the_command_is_pid_2_after_the_checks() {
+    let _g = privileged!();
+    let out = step(
+        3,
+        &[
+            "sh",
+            "-c",
+            "echo pid=$$; echo comm=$(cat /proc/1/comm); ps; true",
+        ],
+    );
+    assert!(out.status.success(), "{}", err(&out));
+    let stdout = text(&out);
+    assert!(
+        stdout.contains("pass  layer 3: PID 1 reaps orphaned processes"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\npid=2\n"), "{stdout}");
+    assert!(stdout.contains("\ncomm=lab-init\n"), "{stdout}");
+    let ps: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("PID "))
+        .collect();
+    assert!(
+        ps.get(1)
+            .is_some_and(|l| l.split_whitespace().collect::<Vec<_>>() == ["1", "root", "lab-init"]),
+        "ps inside: {ps:?}"
+    );
+    assert!(
+        ps.get(2).is_some_and(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.starts_with(&["2", "root", "sh", "-c"])
+        }),
+        "ps inside: {ps:?}"
+    );
+}
+
 #[test]
 fn step_4_inside_view_is_the_containers() {
     let _g = privileged!();

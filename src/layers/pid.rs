@@ -38,7 +38,7 @@ pub const LAYER: Layer = Layer {
 
 fn note(_step: u8) -> Option<&'static str> {
     Some(
-        "Typed by hand, the shell you exec becomes PID 1, which must reap orphans and gets no signal it has no handler for. lab step keeps a tiny init as PID 1 that reaps orphans and passes SIGTERM and SIGHUP on, and runs your command as its child.",
+        "Typed by hand, the shell you exec becomes PID 1, which must reap orphans and gets no signal it has no handler for. lab step keeps a tiny init as PID 1 (lab-init in ps) that reaps orphans and passes SIGTERM and SIGHUP on, and runs your command as its child, PID 2.",
     )
 }
 

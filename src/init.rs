@@ -1,0 +1,270 @@
+//! The container's first process: lab's side inside the container.
+//!
+//! lab (container.rs) clones this process into the new namespaces. It waits until
+//! lab has done the host's part that needs its PID, applies the commands that run
+//! inside (the mounts, pivot_root, the hostname, ...), forks the student's command
+//! as its first child (PID 2 with a pid namespace, held until the checks are
+//! done), and says "ok". Then it waits for lab's word: "go" lets the command run,
+//! and this process stays on as its init (`lab-init` in `ps`): it reaps every
+//! child, passes SIGTERM and SIGHUP on, and exits with the command's status.
+//! "stop" (`lab verify`) ends the container without running the command.
+
+use crate::container::{exit_code, hint_for, timed, wait_for_enter, Show};
+use crate::plan::{Plan, Spec};
+use crate::render::{self, Item, Printer};
+use crate::sys;
+use anyhow::{anyhow, Context, Result};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+/// The name lab's init has in `ps` inside the container.
+pub const NAME: &str = "lab-init";
+
+/// The child's ends of its three pipes with lab.
+pub struct Pipes {
+    /// lab has done the host side that needed the child's PID.
+    pub connected: OwnedFd,
+    /// "ok" or "error ..." once the inside commands are applied.
+    pub ready: OwnedFd,
+    /// "g": run the command, "s": stop.
+    pub go: OwnedFd,
+}
+
+/// The container's first process, from clone to exit. Returns its exit status.
+pub fn main(
+    plan: &Plan,
+    inside: &[Item],
+    parent: Pid,
+    mut printer: Printer,
+    show: Show,
+    pipes: Pipes,
+) -> i32 {
+    let Pipes {
+        connected,
+        ready,
+        go,
+    } = pipes;
+    let mut ready = File::from(ready);
+    // Die with lab: if lab is killed, the container must not live on without it.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    if nix::unistd::getppid() != parent && nix::unistd::getpid().as_raw() != 1 {
+        return 1;
+    }
+    sys::set_process_name(NAME);
+    let mut byte = [0u8; 1];
+    if File::from(connected).read_exact(&mut byte).is_err() {
+        return 1;
+    }
+    if let Err(message) = apply_inside(plan, inside, &mut printer, show) {
+        let _ = writeln!(ready, "error\t{message}");
+        return 1;
+    }
+    // The command is this process's first child, so that it is PID 2 however
+    // many processes the checks start; it waits for the word to run.
+    let mut command = match Held::fork(&plan.spec) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(ready, "error\tstarting the command: {e:#}");
+            return 1;
+        }
+    };
+    if writeln!(ready, "ok").is_err() {
+        return 1;
+    }
+    drop(ready);
+    match wait_for_go(go, &mut command) {
+        Some(true) => command.release(),
+        Some(false) => return command.stop(),
+        None => return 1,
+    }
+    init(command)
+}
+
+/// Print and apply the commands that run inside; an error comes back as the
+/// line lab shows the student.
+fn apply_inside(
+    plan: &Plan,
+    inside: &[Item],
+    printer: &mut Printer,
+    show: Show,
+) -> Result<(), String> {
+    for item in inside {
+        if show.loud {
+            render::out(&printer.item(plan, item));
+        }
+        let Item::Command(c) = item else { continue };
+        // Ctrl-C here reaches lab too, which then takes the container down.
+        if show.walk {
+            wait_for_enter().map_err(|e| format!("{e:#}"))?;
+        }
+        if let Err(e) = timed(c) {
+            let hint = hint_for(&e).map(|h| format!("\t{h}")).unwrap_or_default();
+            return Err(format!("`{}` failed: {e:#}{hint}", c.action.shell()));
+        }
+    }
+    Ok(())
+}
+
+/// The command, forked and held before its exec until lab says go.
+struct Held {
+    pid: Pid,
+    /// Its end of the pipe: a byte lets it run; closing the pipe ends it.
+    release: Option<File>,
+    /// Its exit status, if it has already been reaped.
+    status: Option<i32>,
+}
+
+impl Held {
+    fn fork(spec: &Spec) -> Result<Held> {
+        let (rd, wr) = nix::unistd::pipe()?;
+        match sys::fork()? {
+            ForkResult::Child => {
+                drop(wr);
+                let mut byte = [0u8; 1];
+                let mut rd = File::from(rd);
+                loop {
+                    match rd.read(&mut byte) {
+                        Ok(1) => exec_inside(&spec.command, spec.step),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        // lab stopped the container before the command ran.
+                        _ => std::process::exit(0),
+                    }
+                }
+            }
+            ForkResult::Parent { child } => {
+                drop(rd);
+                Ok(Held {
+                    pid: child,
+                    release: Some(File::from(wr)),
+                    status: None,
+                })
+            }
+        }
+    }
+
+    fn release(&mut self) {
+        if let Some(mut w) = self.release.take() {
+            let _ = w.write_all(b"g");
+        }
+    }
+
+    /// End it without running the command; returns 0.
+    fn stop(mut self) -> i32 {
+        self.release = None;
+        if self.status.is_none() {
+            let _ = waitpid(self.pid, None);
+        }
+        0
+    }
+}
+
+/// Wait for lab's word, reaping any child meanwhile (the probe leaves orphans on
+/// purpose). `Some(true)`: go, `Some(false)`: stop, `None`: lab is gone.
+fn wait_for_go(go: OwnedFd, command: &mut Held) -> Option<bool> {
+    let mut go = File::from(go);
+    if sys::wake_on_child_exit().is_err() {
+        return None;
+    }
+    loop {
+        if let Some(code) = reap_all(Some(command.pid)) {
+            command.status = Some(code);
+        }
+        let mut fds = [PollFd::new(go.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(20u16)) {
+            Ok(0) | Err(Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+        let mut byte = [0u8; 1];
+        return match go.read(&mut byte) {
+            Ok(1) if byte[0] == b'g' => Some(true),
+            Ok(1) if byte[0] == b's' => Some(false),
+            _ => None,
+        };
+    }
+}
+
+/// Reap every child that has exited, without waiting; returns the status of
+/// `command` if it was among them.
+fn reap_all(command: Option<Pid>) -> Option<i32> {
+    let mut found = None;
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+        if status.pid().is_some() && status.pid() == command {
+            found = Some(exit_code(status));
+        }
+    }
+    found
+}
+
+/// lab's init: reap every child until the command exits, and pass SIGTERM and
+/// SIGHUP on to it. Returns the command's status.
+fn init(command: Held) -> i32 {
+    if let Some(code) = command.status {
+        return code;
+    }
+    let command = command.pid;
+    loop {
+        match waitpid(None, None) {
+            Ok(status) if status.pid() == Some(command) => return exit_code(status),
+            Ok(_) => {}
+            Err(Errno::EINTR) => {
+                if let Some(sig) = sys::take_signal() {
+                    if matches!(sig, Signal::SIGTERM | Signal::SIGHUP) {
+                        let _ = kill(command, sig);
+                    }
+                }
+            }
+            Err(_) => return 1,
+        }
+    }
+}
+
+/// Run `command` in place of this process, already inside the container, with the
+/// container's environment (its PATH, a prompt that names the step). `lab exec`
+/// uses it too.
+pub fn exec_inside(command: &[String], step: u8) -> ! {
+    use std::ffi::CString;
+    sys::default_signals();
+    let result = (|| -> Result<std::convert::Infallible> {
+        let args: Vec<CString> = command
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .context("the command holds a NUL byte")?;
+        let prompt = format!("[step {step}] \\h:\\w\\$ ");
+        let mut env = vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            "HOME=/root".to_string(),
+            format!("PS1={prompt}"),
+        ];
+        if let Ok(term) = std::env::var("TERM") {
+            env.push(format!("TERM={term}"));
+        }
+        let env: Vec<CString> = env
+            .into_iter()
+            .map(|e| CString::new(e).unwrap_or_default())
+            .collect();
+        let _ = std::env::set_current_dir("/");
+        // PATH of the container, not lab's: the program is looked up inside.
+        std::env::set_var(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+        nix::unistd::execvpe(&args[0], &args, &env).map_err(|e| anyhow!(e))
+    })();
+    let Err(e) = result;
+    errln!(
+        "lab: cannot run {} inside the container: {e:#} (is it in the root filesystem?)",
+        render::command(command)
+    );
+    std::process::exit(127);
+}
