@@ -254,6 +254,39 @@ mod tests {
         }
     }
 
+    /// The engine names no layer: adding a layer adds its file and a line to
+    /// STEPS, and touches none of these (ARCHITECTURE.md).
+    #[test]
+    fn the_engine_names_no_layer() {
+        let engine = [
+            ("check.rs", include_str!("../check.rs")),
+            ("container.rs", include_str!("../container.rs")),
+            ("init.rs", include_str!("../init.rs")),
+            ("render.rs", include_str!("../render.rs")),
+            ("state.rs", include_str!("../state.rs")),
+            ("plan.rs", include_str!("../plan.rs")),
+        ];
+        let modules = [
+            "chroot", "mount", "pid", "uts_ipc", "network", "cgroups", "overlay",
+        ];
+        for (file, text) in engine {
+            for m in modules {
+                for form in [format!("layers::{m}"), format!("{m}::LAYER")] {
+                    // plan.rs holds the student's options of a layer (the command
+                    // line's), nothing of how the layer works.
+                    let allowed = file == "plan.rs"
+                        && (text.matches(&form).count()
+                            == text.matches(&format!("{form}::Options")).count()
+                                + text.matches(&format!("{form}::Version")).count());
+                    assert!(
+                        allowed || !text.contains(&form),
+                        "src/{file} names the layer {m} ({form}): ask it through its hooks (layers::Hooks)"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_built_layer_has_checks_at_its_own_step() {
         for s in STEPS.iter().filter(|s| s.layer.is_some()) {
