@@ -14,11 +14,12 @@ need_packages() {
 }
 
 # The packages lab itself uses: busybox-static for the default root filesystem,
-# util-linux for unshare/nsenter/setpriv (the tests use setpriv), iptables for the
+# util-linux for unshare/nsenter/setpriv (the tests use setpriv), bubblewrap for the
+# seccomp filter of step 8 typed by hand (bwrap --seccomp), iptables for the
 # NAT of step 5, iproute2 and procps for the `ip`, `sysctl` and `pgrep` that
 # `lab script 5` and the lessons use, a C toolchain to link Rust programs.
 system_packages() {
-  need_packages busybox-static util-linux iptables iproute2 procps gcc libc6-dev ca-certificates
+  need_packages busybox-static util-linux iptables iproute2 procps bubblewrap gcc libc6-dev ca-certificates
 }
 
 # Rust 1.75 or newer (Cargo.toml's rust-version). Looks in PATH, in rustup's place in

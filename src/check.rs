@@ -1,10 +1,15 @@
 //! Checks: proof, from the kernel, that a layer did what it says.
 //!
-//! A check never looks at what lab printed. It runs in one of three places:
+//! A check never looks at what lab printed. It runs in one of four places:
 //! - `Inside`: in a probe process that joins the container the way `nsenter` does
 //!   (setns into its namespaces, chroot into its root), so it sees what the
 //!   container sees. The same probe works on a container made by `lab step` and on
 //!   one built by hand or by `lab script` (`lab check N --pid PID`).
+//! - `Confined`: in a probe that has joined the container and then taken on the
+//!   restrictions of its processes (from step 8: their capabilities,
+//!   no_new_privs and seccomp filters), so it can do exactly what they can. An
+//!   `Escape` (layers/escapes.rs) runs there too: an attempt to reach the host
+//!   that should work until the step that closes it, and fail from then on.
 //! - `Host`: in lab, on the host, while the container runs.
 //! - `AfterExit`: in lab, after the container is gone (is the host as it was?).
 
@@ -32,8 +37,55 @@ pub struct Check {
 
 pub enum Kind {
     Inside(fn(&Probe) -> Outcome),
+    Confined(fn(&Probe) -> Outcome),
+    Escape(Escape),
     Host(fn(&Probe) -> Outcome),
     AfterExit(fn(&Before) -> Outcome),
+}
+
+/// A way out of the container that works until the step whose layer closes it.
+/// One check: at earlier steps it passes when the escape works (what the step
+/// does not protect against), from `closed_at` on when it fails. The check's
+/// `hint` is for an escape that still works from `closed_at`.
+#[derive(Clone, Copy)]
+pub struct Escape {
+    pub closed_at: u8,
+    pub attempt: fn(&Probe) -> Attempt,
+    /// For an escape that failed before `closed_at`, where it should work.
+    pub hint_open: &'static str,
+}
+
+/// What an escape attempt found.
+pub enum Attempt {
+    /// It reached the host: what it saw there.
+    Reached(String),
+    /// It was stopped: by what (the errno, and the layer that made it so).
+    Stopped(String),
+    /// Nothing to try here, and why.
+    Untried(String),
+}
+
+impl Escape {
+    /// The outcome at `step` of what the attempt found.
+    pub fn outcome(&self, step: u8, attempt: Attempt) -> Outcome {
+        let open = step < self.closed_at;
+        let closer = self.closed_at;
+        match (attempt, open) {
+            (Attempt::Reached(d), true) => Outcome::Pass(format!(
+                "it works at step {step}, as expected (step {closer} closes it): {d}"
+            )),
+            (Attempt::Stopped(d), true) => Outcome::Fail(format!(
+                "expected to work until step {closer}, but it was stopped: {d}"
+            )),
+            (Attempt::Stopped(d), false) => {
+                Outcome::Pass(format!("closed since step {closer}: {d}"))
+            }
+            (Attempt::Reached(d), false) => Outcome::Fail(format!(
+                "still works at step {step}, though step {closer} should close it: {d}"
+            )),
+            (Attempt::Untried(d), _) => Outcome::Skip(d),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -77,6 +129,8 @@ pub struct Report {
 /// What the checks know about the container and the host. Made on the host before
 /// the probe joins the container; plain data, so it survives the fork.
 pub struct Probe {
+    /// The step whose checks run (the container may be of another step).
+    pub step: u8,
     /// A process of the container, as the host numbers it.
     pub target: Pid,
     /// The container's name, when lab knows it (its hostname from step 4).
@@ -87,11 +141,87 @@ pub struct Probe {
     pub root_path: PathBuf,
     /// A file that exists on the host, outside the root filesystem.
     pub marker: PathBuf,
+    /// What the checks compare with on the host: its root disk, its namespaces.
+    pub host: HostFacts,
     /// A directory of lab's run directory for what the checks make on the host
     /// (removed after them; `lab clean` removes what a killed run left there).
     pub fixtures: PathBuf,
     /// What each layer's checks need, gathered on the host (layers::Hooks::probe_data).
     data: Vec<(u8, Gathered)>,
+}
+
+/// Facts about the host, read in lab before the probe joins the container.
+pub struct HostFacts {
+    /// The device of the host's `/` (st_dev), and what is mounted there.
+    pub root_dev: u64,
+    pub root_source: String,
+    /// The superblock of that device (bytes 1024-2047) as lab reads it on the
+    /// host, or why it cannot (not a block device; a sandbox around this machine).
+    pub root_superblock: Result<Vec<u8>, String>,
+    /// lab's own mount namespace (the host's).
+    pub mnt_ns: Option<u64>,
+    /// lab's own PID: a process of the host, with the host's root.
+    pub lab_pid: u32,
+}
+
+impl HostFacts {
+    fn read() -> HostFacts {
+        let root_dev = std::fs::metadata("/").map(|m| m.dev()).unwrap_or(0);
+        let (major, minor) = (
+            nix::sys::stat::major(root_dev),
+            nix::sys::stat::minor(root_dev),
+        );
+        let root_source = crate::mountinfo::parse_mountinfo(
+            &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+        )
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == "/")
+        .map(|m| format!("{} {}", m.source, m.fs_type))
+        .unwrap_or_else(|| "?".into());
+        // /sys/dev/block/MAJ:MIN exists for block devices only; its uevent names
+        // the node in /dev.
+        let uevent = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/uevent"))
+            .unwrap_or_default();
+        let root_superblock = match uevent.lines().find_map(|l| l.strip_prefix("DEVNAME=")) {
+            None => Err(format!(
+                "the host's / ({root_source}) is not on a block device"
+            )),
+            Some(name) => {
+                let node = Path::new("/dev").join(name);
+                read_superblock(&node).map_err(|e| {
+                    format!(
+                        "lab cannot read {} on the host either ({e}): something around this machine guards its disks",
+                        node.display()
+                    )
+                })
+            }
+        };
+        HostFacts {
+            root_dev,
+            root_source,
+            root_superblock,
+            mnt_ns: ns_inode("self", "mnt"),
+            lab_pid: std::process::id(),
+        }
+    }
+
+    /// Is the calling process (having joined the container) in the host's mount
+    /// namespace: a container without one of its own?
+    pub fn shares_mount_namespace(&self) -> bool {
+        self.mnt_ns.is_some() && ns_inode("self", "mnt") == self.mnt_ns
+    }
+}
+
+/// Bytes 1024-2047 of a filesystem on a block device: where ext2/3/4 (and others)
+/// keep their superblock.
+pub fn read_superblock(device: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(device)?;
+    f.seek(SeekFrom::Start(1024))?;
+    let mut buf = vec![0u8; 1024];
+    f.read_exact(&mut buf)?;
+    Ok(buf)
 }
 
 impl Probe {
@@ -204,11 +334,13 @@ impl Fixtures {
         // From here on, what is made is removed on every way out, errors included.
         let mut fixtures = Fixtures {
             probe: Probe {
+                step,
                 target,
                 name,
                 root: std::fs::metadata(rootfs).ok().map(|m| (m.dev(), m.ino())),
                 root_path: rootfs.to_path_buf(),
                 marker: dir.join("host-file"),
+                host: HostFacts::read(),
                 fixtures: dir,
                 data: vec![],
             },
@@ -314,12 +446,63 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result
         .map(|(c, o)| Report {
             layer: c.layer,
             name: c.name,
-            hint: c.hint,
+            hint: match c.kind {
+                // An escape that failed where it should still work.
+                Kind::Escape(e) if step < e.closed_at => e.hint_open,
+                _ => c.hint,
+            },
             outcome: o.unwrap_or_else(|| {
                 Outcome::Fail("the probe inside the container gave no answer".into())
             }),
         })
         .collect())
+}
+
+/// The process to grade when a student names one by hand. The launchers of the
+/// lessons' commands are not the container: `unshare --fork` stays outside the
+/// pid namespace it makes and waits for its child, and `bwrap` (step 8) waits for
+/// the command it started in a mount namespace of its own. Given one of them,
+/// lab follows it down to the process it started. Returns that process and, when
+/// it is not `pid`, the way there, for the student to read.
+pub fn graded(pid: Pid) -> (Pid, Option<String>) {
+    const LAUNCHERS: [&str; 2] = ["unshare", "bwrap"];
+    let comm = |p: Pid| {
+        std::fs::read_to_string(format!("/proc/{p}/comm"))
+            .map(|c| c.trim().to_string())
+            .unwrap_or_default()
+    };
+    let mut path = Vec::new();
+    let mut at = pid;
+    while LAUNCHERS.contains(&comm(at).as_str()) {
+        let children = children_of(at);
+        let [only] = children[..] else { break };
+        path.push(format!("{} (PID {at})", comm(at)));
+        at = only;
+    }
+    if path.is_empty() {
+        return (pid, None);
+    }
+    let way = format!(
+        "{} → {} (PID {at}): grading the last, the process the launchers started",
+        path.join(" → "),
+        comm(at)
+    );
+    (at, Some(way))
+}
+
+/// The children of process `pid`, from /proc.
+fn children_of(pid: Pid) -> Vec<Pid> {
+    pids_in(Path::new("/proc"))
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .ok()
+                .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.to_string()))
+                .and_then(|r| r.split_whitespace().nth(1).map(String::from))
+                .is_some_and(|ppid| ppid == pid.to_string())
+        })
+        .map(|p| Pid::from_raw(p as i32))
+        .collect()
 }
 
 /// The checks that compare the host after the container is gone with before.
@@ -339,14 +522,18 @@ pub fn after_exit(step: u8, before: &Before) -> Vec<Report> {
 }
 
 /// Fork a probe that joins the container, forks again so that it is inside the pid
-/// namespace too, and runs the inside checks there. Answers come back over a pipe,
-/// one line per check: `INDEX<TAB>pass|fail|skip<TAB>DETAIL`.
+/// namespace too, and runs the inside checks there; each confined check (and
+/// escape) in a process of its own that first takes on the restrictions of the
+/// container's processes. Answers come back over a pipe, one line per check:
+/// `INDEX<TAB>pass|fail|skip<TAB>DETAIL`.
 fn run_inside(checks: &[Check], which: &[usize], probe: &Probe) -> Result<String> {
+    // Read on the host, before joining: what the container's processes may not do.
+    let confine = join_last(probe.target)?;
     let (read_end, write_end) = nix::unistd::pipe().context("pipe")?;
     match sys::fork()? {
         ForkResult::Child => {
             drop(read_end);
-            let code = match probe_main(checks, which, probe, write_end) {
+            let code = match probe_main(checks, which, probe, &confine, write_end) {
                 Ok(()) => 0,
                 Err(e) => {
                     errln!("lab: the probe could not join the container: {e:#}");
@@ -366,17 +553,27 @@ fn run_inside(checks: &[Check], which: &[usize], probe: &Probe) -> Result<String
     }
 }
 
-fn probe_main(checks: &[Check], which: &[usize], probe: &Probe, out: OwnedFd) -> Result<()> {
+fn probe_main(
+    checks: &[Check],
+    which: &[usize],
+    probe: &Probe,
+    confine: &[Box<dyn crate::plan::Action>],
+    out: OwnedFd,
+) -> Result<()> {
     join(probe.target)?;
     // setns(CLONE_NEWPID) only applies to children: fork once more to be inside.
     match sys::fork()? {
         ForkResult::Child => {
             let mut out = File::from(out);
             for &i in which {
-                let Kind::Inside(f) = checks[i].kind else {
-                    continue;
+                let outcome = match checks[i].kind {
+                    Kind::Inside(f) => f(probe),
+                    Kind::Confined(f) => confined(confine, || f(probe)),
+                    Kind::Escape(e) => {
+                        confined(confine, || e.outcome(probe.step, (e.attempt)(probe)))
+                    }
+                    _ => continue,
                 };
-                let outcome = f(probe);
                 let (status, detail) = match &outcome {
                     Outcome::Pass(d) => ("pass", d),
                     Outcome::Fail(d) => ("fail", d),
@@ -397,6 +594,48 @@ fn probe_main(checks: &[Check], which: &[usize], probe: &Probe, out: OwnedFd) ->
     }
 }
 
+/// Run `check` in a child process that has taken on the container's restrictions
+/// (`confine`): what it changes in itself (its root, its namespaces, its
+/// privileges) goes with it.
+fn confined(confine: &[Box<dyn crate::plan::Action>], check: impl FnOnce() -> Outcome) -> Outcome {
+    let (rd, wr) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => return Outcome::Fail(format!("pipe: {e}")),
+    };
+    match sys::fork() {
+        Ok(ForkResult::Child) => {
+            drop(rd);
+            let outcome = match confine.iter().try_for_each(|a| a.apply()) {
+                Ok(()) => check(),
+                Err(e) => Outcome::Fail(format!(
+                    "the probe could not take on the container's restrictions: {e:#}"
+                )),
+            };
+            let (status, detail) = match &outcome {
+                Outcome::Pass(d) => ('p', d),
+                Outcome::Fail(d) => ('f', d),
+                Outcome::Skip(d) => ('s', d),
+            };
+            let _ = write!(File::from(wr), "{status}{detail}");
+            std::process::exit(0);
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(wr);
+            let mut answer = String::new();
+            let _ = File::from(rd).read_to_string(&mut answer);
+            let _ = waitpid(child, None);
+            let mut chars = answer.chars();
+            match chars.next() {
+                Some('p') => Outcome::Pass(chars.collect()),
+                Some('s') => Outcome::Skip(chars.collect()),
+                Some('f') => Outcome::Fail(chars.collect()),
+                _ => Outcome::Fail("the confined probe died without an answer".into()),
+            }
+        }
+        Err(e) => Outcome::Fail(format!("{e:#}")),
+    }
+}
+
 /// Enter the cgroups, namespaces and root of process `target`, as `nsenter --all
 /// --root` does (nsenter leaves the cgroups alone).
 pub fn join(target: Pid) -> Result<()> {
@@ -413,6 +652,17 @@ pub fn join_first(target: Pid, step: u8) -> Result<Vec<Box<dyn crate::plan::Acti
     let mut all = Vec::new();
     for layer in crate::layers::up_to(step) {
         all.extend(layer.hooks.join_first(target)?);
+    }
+    Ok(all)
+}
+
+/// What every layer takes away from a process that joins the container of
+/// `target`, prepared on the host, applied after joining (step 8: the
+/// capabilities, no_new_privs and seccomp filters of its processes).
+pub fn join_last(target: Pid) -> Result<Vec<Box<dyn crate::plan::Action>>> {
+    let mut all = Vec::new();
+    for layer in crate::layers::all() {
+        all.extend(layer.hooks.join_last(target)?);
     }
     Ok(all)
 }

@@ -129,7 +129,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     on_host(parts.before_clone, &plan, &mut printer, show)?;
     mark("host side made");
     // 4. The container's first process, in its new namespaces (init.rs).
-    let mut child = clone(&plan, parts.inside, printer.clone(), show)?;
+    let mut child = clone(&plan, (parts.inside, parts.run), printer.clone(), show)?;
     claim.record(child.guard.pid, plan.spec.step);
     fault_point("the container's first process")?;
     // 5. The host's part that needs its PID; then it sets itself up inside.
@@ -213,7 +213,7 @@ struct Child {
 }
 
 /// clone(2) with every namespace flag of the plan; the child runs init::main.
-fn clone(plan: &Plan, inside: &[Item], printer: Printer, show: Show) -> Result<Child> {
+fn clone(plan: &Plan, inside: (&[Item], &[Item]), printer: Printer, show: Show) -> Result<Child> {
     let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (connected_r, connected_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;

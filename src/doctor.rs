@@ -64,6 +64,7 @@ pub fn examine() -> Vec<Finding> {
     }];
     all.extend(namespaces(root));
     all.push(overlay());
+    all.push(seccomp(root));
     all.push(links(root));
     all.push(cgroup_version());
     all.extend(tools());
@@ -78,8 +79,8 @@ const NAMESPACES: [(&str, &str, CloneFlags, u8); 7] = [
     ("uts namespace", "uts", CloneFlags::CLONE_NEWUTS, 4),
     ("ipc namespace", "ipc", CloneFlags::CLONE_NEWIPC, 4),
     ("network namespace", "net", CloneFlags::CLONE_NEWNET, 5),
-    ("cgroup namespace", "cgroup", CloneFlags::CLONE_NEWCGROUP, 8),
-    ("user namespace", "user", CloneFlags::CLONE_NEWUSER, 8),
+    ("cgroup namespace", "cgroup", CloneFlags::CLONE_NEWCGROUP, 0),
+    ("user namespace", "user", CloneFlags::CLONE_NEWUSER, 9),
 ];
 
 fn namespaces(root: bool) -> Vec<Finding> {
@@ -87,7 +88,9 @@ fn namespaces(root: bool) -> Vec<Finding> {
         .iter()
         .map(|(what, file, flag, step)| {
             let fix = format!("a kernel built with CONFIG_{}_NS", file.to_uppercase());
-            let used = if crate::layers::built().contains(step) {
+            let used = if *step == 0 {
+                "Docker (no step of lab uses it)".to_string()
+            } else if crate::layers::built().contains(step) {
                 format!("step {step}")
             } else {
                 format!("the later step {step}")
@@ -130,6 +133,39 @@ fn overlay() -> Finding {
         "neither in /proc/filesystems nor a module of this kernel (step 7 needs it)",
         "modprobe overlay (or apt-get install linux-image-$(uname -r))",
     )
+}
+
+/// seccomp filters, for step 8: as root, a filter that allows everything is
+/// loaded in a child process.
+fn seccomp(root: bool) -> Finding {
+    let what = "seccomp filters";
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .contains("Seccomp:")
+    {
+        return missing(
+            what,
+            "not in this kernel (step 8 needs them)",
+            "a kernel built with CONFIG_SECCOMP_FILTER",
+        );
+    }
+    if !root {
+        return found(what, "in the kernel, for step 8");
+    }
+    let allow = [nix::libc::sock_filter {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0x7fff_0000,
+    }];
+    match in_child(|| crate::sys::load_seccomp(&allow)) {
+        Ok(()) => found(what, "a filter loads, for step 8"),
+        Err(e) => missing(
+            what,
+            format!("cannot load one: {e} (step 8 needs it)"),
+            "a kernel built with CONFIG_SECCOMP_FILTER",
+        ),
+    }
 }
 
 /// veth and bridge links: as root, made and removed in a network namespace of a
@@ -268,6 +304,16 @@ fn tools() -> Vec<Finding> {
         ),
         ("nsenter", "util-linux", "to type what lab exec prints"),
         ("ip", "iproute2", "to type the commands of step 5"),
+        (
+            "setpriv",
+            "util-linux",
+            "to type the last line of step 8 (and in the root filesystem)",
+        ),
+        (
+            "bwrap",
+            "bubblewrap",
+            "to type the last line of step 8 (and in the root filesystem)",
+        ),
     ] {
         all.push(match which(program) {
             Some(p) => found(program, format!("{}, {why}", p.display())),

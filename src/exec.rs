@@ -51,6 +51,9 @@ pub struct Entry {
     pub first: Vec<Box<dyn crate::plan::Action>>,
     /// nsenter's flags for the namespaces the container does not share with us.
     pub flags: Vec<&'static str>,
+    /// What to take on last, as docker exec does: the restrictions of the
+    /// container's processes (from step 8: capabilities, no_new_privs, seccomp).
+    pub last: Vec<Box<dyn crate::plan::Action>>,
 }
 
 impl Entry {
@@ -64,7 +67,13 @@ impl Entry {
             .collect();
         // In the order nsenter's manual lists them.
         flags.sort_by_key(|f| ["-m", "-u", "-i", "-n", "-p"].iter().position(|x| x == f));
-        Ok(Entry { pid, first, flags })
+        let last = check::join_last(pid).context("reading the container's restrictions")?;
+        Ok(Entry {
+            pid,
+            first,
+            flags,
+            last,
+        })
     }
 
     /// `nsenter -t PID -m -u -i -n -p -r -w CMD`; with cgroups to join, inside a
@@ -109,6 +118,10 @@ impl Entry {
             steps.push(format!("enter its {} namespaces", names.join(", ")));
         }
         steps.push("take its root and working directory, and run the program there".into());
+        if !self.last.is_empty() {
+            // nsenter does not do this part; docker exec does, and so does lab.
+            steps.push("with what the container's processes live under, as docker exec does (nsenter does not: lab copies their capabilities, no_new_privs and seccomp filter)".into());
+        }
         steps.join(", ")
     }
 }
@@ -152,7 +165,15 @@ fn enter_and_run(entry: &Entry, command: &[String], step: u8) -> Result<i32> {
     }
     check::enter(entry.pid)?;
     match sys::fork()? {
-        ForkResult::Child => crate::init::exec_inside(command, step),
+        ForkResult::Child => {
+            for action in &entry.last {
+                if let Err(e) = action.apply() {
+                    errln!("lab: cannot take on the container's restrictions: {e:#}");
+                    std::process::exit(125);
+                }
+            }
+            crate::init::exec_inside(command, step)
+        }
         ForkResult::Parent { child } => Ok(container::exit_code(waitpid(child, None)?)),
     }
 }

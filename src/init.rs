@@ -2,7 +2,8 @@
 //!
 //! lab (container.rs) clones this process into the new namespaces. It waits until
 //! lab has done the host's part that needs its PID, applies the commands that run
-//! inside (the mounts, pivot_root, the hostname, ...), forks the student's command
+//! inside (the mounts, pivot_root, the hostname, ...) and what the last line
+//! takes away (step 8: capabilities, seccomp), forks the student's command
 //! as its first child (PID 2 with a pid namespace, held until the checks are
 //! done), and says "ok". Then it waits for lab's word: "go" lets the command run,
 //! and this process stays on as its init (`lab-init` in `ps`): it reaps every
@@ -39,7 +40,7 @@ pub struct Pipes {
 /// The container's first process, from clone to exit. Returns its exit status.
 pub fn main(
     plan: &Plan,
-    inside: &[Item],
+    (inside, run): (&[Item], &[Item]),
     parent: Pid,
     mut printer: Printer,
     show: Show,
@@ -64,6 +65,17 @@ pub fn main(
     if let Err(message) = apply_inside(plan, inside, &mut printer, show) {
         let _ = writeln!(ready, "error\t{message}");
         return 1;
+    }
+    // The line that runs the command: what it takes away (step 8), this process
+    // takes away from itself, and the command inherits it. lab prints it on the
+    // host, after the checks.
+    for item in run {
+        let Item::Command(c) = item else { continue };
+        if let Err(e) = timed(c) {
+            let hint = hint_for(&e).map(|h| format!("\t{h}")).unwrap_or_default();
+            let _ = writeln!(ready, "error\t`{}` failed: {e:#}{hint}", c.action.shell());
+            return 1;
+        }
     }
     // The command is this process's first child, so that it is PID 2 however
     // many processes the checks start; it waits for the word to run.

@@ -35,7 +35,8 @@ pub const LESSONS: &[Lesson] = &[
     lesson!("5", "05-network.md"),
     lesson!("6", "06-cgroups.md"),
     lesson!("7", "07-overlay.md"),
-    lesson!("closing", "08-what-comes-next.md"),
+    lesson!("8", "08-privileges.md"),
+    lesson!("closing", "09-what-comes-next.md"),
 ];
 
 const MARKER: &str = "<!-- lab explain ";
@@ -55,15 +56,16 @@ pub fn title(lesson: &Lesson) -> &'static str {
 }
 
 /// The text with the block after each `<!-- lab explain N -->` line replaced by
-/// `explain(N)`, and after each `<!-- lab explain N layer L -->` by the command
-/// lines of layer L in it.
-pub fn fill(text: &str, explain: impl Fn(u8) -> String) -> String {
+/// `explain(N, None)`, after each `<!-- lab explain N --only L -->` by
+/// `explain(N, Some(L))` (what `lab explain N --only L` prints), and after each
+/// `<!-- lab explain N layer L -->` by the command lines of layer L in it.
+pub fn fill(text: &str, explain: impl Fn(u8, Option<u8>) -> String) -> String {
     let mut out = String::new();
     let mut lines = text.lines();
     while let Some(line) = lines.next() {
         out.push_str(line);
         out.push('\n');
-        let Some((n, layer)) = marker(line) else {
+        let Some(block) = marker(line) else {
             continue;
         };
         // The fence that opens the block, then everything up to the one that closes it.
@@ -76,23 +78,42 @@ pub fn fill(text: &str, explain: impl Fn(u8) -> String) -> String {
                 break;
             }
         }
-        let text = explain(n);
-        let block = match layer {
-            Some(l) => layer_commands(&text, l),
-            None => text,
+        let text = match block {
+            Block::Full(n) => explain(n, None),
+            Block::Only(n, l) => explain(n, Some(l)),
+            Block::Layer(n, l) => layer_commands(&explain(n, None), l),
+            Block::Run(n) => run_line(&explain(n, None)),
         };
-        out.push_str(block.trim_end());
+        out.push_str(text.trim_end());
         out.push_str("\n```\n");
     }
     out
 }
 
-/// `<!-- lab explain N -->` or `<!-- lab explain N layer L -->`: (N, L).
-fn marker(line: &str) -> Option<(u8, Option<u8>)> {
+/// What a marker line asks for.
+#[derive(Debug, PartialEq)]
+enum Block {
+    /// `<!-- lab explain N -->`
+    Full(u8),
+    /// `<!-- lab explain N --only L -->`
+    Only(u8, u8),
+    /// `<!-- lab explain N layer L -->`: the bare command lines (slides).
+    Layer(u8, u8),
+    /// `<!-- lab explain N run -->`: the bare line that runs the command (slides).
+    Run(u8),
+}
+
+fn marker(line: &str) -> Option<Block> {
     let inner = line.strip_prefix(MARKER)?.strip_suffix(" -->")?;
+    if let Some(n) = inner.strip_suffix(" run") {
+        return Some(Block::Run(n.parse().ok()?));
+    }
+    if let Some((n, l)) = inner.split_once(" --only ") {
+        return Some(Block::Only(n.parse().ok()?, l.parse().ok()?));
+    }
     match inner.split_once(" layer ") {
-        Some((n, l)) => Some((n.parse().ok()?, Some(l.parse().ok()?))),
-        None => Some((inner.parse().ok()?, None)),
+        Some((n, l)) => Some(Block::Layer(n.parse().ok()?, l.parse().ok()?)),
+        None => Some(Block::Full(inner.parse().ok()?)),
     }
 }
 
@@ -127,6 +148,25 @@ pub fn layer_commands(explain: &str, layer: u8) -> String {
     out
 }
 
+/// The command lines of the "Run" section of `lab explain`, without comments.
+pub fn run_line(explain: &str) -> String {
+    let mut out = String::new();
+    let mut ours = false;
+    for line in explain.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            ours = line == "Run";
+            continue;
+        }
+        if let Some(cmd) = line.strip_prefix("  ").filter(|c| !c.starts_with(' ')) {
+            if ours {
+                out.push_str(cmd);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 /// For a terminal: the folded answers shown as plain text.
 pub fn for_terminal(text: &str) -> String {
     text.replace(
@@ -144,7 +184,7 @@ mod tests {
 
     /// What `lab explain N` prints for the classroom VM: cgroup v2, lab0 on
     /// 10.200.0.0/24, the uplink called eth0, the resolver in /etc/resolv.conf.
-    fn classroom_explain(n: u8) -> String {
+    fn classroom_explain(n: u8, only: Option<u8>) -> String {
         colored::control::set_override(false);
         let n = n.to_string();
         let mut args = vec!["lab", "explain", n.as_str()];
@@ -154,11 +194,11 @@ mod tests {
         if n.parse::<u8>().unwrap() >= 6 {
             args.extend(["--cgroup", "v2"]);
         }
-        let crate::Cmd::Explain { target } = crate::Cli::parse_from(args).command else {
+        let crate::Cmd::Explain { target, .. } = crate::Cli::parse_from(args).command else {
             unreachable!()
         };
         let plan = crate::plan::Plan::new(crate::spec(&target, vec![], false).unwrap());
-        let text = crate::render::explain(&plan);
+        let text = crate::render::explain(&plan, only);
         let text = text.replace("/run/systemd/resolve/resolv.conf >", "/etc/resolv.conf >");
         text.lines()
             .map(|l| match l.find("-o ").zip(l.find(" -j MASQUERADE")) {
@@ -200,8 +240,8 @@ mod tests {
                 line + 1
             );
         }
-        // Steps 1 to 7, one block each: a lesson that lost its block fails here.
-        assert_eq!(blocks, 7, "every step's lesson has one block of commands");
+        // Steps 1 to 8, one block each: a lesson that lost its block fails here.
+        assert_eq!(blocks, 8, "every step's lesson has one block of commands");
     }
 
     #[test]
@@ -223,7 +263,8 @@ mod tests {
             );
         }
         assert_eq!(expected, deck);
-        assert_eq!(deck.matches(MARKER).count(), 7, "one block per step");
+        // One block per step (step 8: its last line).
+        assert_eq!(deck.matches(MARKER).count(), 8, "one block per step");
     }
 
     /// The site's table of contents (mdBook's SUMMARY.md) lists every lesson that
@@ -249,7 +290,7 @@ mod tests {
 
     #[test]
     fn layer_commands_are_the_layers_command_lines() {
-        let explain = classroom_explain(4);
+        let explain = classroom_explain(4, None);
         let four = layer_commands(&explain, 4);
         assert_eq!(
             four,
@@ -263,7 +304,7 @@ mod tests {
     #[test]
     fn fill_replaces_only_the_block_after_the_marker() {
         let text = "a\n<!-- lab explain 3 -->\n```text\nold\nlines\n```\nb\n";
-        let filled = fill(text, |n| format!("step {n}\n"));
+        let filled = fill(text, |n, _| format!("step {n}\n"));
         assert_eq!(
             filled,
             "a\n<!-- lab explain 3 -->\n```text\nstep 3\n```\nb\n"

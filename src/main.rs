@@ -49,14 +49,19 @@ struct Cli {
     command: Cmd,
 }
 
-fn step_number() -> clap::builder::RangedI64ValueParser<u8> {
-    clap::value_parser!(u8).range(1..=i64::from(layers::last_step()))
+/// A step number of the curriculum, or a message that says which there are.
+fn step_number(s: &str) -> Result<u8, String> {
+    let last = layers::last_step();
+    match s.parse::<u8>() {
+        Ok(n) if (1..=last).contains(&n) => Ok(n),
+        _ => Err(format!("lab has steps 1 to {last} (see lab steps)")),
+    }
 }
 
 #[derive(clap::Args)]
 struct Target {
     /// The step: layers 1 to N are switched on
-    #[arg(value_parser = step_number())]
+    #[arg(value_parser = step_number)]
     step: u8,
     /// A directory holding a root filesystem [default: the one `lab rootfs` builds]
     #[arg(long, value_name = "DIR")]
@@ -151,6 +156,9 @@ enum Cmd {
     Explain {
         #[command(flatten)]
         target: Target,
+        /// Only the commands of this layer (and the line that runs the command)
+        #[arg(long, value_name = "LAYER", value_parser = step_number)]
+        only: Option<u8>,
     },
     /// Print a bash script that builds step N with those commands only
     Script {
@@ -297,9 +305,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             run(Cli::parse_from(args))
         }
-        Cmd::Explain { target } => {
+        Cmd::Explain { target, only } => {
+            if only.is_some_and(|l| l > target.step) {
+                bail!(
+                    "step {} has layers 1 to {}: --only takes one of them",
+                    target.step,
+                    target.step
+                );
+            }
             let plan = plan::Plan::new(spec(&target, vec![], false)?);
-            render::out(&render::explain(&plan));
+            render::out(&render::explain(&plan, only));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Script { target, command } => {
@@ -336,13 +351,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Check { target, pid, json } => {
             need_root("check")?;
-            let spec = spec(&target, vec![], false)?;
-            let reports = check::run(
-                spec.step,
-                nix::unistd::Pid::from_raw(pid),
-                &spec.new_root(),
-                target.name.clone(),
-            )?;
+            let mut spec = spec(&target, vec![], false)?;
+            let (pid, way) = check::graded(nix::unistd::Pid::from_raw(pid));
+            if let Some(way) = way {
+                errln!("lab: {way}");
+            }
+            // A container of lab's keeps its files where lab keeps them.
+            let name = match state::container_of(pid.as_raw()) {
+                Some(running) => {
+                    spec.by_hand = false;
+                    spec.name = running.name.clone();
+                    Some(running.name)
+                }
+                None => target.name.clone(),
+            };
+            let reports = check::run(spec.step, pid, &spec.new_root(), name)?;
             Ok(print_verdict(&reports, json))
         }
         Cmd::Rootfs { from } => {
@@ -440,11 +463,11 @@ fn lesson(which: Option<&str>) -> Result<ExitCode> {
         );
     };
     // The commands as this machine needs them (its cgroup version, its uplink).
-    let text = lesson::fill(l.text, |n| {
+    let text = lesson::fill(l.text, |n, only| {
         let args = ["lab".to_string(), "explain".into(), n.to_string()];
         match Cli::parse_from(args).command {
-            Cmd::Explain { target } => spec(&target, vec![], false)
-                .map(|s| render::explain(&plan::Plan::new(s)))
+            Cmd::Explain { target, .. } => spec(&target, vec![], false)
+                .map(|s| render::explain(&plan::Plan::new(s), only))
                 .unwrap_or_else(|e| format!("(lab explain {n}: {e:#})")),
             _ => String::new(),
         }
@@ -566,6 +589,7 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
             publish: target.publish.clone(),
             address: None,
         },
+        by_hand: !for_real,
     })
 }
 

@@ -3,6 +3,10 @@
 
 /// One line of /proc/self/mountinfo, the fields the checks need.
 pub struct MountEntry {
+    /// The filesystem's device (`major:minor`), and the directory of it that is
+    /// mounted here (`/` for the whole filesystem; another for a bind mount).
+    pub dev: String,
+    pub root: String,
     pub mount_point: String,
     pub optional: String,
     pub fs_type: String,
@@ -18,6 +22,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
             let f: Vec<&str> = left.split(' ').collect();
             let r: Vec<&str> = right.split(' ').collect();
             Some(MountEntry {
+                dev: f.get(2)?.to_string(),
+                root: f.get(3)?.to_string(),
                 mount_point: f.get(4)?.to_string(),
                 optional: f.get(6..).map(|o| o.join(" ")).unwrap_or_default(),
                 fs_type: r.first()?.to_string(),
@@ -47,6 +53,7 @@ mod tests {
         let m = parse_mountinfo(text);
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].mount_point, "/");
+        assert_eq!((m[0].dev.as_str(), m[0].root.as_str()), ("8:1", "/"));
         assert_eq!(m[0].optional, "shared:1");
         assert_eq!(m[0].source, "/dev/vda");
         assert_eq!(m[1].optional, "");

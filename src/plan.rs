@@ -31,6 +31,9 @@ pub struct Spec {
     pub limits: Limits,
     /// The subnet, published ports and the container's address (step 5).
     pub network: crate::layers::network::Options,
+    /// Built by hand from the printed commands (`lab explain`, `lab script`), not
+    /// by `lab step`: its files go where lab keeps none of its own.
+    pub by_hand: bool,
 }
 
 /// What step 6 limits, and where its cgroups live.
@@ -62,9 +65,22 @@ impl Default for Limits {
 impl Spec {
     pub const DEFAULT_COMMAND: &'static str = "/bin/sh";
 
-    /// The container's own directory on the host (its writable layer, from step 7).
+    /// The container's own directory on the host (its writable layer, from step 7):
+    /// LAB_HOME/containers/NAME for lab's, LAB_HOME/hand/NAME for one typed by
+    /// hand, so that lab never takes or removes what it did not make.
     pub fn container_dir(&self) -> PathBuf {
-        crate::state::home().join("containers").join(&self.name)
+        let kind = if self.by_hand { "hand" } else { "containers" };
+        crate::state::home().join(kind).join(&self.name)
+    }
+
+    /// Where the container's small files live on the host while it runs (its
+    /// /etc files from step 5, its seccomp filter from step 8): lab's state
+    /// directory LAB_RUN/containers/NAME, or LAB_RUN/hand/NAME by hand.
+    pub fn files_dir(&self) -> PathBuf {
+        match self.by_hand {
+            true => crate::state::run_dir().join("hand").join(&self.name),
+            false => crate::state::container_dir(&self.name),
+        }
     }
 
     /// The directory that becomes the container's `/`: the root filesystem, or from
@@ -220,7 +236,10 @@ impl Plan {
             .flat_map(|l| l.namespaces.iter().map(move |ns| (l.number, *ns)))
             .collect();
         let mut commands: Vec<Command> = layers.iter().flat_map(|l| (l.commands)(&spec)).collect();
-        if layers.iter().any(|l| !l.namespaces.is_empty()) {
+        // The last line starts the command; a layer may write it (step 8 runs the
+        // command with fewer privileges).
+        let run_given = commands.iter().any(|c| c.phase == Phase::Run);
+        if !run_given && layers.iter().any(|l| !l.namespaces.is_empty()) {
             commands.push(Command {
                 layer: 0,
                 phase: Phase::Run,

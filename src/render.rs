@@ -98,8 +98,10 @@ impl Printer {
             }
             Item::Command(c) => {
                 match plan.layer(c.layer) {
-                    Some(layer) => self.header(&mut out, &layer_title(layer), Some(layer.idea)),
-                    None => self.header(&mut out, "Run", None),
+                    Some(layer) if c.phase != Phase::Run => {
+                        self.header(&mut out, &layer_title(layer), Some(layer.idea))
+                    }
+                    _ => self.header(&mut out, "Run", None),
                 }
                 command_lines(&mut out, &c.action.shell(), &c.why);
             }
@@ -154,24 +156,41 @@ pub fn missing(plan: &Plan) -> Option<String> {
     })
 }
 
-/// `lab explain N`
-pub fn explain(plan: &Plan) -> String {
+/// `lab explain N`; with `only`, just the commands of that layer (and the line
+/// that runs the command), for a lesson that has shown the layers before it.
+pub fn explain(plan: &Plan, only: Option<u8>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{}", step_title(plan).bold());
-    let _ = writeln!(
-        out,
-        "{} by hand: type these commands as root, in this order.",
-        match plan.spec.step {
-            1 => "Layer 1".to_string(),
-            n => format!("Layers 1-{n}"),
-        }
-    );
+    let step = plan.spec.step;
+    let _ = match only {
+        Some(l) => writeln!(
+            out,
+            "Layer {l} by hand: its commands, in the places they go among those of layers 1-{} (lab explain {step} shows them all).",
+            step - 1
+        ),
+        None => writeln!(
+            out,
+            "{} by hand: type these commands as root, in this order.",
+            match step {
+                1 => "Layer 1".to_string(),
+                n => format!("Layers 1-{n}"),
+            }
+        ),
+    };
     if let Some(missing) = missing(plan) {
         let _ = writeln!(out, "{missing}");
     }
     let mut printer = Printer::default();
     for item in plan.sequence() {
-        out.push_str(&printer.item(plan, &item));
+        let shown = match (&item, only) {
+            (_, None) => true,
+            (Item::Note(layer, _), Some(l)) => layer.number == l,
+            (Item::Unshare(u), Some(l)) => u.namespaces.iter().any(|(n, _)| *n == l),
+            (Item::Command(c), Some(l)) => c.layer == l || c.phase == Phase::Run,
+        };
+        if shown {
+            out.push_str(&printer.item(plan, &item));
+        }
     }
     out
 }
@@ -243,10 +262,12 @@ pub fn script(plan: &Plan) -> String {
             }
             Item::Command(c) if matches!(c.phase, Phase::Teardown | Phase::Connect) => {}
             Item::Command(c) => {
-                if last_section != Some(c.layer) {
-                    let title = plan.layer(c.layer).map_or("Run".into(), layer_title);
+                // The line that runs the command has its own section, "Run".
+                let section = if c.phase == Phase::Run { 0 } else { c.layer };
+                if last_section != Some(section) {
+                    let title = plan.layer(section).map_or("Run".into(), layer_title);
                     let _ = writeln!(out, "\n{indent}# {title}");
-                    last_section = Some(c.layer);
+                    last_section = Some(section);
                 }
                 let _ = writeln!(out, "{indent}# {}", c.why);
                 let _ = writeln!(out, "{indent}{}", c.action.script());

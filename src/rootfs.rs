@@ -49,14 +49,51 @@ pub fn ensure_default() -> Result<PathBuf> {
         let how = build(&path, Source::Auto)?;
         errln!("{how}");
     }
-    // Made by an older lab: add the mount points of step 5.
+    // Made by an older lab: add the mount points of step 5, the tools of step 8.
     for file in MOUNT_POINTS {
         let f = path.join(file);
         if f.symlink_metadata().is_err() {
             std::fs::write(&f, "").with_context(|| format!("creating {}", f.display()))?;
         }
     }
+    // (busybox's applets of the same names are links: not the tools.)
+    let missing = STEP_8_TOOLS.iter().any(|t| {
+        which(t).is_some()
+            && !std::fs::symlink_metadata(path.join("usr/bin").join(t)).is_ok_and(|m| m.is_file())
+    });
+    if missing {
+        add_step_8_tools(&path)?;
+    }
     Ok(path)
+}
+
+/// What the last line of step 8 runs, typed by hand (lab itself needs neither):
+/// util-linux's setpriv (busybox's cannot cut the bounding set) and bubblewrap's
+/// bwrap (it loads a seccomp filter). After pivot_root only the container's files
+/// exist, so they must be in its root filesystem, with their libraries.
+pub const STEP_8_TOOLS: [&str; 2] = ["setpriv", "bwrap"];
+
+/// Copy the tools of step 8 that the host has into `root`, over busybox's links
+/// of the same name. Returns how many went in.
+fn add_step_8_tools(root: &Path) -> Result<usize> {
+    let mut added = 0;
+    for tool in STEP_8_TOOLS {
+        let Some(program) = which(tool) else { continue };
+        // busybox's applet of the same name does less (no --bounding-set).
+        let real = program.canonicalize().unwrap_or_else(|_| program.clone());
+        if real.file_name().is_some_and(|n| n == "busybox") {
+            continue;
+        }
+        let at = Path::new("/usr/bin").join(tool);
+        let dest = root.join(at.strip_prefix("/")?);
+        // busybox's applet link: copying onto it would overwrite busybox itself.
+        if dest.symlink_metadata().is_ok() {
+            std::fs::remove_file(&dest).with_context(|| format!("removing {}", dest.display()))?;
+        }
+        install_with_libs(&program, root, &at)?;
+        added += 1;
+    }
+    Ok(added)
 }
 
 /// Build a root filesystem at `dest`, replacing what is there. Returns a one-line
@@ -164,6 +201,13 @@ fn fill(root: &Path, source: Source) -> Result<String> {
                 libs.len()
             )
         }
+    };
+    let how = match add_step_8_tools(root)? {
+        0 => format!("{how} (no setpriv or bwrap on the host, for typing step 8 by hand: apt-get install util-linux bubblewrap)"),
+        n => format!(
+            "{how}, and {n} of the tools of step 8 by hand ({}) with their libraries",
+            STEP_8_TOOLS.join(", ")
+        ),
     };
     std::fs::write(
         root.join("etc/lab-rootfs"),

@@ -231,6 +231,30 @@ pub fn running() -> Vec<Running> {
     list
 }
 
+/// The running container of lab that process `pid` belongs to: its first
+/// process, or a descendant of it.
+pub fn container_of(pid: i32) -> Option<Running> {
+    let all = running();
+    let mut at = pid;
+    for _ in 0..16 {
+        if let Some(c) = all.iter().position(|c| c.pid == Some(at)) {
+            return all.into_iter().nth(c);
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{at}/stat")).ok()?;
+        at = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        if at <= 1 {
+            return None;
+        }
+    }
+    None
+}
+
 /// The running container `name`, with its first process.
 pub fn find(name: &str) -> Result<(Running, i32)> {
     let all = running();

@@ -3,9 +3,9 @@
 //! A process has a root directory, and every absolute path it opens starts there.
 //! `chroot` changes it: the root filesystem becomes `/` and the rest of the host's
 //! files have no name any more. That is the first piece of a container: its own
-//! files. It is not isolation, though: a root process can leave a chroot (see
-//! [`try_escape`]), which is why step 2 replaces it with a mount namespace and
-//! pivot_root.
+//! files. It is not isolation, though: a root process can leave a chroot (the
+//! first escape of escapes.rs), which is why step 2 replaces it with a mount
+//! namespace and pivot_root.
 
 use super::Layer;
 use crate::check::{Check, Kind, Outcome, Probe};
@@ -75,7 +75,7 @@ impl Action for Chroot {
 
 // ── The checks ─────────────────────────────────────────────────────────────────
 
-fn checks(step: u8) -> Vec<Check> {
+fn checks(_step: u8) -> Vec<Check> {
     let mut checks = vec![
         Check {
             layer: 1,
@@ -90,14 +90,8 @@ fn checks(step: u8) -> Vec<Check> {
             kind: Kind::Inside(host_file_invisible),
         },
     ];
-    if step == 1 {
-        checks.push(Check {
-            layer: 1,
-            name: "chroot alone can be escaped (expected at step 1)",
-            hint: "The escape should work at step 1: a root process in a chroot can always leave it. Did the probe lack root?",
-            kind: Kind::Inside(escape_works),
-        });
-    }
+    // Escaping the chroot: works at step 1, closed by layer 2 (escapes.rs).
+    checks.push(super::escapes::chroot());
     checks
 }
 
@@ -132,41 +126,4 @@ fn host_file_invisible(p: &Probe) -> Outcome {
             if seen { "is visible" } else { "does not exist" }
         ),
     )
-}
-
-fn escape_works(p: &Probe) -> Outcome {
-    match try_escape(p) {
-        Ok(true) => Outcome::Pass(format!(
-            "a root process left the chroot and read the host's {}",
-            p.marker.display()
-        )),
-        Ok(false) => Outcome::Fail("the escape did not reach the host's files".into()),
-        Err(e) => Outcome::Fail(format!("{e:#}")),
-    }
-}
-
-/// The classic escape from a chroot, run by a throwaway process as root:
-///
-/// ```text
-/// mkdir x; chroot x        # a new root below us, but our directory stays outside it
-/// cd ..; cd ..; ...        # `..` stops only at the root, and we are no longer under it
-/// chroot .                 # we stand at the real /, make it our root
-/// ```
-///
-/// Returns whether the host's marker file is visible afterwards. This changes the
-/// root of the calling process, so call it only in a probe that exits afterwards.
-pub fn try_escape(p: &Probe) -> Result<bool> {
-    let name = format!("lab-escape-{}", std::process::id());
-    let root = std::fs::File::open("/").context("open /")?;
-    std::fs::create_dir(&name).with_context(|| format!("mkdir /{name} inside the container"))?;
-    let result = (|| -> Result<bool> {
-        unistd::chroot(name.as_str()).context("chroot into the new directory")?;
-        for _ in 0..64 {
-            unistd::chdir("..").context("chdir ..")?;
-        }
-        unistd::chroot(".").context("chroot .")?;
-        Ok(p.marker.exists())
-    })();
-    let _ = nix::unistd::unlinkat(&root, name.as_str(), nix::unistd::UnlinkatFlags::RemoveDir);
-    result
 }

@@ -6,10 +6,12 @@
 
 pub mod cgroups;
 pub mod chroot;
+pub mod escapes;
 pub mod mount;
 pub mod network;
 pub mod overlay;
 pub mod pid;
+pub mod privileges;
 pub mod uts_ipc;
 
 use crate::check::{Check, Probe};
@@ -88,6 +90,13 @@ pub trait Hooks: Sync {
     fn join_first(&self, _target: Pid) -> Result<Option<Box<dyn Action>>> {
         Ok(None)
     }
+    /// Joining a running container (the probe's confined checks, `lab exec`):
+    /// the restrictions its processes live under, read on the host before
+    /// joining, to take on last (step 8: their capabilities, no_new_privs and
+    /// seccomp filters).
+    fn join_last(&self, _target: Pid) -> Result<Option<Box<dyn Action>>> {
+        Ok(None)
+    }
     /// The run that made the container in `state` was killed (`kill -9`), or
     /// `lab clean` stops it: remove what this layer made for it on the host.
     fn forget(&self, _state: &Path) {}
@@ -163,7 +172,11 @@ pub const STEPS: &[Step] = &[
         title: overlay::LAYER.title,
         layer: Some(&overlay::LAYER),
     },
-    // Room for 8 (user namespaces, rootless) and 9 (capabilities and seccomp).
+    Step {
+        number: 8,
+        title: privileges::LAYER.title,
+        layer: Some(&privileges::LAYER),
+    },
 ];
 
 /// The highest step number of the curriculum.
@@ -267,7 +280,15 @@ mod tests {
             ("plan.rs", include_str!("../plan.rs")),
         ];
         let modules = [
-            "chroot", "mount", "pid", "uts_ipc", "network", "cgroups", "overlay",
+            "chroot",
+            "mount",
+            "pid",
+            "uts_ipc",
+            "network",
+            "cgroups",
+            "overlay",
+            "privileges",
+            "escapes",
         ];
         for (file, text) in engine {
             for m in modules {

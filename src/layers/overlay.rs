@@ -179,19 +179,19 @@ fn checks(_step: u8) -> Vec<Check> {
             layer: 7,
             name: "a file written inside lands in the upper directory, not in the image",
             hint: "The write did not reach upperdir: is / an overlay mount? Look at the root line of `cat /proc/mounts` inside.",
-            kind: Kind::Inside(write_lands_in_upper),
+            kind: Kind::Confined(write_lands_in_upper),
         },
         Check {
             layer: 7,
             name: "a file of the image deleted inside leaves a whiteout and stays in the image",
             hint: "Deleting should leave a character device 0/0 in upperdir and the image untouched: is the image a lowerdir (read-only) and not the upperdir?",
-            kind: Kind::Inside(delete_leaves_whiteout),
+            kind: Kind::Confined(delete_leaves_whiteout),
         },
         Check {
             layer: 7,
             name: "a second container of the same image does not see the first one's changes",
             hint: "Two containers share a writable layer: each needs an upperdir of its own.",
-            kind: Kind::Inside(second_container_sees_image_only),
+            kind: Kind::Confined(second_container_sees_image_only),
         },
     ]
 }

@@ -96,6 +96,9 @@ fn checks(_step: u8) -> Vec<Check> {
             hint: "An orphan stayed a zombie: PID 1 does not wait for children it did not start (a shell exec'd as PID 1, or `sleep`). `ps -o pid,stat,comm` inside shows Z.",
             kind: Kind::Inside(orphans_are_reaped),
         },
+        // With its own /proc, root inside sees /proc/sys: still the host's
+        // settings (escapes.rs).
+        super::escapes::kernel_settings(),
     ]
 }
 

@@ -26,20 +26,22 @@ pub(super) fn checks(_step: u8) -> Vec<Check> {
             layer: 6,
             name: "allocating over the memory limit is OOM-killed; the container lives on",
             hint: "Nothing was killed: no memory limit, or the process swapped instead (set memory.swap.max to 0). See memory.events (v2) or memory.failcnt (v1).",
-            kind: Kind::Inside(memory_limit_kills),
+            kind: Kind::Confined(memory_limit_kills),
         },
         Check {
             layer: 6,
             name: "a fork loop stops at the pids limit",
             hint: "fork never failed: no pids limit. See pids.max and pids.current of the container's cgroup.",
-            kind: Kind::Inside(fork_loop_stops),
+            kind: Kind::Confined(fork_loop_stops),
         },
         Check {
             layer: 6,
             name: "a busy loop gets about the CPU share of the limit",
             hint: "Either the busy loop got more CPU than the quota allows (see cpu.max on v2, cpu.cfs_quota_us and cpu.cfs_period_us on v1), or the machine was too busy for it to reach the quota, so the kernel never had to throttle it: run the step again when the machine is idle.",
-            kind: Kind::Inside(cpu_share_limited),
+            kind: Kind::Confined(cpu_share_limited),
         },
+        // Limits root inside could lift itself (escapes.rs).
+        crate::layers::escapes::cgroup_limits(),
     ]
 }
 

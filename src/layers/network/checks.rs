@@ -135,13 +135,13 @@ pub(super) fn checks(_step: u8) -> Vec<Check> {
             layer: 5,
             name: "the gateway (lab0 on the host) answers ping",
             hint: "No answer from the gateway: lab0 is down, has no address, or the host's end of the veth is not on the bridge. Look with `ip -br link` and `bridge link` on the host.",
-            kind: Kind::Inside(gateway_answers),
+            kind: Kind::Confined(gateway_answers),
         },
         Check {
             layer: 5,
             name: "other containers on lab0 answer ping",
             hint: "Another container does not answer: with br_netfilter loaded, bridged traffic passes iptables FORWARD, and Docker's DROP policy stops it unless LAB-FORWARD accepts it. Look with `iptables -S FORWARD`.",
-            kind: Kind::Inside(others_answer),
+            kind: Kind::Confined(others_answer),
         },
         Check {
             layer: 5,

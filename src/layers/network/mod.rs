@@ -175,10 +175,7 @@ impl Net {
             address,
             veth,
             uplink: uplink().ok().flatten(),
-            etc: crate::state::run_dir()
-                .join("containers")
-                .join(&spec.name)
-                .join("etc"),
+            etc: spec.files_dir().join("etc"),
             resolv: if resolved.exists() {
                 resolved.into()
             } else {
