@@ -1,5 +1,5 @@
 #!/bin/bash
-# Run `lab verify` of steps 6, 7 and 8 on a pure cgroup v2 Linux: a small VM under
+# Run `lab verify` of steps 6 to 9 on a pure cgroup v2 Linux: a small VM under
 # qemu (software emulation), booted from Debian's kernel and an initramfs made
 # here with busybox, lab and the libraries ldd names for it.
 #
@@ -104,7 +104,7 @@ for m in $(cat /modules/order); do insmod /modules/$m || echo "LAB-MODULE $m did
 echo "LAB-CGROUP2 $(cat /sys/fs/cgroup/cgroup.controllers)"
 lab doctor > /tmp/out 2>&1
 echo "LAB-DOCTOR rc=$?"; sed 's/^/LAB-DOCTOR /' /tmp/out
-for n in 6 7 8; do
+for n in 6 7 8 9; do
   lab verify $n --json --publish 8080:80 > /tmp/out 2> /tmp/err
   rc=$?
   echo "LAB-JSON step=$n"; cat /tmp/out; echo "LAB-STDERR"; cat /tmp/err; echo "LAB-END"

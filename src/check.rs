@@ -143,12 +143,19 @@ pub struct Probe {
     pub marker: PathBuf,
     /// What the checks compare with on the host: its root disk, its namespaces.
     pub host: HostFacts,
+    /// That directory, opened before joining: what a bind mount (a volume) brings
+    /// into a container, a way to a host file (`root-only`, the host root's, mode
+    /// 0600).
+    pub host_dir: File,
     /// A directory of lab's run directory for what the checks make on the host
     /// (removed after them; `lab clean` removes what a killed run left there).
     pub fixtures: PathBuf,
     /// What each layer's checks need, gathered on the host (layers::Hooks::probe_data).
     data: Vec<(u8, Gathered)>,
 }
+
+/// A file of the fixtures that only the host's root may read and write.
+pub const ROOT_ONLY: &str = "root-only";
 
 /// Facts about the host, read in lab before the probe joins the container.
 pub struct HostFacts {
@@ -331,6 +338,7 @@ impl Fixtures {
     fn make(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result<Fixtures> {
         let dir = crate::state::run_dir().join(format!("check-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let host_dir = File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
         // From here on, what is made is removed on every way out, errors included.
         let mut fixtures = Fixtures {
             probe: Probe {
@@ -341,6 +349,7 @@ impl Fixtures {
                 root_path: rootfs.to_path_buf(),
                 marker: dir.join("host-file"),
                 host: HostFacts::read(),
+                host_dir,
                 fixtures: dir,
                 data: vec![],
             },
@@ -350,6 +359,18 @@ impl Fixtures {
             &fixtures.probe.marker,
             "this file lives on the host, outside the container\n",
         )?;
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let secret = fixtures.probe.fixtures.join(ROOT_ONLY);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&secret)
+                .and_then(|mut f| f.write_all(b"the host's root alone may read this\n"))
+                .with_context(|| format!("writing {}", secret.display()))?;
+        }
         for layer in crate::layers::up_to(step) {
             if let Some(data) = layer.hooks.probe_data(&fixtures.probe)? {
                 fixtures.probe.data.push((layer.number, data));
@@ -672,6 +693,9 @@ pub fn join_last(target: Pid) -> Result<Vec<Box<dyn crate::plan::Action>>> {
 pub fn namespaces_to_enter(target: Pid) -> Vec<(&'static str, &'static str, CloneFlags)> {
     let t = target.to_string();
     [
+        // The user namespace first: it owns the others, and in it lab's probe
+        // holds the capabilities that entering them takes.
+        ("user", "-U", CloneFlags::CLONE_NEWUSER),
         ("net", "-n", CloneFlags::CLONE_NEWNET),
         ("ipc", "-i", CloneFlags::CLONE_NEWIPC),
         ("uts", "-u", CloneFlags::CLONE_NEWUTS),
@@ -697,12 +721,23 @@ pub fn enter(target: Pid) -> Result<()> {
             .with_context(|| format!("opening /proc/{t}/ns/{name}"))?;
         files.push((name, flag, f));
     }
+    let mut user = false;
     for (name, flag, f) in &files {
         setns(f.as_fd(), *flag)
             .with_context(|| format!("setns into the {name} namespace of {t}"))?;
+        user |= *flag == CloneFlags::CLONE_NEWUSER;
     }
     nix::unistd::fchdir(&root).context("fchdir to the container's root")?;
     nix::unistd::chroot(".").context("chroot to the container's root")?;
     nix::unistd::chdir("/").context("chdir /")?;
+    if user {
+        // In the container's user namespace lab's user (the host's root) is not
+        // mapped: become its root, the mapped user, as nsenter does.
+        use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+        let (root, group) = (Uid::from_raw(0), Gid::from_raw(0));
+        setresgid(group, group, group).context("setresgid(0) in the container's user namespace")?;
+        setgroups(&[]).context("setgroups([]) in the container's user namespace")?;
+        setresuid(root, root, root).context("setresuid(0) in the container's user namespace")?;
+    }
     Ok(())
 }

@@ -323,7 +323,7 @@ impl<'a, 'p> Parts<'a, 'p> {
         };
         let (connect, inside, run, teardown) = (
             first(Phase::Connect),
-            first(Phase::Enter),
+            first(Phase::Wait),
             first(Phase::Run),
             first(Phase::Teardown),
         );

@@ -66,7 +66,11 @@ impl Entry {
             .map(|(_, flag, _)| flag)
             .collect();
         // In the order nsenter's manual lists them.
-        flags.sort_by_key(|f| ["-m", "-u", "-i", "-n", "-p"].iter().position(|x| x == f));
+        flags.sort_by_key(|f| {
+            ["-U", "-m", "-u", "-i", "-n", "-p"]
+                .iter()
+                .position(|x| x == f)
+        });
         let last = check::join_last(pid).context("reading the container's restrictions")?;
         Ok(Entry {
             pid,
@@ -108,6 +112,7 @@ impl Entry {
                 .flags
                 .iter()
                 .map(|f| match *f {
+                    "-U" => "user",
                     "-m" => "mount",
                     "-u" => "uts",
                     "-i" => "ipc",

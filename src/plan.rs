@@ -108,6 +108,9 @@ pub enum Phase {
     /// its PID. A person types these in a second terminal; `lab script` runs them in
     /// the background while unshare runs in the foreground.
     Connect,
+    /// Inside, before anything else: wait for what the host did with the PID, and
+    /// take it up (step 9: become root of the new user namespace once mapped).
+    Wait,
     /// Inside the new namespaces, first thing, while the host's files are still
     /// in view (before the root changes).
     Enter,
@@ -170,6 +173,7 @@ pub enum Namespace {
     Uts,
     Ipc,
     Net,
+    User,
 }
 
 impl Namespace {
@@ -182,6 +186,10 @@ impl Namespace {
             Namespace::Uts => "--uts",
             Namespace::Ipc => "--ipc",
             Namespace::Net => "--net",
+            // Capabilities in a new user namespace belong to a process whose user
+            // is mapped there; ours is not mapped yet when bash starts, so without
+            // --keep-caps (ambient capabilities) bash would start with none.
+            Namespace::User => "--user --keep-caps",
         }
     }
 
@@ -192,6 +200,7 @@ impl Namespace {
             Namespace::Uts => CloneFlags::CLONE_NEWUTS,
             Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
             Namespace::Net => CloneFlags::CLONE_NEWNET,
+            Namespace::User => CloneFlags::CLONE_NEWUSER,
         }
     }
 
@@ -203,6 +212,7 @@ impl Namespace {
             Namespace::Uts => "uts",
             Namespace::Ipc => "ipc",
             Namespace::Net => "net",
+            Namespace::User => "user",
         }
     }
 
@@ -213,6 +223,7 @@ impl Namespace {
             Namespace::Uts => "uts",
             Namespace::Ipc => "ipc",
             Namespace::Net => "network",
+            Namespace::User => "user",
         }
     }
 }

@@ -56,7 +56,12 @@ impl Plan {
         let inside: Vec<&Command> = self
             .commands
             .iter()
-            .filter(|c| matches!(c.phase, Phase::Enter | Phase::Root | Phase::Inside))
+            .filter(|c| {
+                matches!(
+                    c.phase,
+                    Phase::Wait | Phase::Enter | Phase::Root | Phase::Inside
+                )
+            })
             .collect();
         for (i, c) in inside.iter().enumerate() {
             items.push(Item::Command(c));

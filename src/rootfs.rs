@@ -121,6 +121,12 @@ pub fn build(dest: &Path, source: Source) -> Result<String> {
     if dest.exists() {
         crate::state::remove_tree(dest)?;
     }
+    // Copies of the old one with shifted owners (step 9) would be stale.
+    if let Some(name) = dest.file_name() {
+        for copy in crate::layers::userns::shift::all_copies(name) {
+            crate::state::remove_tree(&copy)?;
+        }
+    }
     if let Err(e) = std::fs::rename(&tmp, dest) {
         let _ = std::fs::remove_dir_all(&tmp);
         // Another lab built it at the same moment: theirs is as good as ours.

@@ -231,6 +231,16 @@ pub fn running() -> Vec<Running> {
     list
 }
 
+/// The container's first process, as lab noted it in its state (container.rs
+/// writes `pid` right after clone): for host commands that need it.
+pub fn first_pid(name: &str) -> Result<i32> {
+    let file = container_dir(name).join("pid");
+    std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .with_context(|| format!("container {name} has no PID in {}", file.display()))
+}
+
 /// The running container of lab that process `pid` belongs to: its first
 /// process, or a descendant of it.
 pub fn container_of(pid: i32) -> Option<Running> {
@@ -329,10 +339,41 @@ fn remove_stale() -> Result<Vec<String>> {
             ));
         }
     }
+    // Half-made copies (a shifted copy of step 9: NAME.new-PID) of killed runs.
+    for dir in half_made(&home().join("shifted")) {
+        if remove_tree(&dir).is_ok() {
+            said.push(format!(
+                "removed {}, which a killed run left half made",
+                dir.display()
+            ));
+        }
+    }
     if !said.is_empty() {
         said.extend(crate::layers::remove_shared_if_unused()?);
     }
     Ok(said)
+}
+
+/// The `NAME.new-PID` directories one level below `dir`'s subdirectories whose
+/// PID is gone.
+fn half_made(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for range in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(range.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .rsplit_once(".new-")
+                .and_then(|(_, p)| p.parse::<i32>().ok());
+            if pid.is_some_and(|p| ProcessId::of(p).is_none()) {
+                found.push(e.path());
+            }
+        }
+    }
+    found
 }
 
 /// Stop a container's processes if any are left, and remove its directories (with
@@ -404,7 +445,7 @@ pub fn clean() -> Result<Vec<String>> {
     for layer in crate::layers::all() {
         ours.extend(layer.hooks.run_files().iter().map(|f| run.join(f)));
     }
-    ours.extend(["rootfs", "images", "layers", "containers"].map(|d| home.join(d)));
+    ours.extend(["rootfs", "images", "layers", "shifted", "containers"].map(|d| home.join(d)));
     for name in [&run, &home]
         .iter()
         .filter_map(|d| std::fs::read_dir(d).ok())

@@ -437,3 +437,76 @@ pub fn try_finit_module() -> nix::errno::Errno {
         nix::errno::Errno::last()
     }
 }
+
+// ── Extended attributes (layer 9's shifted copies) ──────────────────────────────
+
+/// The extended attributes of `path` (not following a symlink), by name.
+pub fn xattrs(path: &std::path::Path) -> Result<Vec<(std::ffi::CString, Vec<u8>)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    let mut names = vec![0u8; 4096];
+    // SAFETY: `c` is NUL-terminated and `names` is a writable buffer of the length
+    // passed; llistxattr writes at most that many bytes.
+    let len = unsafe { nix::libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if len < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(nix::libc::ENOTSUP) {
+            return Ok(vec![]);
+        }
+        bail!("llistxattr {}: {e}", path.display());
+    }
+    let mut out = Vec::new();
+    for name in names[..len as usize]
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+    {
+        let name = std::ffi::CString::new(name)?;
+        let mut value = vec![0u8; 65536];
+        // SAFETY: both strings are NUL-terminated, `value` is writable for the
+        // length passed, and lgetxattr writes at most that many bytes.
+        let got = unsafe {
+            nix::libc::lgetxattr(
+                c.as_ptr(),
+                name.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if got < 0 {
+            bail!(
+                "lgetxattr {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        value.truncate(got as usize);
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// Set an extended attribute of `path` (not following a symlink).
+pub fn set_xattr(path: &std::path::Path, name: &std::ffi::CStr, value: &[u8]) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: both strings are NUL-terminated; lsetxattr reads `value.len()` bytes
+    // of `value`, which is that long.
+    let ret = unsafe {
+        nix::libc::lsetxattr(
+            c.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if ret != 0 {
+        bail!(
+            "lsetxattr {} {:?}: {}",
+            path.display(),
+            name,
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}

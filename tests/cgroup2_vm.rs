@@ -1,6 +1,6 @@
 //! Pure cgroup v2, as on the classroom VMs (Ubuntu 24.04, Debian 12), which this
 //! hybrid machine cannot show: boot Debian's kernel under qemu with an initramfs
-//! holding lab (scripts/cgroup2-vm.sh), run `lab verify` of steps 6, 7 and 8
+//! holding lab (scripts/cgroup2-vm.sh), run `lab verify` of steps 6 to 9
 //! there, and read the results from the serial console. About a minute.
 
 mod support;
@@ -8,7 +8,7 @@ use std::process::Command;
 use support::*;
 
 #[test]
-fn steps_6_7_and_8_pass_on_pure_cgroup_v2_in_a_vm() {
+fn steps_6_to_9_pass_on_pure_cgroup_v2_in_a_vm() {
     let work = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("vm");
     let have = |tool: &str| {
         Command::new("sh")
@@ -84,11 +84,16 @@ fn steps_6_7_and_8_pass_on_pure_cgroup_v2_in_a_vm() {
         Some("0"),
         "lab verify 8 in the VM:\n{log}"
     );
-    // Steps 6, 7 and 8 have 33, 36 and 43 checks, every one answered; none failed.
+    assert_eq!(
+        result("9").as_deref(),
+        Some("0"),
+        "lab verify 9 in the VM:\n{log}"
+    );
+    // Steps 6 to 9 have 33, 36, 44 and 47 checks, every one answered; none failed.
     // Skipped: alone, "other containers answer" has nothing to check; the VM's
     // root is a tmpfs, so the device-node escape has no disk to read.
     let rows: Vec<&str> = log.lines().filter(|l| l.contains("\"passed\": ")).collect();
-    assert_eq!(rows.len(), 33 + 36 + 43, "{log}");
+    assert_eq!(rows.len(), 33 + 36 + 44 + 47, "{log}");
     assert!(
         !log.contains("\"passed\": false, \"skipped\": false"),
         "{log}"

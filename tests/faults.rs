@@ -164,10 +164,10 @@ fn killed_failing_or_panicking_at_any_point_lab_leaves_nothing() {
     let _g = privileged!();
     remove_test_cgroup_parents();
     let _ = lab_isolated().arg("clean").output();
-    // Step 8 has every layer; --publish adds the port's rules. Step 5 with its
+    // Step 9 has every layer; --publish adds the port's rules. Step 5 with its
     // checks adds the checks' fixtures (a directory, a message queue).
     let runs: [(&str, &[&str]); 2] = [
-        ("8", &["--no-checks", "--publish", "8080:80"]),
+        ("9", &["--no-checks", "--publish", "8080:80"]),
         ("5", &["--publish", "8081:80"]),
     ];
     for mode in ["kill", "error", "panic"] {

@@ -27,7 +27,7 @@ fn step(n: u8, cmd: &[&str]) -> std::process::Output {
 
 /// The steps, with their number of checks: every layer adds its own, and a check
 /// that is lost makes this fail.
-const STEPS: [(u8, usize); 8] = [
+const STEPS: [(u8, usize); 9] = [
     (1, 3),
     (2, 10),
     (3, 15),
@@ -35,7 +35,8 @@ const STEPS: [(u8, usize); 8] = [
     (5, 28),
     (6, 33),
     (7, 36),
-    (8, 43),
+    (8, 44),
+    (9, 47),
 ];
 
 /// Escapes that a machine like CI's cannot show, skipped with the reason: its
@@ -184,6 +185,106 @@ fn lab_init_is_pid_1_and_the_command_is_pid_2_after_the_checks() {
         }),
         "ps inside: {ps:?}"
     );
+}
+
+/// Step 9 refuses a range of host IDs that holds a real user's ID (here daemon,
+/// 1), said in one line, and makes nothing. The range comes from the lab line of
+/// /etc/subuid and /etc/subgid: bind-mounted over, in a mount namespace of the
+/// test's own.
+#[test]
+fn a_range_that_holds_a_real_users_id_is_refused() {
+    let _g = privileged!();
+    let fake = run_dir().join("subuid-test");
+    std::fs::create_dir_all(run_dir()).unwrap();
+    std::fs::write(&fake, "lab:1:100\n").unwrap();
+    let script = format!(
+        "mount --make-rprivate / && mount --bind {0} /etc/subuid && mount --bind {0} /etc/subgid && exec {1} step 9 -- true",
+        fake.display(),
+        LAB
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .env("LAB_HOME", home())
+        .env("LAB_RUN", run_dir())
+        .env("LAB_CGROUP_PARENT", CGROUP_PARENT)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&fake);
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out), err(&out));
+    let e = err(&out);
+    assert!(
+        e.contains("the ID range 1-100 holds the user daemon (1)"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(leftover_containers().is_empty());
+}
+
+/// Step 9's shifted copy of the image: what lab makes with system calls is what
+/// the printed commands (cp -a, then shift_ids) make, file for file: kind, mode,
+/// owner, link target, size.
+#[test]
+fn the_shifted_copy_lab_makes_is_the_one_the_commands_make() {
+    let _g = privileged!();
+    let out = step(9, &["true"]);
+    assert!(out.status.success(), "{}", err(&out));
+    let ours = home().join("shifted/100000-65536/rootfs");
+    assert!(
+        ours.is_dir(),
+        "lab made no shifted copy at {}",
+        ours.display()
+    );
+    // The same lines, from `lab explain 9`, run with bash into another directory.
+    let explain = text(&lab_isolated().args(["explain", "9"]).output().unwrap());
+    let define = explain
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("shift_ids() {"))
+        .unwrap();
+    let by_hand = home().join("shifted-by-hand");
+    let _ = std::fs::remove_dir_all(&by_hand);
+    let script = format!(
+        "{define}\ncp -a {} {} && shift_ids 100000 {}",
+        rootfs().display(),
+        by_hand.display(),
+        by_hand.display()
+    );
+    let out = Command::new("bash")
+        .args(["-ec", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    let list = |root: &std::path::Path| {
+        let out = Command::new("find")
+            .arg(".")
+            .args(["-printf", "%y %m %U %G %l %s %p\n"])
+            .current_dir(root)
+            .output()
+            .unwrap();
+        let mut lines: Vec<String> = text(&out)
+            .lines()
+            // A directory's size depends on its history, not on what it holds.
+            .map(|l| {
+                let f: Vec<&str> = l.splitn(7, ' ').collect();
+                if f[0] == "d" {
+                    format!("{} {} {} {} {}", f[0], f[1], f[2], f[3], f[6])
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        lines.sort();
+        lines
+    };
+    let (a, b) = (list(&ours), list(&by_hand));
+    let _ = std::fs::remove_dir_all(&by_hand);
+    assert!(a.len() > 100, "{a:?}");
+    assert!(
+        a.iter().all(|l| l.split(' ').nth(2) != Some("0")),
+        "an owner was not shifted"
+    );
+    assert_eq!(a, b);
 }
 
 #[test]
@@ -337,7 +438,16 @@ fn the_script_of_each_step_passes_the_same_checks() {
 #[test]
 fn checks_of_a_step_fail_on_the_step_before() {
     let _g = privileged!();
-    for (n, before) in [(2u8, 1u8), (3, 2), (4, 3), (5, 4), (6, 5), (7, 6), (8, 7)] {
+    for (n, before) in [
+        (2u8, 1u8),
+        (3, 2),
+        (4, 3),
+        (5, 4),
+        (6, 5),
+        (7, 6),
+        (8, 7),
+        (9, 8),
+    ] {
         let marker = format!("{}", 4300 + n as u32 * 7 + std::process::id() % 1000);
         let mut cmd = lab_isolated();
         cmd.args([

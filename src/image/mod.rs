@@ -129,14 +129,19 @@ impl Store {
             &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
         );
         for layer in self.layers(name)? {
-            let layer = layer.to_string_lossy().into_owned();
-            let in_use = mounts.iter().any(|m| {
-                m.fs_type == "overlay" && m.options.split([',', ':', '=']).any(|p| p == layer)
-            });
-            anyhow::ensure!(
-                !in_use,
-                "image {name} is in use by a running container: stop it first (or sudo lab clean)"
-            );
+            // Step 9 stacks shifted copies of the layer (layers/userns/shift.rs).
+            let mut paths = vec![layer.clone()];
+            paths.extend(crate::layers::userns::shift::all_copies(layer.as_os_str()));
+            for path in paths {
+                let path = path.to_string_lossy().into_owned();
+                let in_use = mounts.iter().any(|m| {
+                    m.fs_type == "overlay" && m.options.split([',', ':', '=']).any(|p| p == path)
+                });
+                anyhow::ensure!(
+                    !in_use,
+                    "image {name} is in use by a running container: stop it first (or sudo lab clean)"
+                );
+            }
         }
         let file = self.images.join(name);
         std::fs::remove_file(&file)
@@ -162,6 +167,9 @@ impl Store {
         {
             let id = e.file_name().to_string_lossy().into_owned();
             if !used.contains(&id) {
+                for copy in crate::layers::userns::shift::all_copies(&e.file_name()) {
+                    crate::state::remove_tree(&copy)?;
+                }
                 crate::state::remove_tree(&e.path())?;
                 removed += 1;
             }

@@ -19,9 +19,10 @@
 //! | loading a kernel module                   | 2-7      | 8: no CAP_SYS_MODULE, seccomp |
 //! | writing the host's kernel settings        | 3-7      | 8: /proc/sys read-only        |
 //! | mounting cgroupfs to lift its own limits  | 6-7      | 8: no CAP_SYS_ADMIN, seccomp  |
+//! | a host file of root's that reaches it     | 8        | 9: root inside is not root    |
 //!
-//! Step 9 (a user namespace) closes them all a second time: root inside is not
-//! root on the host.
+//! Step 9 (a user namespace) closes the last one, and the others a second time:
+//! root inside is not root on the host.
 
 use crate::check::{Attempt, Check, Escape, Kind, Probe};
 use nix::errno::Errno;
@@ -205,7 +206,7 @@ fn host_disk(p: &Probe) -> Attempt {
             "mknod {} b {major} {minor}: {e}{}",
             node.display(),
             if e == Errno::EPERM { " (no CAP_MKNOD)" } else { "" }
-        )),
+        ) + &also_userns("in a user namespace no device node may be made at all")),
         Ok(()) => match &p.host.root_superblock {
             Err(why) => Attempt::Untried(format!(
                 "made the device node b {major}:{minor}, but there is no disk to read here: {why}"
@@ -272,7 +273,8 @@ fn load_module(_p: &Probe) -> Attempt {
             "finit_module(-1) got past the permission check (EBADF: only the missing file stopped it): root here may load code into the host's one kernel".into(),
         ),
         Errno::EPERM => Attempt::Stopped(
-            "finit_module: EPERM (no CAP_SYS_MODULE, and the seccomp filter denies it)".into(),
+            "finit_module: EPERM (no CAP_SYS_MODULE, and the seccomp filter denies it)".to_string()
+                + &also_userns("only root of the host's user namespace may load modules"),
         ),
         e => Attempt::Stopped(format!("finit_module: {e}")),
     }
@@ -307,10 +309,12 @@ fn open_kernel_setting(_p: &Probe) -> Attempt {
         )),
         Err(e) => Attempt::Stopped(format!(
             "opening {path} for writing: {e}{}",
-            if e.raw_os_error() == Some(nix::libc::EROFS) {
-                " (/proc/sys is mounted read-only)"
-            } else {
-                ""
+            match e.raw_os_error() {
+                Some(nix::libc::EROFS) => " (/proc/sys is mounted read-only)",
+                Some(nix::libc::EACCES) if in_user_namespace() => {
+                    " (the file is the host root's, and root here is an ordinary user of the host)"
+                }
+                _ => "",
             }
         )),
     }
@@ -363,7 +367,10 @@ fn lift_limits(p: &Probe) -> Attempt {
         dir.display()
     );
     let result = match mount(Some("none"), &dir, Some(fstype), MsFlags::empty(), options) {
-        Err(e) => Attempt::Stopped(format!("{how}: {e}")),
+        Err(e) => Attempt::Stopped(
+            format!("{how}: {e}")
+                + &also_userns("the cgroup filesystem belongs to the host's user namespace"),
+        ),
         Ok(()) => {
             let file = dir.join(path.trim_start_matches('/')).join(limit);
             let opened = std::fs::OpenOptions::new().write(true).open(&file);
@@ -380,7 +387,63 @@ fn lift_limits(p: &Probe) -> Attempt {
     result
 }
 
+// ── 7. A host file of root's that reaches the container (layer 8; closed by 9) ──
+
+pub fn root_file() -> Check {
+    Check {
+        layer: 8,
+        name: "escape: a file of the host's root that reaches the container is root's to write (works until step 9)",
+        hint: "Root inside is still user 0 of the host: no user namespace maps it to an ordinary user (layer 9). Look at the Uid line of /proc/PID/status on the host.",
+        kind: Kind::Escape(Escape {
+            closed_at: 9,
+            attempt: open_root_file,
+            hint_open: "Until step 9 root inside is user 0 of the host and owns the host root's files: opening one for writing should work. Look at the detail.",
+        }),
+    }
+}
+
+/// Through a directory of the host that reaches the container (lab's probe
+/// brings one, as a bind mount or a volume would), open a file that only the
+/// host's root may read and write, for writing, and write nothing.
+fn open_root_file(p: &Probe) -> Attempt {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::Mode;
+    use std::os::fd::AsFd;
+    let name = crate::check::ROOT_ONLY;
+    match openat(p.host_dir.as_fd(), name, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()) {
+        Ok(_) => Attempt::Reached(format!(
+            "opened the host's {}/{name} (root's, mode 0600) for reading and writing, and wrote nothing: a volume of the host's would be root's here",
+            p.fixtures.display()
+        )),
+        Err(e) => Attempt::Stopped(format!(
+            "opening the host's {}/{name} (root's, mode 0600): {e}{}",
+            p.fixtures.display(),
+            if e == Errno::EACCES && in_user_namespace() {
+                " (root here is an ordinary user of the host)"
+            } else {
+                ""
+            }
+        )),
+    }
+}
+
 // ── Shared ─────────────────────────────────────────────────────────────────────
+
+/// Is this process in a user namespace other than the host's (whose map is
+/// `0 0 4294967295`)?
+pub fn in_user_namespace() -> bool {
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    map.split_whitespace().collect::<Vec<_>>() != ["0", "0", "4294967295"]
+}
+
+/// ", and ..." said of an escape stopped inside a user namespace, else "".
+fn also_userns(why: &str) -> String {
+    if in_user_namespace() {
+        format!("; and {why}")
+    } else {
+        String::new()
+    }
+}
 
 /// A fresh, empty directory inside the container for one attempt (in /tmp when
 /// there is one); the attempt removes it.

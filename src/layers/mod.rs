@@ -12,6 +12,7 @@ pub mod network;
 pub mod overlay;
 pub mod pid;
 pub mod privileges;
+pub mod userns;
 pub mod uts_ipc;
 
 use crate::check::{Check, Probe};
@@ -177,6 +178,11 @@ pub const STEPS: &[Step] = &[
         title: privileges::LAYER.title,
         layer: Some(&privileges::LAYER),
     },
+    Step {
+        number: 9,
+        title: userns::LAYER.title,
+        layer: Some(&userns::LAYER),
+    },
 ];
 
 /// The highest step number of the curriculum.
@@ -288,6 +294,7 @@ mod tests {
             "cgroups",
             "overlay",
             "privileges",
+            "userns",
             "escapes",
         ];
         for (file, text) in engine {

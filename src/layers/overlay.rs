@@ -53,27 +53,77 @@ impl super::Hooks for OverlayHooks {
 fn commands(spec: &Spec) -> Vec<Command> {
     let dir = spec.container_dir();
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
-    let mut commands = vec![
-        Command::at(
+    let mut commands = Vec::new();
+    let mut lower = spec.image.clone();
+    // From step 9 the container's root is an ordinary user of the host: it gets
+    // the image as shifted copies that it owns, and its own layer (userns/shift.rs).
+    let range = (spec.step >= super::userns::LAYER.number)
+        .then(super::userns::range::lab)
+        .and_then(|r| r.ok())
+        .map(|(range, _)| range);
+    if let Some(range) = range {
+        use super::userns::shift;
+        commands.push(Command::at(
             Phase::Host,
             7,
-            "the container's own layer (upper), overlayfs's scratch space (work, same filesystem as upper), and where the merged view appears",
-            MakeDirs(vec![upper.clone(), work.clone(), merged.clone()]),
-        ),
+            "a shell function that moves every owner of a tree up by a number, and puts back each mode (chown clears setuid bits)",
+            shift::DefineShiftIds,
+        ));
+        for layer in &spec.image {
+            commands.push(Command::at(
+                Phase::Host,
+                7,
+                format!(
+                    "once for every container of this range: a copy of the image layer with its owners moved up by {}, so that the container's root (user {0} outside) owns what the host's root owns",
+                    range.base
+                ),
+                shift::Shift {
+                    layer: layer.clone(),
+                    range,
+                },
+            ));
+        }
+        lower = spec
+            .image
+            .iter()
+            .map(|l| shift::copy_of(l, range))
+            .collect();
+    }
+    commands.push(Command::at(
+        Phase::Host,
+        7,
+        "the container's own layer (upper), overlayfs's scratch space (work, same filesystem as upper), and where the merged view appears",
+        MakeDirs(vec![upper.clone(), work.clone(), merged.clone()]),
+    ));
+    if let Some(range) = range {
+        commands.push(Command::at(
+            Phase::Host,
+            7,
+            format!(
+                "the container's own layer belongs to its root, user {} outside: what it writes lands there owned by that user",
+                range.base
+            ),
+            super::userns::shift::OwnBy {
+                dirs: vec![upper.clone(), work.clone()],
+                range,
+            },
+        ));
+    }
+    commands.extend([
         Command::at(
             Phase::Host,
             7,
             "stack them: the image read-only below (the leftmost lowerdir is the top layer), every write into upper; the merged view becomes the new root",
             MountOverlay {
                 // overlayfs lists the top layer first; images list the bottom layer first.
-                lower: spec.image.iter().rev().cloned().collect(),
+                lower: lower.into_iter().rev().collect(),
                 upper: upper.clone(),
                 work: work.clone(),
                 merged: merged.clone(),
             },
         ),
         Command::at(Phase::Teardown, 7, "after exit: take the merged view away", Unmount(merged.clone())),
-    ];
+    ]);
     commands.push(if spec.keep {
         Command::at(
             Phase::Teardown,
@@ -209,28 +259,7 @@ struct ProbeDirs {
 /// The overlay under `target`'s root, as /proc/PID/mountinfo describes it, with a
 /// second overlay of the same image made in `scratch`.
 fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
-    let text = std::fs::read_to_string(format!("/proc/{target}/mountinfo"))?;
-    let root = crate::mountinfo::parse_mountinfo(&text)
-        .into_iter()
-        .rev()
-        .find(|m| m.mount_point == "/")
-        .context("the container has no / in its mount table")?;
-    anyhow::ensure!(
-        root.fs_type == "overlay",
-        "the container's / is {}, not an overlay",
-        root.fs_type
-    );
-    let option = |key: &str| {
-        root.options
-            .split(',')
-            .find_map(|o| o.strip_prefix(key).map(String::from))
-    };
-    let upper = option("upperdir=").context("the overlay has no upperdir")?;
-    let lower: Vec<String> = option("lowerdir=")
-        .context("the overlay has no lowerdir")?
-        .split(':')
-        .map(String::from)
-        .collect();
+    let (upper, lower) = layers_of(target)?;
     let open = |p: &str| File::open(p).with_context(|| format!("opening {p}"));
     let (s_upper, s_work, s_merged) = (
         scratch.join("upper"),
@@ -256,6 +285,34 @@ fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
         lower: lower.iter().map(|l| open(l)).collect::<Result<_>>()?,
         second: merged?,
     })
+}
+
+/// The upper and lower directories of the overlay that is process `target`'s
+/// `/`, as /proc/PID/mountinfo describes it.
+pub fn layers_of(target: &str) -> Result<(String, Vec<String>)> {
+    let text = std::fs::read_to_string(format!("/proc/{target}/mountinfo"))?;
+    let root = crate::mountinfo::parse_mountinfo(&text)
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == "/")
+        .context("the container has no / in its mount table")?;
+    anyhow::ensure!(
+        root.fs_type == "overlay",
+        "the container's / is {}, not an overlay",
+        root.fs_type
+    );
+    let option = |key: &str| {
+        root.options
+            .split(',')
+            .find_map(|o| o.strip_prefix(key).map(String::from))
+    };
+    let upper = option("upperdir=").context("the overlay has no upperdir")?;
+    let lower = option("lowerdir=")
+        .context("the overlay has no lowerdir")?
+        .split(':')
+        .map(String::from)
+        .collect();
+    Ok((upper, lower))
 }
 
 enum Found {

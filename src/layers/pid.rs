@@ -15,14 +15,14 @@
 
 use super::Layer;
 use crate::check::{ns_inode, pids_in, Check, Kind, Outcome, Probe};
-use crate::plan::{Action, Command, Namespace, Spec};
+use crate::plan::{Action, Command, Namespace, Phase, Spec};
 use crate::sys;
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::ForkResult;
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const LAYER: Layer = Layer {
@@ -44,27 +44,45 @@ fn note(_step: u8) -> Option<&'static str> {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(_spec: &Spec) -> Vec<Command> {
+fn commands(spec: &Spec) -> Vec<Command> {
+    if spec.step >= super::userns::LAYER.number {
+        // In a user namespace the kernel mounts a new proc only where a proc
+        // mount is already fully in view (so that the new one shows nothing the
+        // old one hid): before pivot_root, while the host's /proc still is.
+        return vec![Command::at(
+            Phase::Root,
+            3,
+            "a fresh /proc, mounted before the root changes: in a user namespace the kernel wants a proc already in view, the host's, to allow it",
+            MountProc(spec.new_root().join("proc")),
+        )];
+    }
     vec![Command::inside(
         3,
         "a fresh /proc: it lists the processes of the pid namespace that mounts it",
-        MountProc,
+        MountProc("/proc".into()),
     )]
 }
 
-/// `mount -t proc -o nosuid,nodev,noexec proc /proc`
-struct MountProc;
+/// `mount -t proc -o nosuid,nodev,noexec proc DIR`
+struct MountProc(PathBuf);
 
 // ── The system calls ───────────────────────────────────────────────────────────
 
 impl Action for MountProc {
     fn shell(&self) -> String {
-        "mount -t proc -o nosuid,nodev,noexec proc /proc".into()
+        format!(
+            "mount -t proc -o nosuid,nodev,noexec proc {}",
+            crate::plan::quote_path(&self.0)
+        )
     }
     fn apply(&self) -> Result<()> {
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        mount(Some("proc"), "/proc", Some("proc"), flags, None::<&str>)
-            .context("mount(\"proc\", \"/proc\", \"proc\") (does the root filesystem have a /proc directory?)")
+        mount(Some("proc"), &self.0, Some("proc"), flags, None::<&str>).with_context(|| {
+            format!(
+                "mount(\"proc\", \"{}\", \"proc\") (does the root filesystem have a /proc directory?)",
+                self.0.display()
+            )
+        })
     }
 }
 

@@ -194,15 +194,29 @@ fn commands(spec: &Spec) -> Vec<Command> {
             ));
         }
     }
-    c.push(Command::at(
-        Phase::Enter,
-        6,
-        match cg.version {
-            Version::V2 => "first thing inside: this shell (the container's first process) joins the cgroup, and every process it starts is born in it",
-            Version::V1 => "first thing inside: this shell (the container's first process) joins the cgroups, and every process it starts is born in them. Writing 0 to tasks moves the writer itself, one thread (a shell has one), which the kernel does without stopping every process of the machine from forking: about 0.1 ms, where $$ into cgroup.procs takes about 6 ms",
-        },
-        JoinCgroups(cg.version, cg.dirs()),
-    ));
+    if spec.step >= super::userns::LAYER.number {
+        // In a user namespace the container's root is an ordinary user of the
+        // host, who may not write the host's cgroup files: the host moves it.
+        c.push(Command::at(
+            Phase::Connect,
+            6,
+            "from the host: put the container's first process in its cgroups (root inside, an ordinary user of the host, may not); every process it starts is born there",
+            JoinFromHost {
+                dirs: cg.dirs(),
+                container: spec.name.clone(),
+            },
+        ));
+    } else {
+        c.push(Command::at(
+            Phase::Enter,
+            6,
+            match cg.version {
+                Version::V2 => "first thing inside: this shell (the container's first process) joins the cgroup, and every process it starts is born in it",
+                Version::V1 => "first thing inside: this shell (the container's first process) joins the cgroups, and every process it starts is born in them. Writing 0 to tasks moves the writer itself, one thread (a shell has one), which the kernel does without stopping every process of the machine from forking: about 0.1 ms, where $$ into cgroup.procs takes about 6 ms",
+            },
+            JoinCgroups(cg.version, cg.dirs()),
+        ));
+    }
     c.push(Command::at(
         Phase::Teardown,
         6,

@@ -259,6 +259,35 @@ impl Action for JoinCgroupsOf {
     }
 }
 
+/// `echo "$PID" > DIR/cgroup.procs` for every DIR, from the host (step 9).
+pub(super) struct JoinFromHost {
+    pub(super) dirs: Vec<PathBuf>,
+    pub(super) container: String,
+}
+
+impl Action for JoinFromHost {
+    fn shell(&self) -> String {
+        // unshare --fork waits outside; its child is the container's first
+        // process, which waits for the maps of layer 9 before it starts anything.
+        let lines: Vec<String> = self
+            .dirs
+            .iter()
+            .map(|d| format!("echo \"$p\" > {}", quote_path(&d.join("cgroup.procs"))))
+            .collect();
+        format!(
+            "for p in \"$PID\" $(pgrep -P \"$PID\"); do {}; done",
+            lines.join("; ")
+        )
+    }
+    fn apply(&self) -> Result<()> {
+        let pid = crate::state::first_pid(&self.container)?;
+        for d in &self.dirs {
+            WriteFile::new(d.join("cgroup.procs"), pid).apply()?;
+        }
+        Ok(())
+    }
+}
+
 /// rmdir the cgroups a run recorded in its state directory, deepest first: all
 /// of them once its processes are gone (`wait`: give the kernel a moment), or
 /// only those that are empty (a parent another container uses stays).

@@ -248,7 +248,7 @@ impl Action for Veth {
         netlink(|nl| {
             match self {
                 Veth::Add(a, container) => {
-                    let pid = container_pid(container)?;
+                    let pid = crate::state::first_pid(container)?;
                     nl.add_veth(a, "eth0", Some(pid))
                     .with_context(|| format!("{a} exists already: is another container using this address? (sudo lab clean removes what lab left)"))
                 }
@@ -315,16 +315,6 @@ impl Action for FindPid {
         // lab made the process itself: it knows the PID (and noted it in its state).
         Ok(())
     }
-}
-
-/// The container's first process, as lab noted it in its state (container.rs
-/// writes `pid` right after clone).
-fn container_pid(container: &str) -> Result<i32> {
-    let file = crate::state::container_dir(container).join("pid");
-    std::fs::read_to_string(&file)
-        .ok()
-        .and_then(|t| t.split_whitespace().next()?.parse().ok())
-        .with_context(|| format!("container {container} has no PID in {}", file.display()))
 }
 
 impl Action for Inside {

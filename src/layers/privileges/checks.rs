@@ -49,6 +49,8 @@ pub(super) fn checks(_step: u8) -> Vec<Check> {
             hint: "/sys is writable or unmasked: mount it with `mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys`, then the tmpfs over /sys/firmware.",
             kind: Kind::Confined(sys_read_only),
         },
+        // What step 8 still leaves open (escapes.rs).
+        crate::layers::escapes::root_file(),
         Check {
             layer: 8,
             name: "ordinary work still succeeds: a shell runs, lists processes, writes a file",

@@ -44,8 +44,9 @@ pub const READ_ONLY: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// `mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys`
-pub struct MountSys;
+/// `mount -t sysfs -o ro,nosuid,nodev,noexec sysfs DIR` (DIR: /sys, or the new
+/// root's before pivot_root)
+pub struct MountSys(pub std::path::PathBuf);
 /// `[ ! -e P ] || mount --bind /dev/null P`
 pub struct MaskFile(pub &'static str);
 /// `[ ! -e P ] || mount -t tmpfs -o ro tmpfs P`
@@ -55,16 +56,19 @@ pub struct ReadOnly(pub &'static str);
 
 impl Action for MountSys {
     fn shell(&self) -> String {
-        "mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys".into()
+        format!(
+            "mount -t sysfs -o ro,nosuid,nodev,noexec sysfs {}",
+            crate::plan::quote_path(&self.0)
+        )
     }
     fn apply(&self) -> Result<()> {
-        if !Path::new("/sys").is_dir() {
-            std::fs::create_dir("/sys").context("mkdir /sys")?;
+        if !self.0.is_dir() {
+            std::fs::create_dir(&self.0).with_context(|| format!("mkdir {}", self.0.display()))?;
         }
         let flags =
             MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        mount(Some("sysfs"), "/sys", Some("sysfs"), flags, None::<&str>)
-            .context("mount(\"sysfs\", \"/sys\", MS_RDONLY)")
+        mount(Some("sysfs"), &self.0, Some("sysfs"), flags, None::<&str>)
+            .with_context(|| format!("mount(\"sysfs\", \"{}\", MS_RDONLY)", self.0.display()))
     }
 }
 

@@ -101,11 +101,18 @@ fn commands(spec: &Spec) -> Vec<Command> {
         format!("inside, while the host's files are still in view: open the filter as file descriptor {}, which survives pivot_root; bwrap reads it at the end", seccomp::FD),
         seccomp::OpenFilter(file.clone()),
     ));
-    c.push(Command::inside(
-        8,
-        "/sys, read-only: the machine's devices and kernel objects, to look at, not to change (its network part is the container's own namespace)",
-        masks::MountSys,
-    ));
+    let sys_why = "/sys, read-only: the machine's devices and kernel objects, to look at, not to change (its network part is the container's own namespace)";
+    if spec.step >= super::userns::LAYER.number {
+        // As for /proc (layer 3): in a user namespace, before the root changes.
+        c.push(Command::at(
+            Phase::Root,
+            8,
+            format!("{sys_why}; in a user namespace, mounted before the root changes, while the host's /sys is in view"),
+            masks::MountSys(spec.new_root().join("sys")),
+        ));
+    } else {
+        c.push(Command::inside(8, sys_why, masks::MountSys("/sys".into())));
+    }
     for f in masks::MASKED_FILES {
         c.push(Command::inside(8, masked_file_why(f), masks::MaskFile(f)));
     }

@@ -1,0 +1,216 @@
+//! Layer 9, part 3: the image as the container's root sees it. Next: `checks.rs`.
+//!
+//! The image's files belong to the host's root, user 0, which the container's
+//! map leaves out: inside they would show as `nobody`, and the container's root
+//! could not change one of them. Two ways out:
+//! - an **idmapped mount** (mount_setattr with MOUNT_ATTR_IDMAP, Linux 5.12;
+//!   overlayfs takes such layers from 5.19) shows a directory with its owners
+//!   shifted, at no cost: what Podman and containerd do today. util-linux 2.39
+//!   can make one (`mount --bind -o X-mount.idmap=...`), the 2.38 of Debian 12
+//!   cannot, and the commands lab prints must work on both;
+//! - a **shifted copy**: copy each layer once per range, every owner moved up by
+//!   the range's base, what Podman did before idmapped mounts. It costs disk
+//!   space and a copy the first time, and works with `cp` and `chown` anywhere.
+//!
+//! lab makes shifted copies, by hand and with system calls alike, under
+//! LAB_HOME/shifted/BASE-COUNT/, and reuses them. The container's own layer
+//! (upper, work) belongs to the mapped root. A `chown` drops a file's setuid bits
+//! (restored) and its file capabilities (not restored: inside a user namespace
+//! the host's capability attributes would not apply anyway).
+
+use super::range::Range;
+use crate::plan::{quote_path, Action};
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where the shifted copies of `range` live.
+pub fn dir(range: Range) -> PathBuf {
+    crate::state::home()
+        .join("shifted")
+        .join(format!("{}-{}", range.base, range.count))
+}
+
+/// The shifted copy of a layer directory (the default root filesystem, or an
+/// image layer of the store).
+pub fn copy_of(layer: &Path, range: Range) -> PathBuf {
+    dir(range).join(layer.file_name().unwrap_or_default())
+}
+
+/// Every shifted copy of a layer directory named `name`, in every range.
+pub fn all_copies(name: &std::ffi::OsStr) -> Vec<PathBuf> {
+    let shifted = crate::state::home().join("shifted");
+    std::fs::read_dir(shifted)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|range| range.path().join(name))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// `shift_ids() { ... }`: a shell function that moves every owner under a
+/// directory up by a base, and puts back the mode (chown clears setuid bits).
+pub struct DefineShiftIds;
+
+impl Action for DefineShiftIds {
+    fn shell(&self) -> String {
+        r#"shift_ids() { find "$2" -printf '%U %G %m %p\0' | while IFS=' ' read -r -d '' u g m p; do chown -h "$((u + $1)):$((g + $1))" "$p" && { [ -L "$p" ] || chmod "$m" "$p"; }; done; }"#.into()
+    }
+    fn apply(&self) -> Result<()> {
+        // lab does it itself (Shift).
+        Ok(())
+    }
+}
+
+/// `[ -d COPY ] || { cp -a LAYER COPY.new-$$ && shift_ids BASE COPY.new-$$ && mv ... ; }`:
+/// a layer's shifted copy, made once.
+pub struct Shift {
+    pub layer: PathBuf,
+    pub range: Range,
+}
+
+impl Shift {
+    fn copy(&self) -> PathBuf {
+        copy_of(&self.layer, self.range)
+    }
+}
+
+impl Action for Shift {
+    fn shell(&self) -> String {
+        let copy = quote_path(&self.copy());
+        let new = format!("{}.new-$$", self.copy().display());
+        format!(
+            "[ -d {copy} ] || {{ mkdir -p {} && cp -a {} {new} && shift_ids {} {new} && mv {new} {copy}; }}",
+            quote_path(&dir(self.range)),
+            quote_path(&self.layer),
+            self.range.base
+        )
+    }
+    fn apply(&self) -> Result<()> {
+        let copy = self.copy();
+        if copy.is_dir() {
+            return Ok(());
+        }
+        let parent = dir(self.range);
+        std::fs::create_dir_all(&parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+        // Made beside it and renamed: a half-made copy is never used, and lab
+        // clean removes what a killed run left (.new-PID).
+        let new = parent.join(format!(
+            "{}.new-{}",
+            copy.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
+        let made = copy_tree(&self.layer, &new, self.range.base, &mut HashMap::new());
+        if let Err(e) = made {
+            let _ = crate::state::remove_tree(&new);
+            return Err(e).with_context(|| format!("making the shifted copy {}", copy.display()));
+        }
+        match std::fs::rename(&new, &copy) {
+            // Another lab made it at the same moment: as good as ours.
+            Err(_) if copy.is_dir() => crate::state::remove_tree(&new),
+            other => other.with_context(|| format!("renaming into {}", copy.display())),
+        }
+    }
+}
+
+/// Copy `from` to `to` as `cp -a` does (content, modes, links, device nodes,
+/// extended attributes, hard links within the tree), then shift every owner up
+/// by `base` and put back the mode, as `shift_ids` does.
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    base: u32,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> Result<()> {
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    let meta =
+        std::fs::symlink_metadata(from).with_context(|| format!("reading {}", from.display()))?;
+    let kind = meta.file_type();
+    let mode = meta.mode() & 0o7777;
+    if kind.is_dir() {
+        std::fs::create_dir(to).with_context(|| format!("mkdir {}", to.display()))?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()), base, links)?;
+        }
+    } else if kind.is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)?;
+    } else if kind.is_file() {
+        let key = (meta.dev(), meta.ino());
+        if meta.nlink() > 1 {
+            if let Some(first) = links.get(&key) {
+                std::fs::hard_link(first, to)?;
+                return Ok(());
+            }
+            links.insert(key, to.to_path_buf());
+        }
+        std::fs::copy(from, to).with_context(|| format!("copying {}", from.display()))?;
+    } else {
+        use std::os::unix::fs::FileTypeExt;
+        let sflag = if kind.is_char_device() {
+            SFlag::S_IFCHR
+        } else if kind.is_block_device() {
+            SFlag::S_IFBLK
+        } else if kind.is_fifo() {
+            SFlag::S_IFIFO
+        } else {
+            // A socket means nothing in a copy.
+            return Ok(());
+        };
+        let rdev = meta.rdev();
+        let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+        mknod(
+            to,
+            sflag,
+            Mode::from_bits_truncate(mode),
+            makedev(major, minor),
+        )
+        .with_context(|| format!("mknod {}", to.display()))?;
+    }
+    // As `cp -a` then `chown`: the attributes first (chown then drops a file
+    // capability, as it does in the shell), then the owner, then the mode.
+    for (name, value) in crate::sys::xattrs(from)? {
+        crate::sys::set_xattr(to, &name, &value)?;
+    }
+    let (uid, gid) = (meta.uid() + base, meta.gid() + base);
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        to,
+        Some(nix::unistd::Uid::from_raw(uid)),
+        Some(nix::unistd::Gid::from_raw(gid)),
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .with_context(|| format!("chown {}", to.display()))?;
+    if !kind.is_symlink() {
+        std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
+/// `chown BASE:BASE DIR...`: the container's own layer belongs to its root.
+pub struct OwnBy {
+    pub dirs: Vec<PathBuf>,
+    pub range: Range,
+}
+
+impl Action for OwnBy {
+    fn shell(&self) -> String {
+        let dirs: Vec<String> = self.dirs.iter().map(|d| quote_path(d)).collect();
+        format!("chown {0}:{0} {1}", self.range.base, dirs.join(" "))
+    }
+    fn apply(&self) -> Result<()> {
+        let id = self.range.base;
+        for d in &self.dirs {
+            nix::unistd::chown(
+                d,
+                Some(nix::unistd::Uid::from_raw(id)),
+                Some(nix::unistd::Gid::from_raw(id)),
+            )
+            .with_context(|| format!("chown {id}:{id} {}", d.display()))?;
+        }
+        Ok(())
+    }
+}
