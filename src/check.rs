@@ -270,7 +270,7 @@ struct HostState {
 impl Before {
     pub fn take(step: u8, name: &str) -> Before {
         let state = crate::state::container_dir(name);
-        let layers = crate::layers::up_to(step);
+        let layers = crate::layers::active(step);
         let states = layers
             .iter()
             .filter_map(|l| {
@@ -371,7 +371,7 @@ impl Fixtures {
                 .and_then(|mut f| f.write_all(b"the host's root alone may read this\n"))
                 .with_context(|| format!("writing {}", secret.display()))?;
         }
-        for layer in crate::layers::up_to(step) {
+        for layer in crate::layers::active(step) {
             if let Some(data) = layer.hooks.probe_data(&fixtures.probe)? {
                 fixtures.probe.data.push((layer.number, data));
             }
@@ -412,7 +412,7 @@ pub fn pids_in(proc: &Path) -> Vec<u32> {
 
 /// Every check of layers 1..=step.
 pub fn checks_for(step: u8) -> Vec<Check> {
-    crate::layers::up_to(step)
+    crate::layers::active(step)
         .iter()
         .flat_map(|l| (l.checks)(step))
         .collect()
@@ -671,7 +671,7 @@ pub fn join(target: Pid) -> Result<()> {
 /// `target` (step 6: join its cgroups).
 pub fn join_first(target: Pid, step: u8) -> Result<Vec<Box<dyn crate::plan::Action>>> {
     let mut all = Vec::new();
-    for layer in crate::layers::up_to(step) {
+    for layer in crate::layers::active(step) {
         all.extend(layer.hooks.join_first(target)?);
     }
     Ok(all)
@@ -721,6 +721,9 @@ pub fn enter(target: Pid) -> Result<()> {
             .with_context(|| format!("opening /proc/{t}/ns/{name}"))?;
         files.push((name, flag, f));
     }
+    // Without root the namespace denies setgroups (read here, on the host).
+    let groups_denied =
+        std::fs::read_to_string(format!("/proc/{t}/setgroups")).is_ok_and(|s| s.trim() == "deny");
     let mut user = false;
     for (name, flag, f) in &files {
         setns(f.as_fd(), *flag)
@@ -732,11 +735,14 @@ pub fn enter(target: Pid) -> Result<()> {
     nix::unistd::chdir("/").context("chdir /")?;
     if user {
         // In the container's user namespace lab's user (the host's root) is not
-        // mapped: become its root, the mapped user, as nsenter does.
+        // mapped: become its root, the mapped user, as nsenter does. (Without
+        // root the namespace denies setgroups: the groups stay.)
         use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
         let (root, group) = (Uid::from_raw(0), Gid::from_raw(0));
         setresgid(group, group, group).context("setresgid(0) in the container's user namespace")?;
-        setgroups(&[]).context("setgroups([]) in the container's user namespace")?;
+        if !groups_denied {
+            setgroups(&[]).context("setgroups([]) in the container's user namespace")?;
+        }
         setresuid(root, root, root).context("setresuid(0) in the container's user namespace")?;
     }
     Ok(())

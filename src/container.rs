@@ -175,7 +175,7 @@ fn reserve(spec: &mut Spec, name: Option<&str>) -> Result<Claim> {
     let claim = Claim::take(name)?;
     spec.name = claim.name.clone();
     fault_point("the container's state directory")?;
-    for layer in crate::layers::up_to(spec.step) {
+    for layer in crate::layers::active(spec.step) {
         layer.hooks.reserve(spec, &claim.dir)?;
     }
     Ok(claim)
@@ -199,6 +199,9 @@ fn announce(plan: &Plan, show: Show) {
         render::step_title(plan).bold(),
         plan.spec.name,
     ));
+    for line in render::left_out(plan.spec.step) {
+        show.say(&format!("{line}\n"));
+    }
 }
 
 /// The container's first process, as lab sees it: its guard, and the pipes to it.

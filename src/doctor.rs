@@ -63,6 +63,7 @@ pub fn examine() -> Vec<Finding> {
         )
     }];
     all.extend(namespaces(root));
+    all.push(rootless_userns(root));
     all.push(overlay());
     all.push(seccomp(root));
     all.push(links(root));
@@ -111,6 +112,56 @@ fn namespaces(root: bool) -> Vec<Finding> {
             }
         })
         .collect()
+}
+
+/// Step 9 without root needs a user namespace that a user may make: Ubuntu
+/// 24.04 lets AppArmor forbid it, Debian's kernels have a switch for it.
+fn rootless_userns(root: bool) -> Finding {
+    let what = "rootless";
+    let read = |f: &str| {
+        std::fs::read_to_string(f)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return Finding {
+            what: what.into(),
+            state: State::Optional,
+            detail: "AppArmor stops users from making user namespaces (Ubuntu's default): lab step 9 needs sudo here".into(),
+            fix: Some("sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0 (for this boot; or an AppArmor profile that allows userns for lab)".into()),
+        };
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0")
+        || read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0")
+    {
+        return Finding {
+            what: what.into(),
+            state: State::Optional,
+            detail: "users may not make user namespaces here: lab step 9 needs sudo".into(),
+            fix: Some(
+                "sudo sysctl kernel.unprivileged_userns_clone=1 user.max_user_namespaces=15000"
+                    .into(),
+            ),
+        };
+    }
+    if root {
+        return found(
+            what,
+            "users may make user namespaces: lab step 9 runs without sudo",
+        );
+    }
+    match in_child(|| nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(Into::into)) {
+        Ok(()) => found(
+            what,
+            "you may make a user namespace: lab step 9 runs without sudo",
+        ),
+        Err(e) => Finding {
+            what: what.into(),
+            state: State::Optional,
+            detail: format!("you may not make a user namespace ({e}): lab step 9 needs sudo"),
+            fix: Some("sudo lab doctor tells more".into()),
+        },
+    }
 }
 
 /// overlayfs, built in or as a module the kernel loads on first mount.

@@ -86,7 +86,7 @@ impl Spec {
     /// The directory that becomes the container's `/`: the root filesystem, or from
     /// step 7 the merged view of the overlay mount.
     pub fn new_root(&self) -> PathBuf {
-        layers::up_to(self.step)
+        layers::active(self.step)
             .iter()
             .rev()
             .find_map(|l| l.hooks.new_root(self))
@@ -241,16 +241,18 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(spec: Spec) -> Plan {
-        let layers = layers::up_to(spec.step);
-        let namespaces = layers
+        let all = layers::up_to(spec.step);
+        // (Without root, a layer that needs it keeps its namespaces, not its commands.)
+        let namespaces = all
             .iter()
             .flat_map(|l| l.namespaces.iter().map(move |ns| (l.number, *ns)))
             .collect();
+        let layers = layers::active(spec.step);
         let mut commands: Vec<Command> = layers.iter().flat_map(|l| (l.commands)(&spec)).collect();
         // The last line starts the command; a layer may write it (step 8 runs the
         // command with fewer privileges).
         let run_given = commands.iter().any(|c| c.phase == Phase::Run);
-        if !run_given && layers.iter().any(|l| !l.namespaces.is_empty()) {
+        if !run_given && all.iter().any(|l| !l.namespaces.is_empty()) {
             commands.push(Command {
                 layer: 0,
                 phase: Phase::Run,
@@ -259,6 +261,24 @@ impl Plan {
                     command: spec.command.clone(),
                 }),
             });
+        }
+        // What the host does with the new process needs its PID: the first such
+        // line finds it (in the section of the first layer that needs it).
+        if let Some(layer) = commands
+            .iter()
+            .filter(|c| c.phase == Phase::Connect)
+            .map(|c| c.layer)
+            .min()
+        {
+            commands.insert(
+                0,
+                Command::at(
+                    Phase::Connect,
+                    layer,
+                    "in a second terminal on the host: the PID of unshare, which is in the new namespaces",
+                    FindPid,
+                ),
+            );
         }
         // Stable: within a phase, layers keep their order and their own order.
         commands.sort_by_key(|c| (c.phase, c.layer));
@@ -347,6 +367,24 @@ impl Unshare {
         layers.dedup();
         let s = if layers.len() == 1 { "" } else { "s" };
         format!("Layer{s} {} · new namespaces", layers.join(", "))
+    }
+}
+
+/// `PID=$(pgrep -nx unshare)`: the host's name for the new process.
+pub struct FindPid;
+
+impl Action for FindPid {
+    fn shell(&self) -> String {
+        "PID=$(pgrep -nx unshare)".into()
+    }
+    fn script(&self) -> String {
+        // unshare, started just below this background part, is a child of this
+        // script; wait until it has made its namespaces.
+        "for i in $(seq 1000); do PID=$(pgrep -P $$ -x unshare) && [ \"$(readlink /proc/$PID/ns/mnt)\" != \"$(readlink /proc/self/ns/mnt)\" ] && break; sleep 0.01; done".into()
+    }
+    fn apply(&self) -> Result<()> {
+        // lab made the process itself: it knows the PID (and noted it in its state).
+        Ok(())
     }
 }
 

@@ -161,6 +161,19 @@ pub fn missing(plan: &Plan) -> Option<String> {
     })
 }
 
+/// Without root: one line per layer left out of the step, with why.
+pub fn left_out(step: u8) -> Vec<String> {
+    crate::layers::left_out(step)
+        .into_iter()
+        .map(|(l, why)| {
+            format!(
+                "Without root, layer {} ({}) is left out: {why}.",
+                l.number, l.title
+            )
+        })
+        .collect()
+}
+
 /// `lab explain N`; with `only`, just the commands of that layer (and the line
 /// that runs the command), for a lesson that has shown the layers before it.
 pub fn explain(plan: &Plan, only: Option<u8>) -> String {
@@ -184,6 +197,9 @@ pub fn explain(plan: &Plan, only: Option<u8>) -> String {
     };
     if let Some(missing) = missing(plan) {
         let _ = writeln!(out, "{missing}");
+    }
+    for line in left_out(step) {
+        let _ = writeln!(out, "{line}");
     }
     let mut printer = Printer::default();
     for item in plan.sequence() {
@@ -211,17 +227,31 @@ pub fn script(plan: &Plan) -> String {
         "# {}: the commands of `lab explain {step}`, as one script.",
         step_title(plan)
     );
-    let _ = writeln!(out, "# Run it as root: sudo bash SCRIPT [COMMAND ...]");
+    let rootless = crate::layers::rootless();
+    let _ = writeln!(
+        out,
+        "{}",
+        if rootless {
+            "# Run it as yourself, without sudo: bash SCRIPT [COMMAND ...]"
+        } else {
+            "# Run it as root: sudo bash SCRIPT [COMMAND ...]"
+        }
+    );
     let _ = writeln!(
         out,
         "# It runs COMMAND in the container ({} when none is given).",
         plan.spec.command_line()
     );
     let _ = writeln!(out, "set -euo pipefail");
-    let _ = writeln!(
-        out,
-        "if [ \"$(id -u)\" != 0 ]; then echo \"run it as root: sudo bash $0\" >&2; exit 1; fi"
-    );
+    if rootless {
+        // A user's PATH often lacks the sbin directories (pivot_root, ip).
+        let _ = writeln!(out, "export PATH=\"$PATH:/usr/sbin:/sbin\"");
+    } else {
+        let _ = writeln!(
+            out,
+            "if [ \"$(id -u)\" != 0 ]; then echo \"run it as root: sudo bash $0\" >&2; exit 1; fi"
+        );
+    }
     let _ = writeln!(
         out,
         "if [ $# -eq 0 ]; then set -- {}; fi",
@@ -229,6 +259,9 @@ pub fn script(plan: &Plan) -> String {
     );
     if let Some(missing) = missing(plan) {
         let _ = writeln!(out, "# {missing}");
+    }
+    for line in left_out(step) {
+        let _ = writeln!(out, "# {line}");
     }
     let teardown: Vec<&Command> = plan.commands_in(Phase::Teardown).collect();
     if !teardown.is_empty() {

@@ -13,16 +13,34 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 
+/// Without root (step 9 only), lab keeps its files where the XDG base directory
+/// specification says a user's belong: data in ~/.local/share/lab, what lives
+/// only while containers run in $XDG_RUNTIME_DIR/lab.
 pub fn home() -> PathBuf {
-    std::env::var_os("LAB_HOME")
+    if let Some(h) = std::env::var_os("LAB_HOME") {
+        return h.into();
+    }
+    if nix::unistd::geteuid().is_root() {
+        return "/var/lib/lab".into();
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| "/var/lib/lab".into())
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("lab-{}", nix::unistd::geteuid())));
+    data.join("lab")
 }
 
 pub fn run_dir() -> PathBuf {
-    std::env::var_os("LAB_RUN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/run/lab".into())
+    if let Some(r) = std::env::var_os("LAB_RUN") {
+        return r.into();
+    }
+    if nix::unistd::geteuid().is_root() {
+        return "/run/lab".into();
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => Path::new(&d).join("lab"),
+        None => std::env::temp_dir().join(format!("lab-run-{}", nix::unistd::geteuid())),
+    }
 }
 
 fn containers_dir() -> PathBuf {
@@ -412,7 +430,31 @@ pub fn remove_tree(path: &Path) -> Result<()> {
         nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH)
             .with_context(|| format!("unmounting {}", m.display()))?;
     }
-    std::fs::remove_dir_all(path).with_context(|| format!("removing {}", path.display()))
+    match std::fs::remove_dir_all(path) {
+        // Without root: overlayfs makes its work/work with mode 0, and a container
+        // may make directories nobody may enter. The user owns them: open them.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && crate::layers::rootless() => {
+            open_up(path);
+            std::fs::remove_dir_all(path)
+        }
+        other => other,
+    }
+    .with_context(|| format!("removing {}", path.display()))
+}
+
+/// chmod u+rwx every directory below `dir` that the user owns.
+fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if meta.is_dir() {
+        let mode = meta.permissions().mode() | 0o700;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode));
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            open_up(&e.path());
+        }
+    }
 }
 
 /// `lab clean`: stop every container lab started, then remove all of lab's state.

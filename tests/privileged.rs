@@ -221,6 +221,112 @@ fn a_range_that_holds_a_real_users_id_is_refused() {
     assert!(leftover_containers().is_empty());
 }
 
+/// Without root, step 9 runs in a user namespace of the user's own, with the
+/// layers a user can have (not the network's host side, not the cgroups), and its
+/// checks pass; lab script 9 does the same by hand, and lab check 9 grades it.
+/// The steps before 9 say in one line that they need root. Run as nobody, with
+/// its files in XDG directories of the test's own.
+#[test]
+fn step_9_runs_without_root() {
+    let _g = privileged!();
+    let base = home().join("rootless");
+    let _ = std::fs::remove_dir_all(&base);
+    let (h, r) = (base.join("home"), base.join("run"));
+    for d in [&h, &r] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let own = Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&base)
+        .status()
+        .unwrap();
+    assert!(own.success());
+    let as_nobody = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "env",
+            "-i",
+        ])
+        .arg(format!("HOME={}", h.display()))
+        .arg(format!("XDG_RUNTIME_DIR={}", r.display()))
+        .args(["PATH=/usr/local/bin:/usr/bin:/bin", "NO_COLOR=1"])
+        .args(args);
+        c
+    };
+    let out = as_nobody(&[LAB, "step", "3", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    assert!(
+        err(&out).contains("without sudo only step 9 runs"),
+        "{}",
+        err(&out)
+    );
+
+    let out = as_nobody(&[LAB, "verify", "9", "--json"]).output().unwrap();
+    let json = text(&out);
+    assert!(out.status.success(), "{json}{}", err(&out));
+    let rows: Vec<&str> = json
+        .lines()
+        .filter(|l| l.contains("\"passed\": "))
+        .collect();
+    // Without layers 5 and 6: 47 checks less their 10 and 5.
+    assert_eq!(rows.len(), 32, "{json}");
+    for row in rows.iter().filter(|r| r.contains("\"skipped\": true")) {
+        assert!(
+            row.contains("without root") || row.contains("lab runs without root"),
+            "an unexpected skip: {row}"
+        );
+    }
+    assert!(
+        json.contains(
+            "on the host, the container's root is the first user of the range\", \"passed\": true"
+        ),
+        "{json}"
+    );
+
+    // By hand: the script, run as nobody, and lab check as nobody.
+    let script = text(&as_nobody(&[LAB, "script", "9"]).output().unwrap());
+    assert!(
+        script.contains("echo 'deny' > /proc/$PID/setgroups"),
+        "{script}"
+    );
+    let path = base.join("s9.sh");
+    std::fs::write(&path, &script).unwrap();
+    let marker = format!("{}", 4900 + std::process::id() % 1000);
+    let running = Background::spawn(as_nobody(&[
+        "bash",
+        path.to_str().unwrap(),
+        "sh",
+        "-c",
+        &format!("sleep {marker}; true"),
+    ]));
+    let pid = wait_for_process(&format!("sleep {marker}"));
+    let out = as_nobody(&[LAB, "check", "9", "--json", "--pid", &pid.to_string()])
+        .output()
+        .unwrap();
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    running.wait();
+    kill_leftovers(&format!("sleep {marker}"));
+    assert!(out.status.success(), "{}{}", text(&out), err(&out));
+    assert!(!text(&out).contains("\"passed\": false, \"skipped\": false"));
+    let left = Command::new("pgrep")
+        .args(["-u", "65534"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&left).trim().is_empty(),
+        "processes of nobody left: {}",
+        text(&left)
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
 /// Step 9's shifted copy of the image: what lab makes with system calls is what
 /// the printed commands (cp -a, then shift_ids) make, file for file: kind, mode,
 /// owner, link target, size.

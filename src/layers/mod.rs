@@ -113,6 +113,11 @@ pub trait Hooks: Sync {
     fn run_files(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Without root (step 9, rootless): why this layer cannot be had, if it
+    /// cannot. Its namespaces are still made; its commands and checks are left out.
+    fn without_root(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// What a layer gathered for its checks, or why it could not.
@@ -221,6 +226,35 @@ pub fn up_to(step: u8) -> Vec<&'static Layer> {
         .collect()
 }
 
+/// Is lab running without root? Then only step 9 runs, in a user namespace of
+/// the user's own, with the layers a user can have (rootless).
+pub fn rootless() -> bool {
+    // Decided once, by lab's user when it starts: a probe that has become root
+    // of a container's user namespace is still lab without root.
+    static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOTLESS.get_or_init(|| !nix::unistd::geteuid().is_root())
+}
+
+/// The layers whose commands, checks and hooks run at `step`: layers 1..=step,
+/// but, without root, not those that need it.
+pub fn active(step: u8) -> Vec<&'static Layer> {
+    up_to(step)
+        .into_iter()
+        .filter(|l| !rootless() || l.hooks.without_root().is_none())
+        .collect()
+}
+
+/// Without root: the layers of `step` that are left out, and why.
+pub fn left_out(step: u8) -> Vec<(&'static Layer, &'static str)> {
+    if !rootless() {
+        return vec![];
+    }
+    up_to(step)
+        .into_iter()
+        .filter_map(|l| Some((l, l.hooks.without_root()?)))
+        .collect()
+}
+
 /// Every built layer, whatever the step: for cleaning up after any container.
 pub fn all() -> Vec<&'static Layer> {
     STEPS.iter().filter_map(|s| s.layer).collect()
@@ -229,6 +263,16 @@ pub fn all() -> Vec<&'static Layer> {
 /// Before `lab step N` makes anything: what the layers up to N need from the
 /// kernel and the host, in one line for the first thing missing.
 pub fn preflight(spec: &Spec) -> Result<()> {
+    if rootless()
+        && !up_to(spec.step)
+            .iter()
+            .any(|l| l.namespaces.contains(&Namespace::User))
+    {
+        anyhow::bail!(
+            "lab step {} changes the kernel's view of processes and needs root: run it with sudo (without sudo, only step 9 runs, in a user namespace of your own: lab step 9)",
+            spec.step
+        );
+    }
     for layer in up_to(spec.step) {
         for ns in layer.namespaces {
             if !Path::new("/proc/self/ns").join(ns.proc_name()).exists() {
@@ -240,6 +284,8 @@ pub fn preflight(spec: &Spec) -> Result<()> {
                 );
             }
         }
+    }
+    for layer in active(spec.step) {
         layer.hooks.preflight(spec)?;
     }
     Ok(())

@@ -57,7 +57,9 @@ fn commands(spec: &Spec) -> Vec<Command> {
     let mut lower = spec.image.clone();
     // From step 9 the container's root is an ordinary user of the host: it gets
     // the image as shifted copies that it owns, and its own layer (userns/shift.rs).
-    let range = (spec.step >= super::userns::LAYER.number)
+    // (Without root, the user's own files are root's inside already.)
+    let rootless = super::rootless();
+    let range = (spec.step >= super::userns::LAYER.number && !rootless)
         .then(super::userns::range::lab)
         .and_then(|r| r.ok())
         .map(|(range, _)| range);
@@ -109,21 +111,32 @@ fn commands(spec: &Spec) -> Vec<Command> {
             },
         ));
     }
-    commands.extend([
-        Command::at(
-            Phase::Host,
+    // Without root, the overlay is mounted inside, in the user's own namespaces
+    // (the kernel allows that since Linux 5.11), not on the host.
+    let (mount_phase, mount_why) = match rootless {
+        false => (Phase::Host, "stack them: the image read-only below (the leftmost lowerdir is the top layer), every write into upper; the merged view becomes the new root"),
+        true => (Phase::Enter, "inside, in the container's own mount namespace (a user may not mount on the host): stack them, the image read-only below, every write into upper"),
+    };
+    commands.extend([Command::at(
+        mount_phase,
+        7,
+        mount_why,
+        MountOverlay {
+            // overlayfs lists the top layer first; images list the bottom layer first.
+            lower: lower.into_iter().rev().collect(),
+            upper: upper.clone(),
+            work: work.clone(),
+            merged: merged.clone(),
+        },
+    )]);
+    if !rootless {
+        commands.push(Command::at(
+            Phase::Teardown,
             7,
-            "stack them: the image read-only below (the leftmost lowerdir is the top layer), every write into upper; the merged view becomes the new root",
-            MountOverlay {
-                // overlayfs lists the top layer first; images list the bottom layer first.
-                lower: lower.into_iter().rev().collect(),
-                upper: upper.clone(),
-                work: work.clone(),
-                merged: merged.clone(),
-            },
-        ),
-        Command::at(Phase::Teardown, 7, "after exit: take the merged view away", Unmount(merged.clone())),
-    ]);
+            "after exit: take the merged view away",
+            Unmount(merged.clone()),
+        ));
+    }
     commands.push(if spec.keep {
         Command::at(
             Phase::Teardown,
@@ -253,7 +266,7 @@ struct ProbeDirs {
     pub lower: Vec<File>,
     /// The merged root of a second container's overlay (same image, its own upper),
     /// already unmounted: the open directory keeps it alive for the probe alone.
-    pub second: File,
+    pub second: Option<File>,
 }
 
 /// The overlay under `target`'s root, as /proc/PID/mountinfo describes it, with a
@@ -261,29 +274,35 @@ struct ProbeDirs {
 fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
     let (upper, lower) = layers_of(target)?;
     let open = |p: &str| File::open(p).with_context(|| format!("opening {p}"));
-    let (s_upper, s_work, s_merged) = (
-        scratch.join("upper"),
-        scratch.join("work"),
-        scratch.join("merged"),
-    );
-    for d in [&s_upper, &s_work, &s_merged] {
-        std::fs::create_dir_all(d)?;
-    }
-    let second = MountOverlay {
-        lower: lower.iter().map(PathBuf::from).collect(),
-        upper: s_upper,
-        work: s_work,
-        merged: s_merged.clone(),
+    // Without root lab may not mount on the host: no second overlay to compare.
+    let second = if super::rootless() {
+        None
+    } else {
+        let (s_upper, s_work, s_merged) = (
+            scratch.join("upper"),
+            scratch.join("work"),
+            scratch.join("merged"),
+        );
+        for d in [&s_upper, &s_work, &s_merged] {
+            std::fs::create_dir_all(d)?;
+        }
+        let second = MountOverlay {
+            lower: lower.iter().map(PathBuf::from).collect(),
+            upper: s_upper,
+            work: s_work,
+            merged: s_merged.clone(),
+        };
+        second.apply()?;
+        let merged = File::open(&s_merged);
+        // Detach it at once: the host's mount table is as before, the open
+        // directory keeps the second overlay alive for the probe.
+        umount2(&s_merged, MntFlags::MNT_DETACH)?;
+        Some(merged?)
     };
-    second.apply()?;
-    let merged = File::open(&s_merged);
-    // Detach it at once: the host's mount table is as before, the open directory
-    // keeps the second overlay alive for the probe.
-    umount2(&s_merged, MntFlags::MNT_DETACH)?;
     Ok(ProbeDirs {
         upper: open(&upper)?,
         lower: lower.iter().map(|l| open(l)).collect::<Result<_>>()?,
-        second: merged?,
+        second,
     })
 }
 
@@ -431,16 +450,21 @@ fn second_container_sees_image_only(p: &Probe) -> Outcome {
         Ok(d) => d,
         Err(o) => return o,
     };
+    let Some(second_root) = &d.second else {
+        return Outcome::Skip(
+            "without root lab may not mount a second overlay on the host to compare".into(),
+        );
+    };
     let name = format!(".lab-second-{}", std::process::id());
     if let Err(e) = std::fs::write(format!("/{name}"), "only in the first container\n") {
         return Outcome::Fail(format!("writing /{name} inside: {e}"));
     }
     let first = matches!(look(&d.upper, &name), Found::File);
-    let second = !matches!(look(&d.second, &name), Found::Missing);
+    let second = !matches!(look(second_root, &name), Found::Missing);
     // And the second container does see the image itself.
     let image_seen = ["bin", "etc", "usr"]
         .iter()
-        .any(|e| !matches!(look(&d.second, e), Found::Missing));
+        .any(|e| !matches!(look(second_root, e), Found::Missing));
     let _ = std::fs::remove_file(format!("/{name}"));
     Outcome::from(
         first && !second && image_seen,

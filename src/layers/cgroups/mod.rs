@@ -82,6 +82,9 @@ impl super::Hooks for CgroupHooks {
     fn run_files(&self) -> &'static [&'static str] {
         &["cgroups.lock", "cgroup-parents"]
     }
+    fn without_root(&self) -> Option<&'static str> {
+        Some("a user may make cgroups and set limits only where systemd delegates a part of the tree to it (systemd-run --user -p Delegate=yes); lab leaves the limits out")
+    }
 }
 
 // ── The commands ───────────────────────────────────────────────────────────────

@@ -116,6 +116,9 @@ impl super::Hooks for NetworkHooks {
     fn run_files(&self) -> &'static [&'static str] {
         &["network.lock", "network-rules"]
     }
+    fn without_root(&self) -> Option<&'static str> {
+        Some("the bridge lab0, the veth pair and NAT need root on the host (rootless Podman runs a helper, slirp4netns or pasta, for that): the container gets a network namespace with only lo")
+    }
 }
 
 /// The bridge every container is attached to.
@@ -255,11 +258,6 @@ fn commands(spec: &Spec) -> Vec<Command> {
     }
 
     // On the host, once the container's first process exists: it needs its PID.
-    c.push(at(
-        Phase::Connect,
-        "in a second terminal on the host: the PID of unshare, which is in the new network namespace",
-        Box::new(FindPid),
-    ));
     c.push(at(
         Phase::Connect,
         "a veth pair: two interfaces joined like the ends of a cable. One end stays on the host; the other is made right inside the container's network namespace, as its eth0 (moving an interface there afterwards costs the kernel about 20 ms: it waits until no CPU can still be using it)",

@@ -48,8 +48,6 @@ pub(super) enum EtcContent {
     /// The host's resolv.conf without its loopback nameservers.
     Resolv(PathBuf),
 }
-/// `PID=$(pgrep -nx unshare)`
-pub(super) struct FindPid;
 /// What runs in the container's network namespace.
 pub(super) enum Inside {
     LoUp,
@@ -299,21 +297,6 @@ impl Action for EtcFile {
                 .collect::<String>(),
         };
         std::fs::write(&self.file, text).with_context(|| format!("writing {}", self.file.display()))
-    }
-}
-
-impl Action for FindPid {
-    fn shell(&self) -> String {
-        "PID=$(pgrep -nx unshare)".into()
-    }
-    fn script(&self) -> String {
-        // unshare, started just below this background part, is a child of this
-        // script; wait until it has made its namespaces.
-        "for i in $(seq 1000); do PID=$(pgrep -P $$ -x unshare) && [ \"$(readlink /proc/$PID/ns/net)\" != \"$(readlink /proc/self/ns/net)\" ] && break; sleep 0.01; done".into()
-    }
-    fn apply(&self) -> Result<()> {
-        // lab made the process itself: it knows the PID (and noted it in its state).
-        Ok(())
     }
 }
 

@@ -282,11 +282,15 @@ impl TakeOn {
         if unrestricted {
             return Ok(None);
         }
-        let filters = if status.seccomp == 2 {
+        let filters = if status.seccomp != 2 {
+            vec![]
+        } else if super::rootless() {
+            // Copying a filter takes CAP_SYS_ADMIN on the host. Without root lab
+            // only ever joins its own containers: their filter is lab's.
+            vec![seccomp::filter(&seccomp::program()?)]
+        } else {
             crate::sys::seccomp_filters_of(target)
                 .with_context(|| format!("copying the seccomp filters of process {target}"))?
-        } else {
-            vec![]
         };
         Ok(Some(TakeOn {
             target,

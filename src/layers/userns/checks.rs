@@ -7,6 +7,7 @@
 //! (escapes.rs).
 
 use super::range::{self, Range};
+
 use crate::check::{Check, Kind, Outcome, Probe};
 use anyhow::{Context, Result};
 use std::fs::File;
@@ -43,7 +44,7 @@ pub(super) struct Ids {
 }
 
 pub(super) fn gather(p: &Probe) -> Result<Ids> {
-    let (range, _) = range::lab()?;
+    let range = range::maps()?.uid;
     let upper = crate::layers::overlay::layers_of(&p.target.to_string())
         .ok()
         .map(|(upper, _)| File::open(&upper).with_context(|| format!("opening {upper}")))

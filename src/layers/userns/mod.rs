@@ -41,8 +41,8 @@ pub const LAYER: Layer = Layer {
 // ── The commands ───────────────────────────────────────────────────────────────
 
 fn commands(spec: &Spec) -> Vec<Command> {
-    let (range, from) = match range::lab() {
-        Ok(r) => r,
+    let maps = match range::maps() {
+        Ok(m) => m,
         Err(e) => {
             return vec![Command::at(
                 Phase::Host,
@@ -52,81 +52,152 @@ fn commands(spec: &Spec) -> Vec<Command> {
             )]
         }
     };
-    let last = range.base + range.count - 1;
-    vec![
-        Command::at(
+    let (uid, gid) = (maps.uid, maps.gid);
+    let rootless = super::rootless();
+    let mut c = Vec::new();
+    if rootless {
+        c.push(Command::at(
             Phase::Connect,
             9,
-            format!(
-                "map the container's user IDs 0-{} to the host's {}-{last} ({from}): written by a process of the parent namespace with CAP_SETUID, once",
-                range.count - 1,
-                range.base
-            ),
+            "without root: first give up setgroups in the namespace (else a process there could drop a supplementary group that denies it access), which the kernel asks before it takes a group map from an ordinary user",
             WriteMap {
-                file: "uid_map",
-                range,
+                file: "setgroups",
+                line: "deny".into(),
                 container: spec.name.clone(),
             },
+        ));
+    }
+    c.push(Command::at(
+        Phase::Connect,
+        9,
+        format!(
+            "map the container's user IDs 0-{} to the host's {}-{} ({}): written from the parent namespace, once",
+            uid.count - 1,
+            uid.base,
+            uid.base + uid.count - 1,
+            maps.from
         ),
-        Command::at(
-            Phase::Connect,
-            9,
-            "and the group IDs the same way",
-            WriteMap {
-                file: "gid_map",
-                range,
-                container: spec.name.clone(),
-            },
-        ),
-        Command::at(
-            Phase::Wait,
-            9,
-            "first thing inside, once the host has written the maps: become root of the user namespace (until now this shell is user 0 of the host, which the map leaves out, and shows as nobody); the shell it starts runs as user 0 inside",
-            BecomeRoot,
-        ),
-    ]
+        WriteMap {
+            file: "uid_map",
+            line: uid.map_line(),
+            container: spec.name.clone(),
+        },
+    ));
+    c.push(Command::at(
+        Phase::Connect,
+        9,
+        "and the group IDs the same way",
+        WriteMap {
+            file: "gid_map",
+            line: gid.map_line(),
+            container: spec.name.clone(),
+        },
+    ));
+    c.push(Command::at(
+        Phase::Wait,
+        9,
+        "first thing inside, once the host has written the maps: become root of the user namespace (until now this shell is user 0 of the host, which the map leaves out, and shows as nobody); the shell it starts runs as user 0 inside",
+        BecomeRoot { rootless },
+    ));
+    if rootless {
+        // No device node may be made in a user namespace: bind the host's.
+        for (name, _, _) in crate::rootfs::DEVICES {
+            let to = spec.new_root().join("dev").join(name);
+            c.push(Command::at(
+                Phase::Root,
+                9,
+                "without root no device node may be made: bind the host's over the root filesystem's empty file",
+                BindDevice {
+                    from: std::path::Path::new("/dev").join(name),
+                    to,
+                },
+            ));
+        }
+    }
+    c
 }
 
-/// `echo '0 BASE COUNT' > /proc/$PID/uid_map` (or gid_map), on the host.
+/// `mount --bind /dev/NAME ROOT/dev/NAME`
+struct BindDevice {
+    from: std::path::PathBuf,
+    to: std::path::PathBuf,
+}
+
+impl Action for BindDevice {
+    fn shell(&self) -> String {
+        format!(
+            "mount --bind {} {}",
+            crate::plan::quote_path(&self.from),
+            crate::plan::quote_path(&self.to)
+        )
+    }
+    fn apply(&self) -> Result<()> {
+        nix::mount::mount(
+            Some(&self.from),
+            &self.to,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .with_context(|| {
+            format!(
+                "mount({}, {}, MS_BIND)",
+                self.from.display(),
+                self.to.display()
+            )
+        })
+    }
+}
+
+/// `echo '0 BASE COUNT' > /proc/$PID/uid_map` (or gid_map, or `deny` to
+/// setgroups), on the host.
 struct WriteMap {
     file: &'static str,
-    range: range::Range,
+    line: String,
     container: String,
 }
 
 impl Action for WriteMap {
     fn shell(&self) -> String {
-        format!(
-            "echo '{}' > /proc/$PID/{}",
-            self.range.map_line(),
-            self.file
-        )
+        format!("echo '{}' > /proc/$PID/{}", self.line, self.file)
     }
     fn apply(&self) -> Result<()> {
         let pid = crate::state::first_pid(&self.container)?;
         let path = format!("/proc/{pid}/{}", self.file);
         // One write: the kernel takes the whole map at once, and only once.
-        std::fs::write(&path, self.range.map_line())
-            .with_context(|| format!("writing {} to {path}", self.range.map_line()))
+        std::fs::write(&path, &self.line)
+            .with_context(|| format!("writing {} to {path}", self.line))
     }
 }
 
 /// `until ...; exec setpriv --reuid 0 --regid 0 --clear-groups bash`
-struct BecomeRoot;
+struct BecomeRoot {
+    /// With setgroups denied (without root), the groups cannot be cleared.
+    rootless: bool,
+}
 
 /// Wait until the host has written the map.
 const WAIT: &str = "until grep -q . /proc/self/uid_map; do sleep 0.1; done";
-const SETPRIV: &str = "setpriv --reuid 0 --regid 0 --clear-groups";
+
+impl BecomeRoot {
+    fn setpriv(&self) -> &'static str {
+        match self.rootless {
+            false => "setpriv --reuid 0 --regid 0 --clear-groups",
+            true => "setpriv --reuid 0 --regid 0 --keep-groups",
+        }
+    }
+}
 
 impl Action for BecomeRoot {
     fn shell(&self) -> String {
-        format!("{WAIT}; exec {SETPRIV} bash")
+        format!("{WAIT}; exec {} bash", self.setpriv())
     }
     fn script(&self) -> String {
         // The script's inside() starts again as root of the namespace.
         format!(
-            "{}; [ \"$(id -u)\" = 0 ] || exec {SETPRIV} bash -c 'inside \"$@\"' inside \"$@\"",
-            WAIT.replace("0.1", "0.01")
+            "{}; [ \"$(id -u)\" = 0 ] || exec {} bash -c 'inside \"$@\"' inside \"$@\"",
+            WAIT.replace("0.1", "0.01"),
+            self.setpriv()
         )
     }
     /// lab's first process was cloned with every capability in the new
@@ -135,9 +206,31 @@ impl Action for BecomeRoot {
         use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
         let (root, group) = (Uid::from_raw(0), Gid::from_raw(0));
         setresgid(group, group, group).context("setresgid(0, 0, 0) in the user namespace")?;
-        setgroups(&[]).context("setgroups([])")?;
+        if !self.rootless {
+            setgroups(&[]).context("setgroups([])")?;
+        }
         setresuid(root, root, root).context("setresuid(0, 0, 0) in the user namespace")
     }
+}
+
+/// Without root: can this user make a user namespace here? Ubuntu 24.04 lets
+/// AppArmor stop it, Debian's kernels have a switch, and every kernel a limit.
+fn rootless_possible() -> Result<()> {
+    let read = |f: &str| {
+        std::fs::read_to_string(f)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        anyhow::bail!("this system lets AppArmor stop users from making user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1, Ubuntu's default): run lab with sudo, or allow them with sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0 (see lab doctor)");
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        anyhow::bail!("this kernel does not let users make user namespaces (kernel.unprivileged_userns_clone = 0): run lab with sudo, or sudo sysctl kernel.unprivileged_userns_clone=1");
+    }
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        anyhow::bail!("user namespaces are switched off here (user.max_user_namespaces = 0): run lab with sudo, or raise the limit with sudo sysctl user.max_user_namespaces=15000");
+    }
+    Ok(())
 }
 
 /// A step that cannot run on this machine, and why.
@@ -158,7 +251,11 @@ struct UserHooks;
 
 impl super::Hooks for UserHooks {
     fn preflight(&self, _spec: &Spec) -> Result<()> {
-        range::lab().map(|_| ())
+        range::maps()?;
+        if super::rootless() {
+            rootless_possible()?;
+        }
+        Ok(())
     }
     fn probe_data(&self, p: &crate::check::Probe) -> Result<Option<super::Gathered>> {
         super::gathered(checks::gather(p))

@@ -71,6 +71,39 @@ fn subordinate(file: &str) -> Option<Range> {
     })
 }
 
+/// The maps of the container: user IDs, group IDs, and where they came from.
+/// With root: lab's range for both. Without root (rootless): the one ID a user
+/// may map without help, its own, to 0 (more needs newuidmap and a range of
+/// /etc/subuid).
+pub struct Maps {
+    pub uid: Range,
+    pub gid: Range,
+    pub from: String,
+}
+
+pub fn maps() -> Result<Maps> {
+    if crate::layers::rootless() {
+        let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+        return Ok(Maps {
+            uid: Range {
+                base: uid.as_raw(),
+                count: 1,
+            },
+            gid: Range {
+                base: gid.as_raw(),
+                count: 1,
+            },
+            from: format!("without root: your own user {uid} and group {gid}, the one ID a user may map by itself"),
+        });
+    }
+    let (range, from) = lab()?;
+    Ok(Maps {
+        uid: range,
+        gid: range,
+        from,
+    })
+}
+
 /// A range must not hold root or a real user's or group's ID.
 pub fn check(range: Range) -> Result<()> {
     if range.base == 0 || range.count == 0 || range.base.checked_add(range.count).is_none() {
