@@ -2,7 +2,7 @@
 //!
 //! Start reading at `layers/` (one file or folder per layer), then `plan.rs` (how a
 //! layer is described), `container.rs` and `init.rs` (how a step runs) and
-//! `check.rs` (how it is proved). ARCHITECTURE.md has the map.
+//! `check/` (how it is proved). ARCHITECTURE.md has the map.
 
 /// `println!`, but a reader that went away does not stop lab (see render::out).
 macro_rules! outln {

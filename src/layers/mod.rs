@@ -42,7 +42,7 @@ pub struct Layer {
 }
 
 /// What the engine asks of a layer besides its commands and checks. The engine
-/// (container.rs, check.rs, state.rs) calls these at fixed moments of every run
+/// (container.rs, check/, state.rs) calls these at fixed moments of every run
 /// and never asks which layer it talks to: adding a layer adds a file here and a
 /// line to [`STEPS`], nothing else. Every method does nothing unless a layer says
 /// otherwise.
@@ -324,7 +324,9 @@ mod tests {
     #[test]
     fn the_engine_names_no_layer() {
         let engine = [
-            ("check.rs", include_str!("../check.rs")),
+            ("check/mod.rs", include_str!("../check/mod.rs")),
+            ("check/host.rs", include_str!("../check/host.rs")),
+            ("check/probe.rs", include_str!("../check/probe.rs")),
             ("container.rs", include_str!("../container.rs")),
             ("init.rs", include_str!("../init.rs")),
             ("render.rs", include_str!("../render.rs")),

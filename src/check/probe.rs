@@ -1,0 +1,219 @@
+//! The probe: a process that joins the container the way `nsenter` does and runs
+//! the inside checks there, each confined one in a child that first takes on the
+//! restrictions of the container's processes.
+
+use super::{ns_inode, Check, Kind, Outcome, Probe};
+use crate::sys;
+use anyhow::{Context, Result};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Fork a probe that joins the container, forks again so that it is inside the pid
+/// namespace too, and runs the inside checks there; each confined check (and
+/// escape) in a process of its own that first takes on the restrictions of the
+/// container's processes. Answers come back over a pipe, one line per check:
+/// `INDEX<TAB>pass|fail|skip<TAB>DETAIL`.
+pub(super) fn run_inside(checks: &[Check], which: &[usize], probe: &Probe) -> Result<String> {
+    // Read on the host, before joining: what the container's processes may not do.
+    let confine = join_last(probe.target)?;
+    let (read_end, write_end) = nix::unistd::pipe().context("pipe")?;
+    match sys::fork()? {
+        ForkResult::Child => {
+            drop(read_end);
+            let code = match probe_main(checks, which, probe, &confine, write_end) {
+                Ok(()) => 0,
+                Err(e) => {
+                    errln!("lab: the probe could not join the container: {e:#}");
+                    1
+                }
+            };
+            // Leave without running the parent's destructors (they belong to lab).
+            std::process::exit(code);
+        }
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let mut out = String::new();
+            File::from(read_end).read_to_string(&mut out)?;
+            let _ = waitpid(child, None);
+            Ok(out)
+        }
+    }
+}
+
+fn probe_main(
+    checks: &[Check],
+    which: &[usize],
+    probe: &Probe,
+    confine: &[Box<dyn crate::plan::Action>],
+    out: OwnedFd,
+) -> Result<()> {
+    join(probe.target)?;
+    // setns(CLONE_NEWPID) only applies to children: fork once more to be inside.
+    match sys::fork()? {
+        ForkResult::Child => {
+            let mut out = File::from(out);
+            for &i in which {
+                let outcome = match checks[i].kind {
+                    Kind::Inside(f) => f(probe),
+                    Kind::Confined(f) => confined(confine, || f(probe)),
+                    Kind::Escape(e) => {
+                        confined(confine, || e.outcome(probe.step, (e.attempt)(probe)))
+                    }
+                    _ => continue,
+                };
+                let (status, detail) = match &outcome {
+                    Outcome::Pass(d) => ("pass", d),
+                    Outcome::Fail(d) => ("fail", d),
+                    Outcome::Skip(d) => ("skip", d),
+                };
+                let detail = detail.replace(['\n', '\t'], " ");
+                let _ = writeln!(out, "{i}\t{status}\t{detail}");
+            }
+            std::process::exit(0);
+        }
+        ForkResult::Parent { child } => {
+            drop(out);
+            match waitpid(child, None) {
+                Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+                other => anyhow::bail!("the probe ended with {other:?}"),
+            }
+        }
+    }
+}
+
+/// Run `check` in a child process that has taken on the container's restrictions
+/// (`confine`): what it changes in itself (its root, its namespaces, its
+/// privileges) goes with it.
+fn confined(confine: &[Box<dyn crate::plan::Action>], check: impl FnOnce() -> Outcome) -> Outcome {
+    let (rd, wr) = match nix::unistd::pipe() {
+        Ok(p) => p,
+        Err(e) => return Outcome::Fail(format!("pipe: {e}")),
+    };
+    match sys::fork() {
+        Ok(ForkResult::Child) => {
+            drop(rd);
+            let outcome = match confine.iter().try_for_each(|a| a.apply()) {
+                Ok(()) => check(),
+                Err(e) => Outcome::Fail(format!(
+                    "the probe could not take on the container's restrictions: {e:#}"
+                )),
+            };
+            let (status, detail) = match &outcome {
+                Outcome::Pass(d) => ('p', d),
+                Outcome::Fail(d) => ('f', d),
+                Outcome::Skip(d) => ('s', d),
+            };
+            let _ = write!(File::from(wr), "{status}{detail}");
+            std::process::exit(0);
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(wr);
+            let mut answer = String::new();
+            let _ = File::from(rd).read_to_string(&mut answer);
+            let _ = waitpid(child, None);
+            let mut chars = answer.chars();
+            match chars.next() {
+                Some('p') => Outcome::Pass(chars.collect()),
+                Some('s') => Outcome::Skip(chars.collect()),
+                Some('f') => Outcome::Fail(chars.collect()),
+                _ => Outcome::Fail("the confined probe died without an answer".into()),
+            }
+        }
+        Err(e) => Outcome::Fail(format!("{e:#}")),
+    }
+}
+
+/// Enter the cgroups, namespaces and root of process `target`, as `nsenter --all
+/// --root` does (nsenter leaves the cgroups alone).
+pub fn join(target: Pid) -> Result<()> {
+    // What layers do first, while the host's files are still in view (its cgroups).
+    for action in join_first(target, crate::layers::last_step())? {
+        action.apply()?;
+    }
+    enter(target)
+}
+
+/// What the layers up to `step` do first when a process joins the container of
+/// `target` (step 6: join its cgroups).
+pub fn join_first(target: Pid, step: u8) -> Result<Vec<Box<dyn crate::plan::Action>>> {
+    let mut all = Vec::new();
+    for layer in crate::layers::active(step) {
+        all.extend(layer.hooks.join_first(target)?);
+    }
+    Ok(all)
+}
+
+/// What every layer takes away from a process that joins the container of
+/// `target`, prepared on the host, applied after joining (step 8: the
+/// capabilities, no_new_privs and seccomp filters of its processes).
+pub fn join_last(target: Pid) -> Result<Vec<Box<dyn crate::plan::Action>>> {
+    let mut all = Vec::new();
+    for layer in crate::layers::all() {
+        all.extend(layer.hooks.join_last(target)?);
+    }
+    Ok(all)
+}
+
+/// The namespaces of `target` this process does not share, with nsenter's flag
+/// for each.
+pub fn namespaces_to_enter(target: Pid) -> Vec<(&'static str, &'static str, CloneFlags)> {
+    let t = target.to_string();
+    [
+        // The user namespace first: it owns the others, and in it lab's probe
+        // holds the capabilities that entering them takes.
+        ("user", "-U", CloneFlags::CLONE_NEWUSER),
+        ("net", "-n", CloneFlags::CLONE_NEWNET),
+        ("ipc", "-i", CloneFlags::CLONE_NEWIPC),
+        ("uts", "-u", CloneFlags::CLONE_NEWUTS),
+        ("pid", "-p", CloneFlags::CLONE_NEWPID),
+        ("mnt", "-m", CloneFlags::CLONE_NEWNS),
+    ]
+    .into_iter()
+    .filter(|(name, _, _)| ns_inode(&t, name) != ns_inode("self", name))
+    .collect()
+}
+
+/// Enter the namespaces and the root of process `target`. Every namespace file is
+/// opened before the first setns: inside the container's mount namespace, the
+/// host's /proc may be out of reach. The pid namespace applies to the children
+/// forked after this, not to the caller.
+pub fn enter(target: Pid) -> Result<()> {
+    let t = target.to_string();
+    let root = File::open(format!("/proc/{t}/root"))
+        .with_context(|| format!("process {t} not found (is the container still running?)"))?;
+    let mut files = Vec::new();
+    for (name, _, flag) in namespaces_to_enter(target) {
+        let f = File::open(format!("/proc/{t}/ns/{name}"))
+            .with_context(|| format!("opening /proc/{t}/ns/{name}"))?;
+        files.push((name, flag, f));
+    }
+    // Without root the namespace denies setgroups (read here, on the host).
+    let groups_denied =
+        std::fs::read_to_string(format!("/proc/{t}/setgroups")).is_ok_and(|s| s.trim() == "deny");
+    let mut user = false;
+    for (name, flag, f) in &files {
+        setns(f.as_fd(), *flag)
+            .with_context(|| format!("setns into the {name} namespace of {t}"))?;
+        user |= *flag == CloneFlags::CLONE_NEWUSER;
+    }
+    nix::unistd::fchdir(&root).context("fchdir to the container's root")?;
+    nix::unistd::chroot(".").context("chroot to the container's root")?;
+    nix::unistd::chdir("/").context("chdir /")?;
+    if user {
+        // In the container's user namespace lab's user (the host's root) is not
+        // mapped: become its root, the mapped user, as nsenter does. (Without
+        // root the namespace denies setgroups: the groups stay.)
+        use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+        let (root, group) = (Uid::from_raw(0), Gid::from_raw(0));
+        setresgid(group, group, group).context("setresgid(0) in the container's user namespace")?;
+        if !groups_denied {
+            setgroups(&[]).context("setgroups([]) in the container's user namespace")?;
+        }
+        setresuid(root, root, root).context("setresuid(0) in the container's user namespace")?;
+    }
+    Ok(())
+}
