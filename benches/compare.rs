@@ -2,13 +2,16 @@
 //!
 //! `sudo bench/run` builds what it needs and runs this (`cargo bench --bench
 //! compare`), which times `/bin/true` started in a container by:
-//! - `lab step N --no-checks` for N = 1..7, and step 7 with its checks;
+//! - `lab step N --no-checks` for N = 1..9, and step 7 with its checks;
 //! - the commands of `lab script N` run by bash: the same layers as shell commands;
 //! - `unshare ... chroot`, `bwrap --unshare-all`, `crun run` and `runc run` (OCI
 //!   bundles of a copy of the same root filesystem, with pid, network, ipc, uts
 //!   and mount namespaces and a 64 MB memory limit), and `bench/floor.c`: clone
 //!   with every namespace flag, pivot_root, /proc, exec, the least it takes;
-//! - step 7 while 0, 9 and 49 other containers share lab0 (1, 10, 50 in all).
+//! - step 7 while 0, 9 and 49 other containers share lab0 (1, 10, 50 in all);
+//! - without root (as user nobody): `lab step 9 --no-checks` beside `unshare
+//!   --user --map-root-user` and `bwrap --unshare-user` on the same root
+//!   filesystem (the one lab builds for that user), with the same namespaces.
 //!
 //! Everything runs in a network namespace of its own, with one other container
 //! holding lab0 up as in a classroom (except the rows that say otherwise), the
@@ -29,9 +32,44 @@ use std::time::{Duration, Instant};
 struct Row {
     name: String,
     /// The lab step that does the same work, for the ratio.
-    like: Option<u8>,
+    like: Option<Like>,
     command: Command,
     times: Vec<Duration>,
+}
+
+/// A lab step, as root or without root: what a row is compared with.
+#[derive(Clone, Copy)]
+struct Like {
+    step: u8,
+    rootless: bool,
+}
+
+fn like(step: u8) -> Option<Like> {
+    Some(Like {
+        step,
+        rootless: false,
+    })
+}
+
+const ROOTLESS: Option<Like> = Some(Like {
+    step: 9,
+    rootless: true,
+});
+
+impl Like {
+    fn row_name(&self) -> String {
+        match self.rootless {
+            false => format!("lab step {} --no-checks", self.step),
+            true => format!("lab step {} --no-checks, without root", self.step),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self.rootless {
+            false => format!("step {}", self.step),
+            true => format!("step {} without root", self.step),
+        }
+    }
 }
 
 fn main() {
@@ -55,7 +93,7 @@ fn main() {
 
     let _parents = RemoveParents;
     let mut rows: Vec<Row> = Vec::new();
-    let mut row = |name: &str, like: Option<u8>, command: Command| {
+    let mut row = |name: &str, like: Option<Like>, command: Command| {
         rows.push(Row {
             name: name.into(),
             like,
@@ -67,14 +105,14 @@ fn main() {
     match floor(&tmp) {
         Some(floor) => row(
             "floor: C, clone with every namespace, pivot_root, /proc, exec",
-            Some(4),
+            like(4),
             command(&floor, &[&root, "/bin/true"]),
         ),
         None => missing.push("cc (apt-get install gcc)"),
     }
     row(
         "unshare --fork --pid --mount --uts --ipc --net --mount-proc chroot",
-        Some(4),
+        like(4),
         command(
             "unshare",
             &[
@@ -95,7 +133,7 @@ fn main() {
         let args = ["--unshare-all", "--bind", &root, "/", "--proc", "/proc"];
         let mut c = command("bwrap", &args);
         c.arg("/bin/true");
-        row("bwrap --unshare-all", Some(4), c);
+        row("bwrap --unshare-all", like(4), c);
     } else {
         missing.push("bwrap (apt-get install bubblewrap)");
     }
@@ -104,7 +142,7 @@ fn main() {
         if installed(runtime) {
             row(
                 &format!("{runtime} run, 64 MB memory limit"),
-                Some(6),
+                like(6),
                 oci.run(runtime),
             );
         } else {
@@ -118,11 +156,11 @@ fn main() {
     // One container keeps lab0 and lab's rules up, as in a classroom (the scripts
     // are printed while it runs: they then take the next address).
     let holder = common::hold_lab0(&lab);
-    for n in 1..=8u8 {
+    for n in 1..=9u8 {
         let s = n.to_string();
         row(
             &format!("lab step {n} --no-checks"),
-            Some(n),
+            like(n),
             lab(&["step", &s, "--no-checks", "--", "/bin/true"]),
         );
         let script = tmp.join(format!("step-{n}.sh"));
@@ -140,14 +178,16 @@ fn main() {
         std::fs::write(&script, text).unwrap();
         let mut bash = command("bash", &[script.to_str().unwrap(), "/bin/true"]);
         bash.env("LAB_RUN", &run);
-        row(&format!("bash (lab script {n})"), Some(n), bash);
+        row(&format!("bash (lab script {n})"), like(n), bash);
     }
+    let nobody = WithoutRoot::prepare(&tmp);
+    nobody.rows(&mut row);
     time_rows(&mut rows, rounds, smoke);
     // Step 7 with its 31 checks takes seconds (they exhaust memory, processes
     // and CPU time on purpose): fewer rounds.
     let mut checked = vec![Row {
         name: "lab step 7, with its checks".into(),
-        like: Some(7),
+        like: like(7),
         command: lab(&["step", "7", "--", "/bin/true"]),
         times: vec![],
     }];
@@ -157,13 +197,13 @@ fn main() {
     let mut alone = vec![
         Row {
             name: "lab step 7 --no-checks, alone (makes and removes lab0)".into(),
-            like: Some(7),
+            like: like(7),
             command: lab(&["step", "7", "--no-checks", "--", "/bin/true"]),
             times: vec![],
         },
         Row {
             name: "bash (lab script 7), alone (makes and removes lab0)".into(),
-            like: Some(7),
+            like: like(7),
             command: command(
                 "bash",
                 &[tmp.join("step-7.sh").to_str().unwrap(), "/bin/true"],
@@ -175,6 +215,7 @@ fn main() {
     time_rows(&mut alone, rounds.min(11), smoke);
     let scaling = scale(&lab, rounds.min(11), smoke);
     drop(oci);
+    drop(nobody);
     let _ = std::fs::remove_dir_all(&run);
     if smoke {
         for m in &missing {
@@ -185,9 +226,9 @@ fn main() {
     }
 
     // ── The tables ──
-    let lab_median = |rows: &[Row], n: u8| {
+    let lab_median = |rows: &[Row], like: Like| {
         rows.iter()
-            .find(|r| r.name == format!("lab step {n} --no-checks"))
+            .find(|r| r.name == like.row_name())
             .map(|r| median(&r.times))
     };
     println!(
@@ -199,8 +240,8 @@ fn main() {
     for r in rows.iter().chain(&checked).chain(&alone) {
         let ratio = r
             .like
-            .and_then(|n| Some((n, lab_median(&rows, n)?)))
-            .map(|(n, base)| format!("{:.2} (step {n})", median(&r.times) / base))
+            .and_then(|l| Some((l, lab_median(&rows, l)?)))
+            .map(|(l, base)| format!("{:.2} ({})", median(&r.times) / base, l.label()))
             .unwrap_or_default();
         println!(
             "| {} | {:.2} | {:.2}-{:.2} | {ratio} |",
@@ -317,6 +358,117 @@ fn command(program: &str, args: &[&str]) -> Command {
     let mut c = Command::new(program);
     c.args(args);
     c
+}
+
+/// Step 9 without root: lab, unshare and bwrap run by user nobody, with a home and
+/// a runtime directory of its own under the benchmark's directory, on the root
+/// filesystem lab builds for that user (a user cannot use root's: its files
+/// belong to IDs the user's namespace does not map). The same namespaces for
+/// all three: user, mount, pid, uts, ipc (a user gets no network of step 5).
+struct WithoutRoot {
+    base: PathBuf,
+    rootfs: PathBuf,
+}
+
+impl WithoutRoot {
+    const ID: &'static str = "65534";
+
+    fn prepare(tmp: &Path) -> WithoutRoot {
+        let base = tmp.join("without-root");
+        let _ = std::fs::remove_dir_all(&base);
+        for d in ["home", "run"] {
+            std::fs::create_dir_all(base.join(d)).unwrap();
+        }
+        let own = Command::new("chown")
+            .args(["-R", &format!("{0}:{0}", Self::ID)])
+            .arg(&base)
+            .status()
+            .unwrap();
+        assert!(own.success(), "chown {}", base.display());
+        let me = WithoutRoot {
+            rootfs: base.join("home/.local/share/lab/rootfs"),
+            base,
+        };
+        // The first run builds the user's root filesystem.
+        let first = me.lab_step_9().status().unwrap();
+        assert!(first.success(), "lab step 9 as nobody: {first:?}");
+        me
+    }
+
+    /// `args` run as nobody, with nothing of root's environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid", Self::ID, "--regid", Self::ID, "--clear-groups"])
+            .args([
+                "env",
+                "-i",
+                "PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+                "NO_COLOR=1",
+            ])
+            .arg(format!("HOME={}", self.base.join("home").display()))
+            .arg(format!(
+                "XDG_RUNTIME_DIR={}",
+                self.base.join("run").display()
+            ))
+            .args(args);
+        c
+    }
+
+    fn lab_step_9(&self) -> Command {
+        let lab = env!("CARGO_BIN_EXE_lab");
+        let mut c = self.command(&[lab, "step", "9", "--no-checks", "--", "/bin/true"]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    }
+
+    fn rows(&self, row: &mut dyn FnMut(&str, Option<Like>, Command)) {
+        let root = self.rootfs.to_str().unwrap();
+        row(&ROOTLESS.unwrap().row_name(), ROOTLESS, self.lab_step_9());
+        row(
+            "unshare --user --map-root-user --fork --pid --mount --uts --ipc --mount-proc chroot, without root",
+            ROOTLESS,
+            self.command(&[
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--fork",
+                "--pid",
+                "--mount",
+                "--uts",
+                "--ipc",
+                "--mount-proc",
+                "chroot",
+                root,
+                "/bin/true",
+            ]),
+        );
+        if installed("bwrap") {
+            row(
+                "bwrap --unshare-user --unshare-pid --unshare-uts --unshare-ipc, without root",
+                ROOTLESS,
+                self.command(&[
+                    "bwrap",
+                    "--unshare-user",
+                    "--unshare-pid",
+                    "--unshare-uts",
+                    "--unshare-ipc",
+                    "--bind",
+                    root,
+                    "/",
+                    "--proc",
+                    "/proc",
+                    "/bin/true",
+                ]),
+            );
+        }
+    }
+}
+
+/// The user's files (its root filesystem, lab's state), also after a panic.
+impl Drop for WithoutRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.base);
+    }
 }
 
 /// crun and runc, each with an OCI bundle of its own copy of the root filesystem
