@@ -291,8 +291,13 @@ fn run_command(
     if plan.spec.command == [Spec::DEFAULT_COMMAND]
         && std::io::IsTerminal::is_terminal(&std::io::stdin())
     {
+        // What to try: the step's own layer says (the last one switched on).
+        let look = crate::layers::active(plan.spec.step)
+            .last()
+            .map(|l| l.look)
+            .unwrap_or_default();
         outln!(
-            "\nYou are inside container {} (step {}). Look around: hostname, ps, ls /, cat /proc/mounts.\nType exit to leave; lab then removes the container.",
+            "\nYou are inside container {} (step {}). Try: {look}\nType exit to leave; lab then removes the container.",
             plan.spec.name, plan.spec.step
         );
     }

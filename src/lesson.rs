@@ -84,6 +84,7 @@ pub fn fill(text: &str, explain: impl Fn(u8, Option<u8>) -> String) -> String {
             Block::Only(n, l) => explain(n, Some(l)),
             Block::Layer(n, l) => layer_commands(&explain(n, None), l),
             Block::Run(n) => run_line(&explain(n, None)),
+            Block::Grade(n) => grade_line(&explain(n, None)),
         };
         out.push_str(text.trim_end());
         out.push_str("\n```\n");
@@ -102,12 +103,17 @@ enum Block {
     Layer(u8, u8),
     /// `<!-- lab explain N run -->`: the bare line that runs the command (slides).
     Run(u8),
+    /// `<!-- lab explain N grade -->`: the bare line that grades it (lessons).
+    Grade(u8),
 }
 
 fn marker(line: &str) -> Option<Block> {
     let inner = line.strip_prefix(MARKER)?.strip_suffix(" -->")?;
     if let Some(n) = inner.strip_suffix(" run") {
         return Some(Block::Run(n.parse().ok()?));
+    }
+    if let Some(n) = inner.strip_suffix(" grade") {
+        return Some(Block::Grade(n.parse().ok()?));
     }
     if let Some((n, l)) = inner.split_once(" --only ") {
         return Some(Block::Only(n.parse().ok()?, l.parse().ok()?));
@@ -122,9 +128,12 @@ fn marker(line: &str) -> Option<Block> {
 /// those of its own sections ("Layer 3 · ...") and the unshare line when it makes
 /// one of the layer's namespaces ("Layers 2, 3 · new namespaces"), up to the line
 /// that runs the command (the teardown is left to the lesson), without comments.
+/// When they use the note of the terminal's shell (the PID line), the line of
+/// "This terminal" that writes it comes first.
 pub fn layer_commands(explain: &str, layer: u8) -> String {
     let mut out = String::new();
-    let mut ours = false;
+    let mut terminal = String::new();
+    let (mut ours, mut in_terminal) = (false, false);
     for line in explain.lines() {
         if line == "Run" {
             break;
@@ -135,18 +144,27 @@ pub fn layer_commands(explain: &str, layer: u8) -> String {
                 .strip_prefix("Layers ")
                 .or_else(|| head.strip_prefix("Layer "))
                 .is_some_and(|list| list.split(", ").any(|n| n == layer.to_string()));
+            in_terminal = line == "This terminal";
             continue;
         }
         let Some(cmd) = line.strip_prefix("  ") else {
             continue;
         };
         let remark = cmd.starts_with(' ') || cmd.starts_with('(') || cmd.starts_with("Note:");
-        if ours && !remark {
-            out.push_str(cmd);
-            out.push('\n');
+        let to = match (ours, in_terminal) {
+            (true, _) => &mut out,
+            (_, true) => &mut terminal,
+            _ => continue,
+        };
+        if !remark {
+            to.push_str(cmd);
+            to.push('\n');
         }
     }
-    out
+    match out.contains("/shell)") {
+        true => terminal + &out,
+        false => out,
+    }
 }
 
 /// The command lines of the "Run" section of `lab explain`, without comments.
@@ -168,6 +186,15 @@ pub fn run_line(explain: &str) -> String {
     out
 }
 
+/// The command line of the "Grade it" section of `lab explain`.
+pub fn grade_line(explain: &str) -> String {
+    let mut lines = explain.lines().skip_while(|l| *l != "Grade it").skip(1);
+    lines
+        .next()
+        .map(|l| format!("{}\n", l.trim()))
+        .unwrap_or_default()
+}
+
 /// For a terminal: the folded answers shown as plain text.
 pub fn for_terminal(text: &str) -> String {
     text.replace(
@@ -184,7 +211,8 @@ mod tests {
     use clap::Parser;
 
     /// What `lab explain N` prints for the classroom VM: cgroup v2, lab0 on
-    /// 10.200.0.0/24, the uplink called eth0, the resolver in /etc/resolv.conf.
+    /// 10.200.0.0/24, the uplink called eth0, the resolver list of systemd-resolved
+    /// (/run/systemd/resolve/resolv.conf).
     fn classroom_explain(n: u8, only: Option<u8>) -> String {
         colored::control::set_override(false);
         let n = n.to_string();
@@ -200,7 +228,11 @@ mod tests {
         };
         let plan = crate::plan::Plan::new(crate::spec(&target, vec![], false).unwrap());
         let text = crate::render::explain(&plan, only);
-        let text = text.replace("/run/systemd/resolve/resolv.conf >", "/etc/resolv.conf >");
+        // The classroom VM runs systemd-resolved: lab reads its list of servers.
+        let text = text.replace(
+            "/d' /etc/resolv.conf >",
+            "/d' /run/systemd/resolve/resolv.conf >",
+        );
         text.lines()
             .map(|l| match l.find("-o ").zip(l.find(" -j MASQUERADE")) {
                 Some((o, j)) if l.contains("MASQUERADE") && o < j => {
@@ -241,9 +273,24 @@ mod tests {
                 line + 1
             );
         }
-        // Steps 1 to 9, one block each (step 9 shows layer 7's changes too): a
-        // lesson that lost its block fails here.
-        assert_eq!(blocks, 10, "every step's lesson has its blocks of commands");
+        // Steps 1 to 9, one block each (step 9 shows layer 7's changes too), and
+        // each lesson's command that grades what the student typed: a lesson that
+        // lost one fails here.
+        assert_eq!(
+            blocks,
+            10 + 9,
+            "every step's lesson has its blocks of commands"
+        );
+        for n in 1..=9 {
+            let lesson = find(&n.to_string()).unwrap();
+            assert!(
+                lesson.text.contains(&format!(
+                    "{MARKER}{n} grade -->\n```text\nsudo lab check {n} --pid "
+                )),
+                "lessons/{} does not say how to grade what the student typed",
+                lesson.file
+            );
+        }
     }
 
     #[test]
@@ -301,6 +348,13 @@ mod tests {
         let three = layer_commands(&explain, 3);
         assert!(three.starts_with("unshare "), "{three}");
         assert!(three.ends_with("mount -t proc -o nosuid,nodev,noexec proc /proc\n"));
+        // Layer 5's PID line reads the note that the first terminal writes: a
+        // slide that shows it shows that line first.
+        let five = layer_commands(&classroom_explain(5, None), 5);
+        let note = "mkdir -p /run/lab/hand/c1 && echo $$ > /run/lab/hand/c1/shell\n";
+        assert!(five.starts_with(note), "{five}");
+        assert!(five.contains("PID=$(pgrep -nx -P \"$(cat /run/lab/hand/c1/shell)\" unshare)"));
+        assert!(!four.contains("/shell"), "{four}");
     }
 
     #[test]

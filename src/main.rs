@@ -226,8 +226,14 @@ enum Cmd {
     },
     /// Check this machine: kernel features, cgroups, programs; say how to fix what is missing
     Doctor,
-    /// Stop every container lab started and remove everything lab left on the host
-    Clean,
+    /// Stop every container lab started and remove what it left on the host; keep
+    /// the root filesystem, images and --keep layers unless --all
+    Clean {
+        /// Remove the default root filesystem, imported images and layers kept
+        /// with --keep too
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -426,9 +432,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Cmd::Clean => {
+        Cmd::Clean { all } => {
             need_root("clean")?;
-            let done = state::clean()?;
+            let done = state::clean(all)?;
             if done.is_empty() {
                 outln!("Nothing to clean: lab left nothing on this host.");
             }
@@ -489,7 +495,7 @@ fn print_verdict(reports: &[check::Report], json: bool) -> ExitCode {
         render::out(&render::reports("Checks", reports));
         let skipped = match skipped {
             0 => String::new(),
-            n => format!(" ({n} skipped: nothing to check here)"),
+            n => format!(" ({n} skipped: each says why)"),
         };
         outln!("\n{passed} of {} checks passed{skipped}.", reports.len());
     }

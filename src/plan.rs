@@ -8,7 +8,7 @@
 //! three cannot drift apart.
 
 use crate::layers::{self, Layer};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use nix::sched::CloneFlags;
 use std::path::PathBuf;
 
@@ -262,6 +262,22 @@ impl Plan {
                 }),
             });
         }
+        // Typed by hand, the first terminal notes its shell's PID: the second
+        // terminal, and `lab check`, find the container it starts by it, whatever
+        // other containers run.
+        let note = spec.files_dir().join("shell");
+        commands.push(Command::at(
+            Phase::Host,
+            0,
+            "note the PID of this terminal's shell: the second terminal and lab check find the container it starts by it, even with other containers running",
+            NoteShell(note.clone()),
+        ));
+        commands.push(Command::at(
+            Phase::Teardown,
+            0,
+            "the note of this terminal's shell",
+            ForgetShell(note.clone()),
+        ));
         // What the host does with the new process needs its PID: the first such
         // line finds it (in the section of the first layer that needs it).
         if let Some(layer) = commands
@@ -275,13 +291,17 @@ impl Plan {
                 Command::at(
                     Phase::Connect,
                     layer,
-                    "in a second terminal on the host: the PID of unshare, which is in the new namespaces",
-                    FindPid,
+                    "in a second terminal on the host: the PID of this container's unshare, which is in the new namespaces",
+                    FindPid(note),
                 ),
             );
         }
         // Stable: within a phase, layers keep their order and their own order.
-        commands.sort_by_key(|c| (c.phase, c.layer));
+        // The terminal's own lines (layer 0) come first, and last in the teardown.
+        commands.sort_by_key(|c| match (c.phase, c.layer) {
+            (Phase::Teardown, 0) => (c.phase, u8::MAX),
+            _ => (c.phase, c.layer),
+        });
         Plan {
             spec,
             layers,
@@ -370,12 +390,66 @@ impl Unshare {
     }
 }
 
-/// `PID=$(pgrep -nx unshare)`: the host's name for the new process.
-pub struct FindPid;
+/// `mkdir -p DIR && echo $$ > DIR/shell`: the PID of the shell that will run
+/// unshare, for [`FindPid`].
+pub struct NoteShell(pub PathBuf);
+
+impl Action for NoteShell {
+    fn shell(&self) -> String {
+        let dir = self.0.parent().unwrap_or(&self.0);
+        format!(
+            "mkdir -p {} && echo $$ > {}",
+            quote_path(dir),
+            quote_path(&self.0)
+        )
+    }
+    fn apply(&self) -> Result<()> {
+        // lab's own PID: lab is what starts this container, as the shell does
+        // by hand (its newest child is the container's first process).
+        let dir = self.0.parent().unwrap_or(&self.0);
+        std::fs::create_dir_all(dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        std::fs::write(&self.0, format!("{}\n", std::process::id()))
+            .with_context(|| format!("writing {}", self.0.display()))
+    }
+}
+
+/// `rm -f DIR/shell`
+pub struct ForgetShell(pub PathBuf);
+
+impl Action for ForgetShell {
+    fn shell(&self) -> String {
+        format!("rm -f {}", quote_path(&self.0))
+    }
+    fn script(&self) -> String {
+        // And the container's directory, once nothing else is in it.
+        let dir = self.0.parent().unwrap_or(&self.0);
+        format!(
+            "{}; rmdir {} 2>/dev/null || true",
+            self.shell(),
+            quote_path(dir)
+        )
+    }
+    fn apply(&self) -> Result<()> {
+        match std::fs::remove_file(&self.0) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(e).with_context(|| format!("removing {}", self.0.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `PID=$(pgrep -nx -P "$(cat DIR/shell)" unshare)`: the host's name for the new
+/// process, the unshare that the noted shell started.
+/// (The same note gives `lab check` the container: see `render::grade`.)
+pub struct FindPid(pub PathBuf);
 
 impl Action for FindPid {
     fn shell(&self) -> String {
-        "PID=$(pgrep -nx unshare)".into()
+        format!(
+            "PID=$(pgrep -nx -P \"$(cat {})\" unshare)",
+            quote_path(&self.0)
+        )
     }
     fn script(&self) -> String {
         // unshare, started just below this background part, is a child of this

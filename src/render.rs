@@ -83,6 +83,18 @@ impl Plan {
     }
 }
 
+/// The section a command is printed in: its layer's, "Run" for the line that
+/// runs the command, "This terminal" for the lines of no layer (the note of the
+/// shell that starts the container).
+fn section(plan: &Plan, c: &Command) -> String {
+    match (plan.layer(c.layer), c.phase) {
+        (_, Phase::Run) => "Run".into(),
+        (Some(layer), _) => layer_title(layer),
+        (None, Phase::Teardown) => "This terminal, after exit".into(),
+        (None, _) => "This terminal".into(),
+    }
+}
+
 /// Prints section headers only when the section changes.
 #[derive(Clone, Default)]
 pub struct Printer {
@@ -102,12 +114,8 @@ impl Printer {
                 command_lines(&mut out, &u.shell(), &u.why());
             }
             Item::Command(c) => {
-                match plan.layer(c.layer) {
-                    Some(layer) if c.phase != Phase::Run => {
-                        self.header(&mut out, &layer_title(layer), Some(layer.idea))
-                    }
-                    _ => self.header(&mut out, "Run", None),
-                }
+                let idea = plan.layer(c.layer).filter(|_| c.phase != Phase::Run);
+                self.header(&mut out, &section(plan, c), idea.map(|l| l.idea));
                 command_lines(&mut out, &c.action.shell(), &c.why);
             }
         }
@@ -207,13 +215,36 @@ pub fn explain(plan: &Plan, only: Option<u8>) -> String {
             (_, None) => true,
             (Item::Note(layer, _), Some(l)) => layer.number == l,
             (Item::Unshare(u), Some(l)) => u.namespaces.iter().any(|(n, _)| *n == l),
-            (Item::Command(c), Some(l)) => c.layer == l || c.phase == Phase::Run,
+            (Item::Command(c), Some(l)) => c.layer == l || c.layer == 0,
         };
         if shown {
             out.push_str(&printer.item(plan, &item));
         }
     }
+    let (command, why) = grade(plan);
+    let _ = writeln!(out, "\n{}", "Grade it".bold());
+    command_lines(&mut out, &command, &why);
     out
+}
+
+/// How a student grades the container they typed: `lab check` with the PID of
+/// the newest child of the shell that [`crate::plan::NoteShell`] noted (chroot's
+/// shell at step 1, unshare from step 2; lab follows unshare down to the
+/// container's process).
+pub fn grade(plan: &Plan) -> (String, String) {
+    let sudo = if crate::layers::rootless() {
+        ""
+    } else {
+        "sudo "
+    };
+    let note = crate::plan::quote_path(&plan.spec.files_dir().join("shell"));
+    (
+        format!(
+            "{sudo}lab check {} --pid \"$(pgrep -n -P \"$(cat {note})\")\"",
+            plan.spec.step
+        ),
+        "in a second terminal, while the container runs: lab proves each layer from the kernel, as lab step does, and says what to do about each check that fails".into(),
+    )
 }
 
 /// `lab script N`: the same commands as one bash script. What runs inside the new
@@ -236,6 +267,11 @@ pub fn script(plan: &Plan) -> String {
         } else {
             "# Run it as root: sudo bash SCRIPT [COMMAND ...]"
         }
+    );
+    let _ = writeln!(
+        out,
+        "# Grade it in a second terminal while it runs: {}",
+        grade(plan).0
     );
     let _ = writeln!(
         out,
@@ -271,8 +307,7 @@ pub fn script(plan: &Plan) -> String {
         );
         let _ = writeln!(out, "teardown() {{");
         for c in &teardown {
-            let title = plan.layer(c.layer).map_or("Run".into(), layer_title);
-            let _ = writeln!(out, "  # {title}: {}", c.why);
+            let _ = writeln!(out, "  # {}: {}", section(plan, c), c.why);
             let _ = writeln!(out, "  {}", c.action.script());
         }
         let _ = writeln!(out, "}}\ntrap teardown EXIT");
@@ -284,9 +319,10 @@ pub fn script(plan: &Plan) -> String {
         let indent = if in_function { "  " } else { "" };
         match item {
             Item::Note(layer, note) => {
-                if last_section != Some(layer.number) {
-                    let _ = writeln!(out, "\n{indent}# {}", layer_title(layer));
-                    last_section = Some(layer.number);
+                let title = layer_title(layer);
+                if last_section.as_ref() != Some(&title) {
+                    let _ = writeln!(out, "\n{indent}# {title}");
+                    last_section = Some(title);
                 }
                 let _ = writeln!(out, "{indent}# Note: {note}");
             }
@@ -300,12 +336,10 @@ pub fn script(plan: &Plan) -> String {
             }
             Item::Command(c) if matches!(c.phase, Phase::Teardown | Phase::Connect) => {}
             Item::Command(c) => {
-                // The line that runs the command has its own section, "Run".
-                let section = if c.phase == Phase::Run { 0 } else { c.layer };
-                if last_section != Some(section) {
-                    let title = plan.layer(section).map_or("Run".into(), layer_title);
+                let title = section(plan, c);
+                if last_section.as_ref() != Some(&title) {
                     let _ = writeln!(out, "\n{indent}# {title}");
-                    last_section = Some(section);
+                    last_section = Some(title);
                 }
                 let _ = writeln!(out, "{indent}# {}", c.why);
                 let _ = writeln!(out, "{indent}{}", c.action.script());
@@ -316,7 +350,7 @@ pub fn script(plan: &Plan) -> String {
         let _ = writeln!(out, "}}\nexport -f inside");
         let connect: Vec<&Command> = plan.commands_in(Phase::Connect).collect();
         if let Some(first) = connect.first() {
-            let title = plan.layer(first.layer).map_or("Run".into(), layer_title);
+            let title = section(plan, first);
             let _ = writeln!(
                 out,
                 "\n# {title}: on the host, once unshare (below) has made the namespaces.\n# In the background: unshare runs in the foreground, with the terminal."

@@ -126,6 +126,22 @@ impl Claim {
         };
         for candidate in &candidates {
             let path = dir.join(candidate);
+            // A container typed by hand (the commands of lab explain, lab script)
+            // keeps its files in hand/NAME: its name is taken, and its files are
+            // never lab's to take or remove.
+            let by_hand = [run_dir(), home()]
+                .iter()
+                .map(|d| d.join("hand").join(candidate))
+                .find(|d| d.exists());
+            if let Some(hand) = by_hand {
+                if name.is_some() {
+                    bail!(
+                        "a container typed by hand uses the name {candidate} ({} exists): choose another --name, or finish that one with its teardown",
+                        hand.display()
+                    );
+                }
+                continue;
+            }
             let layer = home().join("containers").join(candidate);
             if layer.exists() && !path.exists() {
                 // The writable layer an earlier `lab step 7 --keep` left: never reuse it.
@@ -459,7 +475,12 @@ fn open_up(dir: &Path) {
 
 /// `lab clean`: stop every container lab started, then remove all of lab's state.
 /// Returns what was removed, for the student to read.
-pub fn clean() -> Result<Vec<String>> {
+/// `lab clean`: stop lab's containers and remove what lab left on the host (its
+/// state, the shared objects, what killed runs left half-made, what hand-typed
+/// runs left with lab's names); with `all`, also what lab keeps on purpose (the
+/// default root filesystem, images and their layers, shifted copies, --keep
+/// layers). Returns what it did and what it kept, one line each.
+pub fn clean(all: bool) -> Result<Vec<String>> {
     let mut done = Vec::new();
     if let Ok(entries) = std::fs::read_dir(containers_dir()) {
         for e in entries.flatten() {
@@ -480,6 +501,9 @@ pub fn clean() -> Result<Vec<String>> {
         }
     }
     done.extend(crate::layers::remove_shared_if_unused()?);
+    for layer in crate::layers::all() {
+        done.extend(layer.hooks.tidy());
+    }
     // Only what lab makes in its two directories, whatever LAB_HOME and LAB_RUN
     // point at; then the directories themselves if nothing else is in them.
     let (run, home) = (run_dir(), home());
@@ -487,16 +511,22 @@ pub fn clean() -> Result<Vec<String>> {
     for layer in crate::layers::all() {
         ours.extend(layer.hooks.run_files().iter().map(|f| run.join(f)));
     }
-    ours.extend(["rootfs", "images", "layers", "shifted", "containers"].map(|d| home.join(d)));
-    for name in [&run, &home]
-        .iter()
-        .filter_map(|d| std::fs::read_dir(d).ok())
-        .flatten()
-        .flatten()
-    {
+    // What lab keeps on purpose: built or imported once, or kept with --keep.
+    let kept = ["rootfs", "images", "layers", "shifted", "containers"].map(|d| home.join(d));
+    if all {
+        ours.extend(kept.iter().cloned());
+    } else {
+        done.extend(kept_on_purpose(&home));
+    }
+    let mut left = Vec::new();
+    for dir in [&run, &home, &home.join("shifted")] {
+        left.extend(std::fs::read_dir(dir).into_iter().flatten().flatten());
+    }
+    for name in left {
         let n = name.file_name().to_string_lossy().into_owned();
-        // Left by interrupted runs: probe fixtures, half-built root filesystems.
-        if n.starts_with("check-") || n.starts_with(".rootfs-") {
+        // Left by interrupted runs: probe fixtures, half-built root filesystems,
+        // half-made shifted copies.
+        if n.starts_with("check-") || n.starts_with(".rootfs-") || n.contains(".new-") {
             crate::check::remove_left_fixtures(&name.path());
             ours.push(name.path());
         }
@@ -516,6 +546,43 @@ pub fn clean() -> Result<Vec<String>> {
         }
     }
     Ok(done)
+}
+
+/// What `lab clean` keeps unless `--all`, one line each (nothing when none is there).
+fn kept_on_purpose(home: &Path) -> Vec<String> {
+    let count = |d: &str| {
+        std::fs::read_dir(home.join(d))
+            .map(|e| e.flatten().count())
+            .unwrap_or(0)
+    };
+    let mut kept = Vec::new();
+    if home.join("rootfs/bin").is_dir() {
+        kept.push(format!(
+            "the default root filesystem ({})",
+            home.join("rootfs").display()
+        ));
+    }
+    match count("images") {
+        0 => {}
+        n => kept.push(format!("{n} imported image(s) (lab image ls)")),
+    }
+    match count("shifted") {
+        0 => {}
+        n => kept.push(format!(
+            "{n} shifted copy range(s) of step 9 ({})",
+            home.join("shifted").display()
+        )),
+    }
+    match count("containers") {
+        0 => {}
+        n => kept.push(format!(
+            "{n} writable layer(s) kept with --keep ({})",
+            home.join("containers").display()
+        )),
+    }
+    kept.into_iter()
+        .map(|k| format!("kept {k}: lab clean --all removes it"))
+        .collect()
 }
 
 /// For the tests of cleanup only: with `LAB_FAULT=MODE:N` in the environment, at

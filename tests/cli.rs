@@ -109,6 +109,17 @@ fn explain_and_script_hold_the_same_commands() {
     for n in BUILT {
         let explain = text(&print("explain", n));
         let script = text(&print("script", n));
+        // The last section, how to grade it, is a comment at the top of the script.
+        let (explain, grade) = explain
+            .split_once("\nGrade it\n")
+            .expect("a Grade it section");
+        let grade = grade.lines().next().unwrap().trim();
+        assert!(
+            script.contains(&format!(
+                "# Grade it in a second terminal while it runs: {grade}\n"
+            )),
+            "step {n}: the script does not say how to grade it: {script}"
+        );
         for line in explain.lines().filter(|l| {
             l.starts_with("  ")
                 && !l.starts_with("   ")
@@ -147,7 +158,9 @@ fn explain_and_script_hold_the_same_commands() {
                     || l.contains(&format!("|| {expected}"))
                     || l.contains(&format!("; {expected}"))
                     || l.contains(&format!("{{ {expected};"))
-                    || l.trim().starts_with(&format!("{expected}; "))),
+                    || l.trim().starts_with(&format!("{expected}; "))
+                    || l.trim()
+                        .starts_with(&format!("{expected} 2>/dev/null || true"))),
                 "step {n}: `{expected}` is in lab explain but not in lab script"
             );
         }

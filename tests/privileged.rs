@@ -446,13 +446,15 @@ fn step_4_inside_view_is_the_containers() {
     );
     assert!(s.contains("lab default root filesystem"), "{s}");
     assert_eq!(mountinfo(), before);
-    // What lab printed: every command of `lab explain 4`, then every check passed.
+    // What lab printed: every command of `lab explain 4` (but how to grade a
+    // container typed by hand, which lab step does itself), then every check passed.
     let explain = text(
         &lab_isolated()
             .args(["explain", "4", "--name", "box7"])
             .output()
             .unwrap(),
     );
+    let (explain, _grade) = explain.split_once("\nGrade it\n").unwrap();
     for line in explain.lines().filter(|l| {
         l.starts_with("  ")
             && !l.starts_with("   ")
@@ -460,11 +462,9 @@ fn step_4_inside_view_is_the_containers() {
             && !l.contains("Note:")
             && !l.contains("exec /bin/sh")
     }) {
-        assert!(
-            s.contains(line.trim()),
-            "lab step 4 did not print `{}`",
-            line.trim()
-        );
+        // (Typed by hand, the container's small files go to LAB_RUN/hand.)
+        let line = line.trim().replace("/hand/box7", "/containers/box7");
+        assert!(s.contains(&line), "lab step 4 did not print `{line}`");
     }
     let unshowable =
         s.matches("cannot load modules at all").count() + s.matches("no disk to read here").count();
@@ -537,6 +537,205 @@ fn the_script_of_each_step_passes_the_same_checks() {
         );
         remove_test_cgroup_parents();
     }
+}
+
+/// The workshop's promise for self-study: a student types a step by hand (here:
+/// its script, with an interactive shell on a terminal, idle at its prompt),
+/// grades it with the command the lesson and `lab explain` print, and the
+/// container is still there afterwards, with the same processes, for every step.
+/// The shell as PID 1 does not reap while it waits at its prompt: that check
+/// says so (skipped), it does not fail the student.
+#[test]
+fn grading_a_hand_built_container_leaves_it_running() {
+    use std::io::Write;
+    let _g = privileged!();
+    let note = run_dir().join("hand/c1/shell");
+    for (n, _) in STEPS {
+        let before = mountinfo();
+        let script = text(
+            &lab_isolated()
+                .args(["script", &n.to_string(), "--rootfs"])
+                .arg(rootfs())
+                .output()
+                .unwrap(),
+        );
+        let grade = script
+            .lines()
+            .find_map(|l| l.strip_prefix("# Grade it in a second terminal while it runs: sudo "))
+            .unwrap_or_else(|| panic!("lab script {n} does not say how to grade it"))
+            .to_string();
+        let path = run_dir().join(format!("hand-{n}.sh"));
+        std::fs::write(&path, &script).unwrap();
+        // `script` gives the shell a terminal, as a student's has.
+        let terminal = run_dir().join(format!("hand-{n}.out"));
+        let mut cmd = Command::new("script");
+        cmd.args(["-qfec"])
+            .arg(format!("bash {} /bin/sh -i", path.display()))
+            .arg("/dev/null")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::fs::File::create(&terminal).unwrap());
+        let mut running = Background::spawn(cmd);
+        // Up when a shell below the noted one's newest child waits at its prompt;
+        // the container is that child (chroot's shell, or unshare) and below.
+        let container = || -> Option<Vec<i32>> {
+            let shell = std::fs::read_to_string(&note).ok()?;
+            let first = *pids_of_children(shell.trim().parse().ok()?).last()?;
+            let mut all = vec![first];
+            all.extend(descendants(first));
+            let prompt = all.iter().any(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "sh\n")
+                    && std::fs::read_to_string(format!("/proc/{p}/wchan"))
+                        .is_ok_and(|w| w.contains("poll") || w.contains("select"))
+            });
+            prompt.then_some(all)
+        };
+        let mut found = None;
+        for _ in 0..1000 {
+            found = container();
+            if found.is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let Some(processes) = found else {
+            panic!(
+                "step {n}: the hand-built container did not come up:\n{}",
+                std::fs::read_to_string(&terminal).unwrap_or_default()
+            )
+        };
+        let upper = home().join("hand/c1/upper");
+        let upper_before = tree(&upper);
+        // The student's command, word for word, in bash (with lab and the
+        // test's directories in place of the defaults).
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "exec {} --json",
+                grade.replacen("lab ", "\"$LAB\" ", 1)
+            ))
+            .env("LAB", LAB)
+            .env("LAB_HOME", home())
+            .env("LAB_RUN", run_dir())
+            .env("LAB_CGROUP_PARENT", CGROUP_PARENT)
+            .output()
+            .unwrap();
+        let json = text(&out);
+        // lab beside it takes neither its name nor its files (nor, at step 5,
+        // its address), and leaves it running.
+        let (beside, refused) = if n == 5 {
+            let beside = lab_isolated()
+                .args(["step", "5", "--", "true"])
+                .output()
+                .unwrap();
+            let refused = lab_isolated()
+                .args(["step", "5", "--name", "c1", "--", "true"])
+                .output()
+                .unwrap();
+            (Some(beside), Some(refused))
+        } else {
+            (None, None)
+        };
+        let after = container();
+        let upper_after = tree(&upper);
+        // Leave as the student does: exit at the prompt; the script tears down.
+        let _ = running.0.stdin.as_mut().unwrap().write_all(b"exit\n");
+        running.wait();
+        std::fs::remove_file(&path).unwrap();
+        let _ = std::fs::remove_file(&terminal);
+        assert!(
+            out.status.success(),
+            "step {n}: grading the hand-built container failed:\n{json}{}",
+            err(&out)
+        );
+        assert_eq!(
+            after.as_ref(),
+            Some(&processes),
+            "step {n}: after lab check, the container's processes changed"
+        );
+        if let (Some(beside), Some(refused)) = (beside, refused) {
+            let said = text(&beside);
+            assert!(beside.status.success(), "{said}{}", err(&beside));
+            assert!(said.contains("container c2 ·"), "{said}");
+            assert_eq!(refused.status.code(), Some(1));
+            assert!(
+                err(&refused).contains("a container typed by hand uses the name c1"),
+                "{}",
+                err(&refused)
+            );
+        }
+        if n >= 3 {
+            let reap = json
+                .lines()
+                .find(|l| l.contains("PID 1 reaps orphaned processes"))
+                .unwrap();
+            assert!(
+                reap.contains("\"skipped\": true") && reap.contains("waits for you at its prompt"),
+                "step {n}: {reap}"
+            );
+        }
+        assert_eq!(
+            mountinfo(),
+            before,
+            "step {n}: a mount was left on the host"
+        );
+        assert!(
+            !exists(&note),
+            "step {n}: the script left {}",
+            note.display()
+        );
+        // In the student's layer, only the copy the whiteout check writes back
+        // (the lesson says so; their teardown removes the layer).
+        let added: Vec<&String> = upper_after
+            .iter()
+            .filter(|p| !upper_before.contains(p))
+            .collect();
+        if n >= 7 {
+            assert_eq!(added, ["etc", "etc/lab-rootfs"], "step {n}");
+        }
+        // The teardown typed by hand removes the parent cgroup too, once empty.
+        for parent in test_cgroup_parents() {
+            assert!(!parent.exists(), "step {n}: {} is left", parent.display());
+        }
+        remove_test_cgroup_parents();
+    }
+}
+
+/// Every path below `dir`, relative to it, sorted.
+fn tree(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The children of process `pid`, oldest first.
+fn pids_of_children(pid: i32) -> Vec<i32> {
+    let mut all: Vec<i32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    all.sort();
+    all
+}
+
+/// Every process below `pid`.
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for c in pids_of_children(pid) {
+        out.push(c);
+        out.extend(descendants(c));
+    }
+    out
 }
 
 /// Checks can fail: the checks of step N against a container of step N-1 fail,
@@ -1152,7 +1351,10 @@ fn walk_waits_for_enter_and_ctrl_c_at_a_prompt_removes_everything() {
     let s = text(&out);
     assert!(out.status.success(), "{s}{}", err(&out));
     let explain = text(&lab_isolated().args(["explain", "4"]).output().unwrap());
-    // Every command of explain but unshare (the clone) and the final exec.
+    // Every command of explain but unshare (the clone), the final exec and what
+    // comes after exit (the teardown runs without prompts; at step 4 only the
+    // note of the terminal's shell, and how to grade a container typed by hand).
+    let (explain, _after) = explain.split_once("\nThis terminal, after exit\n").unwrap();
     let commands = explain.lines().filter(|l| l.starts_with("    # ")).count() - 2;
     assert_eq!(s.matches(PROMPT).count(), commands, "{s}");
     assert!(s.lines().any(|l| l == "c1"), "{s}");
@@ -1260,14 +1462,23 @@ fn after_kill_9_the_next_run_or_lab_clean_removes_the_leftovers() {
         .unwrap();
     assert!(out.status.success(), "{}", err(&out));
     assert!(leftover_containers().is_empty());
-    // lab clean removes everything, and says so.
+    // lab clean stops the containers and removes what they left, keeps what lab
+    // keeps on purpose (the root filesystem, images, --keep layers), and says so.
     let mut cmd = lab_isolated();
     cmd.args(["step", "4", "--", "sleep", "4466"])
         .stdout(std::process::Stdio::null());
     let running = Background::spawn(cmd);
     wait_for_process("sleep 4466");
     let scratch_home = run_dir().join("clean-home");
-    std::fs::create_dir_all(scratch_home.join("rootfs/mnt")).unwrap();
+    let _scratch = RemoveOnDrop(scratch_home.clone());
+    for d in [
+        "rootfs/bin",
+        "images/alpine",
+        "containers/kept/upper",
+        "shifted/.x.new-1",
+    ] {
+        std::fs::create_dir_all(scratch_home.join(d)).unwrap();
+    }
     let out = lab_isolated()
         .env("LAB_HOME", &scratch_home)
         .arg("clean")
@@ -1275,18 +1486,37 @@ fn after_kill_9_the_next_run_or_lab_clean_removes_the_leftovers() {
         .unwrap();
     let _ = running.wait();
     assert!(out.status.success(), "{}", err(&out));
+    let said = text(&out);
+    assert!(said.contains("stopped container c1"), "{said}");
+    for kept in [
+        "kept the default root filesystem",
+        "kept 1 imported image(s)",
+        "kept 1 writable layer(s) kept with --keep",
+    ] {
+        assert!(said.contains(kept), "{said}");
+    }
+    assert!(said.contains("lab clean --all removes it"), "{said}");
+    assert!(!run_dir().join("containers").exists());
     assert!(
-        text(&out).contains("stopped container c1"),
-        "{}",
-        text(&out)
+        scratch_home.join("rootfs/bin").is_dir()
+            && scratch_home.join("containers/kept/upper").is_dir()
     );
-    assert!(!run_dir().join("containers").exists() && !scratch_home.exists());
+    // A half-made shifted copy is no keeper.
+    assert!(!scratch_home.join("shifted/.x.new-1").exists(), "{said}");
     assert!(pids_of("sleep 4466").is_empty());
+    // --all removes them too.
+    let out = lab_isolated()
+        .env("LAB_HOME", &scratch_home)
+        .args(["clean", "--all"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(!scratch_home.exists(), "{}", text(&out));
     // Once everything is gone, there is nothing more to clean.
     let clean = || {
         lab_isolated()
             .env("LAB_HOME", &scratch_home)
-            .arg("clean")
+            .args(["clean", "--all"])
             .output()
             .unwrap()
     };
@@ -1299,7 +1529,7 @@ fn after_kill_9_the_next_run_or_lab_clean_removes_the_leftovers() {
     std::fs::write(foreign.join("precious"), "keep me").unwrap();
     let out = lab_isolated()
         .env("LAB_HOME", &foreign)
-        .arg("clean")
+        .args(["clean", "--all"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", err(&out));
@@ -1388,6 +1618,7 @@ fn after_kill_9_at_step_6_the_cgroups_are_removed_by_the_next_run_or_lab_clean()
 #[test]
 fn keep_leaves_the_writable_layer_to_look_at() {
     let _g = privileged!();
+    let _kept = RemoveOnDrop(home().join("containers/kept"));
     let before = mountinfo();
     let out = lab_isolated()
         .args([
@@ -1423,6 +1654,23 @@ fn keep_leaves_the_writable_layer_to_look_at() {
         !rootfs().join("etc/motd").exists(),
         "the write reached the image"
     );
+    // Only what the container changed: the checks' own writes are gone (the
+    // whiteout check deletes an image file and writes it back).
+    let mut kept: Vec<String> = std::fs::read_dir(upper.join("etc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        ["group", "motd"],
+        "the kept layer holds more than the container's changes"
+    );
+    assert_eq!(
+        std::fs::read_dir(&upper).unwrap().count(),
+        1,
+        "the kept layer holds more than /etc"
+    );
     assert_eq!(mountinfo(), before);
     // The name stays taken until the kept layer is removed.
     let out = lab_isolated()
@@ -1431,7 +1679,6 @@ fn keep_leaves_the_writable_layer_to_look_at() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(err(&out).contains("--keep"), "{}", err(&out));
-    std::fs::remove_dir_all(home().join("containers/kept")).unwrap();
 }
 
 #[test]

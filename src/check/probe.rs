@@ -59,9 +59,9 @@ fn probe_main(
             for &i in which {
                 let outcome = match checks[i].kind {
                     Kind::Inside(f) => f(probe),
-                    Kind::Confined(f) => confined(confine, || f(probe)),
+                    Kind::Confined(f) => confined(probe, confine, || f(probe)),
                     Kind::Escape(e) => {
-                        confined(confine, || e.outcome(probe.step, (e.attempt)(probe)))
+                        confined(probe, confine, || e.outcome(probe.step, (e.attempt)(probe)))
                     }
                     _ => continue,
                 };
@@ -87,8 +87,14 @@ fn probe_main(
 
 /// Run `check` in a child process that has taken on the container's restrictions
 /// (`confine`): what it changes in itself (its root, its namespaces, its
-/// privileges) goes with it.
-fn confined(confine: &[Box<dyn crate::plan::Action>], check: impl FnOnce() -> Outcome) -> Outcome {
+/// privileges) goes with it. Its /tmp is a tmpfs of its own, so that the scratch
+/// files of a check leave no trace in the container (not even the copy of /tmp
+/// that writing there makes in an overlay's upper layer).
+fn confined(
+    probe: &Probe,
+    confine: &[Box<dyn crate::plan::Action>],
+    check: impl FnOnce() -> Outcome,
+) -> Outcome {
     let (rd, wr) = match nix::unistd::pipe() {
         Ok(p) => p,
         Err(e) => return Outcome::Fail(format!("pipe: {e}")),
@@ -96,6 +102,11 @@ fn confined(confine: &[Box<dyn crate::plan::Action>], check: impl FnOnce() -> Ou
     match sys::fork() {
         Ok(ForkResult::Child) => {
             drop(rd);
+            // (In the host's own mount namespace, a container of step 1, the
+            // checks' files land in the root filesystem as they are.)
+            if !probe.host.shares_mount_namespace() {
+                private_tmp();
+            }
             let outcome = match confine.iter().try_for_each(|a| a.apply()) {
                 Ok(()) => check(),
                 Err(e) => Outcome::Fail(format!(
@@ -124,6 +135,29 @@ fn confined(confine: &[Box<dyn crate::plan::Action>], check: impl FnOnce() -> Ou
             }
         }
         Err(e) => Outcome::Fail(format!("{e:#}")),
+    }
+}
+
+/// A mount namespace of this process's own, with an empty tmpfs on /tmp (when
+/// the container has a /tmp), before it gives up the right to mount. Best
+/// effort: without it, the checks use the container's /tmp and remove what they
+/// made there.
+fn private_tmp() {
+    use nix::mount::{mount, MsFlags};
+    let tmp = std::path::Path::new("/tmp");
+    if !tmp.is_dir() || nix::sched::unshare(CloneFlags::CLONE_NEWNS).is_err() {
+        return;
+    }
+    // Private first: nothing mounted here may reach the container's own table.
+    let private = MsFlags::MS_REC | MsFlags::MS_PRIVATE;
+    if mount(None::<&str>, "/", None::<&str>, private, None::<&str>).is_ok() {
+        let _ = mount(
+            Some("lab-probe-tmp"),
+            tmp,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID,
+            Some("size=1m,mode=1777"),
+        );
     }
 }
 

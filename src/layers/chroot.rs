@@ -19,6 +19,7 @@ pub const LAYER: Layer = Layer {
     number: 1,
     title: "chroot",
     idea: "the container gets its own files: a root filesystem becomes its /",
+    look: "ps prints only its header: nothing is mounted on /proc. mount -t proc proc /proc, then ps: the host's processes. umount /proc before you leave: at step 1 that mount is in the host's mount table.",
     namespaces: &[],
     commands,
     note,

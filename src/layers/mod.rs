@@ -28,6 +28,9 @@ pub struct Layer {
     pub title: &'static str,
     /// One sentence: what this layer gives the container.
     pub idea: &'static str,
+    /// What to try in the container's shell to see this layer (printed when
+    /// `lab step N` opens a shell at this step).
+    pub look: &'static str,
     /// The namespaces this layer adds to the `unshare`/`clone` of the step.
     pub namespaces: &'static [Namespace],
     /// Its commands at a given step (a later layer may take over an earlier one's job).
@@ -108,6 +111,11 @@ pub trait Hooks: Sync {
     /// lab0 and the rules). Returns what was removed, for the student.
     fn remove_shared_if_unused(&self) -> Result<Option<String>> {
         Ok(None)
+    }
+    /// `lab clean`: what hand-typed runs left on the host under lab's names
+    /// (step 6: an empty `lab` cgroup parent), removed or reported, one line each.
+    fn tidy(&self) -> Vec<String> {
+        vec![]
     }
     /// The files this layer keeps in lab's run directory (`lab clean` removes them).
     fn run_files(&self) -> &'static [&'static str] {

@@ -22,6 +22,7 @@ pub const LAYER: Layer = Layer {
     number: 2,
     title: "mount namespace and pivot_root",
     idea: "the container gets its own mount table, and its root is a mount the host's tree is detached from",
+    look: "cat /proc/mounts fails: no /proc yet. mount -t proc proc /proc, then ps: still the host's processes (no pid namespace), while cat /proc/mounts lists this namespace's mounts only. ls /dev: the few device nodes of the root filesystem.",
     namespaces: &[Namespace::Mount],
     commands,
     note: |_| None,
@@ -40,7 +41,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
         Command::at(
             Phase::Root,
             2,
-            "make every mount private first: the namespace starts as a copy of the host's, and shared mounts (systemd's default) would pass our mounts back to the host; pivot_root also refuses a shared /",
+            "make every mount private first: the namespace starts as a copy of the host's, and shared mounts (systemd's default) would pass our mounts back to the host; pivot_root also refuses a shared /. (The unshare command has done it already, by default; the unshare(2) system call that lab makes does not.)",
             MakePrivate,
         ),
         Command::at(

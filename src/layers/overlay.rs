@@ -25,6 +25,7 @@ pub const LAYER: Layer = Layer {
     number: 7,
     title: "overlay filesystem",
     idea: "the image stays read-only: the container's writes go to a layer of its own",
+    look: "touch /new-file: the write lands in this container's own writable layer, and the image below stays as it was.",
     namespaces: &[],
     commands,
     note: |_| None,
@@ -45,6 +46,11 @@ impl super::Hooks for OverlayHooks {
             &p.target.to_string(),
             &p.fixtures.join("second"),
         ))
+    }
+    /// The container is gone: the copy that the whiteout check wrote back into
+    /// a kept upper layer goes too (lab's, not the student's).
+    fn release(&self, state: &Path) {
+        remove_check_traces(&state.join(TRACES));
     }
 }
 
@@ -259,6 +265,45 @@ fn checks(_step: u8) -> Vec<Check> {
     ]
 }
 
+/// In a container's state directory: what the whiteout check will leave in its
+/// upper layer (the upper directory, the file it writes back, the directories
+/// that copying it up makes), for `release` to remove.
+const TRACES: &str = "overlay-check-traces";
+
+/// The file of the image the whiteout check deletes and writes back: the first
+/// of [`VICTIMS`] that is a file of the image and untouched in the upper layer.
+/// Chosen the same way on the host (to note it) and inside (to use it).
+fn victim(upper: &File, lower: &[File]) -> Option<&'static str> {
+    VICTIMS.iter().copied().find(|v| {
+        matches!(look(upper, v), Found::Missing)
+            && lower.iter().any(|l| matches!(look(l, v), Found::File))
+    })
+}
+
+/// Remove what the whiteout check left in a kept upper layer: its copy of the
+/// image's file, if it still is that copy (a change the student made stays),
+/// then the directories the copy-up made, if empty.
+fn remove_check_traces(traces: &Path) {
+    let Ok(text) = std::fs::read_to_string(traces) else {
+        return;
+    };
+    let mut lines = text.lines();
+    let (Some(upper), Some(lower), Some(victim)) = (lines.next(), lines.next(), lines.next())
+    else {
+        return;
+    };
+    let (copy, image) = (Path::new(upper).join(victim), Path::new(lower).join(victim));
+    if std::fs::read(&copy)
+        .ok()
+        .is_some_and(|c| std::fs::read(&image).ok() == Some(c))
+    {
+        let _ = std::fs::remove_file(&copy);
+    }
+    for dir in lines {
+        let _ = std::fs::remove_dir(Path::new(upper).join(dir));
+    }
+}
+
 /// What the overlay checks need, opened on the host before the probe joins the
 /// container: its layers, and the root of a second overlay of the same image.
 struct ProbeDirs {
@@ -299,11 +344,37 @@ fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
         umount2(&s_merged, MntFlags::MNT_DETACH)?;
         Some(merged?)
     };
-    Ok(ProbeDirs {
+    let dirs = ProbeDirs {
         upper: open(&upper)?,
         lower: lower.iter().map(|l| open(l)).collect::<Result<_>>()?,
         second,
-    })
+    };
+    // A container of lab's: note what the whiteout check will leave in its upper
+    // layer, to be removed when the container is gone (a --keep layer holds only
+    // what the container itself changed). Typed by hand, the layer is the
+    // student's, and their teardown removes it.
+    let pid = target.parse().unwrap_or(0);
+    if let (Some(c), Some(v)) = (
+        crate::state::container_of(pid),
+        victim(&dirs.upper, &dirs.lower),
+    ) {
+        let source = lower
+            .iter()
+            .find(|l| Path::new(l).join(v).is_file())
+            .cloned()
+            .unwrap_or_default();
+        let mut note = format!("{upper}\n{source}\n{v}\n");
+        // The directories copy-up will make, deepest first.
+        let mut dir = Path::new(v).parent();
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            if !Path::new(&upper).join(d).exists() {
+                note.push_str(&format!("{}\n", d.display()));
+            }
+            dir = d.parent();
+        }
+        std::fs::write(crate::state::container_dir(&c.name).join(TRACES), note)?;
+    }
+    Ok(dirs)
 }
 
 /// The upper and lower directories of the overlay that is process `target`'s
@@ -400,11 +471,8 @@ fn delete_leaves_whiteout(p: &Probe) -> Outcome {
         Ok(d) => d,
         Err(o) => return o,
     };
-    let Some(victim) = VICTIMS.iter().find(|v| {
-        in_image(d, v)
-            && matches!(look(&d.upper, v), Found::Missing)
-            && Path::new("/").join(v).is_file()
-    }) else {
+    let Some(victim) = victim(&d.upper, &d.lower).filter(|v| Path::new("/").join(v).is_file())
+    else {
         return Outcome::Skip(format!(
             "none of /{} is in the image and untouched",
             VICTIMS.join(", /")

@@ -29,6 +29,7 @@ pub const LAYER: Layer = Layer {
     number: 3,
     title: "pid namespace and /proc",
     idea: "the container gets its own process numbers: its first process is PID 1 and it sees only its own processes",
+    look: "ps: lab-init is PID 1, this shell is PID 2, and no process of the host is there.",
     namespaces: &[Namespace::Pid],
     commands,
     note,
@@ -217,10 +218,35 @@ fn host_processes_invisible(p: &Probe) -> Outcome {
 
 /// Make an orphan: a child that starts a grandchild and exits at once. The
 /// grandchild is handed to PID 1; when it exits, only PID 1 can reap it.
+/// If process `pid` is blocked reading the terminal on its standard input (a
+/// shell at its prompt), its name.
+fn waits_at_a_terminal(pid: &str) -> Option<String> {
+    let stdin = std::fs::read_link(format!("/proc/{pid}/fd/0")).ok()?;
+    let tty = stdin.to_string_lossy();
+    if !(tty.starts_with("/dev/pts/") || tty.starts_with("/dev/tty") || tty == "/dev/console") {
+        return None;
+    }
+    // Where in the kernel it sleeps: waiting for input (poll, select, a tty read).
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).ok()?;
+    let waiting = ["poll", "select", "n_tty_read", "wait_woken"]
+        .iter()
+        .any(|w| wchan.contains(w));
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    waiting.then(|| comm.trim().to_string())
+}
+
 fn orphans_are_reaped(p: &Probe) -> Outcome {
     // Without this pid namespace's own /proc, "gone from /proc" would prove nothing.
     if let o @ Outcome::Fail(_) = proc_is_own(p) {
         return o;
+    }
+    // A shell typed by hand as PID 1 reaps when it runs the next command, not
+    // while it waits at its prompt: an orphan made now would stay a zombie in the
+    // student's container until then. No fault, and nothing to prove now.
+    if let Some(shell) = waits_at_a_terminal("1") {
+        return Outcome::Skip(format!(
+            "PID 1 ({shell}) waits for you at its prompt: a shell reaps orphans when it runs your next command, not while it waits, so lab makes no orphan here (it would stay a zombie in your container until you press Enter). A PID 1 that never reaps (sleep, or a program that never waits) fails this check; lab step's lab-init reaps at once"
+        ));
     }
     let (rd, wr) = match nix::unistd::pipe() {
         Ok(p) => p,

@@ -18,6 +18,7 @@ pub const LAYER: Layer = Layer {
     number: 4,
     title: "uts and ipc namespaces",
     idea: "the container gets its own hostname and its own System V IPC objects",
+    look: "hostname: the container's own; hostname other renames it in here only. cat /proc/sysvipc/msg: no message queue of the host.",
     namespaces: &[Namespace::Uts, Namespace::Ipc],
     commands,
     note: |_| None,

@@ -163,11 +163,13 @@ impl Outside {
     }
 }
 
-/// The test run's root filesystem, built once.
+/// The test run's root filesystem, built once (again when an older lab built it
+/// without the tools of step 8 by hand).
 fn ensure_rootfs() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        if !home().join("rootfs/bin").is_dir() {
+        let r = home().join("rootfs");
+        if !r.join("bin").is_dir() || !r.join("usr/bin/bwrap").is_file() {
             let out = lab_isolated()
                 .arg("rootfs")
                 .output()
@@ -332,4 +334,14 @@ pub fn installed_or_skip(program: &str, install: &str, what: &str) -> bool {
         );
     }
     found
+}
+
+/// A directory the test makes (or has lab make), removed when the test ends,
+/// also when it fails.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -25,6 +25,8 @@ pub(super) struct WriteFile {
 pub(super) struct JoinCgroups(pub(super) Version, pub(super) Vec<PathBuf>);
 /// `rmdir DIR...`
 pub(super) struct RemoveCgroups(pub(super) Vec<PathBuf>);
+/// `rmdir PARENT...`: the parents of the containers' cgroups, when empty.
+pub(super) struct RemoveParents(pub(super) Vec<PathBuf>);
 /// A step that cannot run here, and why.
 pub(super) struct Unavailable(pub(super) String);
 
@@ -126,36 +128,25 @@ fn explain_write_error(e: std::io::Error, file: &Path, value: &str) -> anyhow::E
     anyhow::anyhow!("writing {value} to {}: {e}{why}", file.display())
 }
 
-impl JoinCgroups {
-    /// The file and the value: on v1, 0 in `tasks` is "the thread writing this"
-    /// (moving a whole process through cgroup.procs makes the kernel take a lock
-    /// that waits for an RCU grace period); v2 has no such shortcut for a process.
-    fn file_and_value(&self) -> (&'static str, &'static str) {
-        match self.0 {
-            Version::V1 => ("tasks", "0"),
-            Version::V2 => ("cgroup.procs", "$$"),
-        }
-    }
-}
-
 impl Action for JoinCgroups {
     fn shell(&self) -> String {
-        let (file, value) = self.file_and_value();
         let lines: Vec<String> = self
             .1
             .iter()
-            .map(|d| format!("echo {value} > {}", quote_path(&d.join(file))))
+            .map(|d| format!("echo $$ > {}", quote_path(&d.join("cgroup.procs"))))
             .collect();
         lines.join("; ")
     }
     fn apply(&self) -> Result<()> {
-        let (file, value) = self.file_and_value();
-        // $$: our own PID as this pid namespace numbers it (1); the kernel reads
-        // it in the writer's namespace, as it does for `echo $$`. lab is one
-        // thread, so on v1 the whole process moves.
-        let value = match value {
-            "$$" => std::process::id().to_string(),
-            v => v.to_string(),
+        let (file, value) = match self.0 {
+            // On v1, 0 in `tasks` moves the thread that writes it: for lab's
+            // child, one thread, the same move as its PID in cgroup.procs,
+            // without the machine-wide lock (it waits for an RCU grace period)
+            // that moving a whole process takes. v2 has no such shortcut.
+            Version::V1 => ("tasks", "0".to_string()),
+            // $$: our own PID as this pid namespace numbers it (1); the kernel
+            // reads it in the writer's namespace, as it does for `echo $$`.
+            Version::V2 => ("cgroup.procs", std::process::id().to_string()),
         };
         for d in &self.1 {
             WriteFile::new(d.join(file), &value).apply()?;
@@ -174,6 +165,21 @@ impl Action for RemoveCgroups {
             remove_cgroup(d)?;
         }
         Ok(())
+    }
+}
+
+impl Action for RemoveParents {
+    fn shell(&self) -> String {
+        RemoveCgroups(self.0.clone()).shell()
+    }
+    fn script(&self) -> String {
+        // While another container is in it, rmdir refuses: that is fine.
+        format!("{} 2>/dev/null || true", self.shell())
+    }
+    fn apply(&self) -> Result<()> {
+        // lab removes only the parents it made (a delegated or pre-existing one
+        // is not its own), under its lock, as every run does when it leaves.
+        remove_unused_parents()
     }
 }
 

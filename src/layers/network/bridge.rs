@@ -126,7 +126,7 @@ pub(super) fn shared_teardown(
         Box::new(Bridge::Delete(leaving.to_string())),
     ));
     out.push((
-        "when no other container uses lab0, and lab switched forwarding on: switch it back off",
+        "when no other container uses lab0: switch forwarding back off, unless it was on before (Docker or libvirt may need it on)",
         Box::new(Forwarding::Restore(leaving.to_string())),
     ));
     out

@@ -54,6 +54,7 @@ pub const LAYER: Layer = Layer {
     number: 5,
     title: "network namespace, veth pair, bridge, NAT",
     idea: "the container gets its own network stack, cabled to a bridge on the host, with NAT to the outside",
+    look: "ip addr: lo and eth0 only; ip route: the way out through the gateway; ping -c 1 with the gateway's address.",
     namespaces: &[Namespace::Net],
     commands,
     note: |_| None,
@@ -230,7 +231,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
         ),
         host("switch the bridge on", Box::new(Bridge::Up)),
         host(
-            "let the host route packets between lab0 and its other interfaces (a setting of each network namespace; lab puts back the old value when it is done)",
+            "let the host route packets between lab0 and its other interfaces (a setting of each network namespace), noting what it was: the teardown puts back only a 0",
             Box::new(Forwarding::On),
         ),
     ];
@@ -251,7 +252,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
         ("hostname", "the container's /etc/hostname"),
         (
             "resolv.conf",
-            "the container's /etc/resolv.conf: the host's nameservers, without loopback ones (127.0.0.53 of systemd-resolved is the host's own loopback, unreachable from the container)",
+            "the container's /etc/resolv.conf: the host's nameservers, without loopback ones (127.0.0.53 of systemd-resolved is the host's own loopback, unreachable from the container). Where systemd-resolved runs (Ubuntu), the real ones are in /run/systemd/resolve/resolv.conf, else in /etc/resolv.conf: lab explain 5 prints the one of your machine",
         ),
     ] {
         c.push(host(why, Box::new(EtcFile::new(&net, file))));

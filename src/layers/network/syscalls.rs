@@ -170,21 +170,24 @@ pub(super) fn forwarding_record() -> PathBuf {
 
 impl Action for Forwarding {
     fn shell(&self) -> String {
+        // The old value goes in a variable of the shell that typed it, and only
+        // a 0 is put back: on a host where Docker or libvirt switched forwarding
+        // on, switching it off would cut their containers and VMs off. (Unset:
+        // the teardown typed in another shell leaves forwarding alone.)
         match self {
-            Forwarding::On => "sysctl -w net.ipv4.ip_forward=1".into(),
-            Forwarding::Restore(_) => "sysctl -w net.ipv4.ip_forward=0".into(),
+            Forwarding::On => {
+                "IP_FORWARD_WAS=$(sysctl -n net.ipv4.ip_forward); sysctl -w net.ipv4.ip_forward=1"
+                    .into()
+            }
+            Forwarding::Restore(_) => {
+                "[ \"${IP_FORWARD_WAS:-1}\" = 1 ] || sysctl -w net.ipv4.ip_forward=0".into()
+            }
         }
     }
     fn script(&self) -> String {
         match self {
-            Forwarding::On => format!(
-                "IP_FORWARD_WAS=$(sysctl -n net.ipv4.ip_forward); {}",
-                self.shell()
-            ),
-            Forwarding::Restore(_) => format!(
-                "{UNUSED} || [ \"${{IP_FORWARD_WAS:-1}}\" = 1 ] || {}",
-                self.shell()
-            ),
+            Forwarding::On => self.shell(),
+            Forwarding::Restore(_) => format!("{UNUSED} || {}", self.shell()),
         }
     }
     fn apply(&self) -> Result<()> {

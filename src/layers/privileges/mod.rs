@@ -41,6 +41,7 @@ pub const LAYER: Layer = Layer {
     number: 8,
     title: "capabilities, seccomp, no_new_privs, masked paths",
     idea: "root inside loses what it could turn against the host: most capabilities, dangerous system calls, the kernel's files in /proc and /sys",
+    look: "grep Cap /proc/self/status: cut capability sets; mount -t tmpfs t /mnt: permission denied; cat /proc/keys: empty.",
     namespaces: &[],
     commands,
     note: |_| None,

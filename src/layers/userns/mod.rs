@@ -31,6 +31,7 @@ pub const LAYER: Layer = Layer {
     number: 9,
     title: "user namespace",
     idea: "root inside is an ordinary user outside: container IDs map to a range of unprivileged host IDs",
+    look: "id: uid 0 in here. On the host, ps -o user,pid,comm -C lab-init shows the same process as an unprivileged user.",
     namespaces: &[Namespace::User],
     commands,
     note: |_| None,
