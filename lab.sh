@@ -1,5 +1,5 @@
 #!/bin/bash
-# Set lab up on a Debian or Ubuntu machine and run it:   sudo ./lab.sh step 3
+# Set lab up on a Debian or Ubuntu machine and run it:   sudo ./lab.sh step 1
 # The first run installs what lab needs (distribution packages only), builds it and
 # installs it as /usr/local/bin/lab; later runs rebuild only what changed.
 set -euo pipefail

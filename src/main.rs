@@ -451,6 +451,19 @@ fn note_progress(step: u8, reports: &[check::Report]) {
     if !reports.is_empty() && !reports.iter().any(|r| r.outcome.failed()) {
         if let Err(e) = progress::record(step) {
             errln!("lab: could not note step {step} as completed: {e:#}");
+            return;
+        }
+        // A student who started in the middle: say what is left before it.
+        let done = progress::completed();
+        let before: Vec<String> = (1..step)
+            .filter(|n| !done.contains(n))
+            .map(|n| n.to_string())
+            .collect();
+        if !before.is_empty() {
+            errln!(
+                "lab: step {step} completed; before it, step(s) {} are not yet: sudo lab next runs the first of them, sudo lab steps shows your progress",
+                before.join(", ")
+            );
         }
     }
 }

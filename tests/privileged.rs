@@ -1973,6 +1973,14 @@ fn progress_marks_completed_steps_and_next_builds_the_first_left() {
         .nth(1)
         .unwrap()
         .starts_with("step 2 completed "));
+    // Started in the middle: step 4 completed, and lab says what is left before it.
+    let four = lab_isolated().args(["verify", "4"]).output().unwrap();
+    assert!(four.status.success(), "{}", err(&four));
+    assert!(
+        err(&four).contains("step 4 completed; before it, step(s) 3 are not yet: sudo lab next"),
+        "{}",
+        err(&four)
+    );
     std::fs::remove_file(&progress).unwrap();
     assert_eq!(mountinfo(), before, "a step left a mount on the host");
 }
