@@ -42,8 +42,27 @@ pub const LESSONS: &[Lesson] = &[
 
 const MARKER: &str = "<!-- lab explain ";
 
+/// A lesson by its number (`0`, `03`, `10`) or its name (`intro`, `closing`).
 pub fn find(key: &str) -> Option<&'static Lesson> {
-    LESSONS.iter().find(|l| l.key == key)
+    match key.parse::<u8>() {
+        Ok(n) => LESSONS.iter().find(|l| number(l) == n),
+        Err(_) => LESSONS
+            .iter()
+            .find(|l| l.key == key || (key == "introduction" && l.key == "intro")),
+    }
+}
+
+/// The number a lesson's file carries (`00-introduction.md`: 0).
+pub fn number(lesson: &Lesson) -> u8 {
+    lesson.file[..2].parse().unwrap_or(0)
+}
+
+/// How `lab lesson` names it: its number, and its name when it has one.
+pub fn label(lesson: &Lesson) -> String {
+    match lesson.key.parse::<u8>() {
+        Ok(_) => number(lesson).to_string(),
+        Err(_) => format!("{} ({})", number(lesson), lesson.key),
+    }
 }
 
 /// The lesson's title: its first line, without the `# `.
@@ -195,14 +214,190 @@ pub fn grade_line(explain: &str) -> String {
         .unwrap_or_default()
 }
 
-/// For a terminal: the folded answers shown as plain text.
-pub fn for_terminal(text: &str) -> String {
-    text.replace(
-        "<details><summary>Answer</summary>",
-        "Answer (think first, then read on):",
-    )
-    .replace("</details>\n", "")
-    .replace("</details>", "")
+/// What a lesson's sentences say about the machine its commands are for, read
+/// from what `lab explain` prints on this one (so that they match the blocks).
+pub struct Machine {
+    pub cgroup: String,
+    pub uplink: String,
+    pub resolv: String,
+}
+
+impl Machine {
+    /// From this machine's `lab explain` of the last step.
+    pub fn from_explain(explain: &str) -> Machine {
+        let cgroup = ["cgroup v1", "cgroup v2"]
+            .into_iter()
+            .find(|v| explain.contains(&format!("{v} found here")))
+            .unwrap_or("cgroups");
+        let uplink = explain
+            .lines()
+            .filter(|l| l.contains("-j MASQUERADE"))
+            .find_map(|l| {
+                l.split("-o ")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()
+                    .map(String::from)
+            })
+            .unwrap_or_else(|| "none: no default route".into());
+        let resolv = explain
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("sed '/^nameserver 127\\./d' ")?
+                    .split_whitespace()
+                    .next()
+                    .map(String::from)
+            })
+            .unwrap_or_else(|| "/etc/resolv.conf".into());
+        Machine {
+            cgroup: cgroup.into(),
+            uplink,
+            resolv,
+        }
+    }
+
+    fn fill(&self, text: &str) -> String {
+        text.replace("{cgroup}", &self.cgroup)
+            .replace("{uplink}", &self.uplink)
+            .replace("{resolv}", &self.resolv)
+    }
+}
+
+/// A lesson (its blocks already filled with this machine's commands) for a
+/// terminal: headings, indented code, no HTML comments; each paragraph after a
+/// `<!-- terminal: TEXT -->` line replaced by TEXT about this machine (it names
+/// the classroom VM's commands in the browser); answers folded unless `answers`.
+pub fn for_terminal(text: &str, key: &str, answers: bool, machine: &Machine) -> String {
+    use colored::Colorize;
+    let mut out = String::new();
+    let mut lines = text.lines().peekable();
+    let mut code = false;
+    while let Some(line) = lines.next() {
+        if line.starts_with("```") {
+            code = !code;
+            continue;
+        }
+        if code {
+            out.push_str(&format!("    {}\n", line.cyan()));
+            continue;
+        }
+        if let Some(instead) = line
+            .strip_prefix("<!-- terminal: ")
+            .and_then(|l| l.strip_suffix(" -->"))
+        {
+            // The paragraph it stands for goes.
+            while lines.next_if(|l| !l.trim().is_empty()).is_some() {}
+            out.push_str(&wrap(&machine.fill(instead), 80));
+            continue;
+        }
+        if line.starts_with("<!--") {
+            continue;
+        }
+        let trimmed = line.trim();
+        if trimmed == "<details><summary>Answer</summary>" {
+            let mut answer = Vec::new();
+            for l in lines.by_ref() {
+                if l.trim() == "</details>" {
+                    break;
+                }
+                answer.push(l);
+            }
+            let indent = &line[..line.len() - line.trim_start().len()];
+            if answers {
+                out.push_str(&format!("{indent}{}\n", "Answer:".bold()));
+                for l in answer {
+                    out.push_str(&inline(l));
+                    out.push('\n');
+                }
+            } else {
+                out.push_str(&format!(
+                    "{indent}{}\n",
+                    format!("(Answer folded: think first, then lab lesson {key} --answers)")
+                        .italic()
+                ));
+            }
+            continue;
+        }
+        if let Some(h) = line.strip_prefix("# ") {
+            out.push_str(&format!(
+                "{}\n{}\n",
+                h.bold(),
+                "=".repeat(h.chars().count())
+            ));
+        } else if let Some(h) = line.strip_prefix("## ") {
+            out.push_str(&format!(
+                "{}\n{}\n",
+                h.bold(),
+                "-".repeat(h.chars().count())
+            ));
+        } else {
+            out.push_str(&inline(line));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `code` and **bold** of a line of Markdown, for a terminal: with colours the
+/// marks go; without, the backticks stay (they say where a command starts).
+fn inline(line: &str) -> String {
+    use colored::Colorize;
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(i) = rest.find(['`', '*']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let (mark, styled): (&str, fn(&str) -> String) = if tail.starts_with("**") {
+            ("**", |s| inline(s).bold().to_string())
+        } else if tail.starts_with('`') {
+            ("`", |s| {
+                if colored::control::SHOULD_COLORIZE.should_colorize() {
+                    s.cyan().to_string()
+                } else {
+                    format!("`{s}`")
+                }
+            })
+        } else {
+            out.push('*');
+            rest = &tail[1..];
+            continue;
+        };
+        match tail[mark.len()..].find(mark) {
+            Some(end) => {
+                out.push_str(&styled(&tail[mark.len()..mark.len() + end]));
+                rest = &tail[mark.len() + end + mark.len()..];
+            }
+            None => {
+                out.push_str(tail);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` in lines of at most `width` columns (words are not broken).
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(&inline(&line));
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(&inline(&line));
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -228,6 +423,11 @@ mod tests {
         };
         let plan = crate::plan::Plan::new(crate::spec(&target, vec![], false).unwrap());
         let text = crate::render::explain(&plan, only);
+        // The classroom VM finds cgroup v2 itself (the test asks for it).
+        let text = text.replace(
+            "cgroup v2, as --cgroup asks",
+            "cgroup v2 found here: /sys/fs/cgroup is a cgroup2 filesystem",
+        );
         // The classroom VM runs systemd-resolved: lab reads its list of servers.
         let text = text.replace(
             "/d' /etc/resolv.conf >",
@@ -365,5 +565,49 @@ mod tests {
             filled,
             "a\n<!-- lab explain 3 -->\n```text\nstep 3\n```\nb\n"
         );
+    }
+
+    #[test]
+    fn lessons_are_found_by_number_and_name() {
+        assert_eq!(find("0").unwrap().file, "00-introduction.md");
+        assert_eq!(find("intro").unwrap().file, "00-introduction.md");
+        assert_eq!(find("03").unwrap().file, "03-pid-namespace.md");
+        assert_eq!(find("10").unwrap().file, "10-what-comes-next.md");
+        assert_eq!(find("closing").unwrap().file, "10-what-comes-next.md");
+        assert!(find("11").is_none() && find("x").is_none());
+    }
+
+    /// In the terminal: no marker or fence, answers folded (or shown), and the
+    /// sentences about the classroom VM's commands say this machine's.
+    #[test]
+    fn a_lesson_for_the_terminal_speaks_of_this_machine() {
+        colored::control::set_override(false);
+        let v1 = |n: u8, only: Option<u8>| {
+            classroom_explain(n, only)
+                .replace(
+                    "cgroup v2 found here: /sys/fs/cgroup is a cgroup2 filesystem",
+                    "cgroup v1 found here: memory, cpu and pids each have a cgroup filesystem",
+                )
+                .replace("-o eth0 -j", "-o up0 -j")
+                .replace("/run/systemd/resolve/resolv.conf >", "/etc/resolv.conf >")
+        };
+        let machine = Machine::from_explain(&v1(9, None));
+        assert_eq!(machine.cgroup, "cgroup v1");
+        assert_eq!(machine.uplink, "up0");
+        assert_eq!(machine.resolv, "/etc/resolv.conf");
+        let six = for_terminal(&fill(find("6").unwrap().text, v1), "6", false, &machine);
+        assert!(six.contains("for this machine's cgroup v1"), "{six}");
+        assert!(!six.contains("as in the classroom VM"), "{six}");
+        let five = for_terminal(&fill(find("5").unwrap().text, v1), "5", false, &machine);
+        assert!(five.contains("uplink interface (up0"), "{five}");
+        assert!(!five.contains("eth0` above"), "{five}");
+        for text in [&six, &five] {
+            assert!(!text.contains("<!--") && !text.contains("```"), "{text}");
+            assert!(!text.contains("<details>"), "{text}");
+        }
+        assert!(five.contains("(Answer folded: think first, then lab lesson 5 --answers)"));
+        let answered = for_terminal(&fill(find("5").unwrap().text, v1), "5", true, &machine);
+        assert!(answered.contains("Answer:") && !answered.contains("Answer folded"));
+        assert!(answered.contains("an RCU grace period"), "{answered}");
     }
 }

@@ -141,10 +141,14 @@ fn cpu_share(s: &str) -> Result<f64, String> {
 enum Cmd {
     /// List the steps of the workshop
     Steps,
-    /// Show a lesson in the terminal: intro, 1 to 7, closing (without one: the list)
+    /// Show a lesson in the terminal, through a pager: 0 (intro), 1 to 9, 10
+    /// (closing) (without one: the list)
     Lesson {
-        /// Which lesson
+        /// Which lesson: its number, or intro, closing
         which: Option<String>,
+        /// Show the answers to the questions instead of folding them
+        #[arg(long)]
+        answers: bool,
     },
     /// Build the first step you have not completed yet (all its checks passed)
     Next {
@@ -295,7 +299,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             render::out(&render::steps(&progress::completed()));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Lesson { which } => lesson(which.as_deref()),
+        Cmd::Lesson { which, answers } => lesson(which.as_deref(), answers),
         Cmd::Next { command } => {
             need_root("next")?;
             let done = progress::completed();
@@ -375,6 +379,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => target.name.clone(),
             };
             let reports = check::run(spec.step, pid, &spec.new_root(), name)?;
+            // A container typed by hand that passes completes its step too.
+            note_progress(spec.step, &reports);
             Ok(print_verdict(&reports, json))
         }
         Cmd::Rootfs { from } => {
@@ -468,24 +474,29 @@ fn note_progress(step: u8, reports: &[check::Report]) {
     }
 }
 
-/// `lab lesson [WHICH]`
-fn lesson(which: Option<&str>) -> Result<ExitCode> {
+/// `lab lesson [WHICH] [--answers]`
+fn lesson(which: Option<&str>, answers: bool) -> Result<ExitCode> {
     let Some(which) = which else {
-        outln!("The lessons (lab lesson NAME; in a browser: lessons/ of lab's repository):\n");
+        outln!("The lessons (lab lesson NUMBER; in a browser: lessons/ of lab's repository):\n");
         for l in lesson::LESSONS {
-            outln!("  {:<8} {}  (lessons/{})", l.key, lesson::title(l), l.file);
+            outln!(
+                "  {:<12} {}  (lessons/{})",
+                lesson::label(l),
+                lesson::title(l),
+                l.file
+            );
         }
         return Ok(ExitCode::SUCCESS);
     };
     let Some(l) = lesson::find(which) else {
-        let keys: Vec<&str> = lesson::LESSONS.iter().map(|l| l.key).collect();
+        let keys: Vec<String> = lesson::LESSONS.iter().map(lesson::label).collect();
         bail!(
             "there is no lesson {which:?}: choose one of {}",
             keys.join(", ")
         );
     };
     // The commands as this machine needs them (its cgroup version, its uplink).
-    let text = lesson::fill(l.text, |n, only| {
+    let explain = |n: u8, only: Option<u8>| {
         let args = ["lab".to_string(), "explain".into(), n.to_string()];
         match Cli::parse_from(args).command {
             Cmd::Explain { target, .. } => spec(&target, vec![], false)
@@ -493,9 +504,44 @@ fn lesson(which: Option<&str>) -> Result<ExitCode> {
                 .unwrap_or_else(|e| format!("(lab explain {n}: {e:#})")),
             _ => String::new(),
         }
-    });
-    render::out(&lesson::for_terminal(&text));
+    };
+    let text = lesson::fill(l.text, explain);
+    let machine = lesson::Machine::from_explain(&explain(layers::last_step(), None));
+    page(&lesson::for_terminal(
+        &text,
+        &lesson::number(l).to_string(),
+        answers,
+        &machine,
+    ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Through `$PAGER` (or `less -R`) on a terminal; as it is otherwise, or when
+/// there is no pager.
+fn page(text: &str) {
+    use std::io::{IsTerminal, Write};
+    if std::io::stdout().is_terminal() {
+        let pager = std::env::var("PAGER")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| "less -R".into());
+        let mut words = pager.split_whitespace();
+        if let Some(program) = words.next() {
+            let spawned = std::process::Command::new(program)
+                .args(words)
+                .stdin(std::process::Stdio::piped())
+                .spawn();
+            if let Ok(mut child) = spawned {
+                if let Some(mut input) = child.stdin.take() {
+                    // The reader may quit before the end: not an error.
+                    let _ = input.write_all(text.as_bytes());
+                }
+                let _ = child.wait();
+                return;
+            }
+        }
+    }
+    render::out(text);
 }
 
 fn print_verdict(reports: &[check::Report], json: bool) -> ExitCode {

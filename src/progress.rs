@@ -7,8 +7,8 @@
 //! step 3 completed 2026-11-23 10:41:07 UTC
 //! ```
 //!
-//! A step is completed when `lab step N` or `lab verify N` ran the checks of step
-//! N and none failed. Delete the file, or a line of it, to start over.
+//! A step is completed when `lab step N`, `lab verify N` or `lab check N` (a
+//! container typed by hand) ran the checks of step N and none failed. Delete the file, or a line of it, to start over.
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;

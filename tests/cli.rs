@@ -393,29 +393,39 @@ fn lesson_shows_the_lessons_in_the_terminal() {
     let list = run(&["lesson"]);
     assert!(list.status.success());
     let list = text(&list);
-    for key in ["intro", "1", "7", "closing"] {
+    for key in ["0 (intro)", "1", "7", "9", "10 (closing)"] {
         assert!(
             list.lines()
                 .any(|l| l.trim_start().starts_with(&format!("{key} "))),
             "{list}"
         );
     }
+    // Not on a terminal: no pager, no colour, the same text.
     let three = run(&["lesson", "3"]);
     assert!(three.status.success());
     let three = text(&three);
     assert!(
-        three.starts_with("# Step 3 · pid namespace and /proc"),
+        three.starts_with("Step 3 · pid namespace and /proc\n===="),
         "{three}"
     );
-    // The block holds what lab explain 3 prints here, whole.
+    // The block holds what lab explain 3 prints here, whole, indented.
     let explain = text(&run(&["explain", "3"]));
-    assert!(three.contains(explain.trim_end()), "{three}");
-    assert!(three.contains("Answer (think first, then read on):"));
-    assert!(!three.contains("<details>"));
+    for line in explain.lines().filter(|l| !l.is_empty()) {
+        assert!(three.contains(&format!("    {line}\n")), "{line}\n{three}");
+    }
+    assert!(three.contains("(Answer folded: think first, then lab lesson 3 --answers)"));
+    for gone in ["<details>", "<!--", "```"] {
+        assert!(!three.contains(gone), "{three}");
+    }
+    let answered = text(&run(&["lesson", "03", "--answers"]));
+    assert!(answered.contains("Answer:") && !answered.contains("Answer folded"));
+    // The introduction and the closing chapter by their numbers too.
+    assert!(text(&run(&["lesson", "0"])).starts_with("Introduction"));
+    assert!(text(&run(&["lesson", "10"])).starts_with("What comes next"));
     let none = run(&["lesson", "99"]);
     assert_eq!(none.status.code(), Some(1));
     assert!(
-        err(&none).contains("there is no lesson \"99\": choose one of intro, 1, 2"),
+        err(&none).contains("there is no lesson \"99\": choose one of 0 (intro), 1, 2"),
         "{}",
         err(&none)
     );

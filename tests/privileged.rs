@@ -550,6 +550,8 @@ fn grading_a_hand_built_container_leaves_it_running() {
     use std::io::Write;
     let _g = privileged!();
     let note = run_dir().join("hand/c1/shell");
+    let progress = home().join("progress");
+    let _ = std::fs::remove_file(&progress);
     for (n, _) in STEPS {
         let before = mountinfo();
         let script = text(
@@ -647,6 +649,9 @@ fn grading_a_hand_built_container_leaves_it_running() {
             "step {n}: grading the hand-built container failed:\n{json}{}",
             err(&out)
         );
+        // Passed: the step typed by hand is completed.
+        let done = std::fs::read_to_string(&progress).unwrap_or_default();
+        assert!(done.contains(&format!("step {n} completed ")), "{done}");
         assert_eq!(
             after.as_ref(),
             Some(&processes),
@@ -698,6 +703,7 @@ fn grading_a_hand_built_container_leaves_it_running() {
         }
         remove_test_cgroup_parents();
     }
+    let _ = std::fs::remove_file(&progress);
 }
 
 /// Every path below `dir`, relative to it, sorted.
