@@ -1547,6 +1547,12 @@ fn after_kill_9_the_next_run_or_lab_clean_removes_the_leftovers() {
 fn after_kill_9_at_step_7_the_next_run_unmounts_the_overlay() {
     let _g = privileged!();
     let before = mountinfo();
+    // A neighbour that outlives it, with its checks.
+    let mut cmd = lab_isolated();
+    cmd.args(["step", "7", "--name", "s7", "--", "sleep", "4477"])
+        .stdout(std::process::Stdio::piped());
+    let survivor = Background::spawn(cmd);
+    let sleeper = wait_for_process("sleep 4477");
     let mut cmd = lab_isolated();
     cmd.args(["step", "7", "--name", "k7", "--", "sleep", "4488"])
         .stdout(std::process::Stdio::null());
@@ -1561,6 +1567,23 @@ fn after_kill_9_at_step_7_the_next_run_unmounts_the_overlay() {
     // lab had no chance to take the overlay down.
     let layer = home().join("containers/k7");
     assert!(layer.exists());
+    // The neighbour ends: the overlay k7 left is not its doing.
+    let _ = kill(Pid::from_raw(sleeper), Signal::SIGTERM);
+    let mut survivor = survivor;
+    let mut said = String::new();
+    std::io::Read::read_to_string(survivor.0.stdout.as_mut().unwrap(), &mut said).unwrap();
+    survivor.wait();
+    let row = said
+        .lines()
+        .skip_while(|l| !l.contains("after exit, the host's mount table is as before"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(row.starts_with("  pass "), "{said}");
+    assert!(
+        row.contains("the mounts of other containers left out: k7"),
+        "{row}"
+    );
     // The next run with that name takes the leftovers over, unmounting first.
     let out = lab_isolated()
         .args(["step", "7", "--name", "k7", "--", "true"])

@@ -375,27 +375,41 @@ fn host_mounts_unchanged(b: &Before) -> Outcome {
         return Outcome::Fail("the host's mount table was not recorded".into());
     };
     // The overlay mounts of other containers (step 7) come and go as they start
-    // and stop: not this container's doing, so left out of the comparison.
-    let others: Vec<String> = b
-        .others()
-        .iter()
-        .map(|n| {
-            let dir = crate::state::home().join("containers").join(n);
-            format!(" {}/", dir.display())
+    // and stop, and one whose lab was killed leaves its own until the next run
+    // or lab clean: not this container's doing, so left out of the comparison
+    // (those of lab's containers and of containers typed by hand, by name).
+    let home = crate::state::home();
+    let whose = |l: &str| -> Option<String> {
+        let point = crate::mountinfo::unescape(l.split(' ').nth(4)?);
+        ["containers", "hand"].iter().find_map(|kind| {
+            let rest = std::path::Path::new(&point)
+                .strip_prefix(home.join(kind))
+                .ok()?;
+            let name = rest
+                .components()
+                .next()?
+                .as_os_str()
+                .to_string_lossy()
+                .into_owned();
+            (name != b.name).then_some(name)
         })
-        .collect();
-    let theirs = |l: &&str| {
-        let point = l.split(' ').nth(4).unwrap_or("");
-        others
-            .iter()
-            .any(|o| format!(" {point}/").starts_with(o.as_str()))
     };
-    let was: Vec<&str> = before.lines().filter(|l| !theirs(l)).collect();
-    let now: Vec<&str> = after.lines().filter(|l| !theirs(l)).collect();
+    let mut others: Vec<String> = before
+        .lines()
+        .chain(after.lines())
+        .filter_map(whose)
+        .collect();
+    others.sort();
+    others.dedup();
+    let was: Vec<&str> = before.lines().filter(|l| whose(l).is_none()).collect();
+    let now: Vec<&str> = after.lines().filter(|l| whose(l).is_none()).collect();
     let (before, after) = (was.len(), now.len());
-    let aside = match b.others().len() {
+    let aside = match others.len() {
         0 => String::new(),
-        n => format!(" (the mounts of {n} other running containers left out)"),
+        _ => format!(
+            " (the mounts of other containers left out: {})",
+            others.join(", ")
+        ),
     };
     if was == now {
         return Outcome::Pass(format!(
