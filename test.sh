@@ -13,6 +13,13 @@ if [ "$(id -u)" = 0 ]; then
   # The classroom VM: its Vagrantfile is validated, its provisioning run on a fresh
   # Debian made by mmdebstrap (tests/provision.rs).
   need_packages vagrant mmdebstrap
+  # Its cloud-init file (Multipass) is checked by `cloud-init schema`. Installed
+  # here for that alone: switched off at boot, so that it never configures this
+  # machine.
+  if ! command -v cloud-init >/dev/null; then
+    need_packages cloud-init
+    touch /etc/cloud/cloud-init.disabled
+  fi
   # The lessons and slides are rendered in headless Chromium (tests/render.rs);
   # Marp, for the slides, comes from the npm registry.
   need_packages chromium

@@ -431,6 +431,55 @@ fn lesson_shows_the_lessons_in_the_terminal() {
     );
 }
 
+/// The classroom VM's cloud-init file (Multipass) is valid cloud-config, and it
+/// installs at least what lab's own scripts install. `cloud-init schema` works
+/// offline; test.sh installs cloud-init (Debian's package, switched off at boot).
+#[test]
+fn the_cloud_init_file_is_valid() {
+    if !support::installed_or_skip(
+        "cloud-init",
+        "apt-get install cloud-init",
+        "the_cloud_init_file_is_valid",
+    ) {
+        return;
+    }
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vm/cloud-init.yaml");
+    let out = std::process::Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && text(&out).contains("Valid cloud-config"),
+        "{}{}",
+        text(&out),
+        err(&out)
+    );
+    // A broken one fails: the check is real.
+    let broken = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cloud-init-broken.yaml");
+    std::fs::write(&broken, "#cloud-config\npackages: busybox-static\n").unwrap();
+    let out = std::process::Command::new("cloud-init")
+        .args(["schema", "--config-file"])
+        .arg(&broken)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let _ = std::fs::remove_file(&broken);
+    // What lab.sh and test.sh install for lab, the VM installs too.
+    let config = std::fs::read_to_string(&file).unwrap();
+    let common = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/common.sh"),
+    )
+    .unwrap();
+    let needed = common
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("need_packages ").filter(|_| l.starts_with("  need_packages busybox")))
+        .unwrap();
+    for p in needed.split_whitespace() {
+        assert!(config.contains(&format!("  - {p}\n")), "vm/cloud-init.yaml does not install {p}");
+    }
+}
+
 /// The classroom VM's Vagrantfile is valid: `vagrant validate --ignore-provider`
 /// needs no box and no network. test.sh installs vagrant (Debian's package);
 /// without it the test says so, and with CI=true it fails.

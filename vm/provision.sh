@@ -1,8 +1,9 @@
 #!/bin/bash
-# Provision the classroom VM (see the Vagrantfile): what lab needs from the
+# Provision the classroom VM (the Vagrantfile, vm/cloud-init.yaml for Multipass,
+# or Lima: see the README): what lab needs from the
 # distribution's packages (busybox-static, iptables, iproute2, a C toolchain, Rust),
 # lab built and installed as /usr/local/bin/lab, the default root filesystem built,
-# and `lab doctor` run, so that `vagrant ssh` then `sudo lab step 3` works.
+# and `lab doctor` run, so that `sudo lab step 1` works in the VM.
 #
 #   sudo vm/provision.sh [SOURCE]     SOURCE: lab's repository [default: /vagrant]
 #
@@ -14,6 +15,8 @@ if [ "$(id -u)" != 0 ]; then echo "run it as root: sudo $0 $*" >&2; exit 1; fi
 src=${1:-/vagrant}
 [ -f "$src/Cargo.toml" ] || { echo "$src is not lab's repository (no Cargo.toml)" >&2; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
+# On a cloud image (Multipass, Lima), cloud-init may still be installing packages.
+if command -v cloud-init >/dev/null; then cloud-init status --wait >/dev/null || true; fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends rsync >/dev/null
 mkdir -p /opt/lab
