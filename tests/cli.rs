@@ -473,10 +473,17 @@ fn the_cloud_init_file_is_valid() {
     .unwrap();
     let needed = common
         .lines()
-        .find_map(|l| l.trim().strip_prefix("need_packages ").filter(|_| l.starts_with("  need_packages busybox")))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("need_packages ")
+                .filter(|_| l.starts_with("  need_packages busybox"))
+        })
         .unwrap();
     for p in needed.split_whitespace() {
-        assert!(config.contains(&format!("  - {p}\n")), "vm/cloud-init.yaml does not install {p}");
+        assert!(
+            config.contains(&format!("  - {p}\n")),
+            "vm/cloud-init.yaml does not install {p}"
+        );
     }
 }
 
