@@ -90,17 +90,17 @@ impl ProcessId {
         let start = after.nth(18)?.parse().ok()?;
         Some(ProcessId { pid, start })
     }
-    fn parse(text: &str) -> Option<ProcessId> {
+    pub fn parse(text: &str) -> Option<ProcessId> {
         let mut it = text.split_whitespace();
         Some(ProcessId {
             pid: it.next()?.parse().ok()?,
             start: it.next()?.parse().ok()?,
         })
     }
-    fn alive(self) -> bool {
+    pub fn alive(self) -> bool {
         ProcessId::of(self.pid) == Some(self)
     }
-    fn text(self) -> String {
+    pub fn text(self) -> String {
         format!("{} {}\n", self.pid, self.start)
     }
 }
@@ -431,8 +431,13 @@ fn remove_container(dir: &Path) -> Result<()> {
 /// `rm -rf`, but first detach anything mounted below `path`, so that removing the
 /// tree never deletes files of a filesystem mounted into it.
 pub fn remove_tree(path: &Path) -> Result<()> {
-    if !path.exists() {
-        return Ok(());
+    match path.symlink_metadata() {
+        Err(_) => return Ok(()),
+        Ok(m) if !m.is_dir() => {
+            return std::fs::remove_file(path)
+                .with_context(|| format!("removing {}", path.display()))
+        }
+        Ok(_) => {}
     }
     let prefix = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -526,7 +531,11 @@ pub fn clean(all: bool) -> Result<Vec<String>> {
         let n = name.file_name().to_string_lossy().into_owned();
         // Left by interrupted runs: probe fixtures, half-built root filesystems,
         // half-made shifted copies.
-        if n.starts_with("check-") || n.starts_with(".rootfs-") || n.contains(".new-") {
+        if n.starts_with("check-")
+            || n.starts_with(".rootfs-")
+            || n.contains(".new-")
+            || n.contains(".old-")
+        {
             crate::check::remove_left_fixtures(&name.path());
             ours.push(name.path());
         }

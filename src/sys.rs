@@ -46,6 +46,16 @@ pub fn fork() -> Result<ForkResult> {
     unsafe { nix::unistd::fork() }.context("fork")
 }
 
+/// Close every descriptor above stderr (in a child that goes on alone: the
+/// locks lab holds are flocks on open files, which a child's copy would keep).
+pub fn close_inherited() {
+    // SAFETY: close_range only closes descriptors of this process; the child that
+    // calls it uses none of them afterwards (it opens what it needs anew).
+    unsafe {
+        nix::libc::close_range(3, u32::MAX, 0);
+    }
+}
+
 fn flush_stdio() {
     use std::io::Write;
     let _ = std::io::stdout().flush();

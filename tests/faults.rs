@@ -23,6 +23,7 @@ macro_rules! privileged {
 
 /// Everything lab could leave on the host, as text to compare.
 fn host_state() -> Vec<(&'static str, String)> {
+    settled();
     let run = |args: &[&str]| {
         let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
         text(&out)

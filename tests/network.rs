@@ -22,6 +22,7 @@ macro_rules! privileged {
 /// The host's network as a student would compare it: links, routes, iptables
 /// rules (without counters) and ip_forward.
 fn host_network() -> String {
+    settled();
     let run = |cmd: &[&str]| {
         let out = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -44,11 +45,13 @@ fn host_network() -> String {
 }
 
 fn lab_rules() -> usize {
+    settled();
     let out = Command::new("iptables-save").output().unwrap();
     String::from_utf8_lossy(&out.stdout).matches("LAB-").count()
 }
 
 fn has_link(name: &str) -> bool {
+    settled();
     Command::new("ip")
         .args(["link", "show", name])
         .output()

@@ -204,12 +204,22 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result
             "process {target} not found: is the container still running? (lab ps lists lab's)"
         );
     }
+    let started = std::time::Instant::now();
     let fixtures = Fixtures::make(step, target, rootfs, name)?;
     let probe = &fixtures.probe;
+    let made = started.elapsed();
+    // How long each check took (LAB_TIMINGS=1 prints it).
+    let mut took = vec![std::time::Duration::ZERO; checks.len()];
     let mut outcomes: Vec<Option<Outcome>> = checks
         .iter()
-        .map(|c| match c.kind {
-            Kind::Host(f) => Some(f(probe)),
+        .enumerate()
+        .map(|(i, c)| match c.kind {
+            Kind::Host(f) => {
+                let start = std::time::Instant::now();
+                let outcome = f(probe);
+                took[i] = start.elapsed();
+                Some(outcome)
+            }
             _ => None,
         })
         .collect();
@@ -219,13 +229,15 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result
     if !inside.is_empty() {
         let lines = run_inside(&checks, &inside, probe)?;
         for line in lines.lines() {
-            let mut parts = line.splitn(3, '\t');
-            let (Some(i), Some(status), Some(detail)) = (parts.next(), parts.next(), parts.next())
+            let mut parts = line.splitn(4, '\t');
+            let (Some(i), Some(status), Some(micros), Some(detail)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
             let Ok(i) = i.parse::<usize>() else { continue };
             if i < outcomes.len() {
+                took[i] = std::time::Duration::from_micros(micros.parse().unwrap_or(0));
                 outcomes[i] = Some(match status {
                     "pass" => Outcome::Pass(detail.into()),
                     "skip" => Outcome::Skip(detail.into()),
@@ -233,6 +245,22 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result
                 });
             }
         }
+    }
+    if std::env::var_os("LAB_TIMINGS").is_some() {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        errln!("lab timing: {:7.3} ms  the checks' fixtures", ms(made));
+        for (c, t) in checks.iter().zip(&took) {
+            errln!(
+                "lab timing: {:7.3} ms  check: layer {}: {}",
+                ms(*t),
+                c.layer,
+                c.name
+            );
+        }
+        errln!(
+            "lab timing: {:7.3} ms  every check, in all",
+            ms(started.elapsed())
+        );
     }
     Ok(checks
         .into_iter()

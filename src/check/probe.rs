@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, OwnedFd};
 /// namespace too, and runs the inside checks there; each confined check (and
 /// escape) in a process of its own that first takes on the restrictions of the
 /// container's processes. Answers come back over a pipe, one line per check:
-/// `INDEX<TAB>pass|fail|skip<TAB>DETAIL`.
+/// `INDEX<TAB>pass|fail|skip<TAB>MICROSECONDS<TAB>DETAIL`.
 pub(super) fn run_inside(checks: &[Check], which: &[usize], probe: &Probe) -> Result<String> {
     // Read on the host, before joining: what the container's processes may not do.
     let confine = join_last(probe.target)?;
@@ -57,6 +57,7 @@ fn probe_main(
         ForkResult::Child => {
             let mut out = File::from(out);
             for &i in which {
+                let start = std::time::Instant::now();
                 let outcome = match checks[i].kind {
                     Kind::Inside(f) => f(probe),
                     Kind::Confined(f) => confined(probe, confine, || f(probe)),
@@ -71,7 +72,8 @@ fn probe_main(
                     Outcome::Skip(d) => ("skip", d),
                 };
                 let detail = detail.replace(['\n', '\t'], " ");
-                let _ = writeln!(out, "{i}\t{status}\t{detail}");
+                let micros = start.elapsed().as_micros();
+                let _ = writeln!(out, "{i}\t{status}\t{micros}\t{detail}");
             }
             std::process::exit(0);
         }

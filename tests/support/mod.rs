@@ -336,12 +336,30 @@ pub fn installed_or_skip(program: &str, install: &str, what: &str) -> bool {
     found
 }
 
-/// A directory the test makes (or has lab make), removed when the test ends,
-/// also when it fails.
+/// A directory (or file) the test makes, or has lab make, removed when the test
+/// ends, also when it fails.
 pub struct RemoveOnDrop(pub PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if std::fs::remove_dir_all(&self.0).is_err() {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
+}
+
+/// Wait (at most 5 s) until the removal of lab0 that the last container left to
+/// a process of its own is done: what the host looks like is compared after it.
+pub fn settled() {
+    let note = run_dir().join("lab0-removal");
+    for _ in 0..5000 {
+        if !note.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!(
+        "lab0's removal ({}) did not finish within 5 s",
+        note.display()
+    );
 }

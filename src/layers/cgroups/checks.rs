@@ -36,8 +36,8 @@ pub(super) fn checks(_step: u8) -> Vec<Check> {
         },
         Check {
             layer: 6,
-            name: "a busy loop gets about the CPU share of the limit",
-            hint: "Either the busy loop got more CPU than the quota allows (see cpu.max on v2, cpu.cfs_quota_us and cpu.cfs_period_us on v1), or the machine was too busy for it to reach the quota, so the kernel never had to throttle it: run the step again when the machine is idle.",
+            name: "busy loops get about the CPU share of the limit",
+            hint: "Either the busy loops got more CPU than the quota allows (see cpu.max on v2, cpu.cfs_quota_us and cpu.cfs_period_us on v1), or the machine was too busy for them to reach the quota, so the kernel never had to throttle them: run the step again when the machine is idle.",
             kind: Kind::Confined(cpu_share_limited),
         },
         // Limits root inside could lift itself (escapes.rs).
@@ -238,10 +238,7 @@ fn fork_loop_stops(p: &Probe) -> Outcome {
                         .unwrap_or(0),
                 );
             }
-            for s in &sleepers {
-                let _ = nix::sys::signal::kill(*s, nix::sys::signal::Signal::SIGKILL);
-                let _ = nix::sys::wait::waitpid(*s, None);
-            }
+            stop(&sleepers);
             let _ = writeln!(File::from(wr), "{} {error} {peak}", sleepers.len());
             std::process::exit(0);
         }
@@ -264,30 +261,49 @@ fn fork_loop_stops(p: &Probe) -> Outcome {
     )
 }
 
+/// Kill the busy loops and reap them.
+fn stop(spinners: &[nix::unistd::Pid]) {
+    for s in spinners {
+        let _ = nix::sys::signal::kill(*s, nix::sys::signal::Signal::SIGKILL);
+    }
+    for s in spinners {
+        let _ = nix::sys::wait::waitpid(*s, None);
+    }
+}
+
 fn cpu_share_limited(p: &Probe) -> Outcome {
     let d = match dirs(p) {
         Ok(d) => d,
         Err(o) => return o,
     };
-    let configured = match d.version {
+    // The quota and the period, in microseconds.
+    let limit = match d.version {
         Version::V2 => read_at(&d.cpu, "cpu.max").and_then(|s| {
             let mut f = s.split_whitespace();
-            let (q, per) = (
+            Some((
                 f.next()?.parse::<f64>().ok()?,
                 f.next()?.parse::<f64>().ok()?,
-            );
-            Some(q / per)
+            ))
         }),
         Version::V1 => {
             let q = read_at(&d.cpu, "cpu.cfs_quota_us").and_then(|s| s.trim().parse::<f64>().ok());
             let per =
                 read_at(&d.cpu, "cpu.cfs_period_us").and_then(|s| s.trim().parse::<f64>().ok());
-            q.zip(per).filter(|(q, _)| *q > 0.0).map(|(q, per)| q / per)
+            q.zip(per).filter(|(q, _)| *q > 0.0)
         }
     };
-    let Some(configured) = configured else {
+    let Some((quota, period)) = limit else {
         return Outcome::Fail("no CPU limit (cpu.max or cpu.cfs_quota_us)".into());
     };
+    let configured = quota / period;
+    // As many busy loops as it takes to want more than the quota.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if configured >= cpus as f64 {
+        return Outcome::Skip(format!(
+            "the limit, {configured:.2} CPUs, is not less than the {cpus} this machine has: nothing for the kernel to throttle"
+        ));
+    }
+    let loops = configured.ceil() as usize + 1;
     // Microseconds of CPU the cgroup has used.
     let usage = || -> Option<f64> {
         match d.version {
@@ -299,34 +315,59 @@ fn cpu_share_limited(p: &Probe) -> Outcome {
                 .map(|ns| ns / 1000.0),
         }
     };
-    // How often the kernel has stopped the cgroup for the rest of a period because
-    // it used its quota (cpu.stat, in both versions).
-    let throttled = || read_at(&d.cpu, "cpu.stat").and_then(|t| field(&t, "nr_throttled "));
-    let wall = std::time::Duration::from_millis(1500);
-    let (before, throttled_before) = (usage(), throttled());
-    let start = std::time::Instant::now();
-    let spinner = match crate::sys::fork() {
-        Ok(nix::unistd::ForkResult::Child) => {
-            while start.elapsed() < wall {
-                std::hint::spin_loop();
-            }
-            std::process::exit(0);
-        }
-        Ok(nix::unistd::ForkResult::Parent { child }) => child,
-        Err(e) => return Outcome::Fail(format!("{e:#}")),
+    // The kernel's own count (cpu.stat, in both versions): of the periods in
+    // which the cgroup wanted CPU, and of those at whose quota it was stopped.
+    let counts = || {
+        let t = read_at(&d.cpu, "cpu.stat")?;
+        Some((field(&t, "nr_periods ")?, field(&t, "nr_throttled ")?))
     };
-    let _ = nix::sys::wait::waitpid(spinner, None);
+    let (before, counted_before) = (usage(), counts());
+    let start = std::time::Instant::now();
+    let mut spinners = Vec::new();
+    for _ in 0..loops {
+        match crate::sys::fork() {
+            Ok(nix::unistd::ForkResult::Child) => loop {
+                std::hint::spin_loop();
+            },
+            Ok(nix::unistd::ForkResult::Parent { child }) => spinners.push(child),
+            Err(e) => {
+                stop(&spinners);
+                return Outcome::Fail(format!("{e:#}"));
+            }
+        }
+    }
+    // Until the kernel has stopped the loops at their quota in two periods (two
+    // tenths of a second by default), or half a second has passed.
+    let mut counted = counted_before;
+    let enough = |now: Option<(u64, u64)>| {
+        now.zip(counted_before).is_some_and(|((p, t), (p0, t0))| {
+            t.saturating_sub(t0) >= 2 && p.saturating_sub(p0) >= 2
+        })
+    };
+    while start.elapsed() < std::time::Duration::from_millis(500) && !enough(counted) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        counted = counts();
+    }
+    stop(&spinners);
     let elapsed = start.elapsed().as_secs_f64() * 1e6;
     let (Some(b), Some(a)) = (before, usage()) else {
         return Outcome::Fail("no CPU usage counter (cpu.stat or cpuacct.usage)".into());
     };
-    let measured = (a - b) / elapsed;
-    let stops = throttled()
-        .zip(throttled_before)
-        .map_or(0, |(a, b)| a.saturating_sub(b));
+    let (periods, stops) = counts()
+        .zip(counted_before)
+        .map_or((0, 0), |((p, t), (p0, t0))| {
+            (p.saturating_sub(p0), t.saturating_sub(t0))
+        });
+    // Per period when the kernel counted them (the first and last are partial
+    // in wall time, not in the kernel's count), else over the wall time.
+    let measured = match periods {
+        0 => (a - b) / elapsed,
+        n => (a - b) / (n as f64 * period),
+    };
     let said = format!(
-        "a busy loop for {:.1} s used {measured:.2} of a CPU; the limit is {configured:.2}",
-        elapsed / 1e6
+        "{loops} busy loops for {:.2} s ({periods} periods of {:.0} ms) used {measured:.2} of a CPU per period; the limit is {configured:.2}",
+        elapsed / 1e6,
+        period / 1000.0
     );
     // A throttled loop cannot exceed its quota (beyond one period's slack). The
     // limit is shown at work when the kernel had to stop the loop, or when the
@@ -335,7 +376,7 @@ fn cpu_share_limited(p: &Probe) -> Outcome {
     if measured > configured * 1.25 + 0.02 {
         Outcome::Fail(format!("{said}: more than the limit"))
     } else if stops > 0 {
-        Outcome::Pass(format!("{said}; the kernel throttled it {stops} times"))
+        Outcome::Pass(format!("{said}; the kernel throttled them {stops} times"))
     } else if measured >= configured * 0.8 {
         Outcome::Pass(said)
     } else {

@@ -122,7 +122,7 @@ pub(super) fn shared_teardown(
         out.push((why, Box::new(rule)));
     }
     out.push((
-        "when no other container uses lab0: remove the bridge",
+        "when no other container uses lab0: remove the bridge (lab leaves this, and the rules above, to a process of its own, so that the kernel's 60 ms or so do not hold your prompt)",
         Box::new(Bridge::Delete(leaving.to_string())),
     ));
     out.push((
@@ -150,7 +150,16 @@ pub(super) fn sweep(leaving: &str) -> Result<()> {
 
 /// [`sweep`], every time it is called. Returns whether it took things down.
 fn sweep_now(leaving: &str) -> Result<bool> {
+    // A removal of lab0 that an earlier run left to a process of its own: done
+    // (or finished here) first.
+    settle_removal();
     let _lock = lock()?;
+    // The leaving container's own veth: the kernel removes it with its
+    // namespace in a moment, and the removal of lab0 waits for it; this need not.
+    let own = (!leaving.is_empty())
+        .then(|| reserved(&crate::state::container_dir(leaving)))
+        .flatten()
+        .map(|(address, subnet)| host_veth(address, subnet));
     if !leaving.is_empty() {
         // Give up this container's address first, under the lock: of several
         // containers leaving at once, each sees the others still holding theirs,
@@ -158,11 +167,31 @@ fn sweep_now(leaving: &str) -> Result<bool> {
         let _ = std::fs::remove_file(crate::state::container_dir(leaving).join("address"));
     }
     let mut nl = Netlink::open()?;
-    if in_use(&mut nl, leaving)? {
+    if in_use(&mut nl, leaving, own.as_deref())? {
         return Ok(false);
     }
+    match leaving.is_empty() {
+        // lab clean, or the cleanup of a killed run: now.
+        true => take_down(&mut nl)?,
+        // The last container leaving: after lab has gone (or now, if that
+        // process cannot be started).
+        false => {
+            if let Err(e) = take_down_later() {
+                let _ = std::fs::remove_file(removal_record());
+                take_down(&mut nl)?;
+                return Err(e);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Remove lab's rules, put ip_forward back, remove lab0 (the caller holds the
+/// lock and found lab0 unused).
+fn take_down(nl: &mut Netlink) -> Result<()> {
     // First the record, then the rules: a run stopped between the two leaves
     // rules that the next container checks again, never a record of missing ones.
+    let recorded = std::fs::read_to_string(rules_record()).unwrap_or_default();
     match std::fs::remove_file(rules_record()) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(e).context("removing the record of lab's iptables rules")
@@ -171,21 +200,112 @@ fn sweep_now(leaving: &str) -> Result<bool> {
     }
     if iptables_path().is_ok() {
         // Which subnet does not matter here: the MASQUERADE rule goes with its chain.
-        for rule in shared_undo_rules(&default_subnet(), "") {
-            rule.now()?;
-        }
-    }
-    if let Some(l) = nl.link(BRIDGE)? {
-        // Only a bridge: an interface of another kind by that name is not lab's.
-        if l.kind.as_deref() == Some("bridge") {
-            nl.delete_link(l.index)?;
+        let undo = shared_undo_rules(&default_subnet(), "");
+        let undo: Vec<&Iptables> = undo.iter().collect();
+        // Every shared line recorded: they are all there, and go in one restore
+        // as they are; otherwise (or if it fails) what is there is looked up first.
+        let all_there = shared_rules(&default_subnet(), "")
+            .iter()
+            .filter(|r| r.iptables.op == Op::NewChain || !r.iptables.chain.starts_with("LAB-"))
+            .all(|r| recorded.lines().any(|l| l.starts_with(&r.iptables.shell())));
+        if !(all_there && restore(&restore_input(&undo)).is_ok()) {
+            batch(&undo)?;
         }
     }
     if forwarding_record().exists() {
         std::fs::write(IP_FORWARD, "0").with_context(|| format!("writing {IP_FORWARD}"))?;
         let _ = std::fs::remove_file(forwarding_record());
     }
-    Ok(true)
+    if let Some(l) = nl.link(BRIDGE)? {
+        // Only a bridge: an interface of another kind by that name is not lab's.
+        if l.kind.as_deref() == Some("bridge") {
+            match nl.delete_link(l.index) {
+                Err(e) if e.downcast_ref() == Some(&nix::errno::Errno::ENODEV) => {}
+                other => other?,
+            }
+        }
+    }
+    Ok(())
+}
+
+// ── lab0's removal, after lab has gone ────────────────────────────────────────
+
+/// In LAB_RUN while lab0's removal is under way: the process doing it.
+fn removal_record() -> PathBuf {
+    crate::state::run_dir().join("lab0-removal")
+}
+
+/// Taking down what containers share makes the kernel wait until no CPU can
+/// still use what goes (an RCU grace period: about 40 ms for lab0, 25 for the
+/// rules here), and the departing containers' veths go first: none of it need
+/// hold the student's prompt. A process of its own does it after lab has gone,
+/// under the network lock, if lab0 is still unused then; the note in LAB_RUN
+/// says so until it is done, and whoever needs lab0 next (a run, `lab clean`,
+/// the checks after exit) waits for it, or finishes it if that process died.
+fn take_down_later() -> Result<()> {
+    use nix::unistd::ForkResult;
+    let record = removal_record();
+    // Written first, by lab: a note of a removal is never missing while one runs.
+    std::fs::write(&record, "").context("writing the note of lab0's removal")?;
+    crate::state::fault_point("the note of lab0's removal")?;
+    match crate::sys::fork()? {
+        ForkResult::Child => {
+            // On its own: no terminal, no pipe of whoever ran lab held open, no
+            // copy of lab's locks (flocks are held while any copy is open).
+            crate::sys::close_inherited();
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = std::fs::File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")
+            {
+                let _ = nix::unistd::dup2_stdin(&null);
+                let _ = nix::unistd::dup2_stdout(&null);
+                let _ = nix::unistd::dup2_stderr(&null);
+            }
+            let _ = finish_removal();
+            std::process::exit(0);
+        }
+        ForkResult::Parent { child } => {
+            // (Gone already: it finished, or the next run will.)
+            if let Some(id) = crate::state::ProcessId::of(child.as_raw()) {
+                std::fs::write(&record, id.text()).context("writing the note of lab0's removal")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Take down what containers share if nothing uses lab0 (after the departing
+/// veths are gone), under the network lock, then the note.
+fn finish_removal() -> Result<()> {
+    let _lock = lock()?;
+    let mut nl = Netlink::open()?;
+    if !in_use(&mut nl, "", None)? {
+        take_down(&mut nl)?;
+    }
+    match std::fs::remove_file(removal_record()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Wait until a removal of lab0 under way is done (at most 5 s), or finish it
+/// here if the process doing it is gone.
+pub(super) fn settle_removal() {
+    let record = removal_record();
+    let start = std::time::Instant::now();
+    while let Ok(text) = std::fs::read_to_string(&record) {
+        let alive = crate::state::ProcessId::parse(&text).is_some_and(|p| p.alive());
+        // (Empty: lab wrote the note and has not yet named the process; if that
+        // lab is gone too, nobody will.)
+        let young = text.is_empty() && start.elapsed() < std::time::Duration::from_millis(200);
+        if !(alive || young) || start.elapsed() > std::time::Duration::from_secs(5) {
+            let _ = finish_removal();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(500));
+    }
 }
 
 // ── Addresses and shared state ─────────────────────────────────────────────────
@@ -201,8 +321,9 @@ pub(super) fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
 /// container of lab (its address is reserved), or a port still on the bridge
 /// (a container made by `lab script`)? The veths of containers that have just
 /// left are on it for a few more milliseconds, until the kernel has removed
-/// their namespaces: they are waited for (at most 2 s).
-pub(super) fn in_use(nl: &mut Netlink, leaving: &str) -> Result<bool> {
+/// their namespaces: they are waited for (at most 2 s), but for `own`, the
+/// leaving container's, which is not counted.
+pub(super) fn in_use(nl: &mut Netlink, leaving: &str, own: Option<&str>) -> Result<bool> {
     if !crate::state::live_containers()
         .iter()
         .filter(|d| !d.ends_with(leaving) || leaving.is_empty())
@@ -211,18 +332,14 @@ pub(super) fn in_use(nl: &mut Netlink, leaving: &str) -> Result<bool> {
         let Some(bridge) = nl.link(BRIDGE)? else {
             return Ok(false);
         };
-        wait_until_gone(nl, |l| l.starts_with("lab-veth"))?;
-        return Ok(nl.links()?.iter().any(|l| l.master == Some(bridge.index)));
+        let others = |l: &str| l.starts_with("lab-veth") && Some(l) != own;
+        wait_until_gone(nl, others)?;
+        return Ok(nl
+            .links()?
+            .iter()
+            .any(|l| l.master == Some(bridge.index) && Some(l.name.as_str()) != own));
     }
     Ok(true)
-}
-
-/// Is a container of lab other than the one whose veth is `veth` running?
-pub(super) fn others_running(veth: &str) -> Result<bool> {
-    let _lock = lock()?;
-    Ok(crate::state::live_containers()
-        .iter()
-        .any(|d| reserved(d).is_some_and(|(address, subnet)| host_veth(address, subnet) != veth)))
 }
 
 /// Wait until no link whose name matches is left (at most 2 s). Returns whether

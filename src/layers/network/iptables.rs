@@ -112,6 +112,8 @@ pub(super) struct Iptables {
     /// For undoing a shared line: the container that is leaving (it does not count
     /// as a user of lab0).
     pub(super) leaving: String,
+    /// The first of the shared lines carries them all: lab applies them together.
+    pub(super) with: Vec<Iptables>,
 }
 
 impl Iptables {
@@ -129,6 +131,7 @@ impl Iptables {
             rule: rule.split_whitespace().map(String::from).collect(),
             shared,
             leaving: String::new(),
+            with: vec![],
         }
     }
     /// The command that takes this one back.
@@ -137,7 +140,11 @@ impl Iptables {
             Op::NewChain => Op::DeleteChain,
             _ => Op::Delete,
         };
-        Iptables { op, ..self.clone() }
+        Iptables {
+            op,
+            with: vec![],
+            ..self.clone()
+        }
     }
     pub(super) fn args(&self, op: Op) -> Vec<String> {
         let mut a = Vec::new();
@@ -194,21 +201,143 @@ impl Action for Iptables {
         // asks iptables about a shared rule only until it is recorded as in place:
         // each iptables run costs 1-5 ms, and ten of them were most of the time a
         // container took to start. The record goes before the rules do (sweep).
-        let line = self.shell();
         let record = rules_record();
         let recorded = std::fs::read_to_string(&record).unwrap_or_default();
-        if recorded.lines().any(|l| l == line) {
+        // (`with`, when given, holds this line too.)
+        let all: Vec<&Iptables> = match self.with.is_empty() {
+            true => vec![self],
+            false => self.with.iter().collect(),
+        };
+        let missing: Vec<&Iptables> = all
+            .into_iter()
+            .filter(|r| !recorded.lines().any(|l| l == r.shell()))
+            .collect();
+        if missing.iter().all(|r| r.shell() != self.shell()) {
             return Ok(());
         }
-        self.now()?;
+        // One iptables-restore for all of them (the first line carries the rest):
+        // as they are, since none is recorded; checked first only if that fails.
+        if restore(&restore_input(&missing)).is_err() {
+            batch(&missing)?;
+        }
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&record)
             .with_context(|| format!("writing {}", record.display()))?;
-        std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+        let lines: String = missing.iter().map(|r| r.shell() + "\n").collect();
+        std::io::Write::write_all(&mut file, lines.as_bytes())
             .with_context(|| format!("writing {}", record.display()))
     }
+}
+
+/// Make the lines of `rules` true at once: add what is missing, remove what is
+/// there, in one `iptables-restore --noflush` (atomic per table, one program run
+/// where one iptables per line and one more to check it took 20 runs and most
+/// of a lone container's start). What is there comes from one `iptables-save`.
+/// Should the batch be refused (iptables prints rules a little differently from
+/// how they were given, and lab's guess of what exists was wrong), each line
+/// is done on its own, as before. The caller holds the lock.
+pub(super) fn batch(rules: &[&Iptables]) -> Result<()> {
+    let saved = std::process::Command::new(iptables_path()?.with_file_name("iptables-save"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let Some(saved) = saved else {
+        return one_by_one(rules);
+    };
+    let present = |r: &Iptables| {
+        let table = r.table.unwrap_or("filter");
+        let mut in_table = false;
+        let chain_line = format!(":{} ", r.chain);
+        let rule_line = normal(&format!("-A {} {}", r.chain, r.rule.join(" ")));
+        saved.lines().any(|l| {
+            if let Some(t) = l.strip_prefix('*') {
+                in_table = t == table;
+                return false;
+            }
+            in_table
+                && match r.op {
+                    Op::NewChain | Op::DeleteChain | Op::Flush => l.starts_with(&chain_line),
+                    _ => normal(l) == rule_line,
+                }
+        })
+    };
+    let needed: Vec<&Iptables> = rules
+        .iter()
+        .copied()
+        .filter(|r| match r.op {
+            Op::NewChain | Op::Append | Op::Insert => !present(r),
+            Op::Delete | Op::Flush | Op::DeleteChain => present(r),
+        })
+        .collect();
+    if needed.is_empty() {
+        return Ok(());
+    }
+    if restore(&restore_input(&needed)).is_ok() {
+        return Ok(());
+    }
+    one_by_one(&needed)
+}
+
+/// The lines of `rules` as iptables-restore reads them: by table, in order.
+pub(super) fn restore_input(rules: &[&Iptables]) -> String {
+    let mut input = String::new();
+    let mut tables: Vec<&str> = rules.iter().map(|r| r.table.unwrap_or("filter")).collect();
+    tables.sort();
+    tables.dedup();
+    for table in tables {
+        input.push_str(&format!("*{table}\n"));
+        for r in rules
+            .iter()
+            .filter(|r| r.table.unwrap_or("filter") == table)
+        {
+            let mut args = r.args(r.op);
+            if r.table.is_some() {
+                args.drain(..2);
+            }
+            input.push_str(&args.join(" "));
+            input.push('\n');
+        }
+        input.push_str("COMMIT\n");
+    }
+    input
+}
+
+fn one_by_one(rules: &[&Iptables]) -> Result<()> {
+    rules.iter().try_for_each(|r| r.now())
+}
+
+/// A rule line as iptables-save prints it, without what it adds by itself
+/// (`-m tcp` after `-p tcp`).
+fn normal(line: &str) -> String {
+    line.replace(" -m tcp", "").replace(" -m udp", "")
+}
+
+/// `iptables-restore --noflush -w`, `input` on its standard input. All or nothing:
+/// a line it refuses leaves every table as it was.
+pub(super) fn restore(input: &str) -> Result<()> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(iptables_path()?.with_file_name("iptables-restore"))
+        .args(["--noflush", "-w"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running iptables-restore")?;
+    child
+        .stdin
+        .take()
+        .context("iptables-restore's input")?
+        .write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "iptables-restore said: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
 }
 
 /// The shared rules lab has made and not yet taken down, one iptables line each.

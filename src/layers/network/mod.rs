@@ -100,6 +100,9 @@ impl super::Hooks for NetworkHooks {
             // background: look once it has.
             bridge::wait_for_veth_gone(address);
         }
+        // And lab0, when it was the last container's, after lab's own process
+        // has removed it.
+        bridge::settle_removal();
         Some(Box::new(checks::HostNetwork {
             address,
             snapshot: checks::snapshot(),
@@ -115,7 +118,7 @@ impl super::Hooks for NetworkHooks {
         }))
     }
     fn run_files(&self) -> &'static [&'static str] {
-        &["network.lock", "network-rules"]
+        &["network.lock", "network-rules", "lab0-removal"]
     }
     fn without_root(&self) -> Option<&'static str> {
         Some("the bridge lab0, the veth pair and NAT need root on the host (rootless Podman runs a helper, slirp4netns or pasta, for that): the container gets a network namespace with only lo")
@@ -235,8 +238,15 @@ fn commands(spec: &Spec) -> Vec<Command> {
             Box::new(Forwarding::On),
         ),
     ];
-    for rule in shared_rules(&net.subnet, &masquerade_out) {
-        c.push(host(rule.why, Box::new(rule.iptables)));
+    // Printed one by one; applied together, by the first (iptables.rs: batch).
+    let shared = shared_rules(&net.subnet, &masquerade_out);
+    let all: Vec<_> = shared.iter().map(|r| r.iptables.clone()).collect();
+    for (i, rule) in shared.into_iter().enumerate() {
+        let mut iptables = rule.iptables;
+        if i == 0 {
+            iptables.with = all.clone();
+        }
+        c.push(host(rule.why, Box::new(iptables)));
     }
     for p in &net.publish {
         for rule in publish_rules(&net, p) {
@@ -321,7 +331,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
     }
     c.push(at(
         Phase::Teardown,
-        "nothing to delete by hand: when the container's last process exits, the kernel removes its network namespace, and with it both ends of the veth pair, in the background. This waits until the host's end is gone (lab waits only when it is the last container, before it removes lab0)",
+        "nothing to delete by hand: when the container's last process exits, the kernel removes its network namespace, and with it both ends of the veth pair, in the background. This waits until the host's end is gone (lab does not wait: its next container takes another address while this name is taken, and the removal of lab0 waits for it)",
         Box::new(Veth::Gone(net.veth.clone())),
     ));
     c.push(at(

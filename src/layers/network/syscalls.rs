@@ -117,12 +117,21 @@ impl Action for Bridge {
     fn apply(&self) -> Result<()> {
         match self {
             Bridge::Add(mac) => netlink(|nl| {
+                // The last container's lab0 may still be on its way out.
+                settle_removal();
                 match nl.link(BRIDGE)? {
                 Some(l) if l.kind.as_deref() == Some("bridge") => Ok(()),
                 Some(_) => bail!("an interface named {BRIDGE} exists and is not a bridge: lab needs that name (look at it with ip -d link show {BRIDGE})"),
                 None => match nl.add_bridge(BRIDGE, Some(*mac)) {
                     // Another container made it a moment ago.
                     Err(e) if e.downcast_ref() == Some(&Errno::EEXIST) => Ok(()),
+                    // lab0 was gone, so are the rules lab may have noted as made
+                    // (a container of `lab script` took them down with lab0):
+                    // the note goes, and they are looked up again.
+                    Ok(()) => {
+                        let _ = std::fs::remove_file(super::iptables::rules_record());
+                        Ok(())
+                    }
                     other => other,
                 },
             }
@@ -232,18 +241,12 @@ impl Action for Veth {
         }
     }
     fn apply(&self) -> Result<()> {
-        if let Veth::Gone(a) = self {
+        if let Veth::Gone(_) = self {
             // The kernel removes the pair in the background, after lab has gone,
             // batched with other namespaces: removing it here would cost 15-40 ms,
-            // waiting for it about as much. lab waits only when it is the last
-            // container (lab0 goes then, see in_use), and its next containers take
-            // other addresses until this name is free (reserve).
-            if others_running(a)? {
-                return Ok(());
-            }
-            if !wait_until_gone(&mut Netlink::open()?, |l| l == a)? {
-                return Veth::Delete(a.clone()).apply();
-            }
+            // waiting for it about as much. lab does not wait: its next containers
+            // take other addresses until this name is free (reserve), the removal
+            // of lab0 waits for it (bridge.rs), and so do the checks after exit.
             return Ok(());
         }
         netlink(|nl| {

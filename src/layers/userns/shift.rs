@@ -38,14 +38,17 @@ pub fn copy_of(layer: &Path, range: Range) -> PathBuf {
     dir(range).join(layer.file_name().unwrap_or_default())
 }
 
-/// Every shifted copy of a layer directory named `name`, in every range.
+/// Every shifted copy of a layer directory named `name`, in every range, with
+/// the note of what it was copied from (NAME.source).
 pub fn all_copies(name: &std::ffi::OsStr) -> Vec<PathBuf> {
     let shifted = crate::state::home().join("shifted");
+    let mut source = name.to_os_string();
+    source.push(".source");
     std::fs::read_dir(shifted)
         .into_iter()
         .flatten()
         .flatten()
-        .map(|range| range.path().join(name))
+        .flat_map(|range| [range.path().join(name), range.path().join(&source)])
         .filter(|p| p.exists())
         .collect()
 }
@@ -90,7 +93,16 @@ impl Action for Shift {
     }
     fn apply(&self) -> Result<()> {
         let copy = self.copy();
-        if copy.is_dir() {
+        // The default root filesystem changes (steps 1 to 6 write into it): a
+        // copy made before is made again, unless a container runs on it. The
+        // image store's layers never change.
+        let store = crate::state::home().join("layers");
+        let stamp = (!self.layer.starts_with(&store)).then(|| fingerprint(&self.layer));
+        let stamp_file = copy.with_extension("source");
+        let stale = stamp.as_ref().is_some_and(|s| {
+            std::fs::read_to_string(&stamp_file).ok().as_deref() != Some(s.as_str())
+        });
+        if copy.is_dir() && (!stale || in_use(&copy)) {
             return Ok(());
         }
         let parent = dir(self.range);
@@ -108,12 +120,78 @@ impl Action for Shift {
             let _ = crate::state::remove_tree(&new);
             return Err(e).with_context(|| format!("making the shifted copy {}", copy.display()));
         }
+        if copy.is_dir() {
+            // The stale copy goes: renamed first, so the name is never empty.
+            let old = parent.join(format!(
+                "{}.old-{}",
+                copy.file_name().unwrap_or_default().to_string_lossy(),
+                std::process::id()
+            ));
+            std::fs::rename(&copy, &old).with_context(|| format!("renaming {}", copy.display()))?;
+            crate::state::remove_tree(&old)?;
+        }
         match std::fs::rename(&new, &copy) {
             // Another lab made it at the same moment: as good as ours.
-            Err(_) if copy.is_dir() => crate::state::remove_tree(&new),
-            other => other.with_context(|| format!("renaming into {}", copy.display())),
+            Err(_) if copy.is_dir() => crate::state::remove_tree(&new)?,
+            other => other.with_context(|| format!("renaming into {}", copy.display()))?,
+        }
+        if let Some(stamp) = stamp {
+            std::fs::write(&stamp_file, stamp)
+                .with_context(|| format!("writing {}", stamp_file.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a directory tree holds, in a line: every entry's path, type, mode,
+/// owner, size and modification time, hashed. Any file written, added or removed
+/// changes it.
+fn fingerprint(root: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        let mut entries: Vec<_> = entries.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            (
+                e.path(),
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.size(),
+                m.mtime(),
+                m.mtime_nsec(),
+            )
+                .hash(&mut h);
+            if m.is_dir() {
+                todo.push(e.path());
+            }
         }
     }
+    format!("{:016x}\n", h.finish())
+}
+
+/// Is `copy` a lower layer of a mounted overlay (a running container's)?
+fn in_use(copy: &Path) -> bool {
+    let lower = format!("{}", copy.display());
+    crate::mountinfo::parse_mountinfo(
+        &std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(),
+    )
+    .iter()
+    .filter(|m| m.fs_type == "overlay")
+    .any(|m| {
+        m.options
+            .split(',')
+            .filter_map(|o| o.strip_prefix("lowerdir="))
+            .any(|l| l.split(':').any(|d| d == lower))
+    })
 }
 
 /// Copy `from` to `to` as `cp -a` does (content, modes, links, device nodes,
