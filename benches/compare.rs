@@ -2,7 +2,8 @@
 //!
 //! `sudo bench/run` builds what it needs and runs this (`cargo bench --bench
 //! compare`), which times `/bin/true` started in a container by:
-//! - `lab step N --no-checks` for N = 1..9, and step 7 with its checks;
+//! - `lab step N --no-checks` for N = 1..9, and `lab verify 5` and `lab verify 7`
+//!   (every check), with lab0 held by another container and alone;
 //! - the commands of `lab script N` run by bash: the same layers as shell commands;
 //! - `unshare ... chroot`, `bwrap --unshare-all`, `crun run` and `runc run` (OCI
 //!   bundles of a copy of the same root filesystem, with pid, network, ipc, uts
@@ -183,36 +184,71 @@ fn main() {
     let nobody = WithoutRoot::prepare(&tmp);
     nobody.rows(&mut row);
     time_rows(&mut rows, rounds, smoke);
-    // Step 7 with its 31 checks takes seconds (they exhaust memory, processes
-    // and CPU time on purpose): fewer rounds.
-    let mut checked = vec![Row {
-        name: "lab step 7, with its checks".into(),
+    // With their checks (which exhaust memory, processes and CPU time on
+    // purpose, and compare the host after exit): fewer rounds.
+    let verify = |n: u8| Row {
+        name: format!("lab verify {n} (every check)"),
+        like: like(n),
+        command: lab(&["verify", &n.to_string()]),
+        times: vec![],
+    };
+    let mut checked = vec![verify(5), verify(7)];
+    time_rows(&mut checked, rounds.min(7), smoke);
+    drop(holder);
+    // And alone, with a pause before each, as a student runs them.
+    let mut checked_alone = vec![verify(5), verify(7)];
+    for r in checked_alone.iter_mut() {
+        r.name = format!("{}, alone", r.name);
+    }
+    time_rows_after(
+        &mut checked_alone,
+        rounds.min(7),
+        smoke,
+        Duration::from_millis(300),
+    );
+    checked.extend(checked_alone);
+    // Alone: the bridge and the rules are made and removed every time. lab
+    // leaves their removal to a process of its own after it has gone: as a
+    // student meets it (a pause before each run, as at a prompt), and back to
+    // back (each run waits for the one before to finish that removal). Each
+    // row on its own: a script's lab0 must not meet lab's being removed.
+    let alone_lab = || Row {
+        name: String::new(),
         like: like(7),
-        command: lab(&["step", "7", "--", "/bin/true"]),
+        command: lab(&["step", "7", "--no-checks", "--", "/bin/true"]),
+        times: vec![],
+    };
+    let mut paused = vec![Row {
+        name: "lab step 7 --no-checks, alone (makes lab0; removed after lab has gone), a pause before each".into(),
+        ..alone_lab()
+    }];
+    time_rows_after(
+        &mut paused,
+        rounds.min(11),
+        smoke,
+        Duration::from_millis(300),
+    );
+    let mut back_to_back = vec![Row {
+        name:
+            "lab step 7 --no-checks, alone, back to back (each waits for the last lab0's removal)"
+                .into(),
+        ..alone_lab()
+    }];
+    time_rows(&mut back_to_back, rounds.min(11), smoke);
+    let mut script = vec![Row {
+        name: "bash (lab script 7), alone (makes and removes lab0)".into(),
+        like: like(7),
+        command: command(
+            "bash",
+            &[tmp.join("step-7.sh").to_str().unwrap(), "/bin/true"],
+        ),
         times: vec![],
     }];
-    time_rows(&mut checked, rounds.min(5), smoke);
-    drop(holder);
-    // Alone: the bridge and the rules are made and removed every time.
-    let mut alone = vec![
-        Row {
-            name: "lab step 7 --no-checks, alone (makes and removes lab0)".into(),
-            like: like(7),
-            command: lab(&["step", "7", "--no-checks", "--", "/bin/true"]),
-            times: vec![],
-        },
-        Row {
-            name: "bash (lab script 7), alone (makes and removes lab0)".into(),
-            like: like(7),
-            command: command(
-                "bash",
-                &[tmp.join("step-7.sh").to_str().unwrap(), "/bin/true"],
-            ),
-            times: vec![],
-        },
-    ];
-    alone[1].command.env("LAB_RUN", &run);
-    time_rows(&mut alone, rounds.min(11), smoke);
+    script[0].command.env("LAB_RUN", &run);
+    time_rows(&mut script, rounds.min(11), smoke);
+    let mut alone = paused;
+    alone.extend(back_to_back);
+    alone.extend(script);
     let scaling = scale(&lab, rounds.min(11), smoke);
     drop(oci);
     drop(nobody);
@@ -277,9 +313,16 @@ fn main() {
 
 /// Time every row `rounds` times, interleaved, after one round that warms caches.
 fn time_rows(rows: &mut [Row], rounds: usize, smoke: bool) {
+    time_rows_after(rows, rounds, smoke, Duration::ZERO)
+}
+
+/// [`time_rows`], with a rest of `pause` before each run: what happens in the
+/// background after a run finishes first, as it would at a prompt.
+fn time_rows_after(rows: &mut [Row], rounds: usize, smoke: bool, pause: Duration) {
     let warmup = usize::from(!smoke);
     for round in 0..rounds + warmup {
         for r in rows.iter_mut() {
+            std::thread::sleep(pause);
             r.command.stdout(Stdio::null()).stderr(Stdio::null());
             let start = Instant::now();
             let status = r.command.status().expect("run");

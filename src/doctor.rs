@@ -236,7 +236,7 @@ fn links(root: bool) -> Finding {
         nix::sched::unshare(CloneFlags::CLONE_NEWNET)?;
         let mut nl = Netlink::open()?;
         nl.add_bridge("doctor0", None)?;
-        nl.add_veth("doctor-a", "doctor-b", None)?;
+        nl.add_veth("doctor-a", "doctor-b", None, None)?;
         Ok(())
     });
     match tried {

@@ -123,7 +123,13 @@ impl Netlink {
 
     /// `ip link add NAME type veth peer name PEER`: two ends of one cable.
     /// With `peer_netns`, the peer is made in the network namespace of that PID.
-    pub fn add_veth(&mut self, name: &str, peer: &str, peer_netns: Option<i32>) -> Result<()> {
+    pub fn add_veth(
+        &mut self,
+        name: &str,
+        peer: &str,
+        peer_mac: Option<[u8; 6]>,
+        peer_netns: Option<i32>,
+    ) -> Result<()> {
         let mut m = Message::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
         m.ifinfo(0, 0, 0);
         m.attr_str(IFLA_IFNAME, name);
@@ -134,6 +140,9 @@ impl Netlink {
         let p = m.begin(VETH_INFO_PEER);
         m.ifinfo(0, 0, 0);
         m.attr_str(IFLA_IFNAME, peer);
+        if let Some(mac) = peer_mac {
+            m.attr(IFLA_ADDRESS, &mac);
+        }
         if let Some(pid) = peer_netns {
             m.attr_u32(IFLA_NET_NS_PID, pid as u32);
         }

@@ -271,8 +271,12 @@ fn commands(spec: &Spec) -> Vec<Command> {
     // On the host, once the container's first process exists: it needs its PID.
     c.push(at(
         Phase::Connect,
-        "a veth pair: two interfaces joined like the ends of a cable. One end stays on the host; the other is made right inside the container's network namespace, as its eth0 (moving an interface there afterwards costs the kernel about 20 ms: it waits until no CPU can still be using it)",
-        Box::new(Veth::Add(net.veth.clone(), net.name.clone())),
+        "a veth pair: two interfaces joined like the ends of a cable. One end stays on the host; the other is made right inside the container's network namespace, as its eth0 (moving an interface there afterwards costs the kernel about 20 ms: it waits until no CPU can still be using it). Its MAC address is made of its IP address, as Docker does: a later container with this address has the same MAC, so what the host learned of it (ARP) stays true",
+        Box::new(Veth::Add(
+            net.veth.clone(),
+            net.name.clone(),
+            bridge_mac(net.address),
+        )),
     ));
     c.push(at(
         Phase::Connect,

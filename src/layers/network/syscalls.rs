@@ -30,8 +30,9 @@ pub(super) enum Forwarding {
 }
 /// The veth pair, on the host.
 pub(super) enum Veth {
-    /// Its host end, and the container whose namespace gets the other end, eth0.
-    Add(String, String),
+    /// Its host end, the container whose namespace gets the other end, eth0,
+    /// and that end's MAC address.
+    Add(String, String, [u8; 6]),
     Master(String),
     Up(String),
     /// Wait for the kernel to remove it with the namespace.
@@ -94,8 +95,7 @@ impl Action for Bridge {
     fn shell(&self) -> String {
         match self {
             Bridge::Add(mac) => {
-                let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-                format!("ip link add {BRIDGE} address {} type bridge", mac.join(":"))
+                format!("ip link add {BRIDGE} address {} type bridge", mac_text(mac))
             }
             Bridge::Address(ip, p) => format!("ip addr add {ip}/{p} dev {BRIDGE}"),
             Bridge::Up => format!("ip link set {BRIDGE} up"),
@@ -160,11 +160,21 @@ impl Action for Bridge {
     }
 }
 
-/// lab0's MAC address: locally administered (02), then the gateway's IPv4
-/// address, as Docker derives its containers' MACs from their addresses.
-pub(super) fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = gateway.octets();
+/// lab0's MAC address, and a container's: locally administered (02), then the
+/// IPv4 address (the gateway's for lab0), as Docker derives its containers'
+/// MACs from their addresses. The next container with the same address has the
+/// same MAC: what the host and the others learned of it (ARP) stays true.
+pub(super) fn bridge_mac(address: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = address.octets();
     [0x02, 0x00, a, b, c, d]
+}
+
+/// `02:00:0a:c8:00:03`
+pub(super) fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// In `lab script`: true while some container is still attached to lab0.
@@ -220,7 +230,10 @@ impl Action for Forwarding {
 impl Action for Veth {
     fn shell(&self) -> String {
         match self {
-            Veth::Add(a, _) => format!("ip link add {a} type veth peer name eth0 netns \"$PID\""),
+            Veth::Add(a, _, mac) => format!(
+                "ip link add {a} type veth peer name eth0 address {} netns \"$PID\"",
+                mac_text(mac)
+            ),
             Veth::Master(a) => format!("ip link set {a} master {BRIDGE}"),
             Veth::Up(a) => format!("ip link set {a} up"),
             Veth::Gone(a) => format!(
@@ -233,7 +246,7 @@ impl Action for Veth {
         match self {
             // A container that has just left may still have this veth for a few
             // milliseconds, until the kernel has removed its namespace.
-            Veth::Add(a, _) => format!(
+            Veth::Add(a, _, _) => format!(
                 "for i in $(seq 100); do ip link show {a} >/dev/null 2>&1 || break; sleep 0.1; done; {}",
                 self.shell()
             ),
@@ -251,9 +264,9 @@ impl Action for Veth {
         }
         netlink(|nl| {
             match self {
-                Veth::Add(a, container) => {
+                Veth::Add(a, container, mac) => {
                     let pid = crate::state::first_pid(container)?;
-                    nl.add_veth(a, "eth0", Some(pid))
+                    nl.add_veth(a, "eth0", Some(*mac), Some(pid))
                     .with_context(|| format!("{a} exists already: is another container using this address? (sudo lab clean removes what lab left)"))
                 }
                 Veth::Master(a) => {
