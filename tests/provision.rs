@@ -97,7 +97,21 @@ lab verify 4"
     let said = format!("{}{}", support::text(&out), support::err(&out));
     assert!(out.status.success(), "provisioning failed:\n{said}");
     assert!(said.contains("The classroom VM is ready"), "{said}");
-    assert!(said.contains("14 of 14 checks passed."), "{said}");
+    // Every check of steps 1 to 4 ran and none failed. Two escapes may be
+    // skipped, each saying why: a machine that guards its disks, a kernel
+    // without modules (this one).
+    assert!(!said.contains("\n  fail "), "{said}");
+    let verdict = said
+        .lines()
+        .find(|l| l.contains(" checks passed"))
+        .unwrap_or_else(|| panic!("no verdict:\n{said}"));
+    let numbers: Vec<usize> = verdict
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let (passed, total) = (numbers[0], numbers[1]);
+    assert_eq!(total, 18, "{verdict}");
+    assert!(passed >= 16, "{verdict}");
 }
 
 /// The work directory goes, also when the test fails (its mounts went with the
