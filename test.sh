@@ -8,6 +8,9 @@ if [ "$(id -u)" = 0 ]; then
   . scripts/common.sh
   system_packages
   need_packages attr # getfattr, to read overlayfs's xattrs in the image tests
+  # Real images for step 7's tests: umoci makes and unpacks them (lab's tree must
+  # equal umoci's), skopeo turns them into oci-archive and docker-archive files.
+  need_packages umoci skopeo
   # The cgroup v2 test boots Debian's kernel under qemu (tests/cgroup2_vm.rs).
   need_packages qemu-system-x86 cpio kmod # kmod: depmod, for the VM's module list
   # The classroom VM: its Vagrantfile is validated, its provisioning run on a fresh

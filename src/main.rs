@@ -244,11 +244,16 @@ enum Cmd {
 enum ImageCmd {
     /// Import a root filesystem tarball, a `docker save` archive or an OCI layout
     Import {
-        /// The file (.tar, .tar.gz) or OCI layout directory
+        /// The file (.tar, .tar.gz) or OCI layout directory; FILE:REF chooses
+        /// one image of several, as skopeo writes it
         file: PathBuf,
-        /// The image's name [default: from the file or its manifest]
+        /// The image's name [default: its name in the archive, or the file's]
         #[arg(long)]
         name: Option<String>,
+        /// Which image, when the file holds several (a tag of docker save, a
+        /// ref.name of an OCI layout)
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
     },
     /// List the images
     Ls,
@@ -393,9 +398,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Image { command } => {
             let store = image::Store::open();
             match command {
-                ImageCmd::Import { file, name } => {
+                ImageCmd::Import {
+                    file,
+                    name,
+                    reference,
+                } => {
                     need_root("image import")?;
-                    let done = store.import(&file, name.as_deref())?;
+                    let done = store.import(&file, name.as_deref(), reference.as_deref())?;
                     render::out(&render::imported(&done));
                 }
                 ImageCmd::Ls => {

@@ -17,8 +17,19 @@
 //!
 //! A tar file says where to write each entry, so unpacking one is a classic way to
 //! be tricked into writing outside the target. lab refuses absolute paths, `..`,
-//! hard links to anything outside the layer, device nodes, and paths that go
-//! through a symbolic link (every directory is opened with O_NOFOLLOW). Symbolic//!
+//! hard links to anything outside the image, and paths that go through a symbolic
+//! link (every directory is opened with O_NOFOLLOW); it skips device nodes other
+//! than null, zero, full, random, urandom and tty, and says how many.
+//!
+//! Every blob is checked against the SHA-256 its manifest gives, and every
+//! unpacked layer against the config's `diff_ids`: a corrupted archive is refused
+//! whole, and what the import made is removed.
+//!
+//! A file or directory the image holds several images (tags, or one `docker save`
+//! of several): the student names one, `lab image import FILE --ref team/app:1`
+//! (or `FILE:team/app:1`, as skopeo writes it). Names are kept as written, slashes
+//! and all; on disk a `/` becomes `%`.
+//!
 //! This file is the store and the formats; `unpack.rs` unpacks one tar safely.
 
 mod unpack;
@@ -48,11 +59,20 @@ pub struct Imported {
 }
 
 pub struct LayerReport {
+    /// Where it is in the store: its diff ID, or a chain ID when its content
+    /// depends on the layers below (see unpack.rs).
     pub id: String,
+    /// SHA-256 of the uncompressed tar.
+    pub diff_id: String,
     pub entries: usize,
     pub whiteouts: usize,
     pub opaque: usize,
+    pub implicit: usize,
+    pub copied_up: usize,
+    pub devices_skipped: Vec<String>,
     pub reused: bool,
+    /// Checked against the config's diff_ids (false: the config has none).
+    pub verified: bool,
 }
 
 impl Store {
@@ -69,9 +89,16 @@ impl Store {
         if name == DEFAULT {
             return Ok(vec![crate::rootfs::ensure_default()?]);
         }
-        let file = self.images.join(name);
-        let text = std::fs::read_to_string(&file)
-            .map_err(|_| anyhow!("no image named {name}: see `lab image ls`, or import one with sudo lab image import FILE"))?;
+        // Docker's short names: team/app:1 is docker.io/team/app:1, alpine:3
+        // is docker.io/library/alpine:3.
+        let text = [
+            name.to_string(),
+            format!("docker.io/{name}"),
+            format!("docker.io/library/{name}"),
+        ]
+        .iter()
+        .find_map(|n| std::fs::read_to_string(self.images.join(file_of(n))).ok())
+        .ok_or_else(|| anyhow!("no image named {name}: see `lab image ls`, or import one with sudo lab image import FILE"))?;
         let layers: Vec<PathBuf> = text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -100,10 +127,12 @@ impl Store {
         let mut names: Vec<String> = dir
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
             .collect();
         names.sort();
-        for name in names {
-            let text = std::fs::read_to_string(self.images.join(&name)).unwrap_or_default();
+        for file in names {
+            let text = std::fs::read_to_string(self.images.join(&file)).unwrap_or_default();
+            let name = name_of(&file);
             let source = text
                 .lines()
                 .find_map(|l| l.strip_prefix("# from "))
@@ -143,7 +172,7 @@ impl Store {
                 );
             }
         }
-        let file = self.images.join(name);
+        let file = self.images.join(file_of(name));
         std::fs::remove_file(&file)
             .map_err(|_| anyhow!("no image named {name}: see `lab image ls`"))?;
         let mut used = std::collections::HashSet::new();
@@ -177,30 +206,58 @@ impl Store {
         Ok(removed)
     }
 
-    /// Import FILE (or an OCI layout directory) as image `name`.
-    pub fn import(&self, source: &Path, name: Option<&str>) -> Result<Imported> {
+    /// Import FILE (or an OCI layout directory) as image `name`; `reference`
+    /// chooses one image of several (`FILE:REF` is read the same way).
+    pub fn import(
+        &self,
+        source: &Path,
+        name: Option<&str>,
+        reference: Option<&str>,
+    ) -> Result<Imported> {
+        let (source, reference) = split_reference(source, reference)?;
+        let source = source.as_path();
         // What is not an image is refused before anything is created.
         let names = if source.is_dir() {
             vec![]
         } else {
             tar_names(source)?
         };
+        if let Some(n) = name {
+            valid_name(n)?;
+        }
         for d in [&self.images, &self.layers] {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
         let scratch = self.layers.join(format!(".import-{}", std::process::id()));
-        let result = self.import_into(source, name, &names, &scratch);
+        let mut added = Vec::new();
+        let result = self.import_into(
+            source,
+            name,
+            reference.as_deref(),
+            &names,
+            &scratch,
+            &mut added,
+        );
         let _ = crate::state::remove_tree(&scratch);
+        if result.is_err() {
+            // Nothing of a refused import stays: the layers it added go.
+            for id in added {
+                let _ = crate::state::remove_tree(&self.layers.join(id));
+            }
+        }
         result
     }
 
-    /// `names`: the entries of the archive `source` (none for a directory).
+    /// `names`: the entries of the archive `source` (none for a directory);
+    /// `added`: the layers this import put in the store, for removal on failure.
     fn import_into(
         &self,
         source: &Path,
         name: Option<&str>,
+        reference: Option<&str>,
         names: &[String],
         scratch: &Path,
+        added: &mut Vec<String>,
     ) -> Result<Imported> {
         let stem = source
             .file_name()
@@ -229,8 +286,16 @@ impl Store {
                 };
                 (scratch.to_path_buf(), format)
             } else {
+                anyhow::ensure!(
+                    reference.is_none(),
+                    "{} is a root filesystem tarball: it holds one image, with no name to choose",
+                    source.display()
+                );
                 let name = valid_name(name.unwrap_or(&stem))?;
-                let layer = self.add_layer(open_maybe_gzip(source)?)?;
+                let layer = self.add_layer(open_maybe_gzip(source)?, None, &[])?;
+                if !layer.reused {
+                    added.push(layer.id.clone());
+                }
                 self.write_image(&name, &[&layer.id], "root filesystem tarball", source)?;
                 return Ok(Imported {
                     name,
@@ -239,32 +304,61 @@ impl Store {
                 });
             }
         };
-        let (found_name, layer_files) = if dir.join("manifest.json").is_file() {
-            docker_save_layers(&dir)?
+        let found = if dir.join("manifest.json").is_file() {
+            docker_save_image(&dir, reference, source)?
         } else if dir.join("index.json").is_file() {
-            oci_layers(&dir)?
+            oci_image(&dir, reference, source)?
         } else {
             bail!("{} is neither a docker save archive nor an OCI image layout (no manifest.json, no index.json)", source.display());
         };
-        anyhow::ensure!(!layer_files.is_empty(), "the image has no layers");
-        // Docker names hold slashes (library/alpine:3); a file name cannot.
-        let found_name = found_name.map(|n| n.replace('/', "-"));
-        let name = valid_name(name.or(found_name.as_deref()).unwrap_or(&stem))?;
-        let mut layers = Vec::new();
-        for file in &layer_files {
-            let path = dir.join(file);
-            // A layer path must stay inside the image, even through symlinks.
-            let real = path
-                .canonicalize()
-                .with_context(|| format!("layer {file} is missing"))?;
-            anyhow::ensure!(
-                real.starts_with(dir.canonicalize()?),
-                "layer {file} points outside the image"
-            );
-            layers.push(
-                self.add_layer(open_maybe_gzip(&real)?)
-                    .with_context(|| format!("layer {file}"))?,
-            );
+        anyhow::ensure!(!found.layers.is_empty(), "the image has no layers");
+        let name = valid_name(name.or(found.name.as_deref()).unwrap_or(&stem))?;
+        // Every blob against its digest before anything is unpacked.
+        for blob in found.config.iter().chain(&found.layers) {
+            verify_blob(&dir, blob)?;
+        }
+        let diff_ids: Vec<String> = match &found.config {
+            Some(c) => read_json(&inside(&dir, &c.file)?)?["rootfs"]["diff_ids"]
+                .as_array()
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(Value::as_str)
+                        .map(|d| d.trim_start_matches("sha256:").to_string())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => vec![],
+        };
+        anyhow::ensure!(
+            diff_ids.is_empty() || diff_ids.len() == found.layers.len(),
+            "the image's config lists {} layers (diff_ids), its manifest {}: the image is damaged",
+            diff_ids.len(),
+            found.layers.len()
+        );
+        let mut layers: Vec<LayerReport> = Vec::new();
+        for (i, blob) in found.layers.iter().enumerate() {
+            let real = inside(&dir, &blob.file)?;
+            let lowers: Vec<PathBuf> = layers.iter().map(|l| self.layers.join(&l.id)).collect();
+            let mut layer = self
+                .add_layer(
+                    open_layer(&real, &blob.media_type)?,
+                    layers.last().map(|l| l.id.as_str()),
+                    &lowers,
+                )
+                .with_context(|| format!("layer {}", blob.file))?;
+            if !layer.reused {
+                added.push(layer.id.clone());
+            }
+            if let Some(want) = diff_ids.get(i) {
+                anyhow::ensure!(
+                    *want == layer.diff_id,
+                    "layer {} is damaged: its content has SHA-256 {}, the image's config says {want}",
+                    i + 1,
+                    layer.diff_id
+                );
+                layer.verified = true;
+            }
+            layers.push(layer);
         }
         let ids: Vec<&str> = layers.iter().map(|l| l.id.as_str()).collect();
         self.write_image(&name, &ids, format, source)?;
@@ -276,6 +370,7 @@ impl Store {
     }
 
     fn write_image(&self, name: &str, ids: &[&str], format: &str, source: &Path) -> Result<()> {
+        let name = &file_of(name);
         let text = format!(
             "# lab image {name}: its layers, bottom first\n# from {format} {}\n{}\n",
             source.display(),
@@ -287,8 +382,15 @@ impl Store {
         Ok(())
     }
 
-    /// Unpack one layer tar into the store, named by the SHA-256 of the tar.
-    fn add_layer(&self, tar: Box<dyn Read>) -> Result<LayerReport> {
+    /// Unpack one layer tar into the store, named by the SHA-256 of the tar (its
+    /// diff ID), or by a chain ID when it takes something from the layers below
+    /// (`below`: the store's name of the layer under it; `lowers`: all of them).
+    fn add_layer(
+        &self,
+        tar: Box<dyn Read>,
+        below: Option<&str>,
+        lowers: &[PathBuf],
+    ) -> Result<LayerReport> {
         let tmp = self
             .layers
             .join(format!(".layer-{}-{}", std::process::id(), unique()));
@@ -297,7 +399,8 @@ impl Store {
             inner: tar,
             hash: Sha256::new(),
         };
-        let unpacked = Unpacker::new(&tmp, Contents::Layer).and_then(|mut u| {
+        let unpacked = Unpacker::new(&tmp, Contents::Layer).and_then(|u| {
+            let mut u = u.on_top_of(lowers)?;
             u.unpack(&mut hashing)?;
             // The rest of the stream (end-of-archive blocks) is part of the digest.
             std::io::copy(&mut hashing, &mut std::io::sink())?;
@@ -310,7 +413,15 @@ impl Store {
                 return Err(e);
             }
         };
-        let id = format!("sha256-{:x}", hashing.hash.finalize());
+        let diff_id = format!("{:x}", hashing.hash.finalize());
+        // Like containerd's snapshots: a layer whose content depends on those
+        // below is kept once per stack below it.
+        let id = match below {
+            Some(below) if u.depends_on_lowers() => {
+                format!("chain-{:x}", Sha256::digest(format!("{below} {diff_id}")))
+            }
+            _ => format!("sha256-{diff_id}"),
+        };
         let dest = self.layers.join(&id);
         let reused = dest.exists();
         if reused {
@@ -320,10 +431,19 @@ impl Store {
         }
         Ok(LayerReport {
             id,
+            diff_id,
             entries: u.entries,
             whiteouts: u.whiteouts,
             opaque: u.opaque,
+            implicit: if lowers.is_empty() {
+                0
+            } else {
+                u.implicit.get()
+            },
+            copied_up: u.copied_up,
+            devices_skipped: u.devices_skipped,
             reused,
+            verified: false,
         })
     }
 }
@@ -334,16 +454,49 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// A name as images are named (`registry.example/team/app:1.2`, `alpine@sha256:...`).
 fn valid_name(name: &str) -> Result<String> {
     let ok = !name.is_empty()
-        && name.len() <= 128
+        && name.len() <= 255
         && name != DEFAULT
-        && !name.starts_with('.')
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && !part.starts_with('.'))
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
-    anyhow::ensure!(ok, "{name:?} cannot name an image: use letters, digits, '.', '_', ':' and '-' (and not {DEFAULT:?}); choose one with --name");
+            .all(|c| c.is_ascii_alphanumeric() || "._:-/@".contains(c));
+    anyhow::ensure!(ok, "{name:?} cannot name an image: use letters, digits, '.', '_', ':', '-', '@' and '/' between parts (and not {DEFAULT:?}); choose one with --name");
     Ok(name.to_string())
+}
+
+/// The file in the store of image `name`: a file name cannot hold '/'.
+fn file_of(name: &str) -> String {
+    name.replace('/', "%")
+}
+
+fn name_of(file: &str) -> String {
+    file.replace('%', "/")
+}
+
+/// `FILE:REF` as skopeo writes it, when FILE exists and FILE:REF does not.
+fn split_reference(source: &Path, reference: Option<&str>) -> Result<(PathBuf, Option<String>)> {
+    if source.exists() {
+        return Ok((source.to_path_buf(), reference.map(String::from)));
+    }
+    let text = source.to_string_lossy();
+    // The first ':' after which the rest is a reference and before it a file.
+    for (i, _) in text.match_indices(':') {
+        let (file, rest) = (&text[..i], &text[i + 1..]);
+        if Path::new(file).exists() && !rest.is_empty() {
+            anyhow::ensure!(
+                reference.is_none() || reference == Some(rest),
+                "two references: {rest} (after the file name) and {} (--ref)",
+                reference.unwrap_or_default()
+            );
+            return Ok((PathBuf::from(file), Some(rest.to_string())));
+        }
+    }
+    bail!("{} does not exist", source.display())
 }
 
 struct Hashing {
@@ -406,61 +559,165 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
 }
 
-/// `docker save`: manifest.json is `[{"Config": ..., "RepoTags": [...], "Layers": [...]}]`.
-fn docker_save_layers(dir: &Path) -> Result<(Option<String>, Vec<String>)> {
+/// A blob of an image: a file of the archive, with the digest that names it
+/// (none in a `docker save` manifest, whose layers the config's diff_ids check).
+struct Blob {
+    file: String,
+    sha256: Option<String>,
+    size: Option<u64>,
+    media_type: String,
+}
+
+/// The image chosen in an archive or a layout.
+struct Found {
+    name: Option<String>,
+    config: Option<Blob>,
+    layers: Vec<Blob>,
+}
+
+/// More than one image, and none named: the student chooses.
+fn choose(source: &Path, refs: &[String]) -> anyhow::Error {
+    let file = source.display();
+    anyhow!(
+        "{file} holds {} images: {}. Choose one: sudo lab image import {file} --ref {}",
+        refs.len(),
+        refs.join(", "),
+        refs[0]
+    )
+}
+
+fn no_such(source: &Path, reference: &str, refs: &[String]) -> anyhow::Error {
+    anyhow!(
+        "{} has no image {reference}; it holds: {}",
+        source.display(),
+        if refs.is_empty() {
+            "one image without a name (leave out --ref)".to_string()
+        } else {
+            refs.join(", ")
+        }
+    )
+}
+
+/// `docker save`: manifest.json is `[{"Config": ..., "RepoTags": [...], "Layers": [...]}]`,
+/// one element per image.
+fn docker_save_image(dir: &Path, reference: Option<&str>, source: &Path) -> Result<Found> {
     let manifest = read_json(&dir.join("manifest.json"))?;
-    let first = manifest.get(0).context("manifest.json lists no image")?;
-    let name = first["RepoTags"]
-        .get(0)
-        .and_then(Value::as_str)
-        .map(String::from);
-    let layers = first["Layers"]
+    let images = manifest
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .context("manifest.json lists no image")?;
+    let tags = |image: &Value| -> Vec<String> {
+        image["RepoTags"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let refs: Vec<String> = images.iter().flat_map(tags).collect();
+    let (image, name) = match reference {
+        Some(r) => {
+            let image = images
+                .iter()
+                .find(|i| tags(i).iter().any(|t| t == r))
+                .ok_or_else(|| no_such(source, r, &refs))?;
+            (image, Some(r.to_string()))
+        }
+        None if images.len() > 1 => return Err(choose(source, &refs)),
+        None => (&images[0], tags(&images[0]).into_iter().next()),
+    };
+    let plain = |file: &str| Blob {
+        file: file.to_string(),
+        sha256: None,
+        size: None,
+        media_type: String::new(),
+    };
+    let layers = image["Layers"]
         .as_array()
         .context("manifest.json has no Layers")?
         .iter()
         .map(|l| {
             l.as_str()
-                .map(String::from)
+                .map(plain)
                 .context("a layer in manifest.json is not a path")
         })
         .collect::<Result<_>>()?;
-    Ok((name, layers))
+    Ok(Found {
+        name,
+        config: image["Config"].as_str().map(plain),
+        layers,
+    })
 }
 
 /// An OCI image layout: index.json → (maybe a nested index) → a manifest → its layers.
-fn oci_layers(dir: &Path) -> Result<(Option<String>, Vec<String>)> {
+fn oci_image(dir: &Path, reference: Option<&str>, source: &Path) -> Result<Found> {
     let index = read_json(&dir.join("index.json"))?;
-    let entry = pick_manifest(&index).context("index.json lists no manifest")?;
-    let name = entry["annotations"]["org.opencontainers.image.ref.name"]
-        .as_str()
-        .map(String::from);
-    let mut manifest = read_json(&dir.join(blob_path(entry)?))?;
+    let entries = index["manifests"]
+        .as_array()
+        .filter(|a| !a.is_empty())
+        .context("index.json lists no manifest")?;
+    let ref_of = |m: &Value| {
+        m["annotations"]["org.opencontainers.image.ref.name"]
+            .as_str()
+            .map(String::from)
+    };
+    let mut refs: Vec<String> = entries.iter().filter_map(ref_of).collect();
+    refs.dedup();
+    // Entries of one name (or of none) are one image for several platforms.
+    let chosen: Vec<&Value> = match reference {
+        Some(r) => entries
+            .iter()
+            .filter(|m| ref_of(m).as_deref() == Some(r))
+            .collect(),
+        None if refs.len() > 1 => return Err(choose(source, &refs)),
+        None => entries.iter().collect(),
+    };
+    if let Some(r) = reference {
+        anyhow::ensure!(!chosen.is_empty(), no_such(source, r, &refs));
+    }
+    let entry = pick_manifest(&chosen).context("index.json lists no manifest")?;
+    let name = ref_of(entry);
+    let mut descriptor = entry;
+    let mut manifest = read_blob_json(dir, descriptor)?;
     // A multi-platform image points to another index first.
+    let mut inner_entries;
     for _ in 0..4 {
         if manifest.get("layers").is_some() {
             break;
         }
-        let inner = pick_manifest(&manifest).context("an image index lists no manifest")?;
-        manifest = read_json(&dir.join(blob_path(inner)?))?;
+        inner_entries = manifest["manifests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let all: Vec<&Value> = inner_entries.iter().collect();
+        descriptor = pick_manifest(&all).context("an image index lists no manifest")?;
+        manifest = read_blob_json(dir, descriptor)?;
     }
     let layers = manifest["layers"]
         .as_array()
-        .context("the manifest has no layers")?;
-    let mut files = Vec::new();
-    for l in layers {
-        let media = l["mediaType"].as_str().unwrap_or("");
-        anyhow::ensure!(
-            !media.contains("zstd"),
-            "layer {media} is compressed with zstd, which lab does not read"
-        );
-        files.push(blob_path(l)?);
-    }
-    Ok((name, files))
+        .context("the manifest has no layers")?
+        .iter()
+        .map(blob)
+        .collect::<Result<_>>()?;
+    Ok(Found {
+        name,
+        config: Some(blob(&manifest["config"]).context("the manifest has no config")?),
+        layers,
+    })
+}
+
+/// A descriptor's blob, checked, as JSON.
+fn read_blob_json(dir: &Path, descriptor: &Value) -> Result<Value> {
+    let b = blob(descriptor)?;
+    verify_blob(dir, &b)?;
+    read_json(&inside(dir, &b.file)?)
 }
 
 /// The manifest for this machine's architecture, or the first one.
-fn pick_manifest(index: &Value) -> Option<&Value> {
-    let manifests = index["manifests"].as_array()?;
+fn pick_manifest<'a>(manifests: &[&'a Value]) -> Option<&'a Value> {
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -470,6 +727,64 @@ fn pick_manifest(index: &Value) -> Option<&Value> {
         .iter()
         .find(|m| m["platform"]["architecture"].as_str() == Some(arch))
         .or_else(|| manifests.first())
+        .copied()
+}
+
+fn blob(descriptor: &Value) -> Result<Blob> {
+    let file = blob_path(descriptor)?;
+    let digest = descriptor["digest"].as_str().unwrap_or_default();
+    Ok(Blob {
+        file,
+        sha256: digest.strip_prefix("sha256:").map(String::from),
+        size: descriptor["size"].as_u64(),
+        media_type: descriptor["mediaType"].as_str().unwrap_or("").to_string(),
+    })
+}
+
+/// `file` of the image in `dir`, staying inside it even through symlinks.
+fn inside(dir: &Path, file: &str) -> Result<PathBuf> {
+    let real = dir
+        .join(file)
+        .canonicalize()
+        .with_context(|| format!("{file} is missing from the image"))?;
+    anyhow::ensure!(
+        real.starts_with(dir.canonicalize()?),
+        "{file} points outside the image"
+    );
+    Ok(real)
+}
+
+/// The blob's size and SHA-256 against its descriptor.
+fn verify_blob(dir: &Path, blob: &Blob) -> Result<()> {
+    let path = inside(dir, &blob.file)?;
+    if let Some(size) = blob.size {
+        let real = std::fs::metadata(&path)?.len();
+        anyhow::ensure!(
+            real == size,
+            "{} is damaged: {real} bytes where the manifest says {size} (a truncated copy?)",
+            blob.file
+        );
+    }
+    if let Some(want) = &blob.sha256 {
+        let mut hash = Sha256::new();
+        std::io::copy(&mut File::open(&path)?, &mut hash)?;
+        let got = format!("{:x}", hash.finalize());
+        anyhow::ensure!(
+            got == *want,
+            "{} is damaged: its SHA-256 is {got}, the manifest says {want}",
+            blob.file
+        );
+    }
+    Ok(())
+}
+
+/// A layer blob, decompressed as its media type (or its first bytes) says.
+fn open_layer(path: &Path, media_type: &str) -> Result<Box<dyn Read>> {
+    anyhow::ensure!(
+        !media_type.contains("zstd"),
+        "layer {media_type} is compressed with zstd, which lab does not read: convert the image with skopeo copy --dest-compress-format gzip"
+    );
+    open_maybe_gzip(path)
 }
 
 fn blob_path(descriptor: &Value) -> Result<String> {
