@@ -117,6 +117,13 @@ pub enum Phase {
     /// Inside, in the container's own mount table: what is mounted into the new
     /// root before it becomes `/`.
     Root,
+    /// Inside: the root filesystem becomes `/` (the host's tree stays in view
+    /// below it until the first commands of `Inside` detach it).
+    ChangeRoot,
+    /// Inside the new root, the host's tree still in view: what comes from the
+    /// host, mounted on paths that now resolve in the container (a symbolic link
+    /// of the image leads to the container's own files, never the host's).
+    FromOldRoot,
     /// Inside the new namespaces, before the command starts.
     Inside,
     /// The last line: start the command.

@@ -59,7 +59,12 @@ impl Plan {
             .filter(|c| {
                 matches!(
                     c.phase,
-                    Phase::Wait | Phase::Enter | Phase::Root | Phase::Inside
+                    Phase::Wait
+                        | Phase::Enter
+                        | Phase::Root
+                        | Phase::ChangeRoot
+                        | Phase::FromOldRoot
+                        | Phase::Inside
                 )
             })
             .collect();

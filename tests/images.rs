@@ -1043,3 +1043,82 @@ fn layers_apply_as_umoci_unpack_applies_them() {
     let ls = text(&s.lab(&["image", "ls"]));
     assert!(!ls.contains("broken"), "{ls}");
 }
+
+/// An image whose /etc/hosts and /etc/resolv.conf are symbolic links (systemd
+/// images have `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf`):
+/// lab's files land where the links lead inside the container, and the host's
+/// file of the same path is left alone. An image whose /.oldroot is a link out is
+/// refused with the kernel's reason, having changed nothing.
+#[test]
+fn symbolic_links_of_an_image_resolve_inside_the_container() {
+    let _g = privileged!();
+    let s = Scratch::new("links");
+    let decoy = s.file("decoy-hosts");
+    std::fs::write(&decoy, "the host's own file\n").unwrap();
+    let tarball = extended(base_layer(), |b| {
+        let d = decoy.to_str().unwrap().trim_start_matches('/').to_string();
+        raw_entry(
+            b,
+            "etc/hosts",
+            tar::EntryType::Symlink,
+            &format!("/{d}"),
+            b"",
+        );
+        raw_entry(
+            b,
+            "etc/resolv.conf",
+            tar::EntryType::Symlink,
+            "../run/systemd/resolve/stub-resolv.conf",
+            b"",
+        );
+    });
+    let file = s.file("links.tar");
+    std::fs::write(&file, tarball).unwrap();
+    let out = s.lab(&["image", "import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", err(&out));
+    let out = s.lab(&[
+        "step",
+        "7",
+        "--image",
+        "links",
+        "--",
+        "sh",
+        "-c",
+        "cat /etc/hosts /run/systemd/resolve/stub-resolv.conf",
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}{}", err(&out));
+    assert!(t.contains("10.200.0.2 c1"), "{t}");
+    assert!(t.contains("nameserver"), "{t}");
+    assert!(!t.contains("FAIL"), "{t}");
+    assert_eq!(
+        std::fs::read_to_string(&decoy).unwrap(),
+        "the host's own file\n"
+    );
+
+    let outside = s.file("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let tarball = extended(base_layer(), |b| {
+        raw_entry(
+            b,
+            ".oldroot",
+            tar::EntryType::Symlink,
+            outside.to_str().unwrap(),
+            b"",
+        );
+    });
+    std::fs::write(&file, tarball).unwrap();
+    let out = s.lab(&[
+        "image",
+        "import",
+        "--name",
+        "oldroot",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", err(&out));
+    let out = s.lab(&["step", "7", "--image", "oldroot", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(err(&out).contains("pivot_root"), "{}", err(&out));
+    assert!(!err(&out).contains("panicked"), "{}", err(&out));
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+}

@@ -33,6 +33,14 @@ pub const LAYER: Layer = Layer {
 /// Where pivot_root puts the host's root, relative to the new root.
 const OLD_ROOT: &str = ".oldroot";
 
+/// A path of the host's tree as it is seen between pivot_root and the detaching
+/// of the old root (the `FromOldRoot` phase).
+pub fn in_old_root(host_path: &Path) -> PathBuf {
+    Path::new("/")
+        .join(OLD_ROOT)
+        .join(host_path.strip_prefix("/").unwrap_or(host_path))
+}
+
 // ── The commands ───────────────────────────────────────────────────────────────
 
 fn commands(spec: &Spec) -> Vec<Command> {
@@ -50,19 +58,32 @@ fn commands(spec: &Spec) -> Vec<Command> {
             "bind the root filesystem onto itself: pivot_root needs the new root to be a mount point",
             BindSelf(root.clone()),
         ),
-        Command::inside(2, "pivot_root works on the current directory", ChangeDir(root)),
-        Command::inside(
+        Command::at(
+            Phase::ChangeRoot,
+            2,
+            "pivot_root works on the current directory",
+            ChangeDir(root),
+        ),
+        Command::at(
+            Phase::ChangeRoot,
             2,
             "a place below the new root for the old root to go (it stays, empty: containers that start at the same moment from this root filesystem share it, so none may remove it)",
             MakeDir(OLD_ROOT.into()),
         ),
-        Command::inside(
+        Command::at(
+            Phase::ChangeRoot,
             2,
             "the root filesystem becomes /; the host's root moves to /.oldroot",
             PivotRoot,
         ),
-        Command::inside(2, "step into the new root", ChangeDir("/".into())),
-        Command::inside(
+        Command::at(
+            Phase::ChangeRoot,
+            2,
+            "step into the new root: from here on, paths (and the image's symbolic links) resolve in the container, and what comes from the host is named by its path under /.oldroot",
+            ChangeDir("/".into()),
+        ),
+        Command::at(
+            Phase::ChangeRoot,
             2,
             "make the shell forget where it found programs: those were paths of the host's tree",
             ForgetProgramPaths,

@@ -230,6 +230,11 @@ impl Action for Unmount {
 
 impl Action for RemoveAll {
     fn shell(&self) -> String {
+        if crate::layers::rootless() {
+            // overlayfs makes work/work with mode 0: its owner, the user, opens it first.
+            let p = paths(&self.0);
+            return format!("chmod -R u+rwX {p} && rm -rf {p}");
+        }
         format!("rm -rf {}", paths(&self.0))
     }
     fn apply(&self) -> Result<()> {

@@ -48,13 +48,14 @@ fn note(_step: u8) -> Option<&'static str> {
 fn commands(spec: &Spec) -> Vec<Command> {
     if spec.step >= super::userns::LAYER.number {
         // In a user namespace the kernel mounts a new proc only where a proc
-        // mount is already fully in view (so that the new one shows nothing the
-        // old one hid): before pivot_root, while the host's /proc still is.
+        // mount is already fully in view in the mount namespace (so that the new
+        // one shows nothing the old one hid): before the host's tree, with its
+        // /proc, is detached.
         return vec![Command::at(
-            Phase::Root,
+            Phase::FromOldRoot,
             3,
-            "a fresh /proc, mounted before the root changes: in a user namespace the kernel wants a proc already in view, the host's, to allow it",
-            MountProc(spec.new_root().join("proc")),
+            "a fresh /proc, mounted before the host's tree is detached: in a user namespace the kernel wants a proc already in view, the host's (under /.oldroot), to allow it",
+            MountProc("/proc".into()),
         )];
     }
     vec![Command::inside(

@@ -565,7 +565,6 @@ pub(super) fn forget(dir: &Path) {
         resolv: PathBuf::new(),
         publish: vec![],
         name: String::new(),
-        root: PathBuf::new(),
     };
     let _ = Veth::Delete(host_veth(address, subnet)).apply();
     let published = std::fs::read_to_string(dir.join("published")).unwrap_or_default();

@@ -156,7 +156,6 @@ struct Net {
     resolv: PathBuf,
     publish: Vec<Publish>,
     name: String,
-    root: PathBuf,
 }
 
 impl Net {
@@ -190,7 +189,6 @@ impl Net {
             },
             publish: spec.network.publish.clone(),
             name: spec.name.clone(),
-            root: spec.new_root(),
         }
     }
 }
@@ -311,14 +309,17 @@ fn commands(spec: &Spec) -> Vec<Command> {
         "everything that is not on the subnet goes to the gateway: the host's end of lab0",
         Box::new(Inside::DefaultRoute(net.gateway)),
     ));
-    // In the container's own mount table (private by now), before the root changes.
+    // After the root changed, while the host's tree is still at /.oldroot: the
+    // target resolves in the container, so an image whose /etc/resolv.conf is a
+    // symbolic link (to /run/systemd/resolve/stub-resolv.conf, say) gets the file
+    // where its link leads inside, and never covers a file of the host's.
     for file in ["hosts", "hostname", "resolv.conf"] {
         c.push(at(
-            Phase::Root,
-            "mount the container's own file over the root filesystem's, in the container's mount table only",
+            Phase::FromOldRoot,
+            "mount the container's own file (on the host, now under /.oldroot) over the root filesystem's, in the container's mount table only",
             Box::new(BindFile {
-                from: net.etc.join(file),
-                to: net.root.join("etc").join(file),
+                from: super::mount::in_old_root(&net.etc.join(file)),
+                to: Path::new("/etc").join(file),
             }),
         ));
     }

@@ -11,7 +11,7 @@ use crate::plan::{quote_path, Action};
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `ip link add lab0 type bridge`, `ip addr add ... dev lab0`, `ip link set lab0 up`,
 /// `ip link del lab0`.
@@ -371,10 +371,18 @@ impl Action for BindFile {
         )
     }
     fn apply(&self) -> Result<()> {
-        if self.to.symlink_metadata().is_err() {
+        if self.to.metadata().is_err() {
             // A mount needs something to cover: an empty file (from step 7 it lands
-            // in the container's writable layer).
-            std::fs::write(&self.to, "")
+            // in the container's writable layer), where the image's symbolic link
+            // leads when it has one (as runc makes it), with its directories.
+            let target = match std::fs::read_link(&self.to) {
+                Ok(link) => self.to.parent().unwrap_or(Path::new("/")).join(link),
+                Err(_) => self.to.clone(),
+            };
+            if let Some(dir) = target.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            std::fs::write(&target, "")
                 .with_context(|| format!("{} is missing and cannot be made", self.to.display()))?;
         }
         nix::mount::mount(

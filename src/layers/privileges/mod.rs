@@ -104,12 +104,13 @@ fn commands(spec: &Spec) -> Vec<Command> {
     ));
     let sys_why = "/sys, read-only: the machine's devices and kernel objects, to look at, not to change (its network part is the container's own namespace)";
     if spec.step >= super::userns::LAYER.number {
-        // As for /proc (layer 3): in a user namespace, before the root changes.
+        // As for /proc (layer 3): in a user namespace, before the host's tree
+        // is detached.
         c.push(Command::at(
-            Phase::Root,
+            Phase::FromOldRoot,
             8,
-            format!("{sys_why}; in a user namespace, mounted before the root changes, while the host's /sys is in view"),
-            masks::MountSys(spec.new_root().join("sys")),
+            format!("{sys_why}; in a user namespace, mounted before the host's tree is detached, while the host's /sys is in view (under /.oldroot)"),
+            masks::MountSys("/sys".into()),
         ));
     } else {
         c.push(Command::inside(8, sys_why, masks::MountSys("/sys".into())));

@@ -103,14 +103,14 @@ fn commands(spec: &Spec) -> Vec<Command> {
     if rootless {
         // No device node may be made in a user namespace: bind the host's.
         for (name, _, _) in crate::rootfs::DEVICES {
-            let to = spec.new_root().join("dev").join(name);
+            let dev = std::path::Path::new("/dev").join(name);
             c.push(Command::at(
-                Phase::Root,
+                Phase::FromOldRoot,
                 9,
-                "without root no device node may be made: bind the host's over the root filesystem's empty file",
+                "without root no device node may be made: bind the host's (now under /.oldroot) over the root filesystem's empty file",
                 BindDevice {
-                    from: std::path::Path::new("/dev").join(name),
-                    to,
+                    from: super::mount::in_old_root(&dev),
+                    to: dev,
                 },
             ));
         }
@@ -118,7 +118,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
     c
 }
 
-/// `mount --bind /dev/NAME ROOT/dev/NAME`
+/// `mount --bind /.oldroot/dev/NAME /dev/NAME`
 struct BindDevice {
     from: std::path::PathBuf,
     to: std::path::PathBuf,
