@@ -240,9 +240,25 @@ fn init(command: Held) -> i32 {
     }
 }
 
+/// What the layers' inside commands set for the command: variables of its
+/// environment (an image's Env) and the directory it starts in. The command
+/// process is forked from init after they ran, and so has them.
+static ENV: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
+static WORKDIR: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
+
+pub fn set_env(key: &str, value: &str) {
+    let mut env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+    env.retain(|(k, _)| k != key);
+    env.push((key.to_string(), value.to_string()));
+}
+
+pub fn set_workdir(dir: &std::path::Path) {
+    *WORKDIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.to_path_buf());
+}
+
 /// Run `command` in place of this process, already inside the container, with the
-/// container's environment (its PATH, a prompt that names the step). `lab exec`
-/// uses it too.
+/// container's environment (its PATH, a prompt that names the step, and what the
+/// layers set). `lab exec` uses it too.
 pub fn exec_inside(command: &[String], step: u8) -> ! {
     use std::ffi::CString;
     sys::default_signals();
@@ -253,24 +269,34 @@ pub fn exec_inside(command: &[String], step: u8) -> ! {
             .collect::<Result<_, _>>()
             .context("the command holds a NUL byte")?;
         let prompt = format!("[step {step}] \\h:\\w\\$ ");
-        let mut env = vec![
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-            "HOME=/root".to_string(),
-            format!("PS1={prompt}"),
+        let mut env: Vec<(String, String)> = vec![
+            (
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ),
+            ("HOME".into(), "/root".into()),
+            ("PS1".into(), prompt),
         ];
         if let Ok(term) = std::env::var("TERM") {
-            env.push(format!("TERM={term}"));
+            env.push(("TERM".into(), term));
         }
+        for (key, value) in ENV.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            env.retain(|(k, _)| k != key);
+            env.push((key.clone(), value.clone()));
+        }
+        let path = env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
         let env: Vec<CString> = env
             .into_iter()
-            .map(|e| CString::new(e).unwrap_or_default())
+            .map(|(k, v)| CString::new(format!("{k}={v}")).unwrap_or_default())
             .collect();
-        let _ = std::env::set_current_dir("/");
+        let workdir = WORKDIR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let _ = std::env::set_current_dir(workdir.unwrap_or_else(|| "/".into()));
         // PATH of the container, not lab's: the program is looked up inside.
-        std::env::set_var(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        );
+        std::env::set_var("PATH", path);
         nix::unistd::execvpe(&args[0], &args, &env).map_err(|e| anyhow!(e))
     })();
     let Err(e) = result;

@@ -72,6 +72,10 @@ struct Target {
     /// Step 7: the image to run (see `lab image ls`) [default: the root filesystem]
     #[arg(long, value_name = "NAME")]
     image: Option<String>,
+    /// Step 7: run this program instead of the image's Entrypoint ("" for none:
+    /// the command alone), as docker run --entrypoint
+    #[arg(long, value_name = "PROGRAM")]
+    entrypoint: Option<String>,
     /// Step 7: keep the container's writable layer after exit, to look at it
     #[arg(long)]
     keep: bool,
@@ -588,8 +592,10 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
         );
     }
     let overlay = layers::overlay::LAYER.number;
-    if target.step < overlay && (target.image.is_some() || target.keep) {
-        bail!("--image and --keep belong to step {overlay} (the overlay filesystem) and later");
+    if target.step < overlay
+        && (target.image.is_some() || target.keep || target.entrypoint.is_some())
+    {
+        bail!("--image, --entrypoint and --keep belong to step {overlay} (the overlay filesystem) and later");
     }
     let cgroups = layers::cgroups::LAYER.number;
     let limits_given = target.memory.is_some() || target.cpus.is_some() || target.pids.is_some();
@@ -618,10 +624,27 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
         version: target.cgroup,
     };
     // Looked up first: a wrong name must not cost building the default rootfs.
-    let image = match &target.image {
-        Some(name) => Some(image::Store::open().layers(name)?),
-        None => None,
+    let (image, mut image_config) = match &target.image {
+        Some(name) => {
+            let store = image::Store::open();
+            (Some(store.layers(name)?), store.config(name)?)
+        }
+        None => (None, image::Config::default()),
     };
+    if let Some(program) = &target.entrypoint {
+        anyhow::ensure!(
+            target.image.is_some(),
+            "--entrypoint replaces the Entrypoint of an image: give one with --image"
+        );
+        // As docker run --entrypoint: the image's Cmd goes with its Entrypoint.
+        image_config.entrypoint = [program.clone()]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect();
+        image_config.cmd.clear();
+    }
+    // As docker run: the image's Entrypoint, then the command given or its Cmd.
+    let command = image_config.command(&command);
     let rootfs = match (&target.rootfs, for_real) {
         (Some(dir), true) => {
             if !dir.join("bin").is_dir() && !dir.join("usr/bin").is_dir() {
@@ -659,6 +682,7 @@ fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::S
         name: target.name.clone().unwrap_or_else(|| "c1".into()),
         command,
         image,
+        image_config,
         keep: target.keep,
         limits,
         network: layers::network::Options {

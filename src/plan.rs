@@ -25,6 +25,9 @@ pub struct Spec {
     pub command: Vec<String>,
     /// The image's layers, bottom first (from step 7; until then `rootfs` alone).
     pub image: Vec<PathBuf>,
+    /// What the image's config asks (environment, working directory, command);
+    /// `command` already holds its Entrypoint and Cmd.
+    pub image_config: crate::image::Config,
     /// Keep the container's writable layer after exit (step 7).
     pub keep: bool,
     /// Resource limits and where the cgroups go (step 6).

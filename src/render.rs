@@ -515,6 +515,32 @@ pub fn imported(done: &crate::image::Imported) -> String {
             devices.join(", ")
         );
     }
+    let c = &done.config;
+    let mut took = Vec::new();
+    if !c.entrypoint.is_empty() {
+        took.push(format!("Entrypoint {:?}", c.entrypoint));
+    }
+    if !c.cmd.is_empty() {
+        took.push(format!("Cmd {:?}", c.cmd));
+    }
+    if !c.env.is_empty() {
+        took.push(format!("Env {}", c.env.join(" ")));
+    }
+    if let Some(dir) = &c.workdir {
+        took.push(format!("WorkingDir {dir}"));
+    }
+    if let Some(user) = &c.user {
+        took.push(format!(
+            "User {user} (not applied: lab runs the command as root of the container)"
+        ));
+    }
+    if !took.is_empty() {
+        let _ = writeln!(
+            out,
+            "From its config, as docker run takes them: {}.",
+            took.join("; ")
+        );
+    }
     let _ = writeln!(out, "Run it with: sudo lab step 7 --image {}", done.name);
     out
 }

@@ -1122,3 +1122,83 @@ fn symbolic_links_of_an_image_resolve_inside_the_container() {
     assert!(!err(&out).contains("panicked"), "{}", err(&out));
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
+
+/// The image's config counts, as with docker run: Env, WorkingDir, Entrypoint
+/// and Cmd (the command given replaces Cmd; --entrypoint replaces both), at step
+/// 7 and through step 8's bwrap and setpriv; User is named, not applied.
+#[test]
+fn the_image_config_gives_environment_directory_and_command() {
+    let _g = privileged!();
+    let s = Scratch::new("config");
+    let layout = s.file("layout");
+    let l = layout.to_str().unwrap();
+    tool("umoci", &["init", "--layout", l]);
+    let image = format!("{l}:app");
+    tool("umoci", &["new", "--image", &image]);
+    let base = s.file("base.tar");
+    std::fs::write(&base, base_layer()).unwrap();
+    tool(
+        "umoci",
+        &[
+            "raw",
+            "add-layer",
+            "--image",
+            &image,
+            base.to_str().unwrap(),
+        ],
+    );
+    tool(
+        "umoci",
+        &[
+            "config",
+            "--image",
+            &image,
+            "--config.env",
+            "GREETING=hello there",
+            "--config.workingdir",
+            "/srv/app",
+            "--config.entrypoint",
+            "/bin/sh",
+            "--config.entrypoint",
+            "-c",
+            "--config.cmd",
+            "echo \"$GREETING from $(pwd)\"",
+            "--config.user",
+            "nobody",
+        ],
+    );
+    let out = s.lab(&["image", "import", &image]);
+    let t = text(&out);
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(
+        t.contains(r#"Entrypoint ["/bin/sh", "-c"]"#) && t.contains("WorkingDir /srv/app"),
+        "{t}"
+    );
+    let run = |args: &[&str]| {
+        let mut all = vec!["step", "7", "--no-checks", "--image", "app"];
+        all.extend_from_slice(args);
+        let out = s.lab(&all);
+        assert!(out.status.success(), "{args:?}: {}", err(&out));
+        text(&out)
+    };
+    let t = run(&[]);
+    assert!(t.contains("\nhello there from /srv/app\n"), "{t}");
+    assert!(t.contains("export GREETING='hello there'"), "{t}");
+    assert!(t.contains("cd /srv/app"), "{t}");
+    assert!(
+        t.contains("# the image's config names the user nobody"),
+        "{t}"
+    );
+    // The command given replaces Cmd and keeps the Entrypoint.
+    let t = run(&["--", "echo given $GREETING"]);
+    assert!(t.contains("\ngiven hello there\n"), "{t}");
+    let t = run(&["--entrypoint", "", "--", "sh", "-c", "echo none; pwd"]);
+    assert!(t.contains("\nnone\n/srv/app\n"), "{t}");
+    let out = s.lab(&["step", "8", "--no-checks", "--image", "app"]);
+    assert!(
+        text(&out).contains("\nhello there from /srv/app\n"),
+        "{}{}",
+        text(&out),
+        err(&out)
+    );
+}

@@ -51,11 +51,65 @@ pub struct Store {
     layers: PathBuf,
 }
 
+/// What the image's config asks of the container, as `docker run` takes it:
+/// its environment, the directory to start in, the command (Entrypoint, then
+/// Cmd, which the student's command replaces), and the user (which lab does not
+/// apply: the command runs as root of the container).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Config {
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub user: Option<String>,
+}
+
+impl Config {
+    /// The `config` object of an image's config JSON.
+    fn of(config: &Value) -> Config {
+        let words = |v: &Value| -> Vec<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(String::from);
+        Config {
+            env: words(&config["Env"]),
+            workdir: text(&config["WorkingDir"]),
+            entrypoint: words(&config["Entrypoint"]),
+            cmd: words(&config["Cmd"]),
+            user: text(&config["User"]),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::json!({
+            "Env": self.env,
+            "WorkingDir": self.workdir,
+            "Entrypoint": self.entrypoint,
+            "Cmd": self.cmd,
+            "User": self.user,
+        })
+    }
+
+    /// The command to run: Entrypoint, then the student's words or else Cmd.
+    pub fn command(&self, given: &[String]) -> Vec<String> {
+        let rest = if given.is_empty() { &self.cmd } else { given };
+        self.entrypoint.iter().chain(rest).cloned().collect()
+    }
+}
+
 /// What an import did, for the student to read.
 pub struct Imported {
     pub name: String,
     pub format: &'static str,
     pub layers: Vec<LayerReport>,
+    pub config: Config,
 }
 
 pub struct LayerReport {
@@ -84,21 +138,40 @@ impl Store {
         }
     }
 
-    /// The layer directories of image `name`, bottom first.
-    pub fn layers(&self, name: &str) -> Result<Vec<PathBuf>> {
-        if name == DEFAULT {
-            return Ok(vec![crate::rootfs::ensure_default()?]);
-        }
+    /// The text of image `name` in the store.
+    fn read(&self, name: &str) -> Result<String> {
         // Docker's short names: team/app:1 is docker.io/team/app:1, alpine:3
         // is docker.io/library/alpine:3.
-        let text = [
+        [
             name.to_string(),
             format!("docker.io/{name}"),
             format!("docker.io/library/{name}"),
         ]
         .iter()
         .find_map(|n| std::fs::read_to_string(self.images.join(file_of(n))).ok())
-        .ok_or_else(|| anyhow!("no image named {name}: see `lab image ls`, or import one with sudo lab image import FILE"))?;
+        .ok_or_else(|| anyhow!("no image named {name}: see `lab image ls`, or import one with sudo lab image import FILE"))
+    }
+
+    /// What image `name`'s config asks of a container (nothing for the default).
+    pub fn config(&self, name: &str) -> Result<Config> {
+        if name == DEFAULT {
+            return Ok(Config::default());
+        }
+        let text = self.read(name)?;
+        Ok(text
+            .lines()
+            .find_map(|l| l.strip_prefix("# config "))
+            .and_then(|json| serde_json::from_str::<Value>(json).ok())
+            .map(|v| Config::of(&v))
+            .unwrap_or_default())
+    }
+
+    /// The layer directories of image `name`, bottom first.
+    pub fn layers(&self, name: &str) -> Result<Vec<PathBuf>> {
+        if name == DEFAULT {
+            return Ok(vec![crate::rootfs::ensure_default()?]);
+        }
+        let text = self.read(name)?;
         let layers: Vec<PathBuf> = text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -296,11 +369,19 @@ impl Store {
                 if !layer.reused {
                     added.push(layer.id.clone());
                 }
-                self.write_image(&name, &[&layer.id], "root filesystem tarball", source)?;
+                let config = Config::default();
+                self.write_image(
+                    &name,
+                    &[&layer.id],
+                    "root filesystem tarball",
+                    source,
+                    &config,
+                )?;
                 return Ok(Imported {
                     name,
                     format: "root filesystem tarball",
                     layers: vec![layer],
+                    config,
                 });
             }
         };
@@ -317,8 +398,13 @@ impl Store {
         for blob in found.config.iter().chain(&found.layers) {
             verify_blob(&dir, blob)?;
         }
+        let config_json = match &found.config {
+            Some(c) => read_json(&inside(&dir, &c.file)?)?,
+            None => Value::Null,
+        };
+        let config = Config::of(&config_json["config"]);
         let diff_ids: Vec<String> = match &found.config {
-            Some(c) => read_json(&inside(&dir, &c.file)?)?["rootfs"]["diff_ids"]
+            Some(_) => config_json["rootfs"]["diff_ids"]
                 .as_array()
                 .map(|ids| {
                     ids.iter()
@@ -361,19 +447,28 @@ impl Store {
             layers.push(layer);
         }
         let ids: Vec<&str> = layers.iter().map(|l| l.id.as_str()).collect();
-        self.write_image(&name, &ids, format, source)?;
+        self.write_image(&name, &ids, format, source, &config)?;
         Ok(Imported {
             name,
             format,
             layers,
+            config,
         })
     }
 
-    fn write_image(&self, name: &str, ids: &[&str], format: &str, source: &Path) -> Result<()> {
+    fn write_image(
+        &self,
+        name: &str,
+        ids: &[&str],
+        format: &str,
+        source: &Path,
+        config: &Config,
+    ) -> Result<()> {
         let name = &file_of(name);
         let text = format!(
-            "# lab image {name}: its layers, bottom first\n# from {format} {}\n{}\n",
+            "# lab image {name}: its layers, bottom first\n# from {format} {}\n# config {}\n{}\n",
             source.display(),
+            config.to_json(),
             ids.join("\n")
         );
         let tmp = self.images.join(format!(".{name}.tmp"));
