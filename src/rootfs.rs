@@ -222,21 +222,12 @@ fn fill(root: &Path, source: Source) -> Result<String> {
     Ok(how)
 }
 
-/// The device nodes a shell expects. No mount of the host's /dev: the container
-/// gets only these.
-/// The device nodes of a root filesystem: name, major, minor.
-pub const DEVICES: [(&str, u64, u64); 6] = [
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
-
+/// The device nodes a shell expects, in the root filesystem itself.
 fn make_devices(root: &Path) -> Result<()> {
     use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-    for (name, major, minor) in DEVICES {
+    // For step 1: a chroot has no /dev but the root filesystem's (from step 2 the
+    // container gets its own: layers/mount/dev.rs).
+    for (name, major, minor, _) in crate::layers::mount::dev::DEVICES {
         let path = root.join("dev").join(name);
         if crate::layers::rootless() {
             // A user may not make device nodes: empty files instead, over which

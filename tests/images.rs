@@ -241,7 +241,7 @@ fn a_root_filesystem_tarball_imports_and_runs() {
     );
     let out = s.lab(&["verify", "7", "--image", "busybox-rootfs", "--json"]);
     assert!(out.status.success(), "{}{}", text(&out), err(&out));
-    assert_eq!(json_passed(&text(&out)).len(), 36);
+    assert_eq!(json_passed(&text(&out)).len(), 37);
     // The image's files keep their kind: busybox's applets are still symlinks.
     let layer = s.home.join("layers").join(&s.layer_dirs()[0]);
     assert!(layer
@@ -1201,4 +1201,61 @@ fn the_image_config_gives_environment_directory_and_command() {
         text(&out),
         err(&out)
     );
+}
+
+/// A real distribution, as a user gets one: a Debian made by mmdebstrap (from
+/// Debian's package mirror, the one network access of the tests; kept in the
+/// target directory). Its /dev/console and /dev/ptmx are skipped and counted;
+/// apt-get and dpkg run at step 7, and at step 8 under its restrictions.
+#[test]
+fn a_debian_made_by_mmdebstrap_runs_apt_and_dpkg() {
+    // The tarball first, in the machine's own network namespace.
+    let Some(_g) = support::root_or_skip() else {
+        return;
+    };
+    let tarball = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-bookworm.tar");
+    if !tarball.exists() {
+        let part = tarball.with_extension("part");
+        let out = std::process::Command::new("mmdebstrap")
+            .args(["--quiet", "--variant=apt", "bookworm"])
+            .arg(&part)
+            .arg("http://deb.debian.org/debian")
+            .output()
+            .expect("mmdebstrap (test.sh installs it: apt-get install mmdebstrap)");
+        assert!(out.status.success(), "mmdebstrap: {}", err(&out));
+        std::fs::rename(&part, &tarball).unwrap();
+    }
+    support::own_network_namespace();
+    let s = Scratch::new("debian");
+    let out = s.lab(&[
+        "image",
+        "import",
+        "--name",
+        "debian",
+        tarball.to_str().unwrap(),
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(t.contains("2 device nodes skipped"), "{t}");
+    assert!(t.contains("/dev/console (c 5:1), /dev/ptmx (c 5:2)"), "{t}");
+    for step in ["7", "8"] {
+        let out = s.lab(&[
+            "step",
+            step,
+            "--no-checks",
+            "--image",
+            "debian",
+            "--",
+            "sh",
+            "-c",
+            "apt-get --version | head -n 1; dpkg -l | grep -c '^ii'; echo gone > /dev/null && echo null-works",
+        ]);
+        let t = text(&out);
+        assert!(out.status.success(), "step {step}: {t}{}", err(&out));
+        let run = t.split("\nRun\n").nth(1).unwrap_or_default();
+        assert!(run.contains("\napt 2."), "step {step}: {run}");
+        let packages: usize = run.lines().find_map(|l| l.trim().parse().ok()).unwrap_or(0);
+        assert!(packages > 50, "step {step}: {packages} packages: {run}");
+        assert!(run.contains("null-works"), "step {step}: {run}");
+    }
 }

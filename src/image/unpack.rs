@@ -241,8 +241,10 @@ impl Unpacker {
             tar::EntryType::Char | tar::EntryType::Block if self.mode == Contents::Layer => {
                 let (major, minor) = device;
                 let whiteout = kind == tar::EntryType::Char && (major, minor) == (0, 0);
-                let harmless =
-                    kind == tar::EntryType::Char && HARMLESS_DEVICES.contains(&(major, minor));
+                let harmless = kind == tar::EntryType::Char
+                    && crate::layers::mount::dev::DEVICES
+                        .iter()
+                        .any(|(_, ma, mi, _)| (*ma, *mi) == (major.into(), minor.into()));
                 if !(whiteout || harmless) {
                     // A node for the host's disk or memory would open it: not made.
                     let letter = if kind == tar::EntryType::Block {
@@ -529,10 +531,6 @@ fn xattrs_of(entry: &mut tar::Entry<impl Read>) -> Result<Vec<(std::ffi::CString
     }
     Ok(out)
 }
-
-/// null, zero, full, random, urandom, tty: what a shell needs, and nothing that
-/// reaches the host's disks or memory.
-const HARMLESS_DEVICES: [(u32, u32); 6] = [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0)];
 
 /// docker save links duplicate layer tars to each other with relative symlinks;
 /// nothing else may be a symlink in the outer archive.

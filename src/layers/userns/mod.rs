@@ -100,54 +100,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
         "first thing inside, once the host has written the maps: become root of the user namespace (until now this shell is user 0 of the host, which the map leaves out, and shows as nobody); the shell it starts runs as user 0 inside",
         BecomeRoot { rootless },
     ));
-    if rootless {
-        // No device node may be made in a user namespace: bind the host's.
-        for (name, _, _) in crate::rootfs::DEVICES {
-            let dev = std::path::Path::new("/dev").join(name);
-            c.push(Command::at(
-                Phase::FromOldRoot,
-                9,
-                "without root no device node may be made: bind the host's (now under /.oldroot) over the root filesystem's empty file",
-                BindDevice {
-                    from: super::mount::in_old_root(&dev),
-                    to: dev,
-                },
-            ));
-        }
-    }
     c
-}
-
-/// `mount --bind /.oldroot/dev/NAME /dev/NAME`
-struct BindDevice {
-    from: std::path::PathBuf,
-    to: std::path::PathBuf,
-}
-
-impl Action for BindDevice {
-    fn shell(&self) -> String {
-        format!(
-            "mount --bind {} {}",
-            crate::plan::quote_path(&self.from),
-            crate::plan::quote_path(&self.to)
-        )
-    }
-    fn apply(&self) -> Result<()> {
-        nix::mount::mount(
-            Some(&self.from),
-            &self.to,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .with_context(|| {
-            format!(
-                "mount({}, {}, MS_BIND)",
-                self.from.display(),
-                self.to.display()
-            )
-        })
-    }
 }
 
 /// `echo '0 BASE COUNT' > /proc/$PID/uid_map` (or gid_map, or `deny` to

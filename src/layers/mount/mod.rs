@@ -6,6 +6,11 @@
 //! filesystem becomes `/`, the host's tree is hung below it and then detached. Once
 //! the host's tree is no longer mounted anywhere in the namespace, no `..` and no
 //! chroot trick leads back to it.
+//!
+//! This file is the mount namespace and pivot_root; `dev.rs` gives the container
+//! its own /dev.
+
+pub mod dev;
 
 use super::{Gathered, Layer};
 use crate::check::{Before, Check, Kind, Outcome, Probe};
@@ -22,7 +27,7 @@ pub const LAYER: Layer = Layer {
     number: 2,
     title: "mount namespace and pivot_root",
     idea: "the container gets its own mount table, and its root is a mount the host's tree is detached from",
-    look: "cat /proc/mounts fails: no /proc yet. mount -t proc proc /proc, then ps: still the host's processes (no pid namespace), while cat /proc/mounts lists this namespace's mounts only. ls /dev: the few device nodes of the root filesystem.",
+    look: "cat /proc/mounts fails: no /proc yet. mount -t proc proc /proc, then ps: still the host's processes (no pid namespace), while cat /proc/mounts lists this namespace's mounts only. ls -l /dev: six devices of its own on a tmpfs, a devpts and a shm (the root filesystem's /dev is covered).",
     namespaces: &[Namespace::Mount],
     commands,
     note: |_| None,
@@ -94,6 +99,9 @@ fn commands(spec: &Spec) -> Vec<Command> {
             DetachOldRoot,
         ),
     ]
+    .into_iter()
+    .chain(dev::commands(spec))
+    .collect()
 }
 
 /// `mount --make-rprivate /`
@@ -278,6 +286,7 @@ fn checks(_step: u8) -> Vec<Check> {
             hint: "The old root is still mounted: `umount -l /.oldroot` did not run. Look for it with `cat /proc/mounts` inside.",
             kind: Kind::Inside(old_root_detached),
         },
+        dev::check(),
         Check {
             layer: 2,
             name: "after exit, the host's mount table is as before",
