@@ -89,11 +89,11 @@ fn steps_6_to_9_pass_on_pure_cgroup_v2_in_a_vm() {
         Some("0"),
         "lab verify 9 in the VM:\n{log}"
     );
-    // Steps 6 to 9 have 33, 36, 44 and 47 checks, every one answered; none failed.
+    // Steps 6 to 9 have 34, 37, 45 and 48 checks, every one answered; none failed.
     // Skipped: alone, "other containers answer" has nothing to check; the VM's
     // root is a tmpfs, so the device-node escape has no disk to read.
     let rows: Vec<&str> = log.lines().filter(|l| l.contains("\"passed\": ")).collect();
-    assert_eq!(rows.len(), 33 + 36 + 44 + 47, "{log}");
+    assert_eq!(rows.len(), 34 + 37 + 45 + 48, "{log}");
     assert!(
         !log.contains("\"passed\": false, \"skipped\": false"),
         "{log}"
