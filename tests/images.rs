@@ -994,6 +994,32 @@ fn layers_apply_as_umoci_unpack_applies_them() {
         );
         assert_eq!(tree_inside(&s, short), want, "{name}");
     }
+    // The same layers compressed with zstd (OCI's +zstd media types).
+    let zstd = s.file("zstd");
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--dest-compress-format",
+            "zstd",
+            &format!("oci:{full}"),
+            &format!("oci:{}:zstd", zstd.display()),
+        ],
+    );
+    let zstd_blobs = std::fs::read_dir(zstd.join("blobs/sha256"))
+        .unwrap()
+        .filter(|e| {
+            let data = std::fs::read(e.as_ref().unwrap().path()).unwrap();
+            data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        })
+        .count();
+    assert_eq!(
+        zstd_blobs, 4,
+        "skopeo did not compress the layers with zstd"
+    );
+    let out = s.lab(&["image", "import", &format!("{}:zstd", zstd.display())]);
+    assert!(out.status.success(), "{}", err(&out));
+    assert_eq!(tree_inside(&s, "zstd"), want, "zstd");
     let ls = text(&s.lab(&["image", "ls"]));
     assert!(
         ls.contains("registry.example/team/app:1.2") && ls.contains("docker.io/team/app:1 "),
