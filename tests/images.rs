@@ -1264,6 +1264,30 @@ fn a_debian_made_by_mmdebstrap_runs_apt_and_dpkg() {
     assert!(out.status.success(), "{}", err(&out));
     assert!(t.contains("2 device nodes skipped"), "{t}");
     assert!(t.contains("/dev/console (c 5:1), /dev/ptmx (c 5:2)"), "{t}");
+    // Piped: no progress line. On a terminal (script(1) gives it one): a bar.
+    assert!(
+        !err(&out).contains('\r') && !t.contains('\r'),
+        "{}",
+        err(&out)
+    );
+    let typed = format!(
+        "LAB_HOME={} LAB_RUN={} {} image import --name debian-again {}",
+        s.home.display(),
+        s.run.display(),
+        env!("CARGO_BIN_EXE_lab"),
+        tarball.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &typed, "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("\r  unpacking [") && shown.contains("% of ") && shown.contains(" MB"),
+        "no progress line on a terminal: {shown:?}"
+    );
+    assert!(shown.contains("already in the store: shared"), "{shown}");
     for step in ["7", "8"] {
         let out = s.lab(&[
             "step",

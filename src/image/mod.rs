@@ -30,17 +30,21 @@
 //! (or `FILE:team/app:1`, as skopeo writes it). Names are kept as written, slashes
 //! and all; on disk a `/` becomes `%`.
 //!
-//! This file is the store and the formats; `unpack.rs` unpacks one tar safely.
+//! This file is the store; `formats.rs` reads what image files hold (names,
+//! manifests, digests, compression, the progress line); `unpack.rs` unpacks one
+//! tar safely.
 
+mod formats;
 mod unpack;
+
+use formats::*;
 
 use unpack::{Contents, Unpacker};
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The name under which `lab image ls` shows the default root filesystem.
@@ -351,7 +355,7 @@ impl Store {
             if has("manifest.json") || (has("index.json") && has("oci-layout")) {
                 std::fs::create_dir_all(scratch)?;
                 let mut u = Unpacker::new(scratch, Contents::Plain)?;
-                u.unpack(open_maybe_gzip(source)?)?;
+                u.unpack(open_counted(source, "reading the archive")?)?;
                 let format = if has("manifest.json") {
                     "docker save"
                 } else {
@@ -365,7 +369,7 @@ impl Store {
                     source.display()
                 );
                 let name = valid_name(name.unwrap_or(&stem))?;
-                let layer = self.add_layer(open_maybe_gzip(source)?, None, &[])?;
+                let layer = self.add_layer(open_counted(source, "unpacking")?, None, &[])?;
                 if !layer.reused {
                     added.push(layer.id.clone());
                 }
@@ -427,7 +431,11 @@ impl Store {
             let lowers: Vec<PathBuf> = layers.iter().map(|l| self.layers.join(&l.id)).collect();
             let mut layer = self
                 .add_layer(
-                    open_layer(&real, &blob.media_type)?,
+                    open_layer(
+                        &real,
+                        &blob.media_type,
+                        &format!("layer {} of {}", i + 1, found.layers.len()),
+                    )?,
                     layers.last().map(|l| l.id.as_str()),
                     &lowers,
                 )
@@ -549,51 +557,6 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A name as images are named (`registry.example/team/app:1.2`, `alpine@sha256:...`).
-fn valid_name(name: &str) -> Result<String> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name != DEFAULT
-        && name
-            .split('/')
-            .all(|part| !part.is_empty() && !part.starts_with('.'))
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._:-/@".contains(c));
-    anyhow::ensure!(ok, "{name:?} cannot name an image: use letters, digits, '.', '_', ':', '-', '@' and '/' between parts (and not {DEFAULT:?}); choose one with --name");
-    Ok(name.to_string())
-}
-
-/// The file in the store of image `name`: a file name cannot hold '/'.
-fn file_of(name: &str) -> String {
-    name.replace('/', "%")
-}
-
-fn name_of(file: &str) -> String {
-    file.replace('%', "/")
-}
-
-/// `FILE:REF` as skopeo writes it, when FILE exists and FILE:REF does not.
-fn split_reference(source: &Path, reference: Option<&str>) -> Result<(PathBuf, Option<String>)> {
-    if source.exists() {
-        return Ok((source.to_path_buf(), reference.map(String::from)));
-    }
-    let text = source.to_string_lossy();
-    // The first ':' after which the rest is a reference and before it a file.
-    for (i, _) in text.match_indices(':') {
-        let (file, rest) = (&text[..i], &text[i + 1..]);
-        if Path::new(file).exists() && !rest.is_empty() {
-            anyhow::ensure!(
-                reference.is_none() || reference == Some(rest),
-                "two references: {rest} (after the file name) and {} (--ref)",
-                reference.unwrap_or_default()
-            );
-            return Ok((PathBuf::from(file), Some(rest.to_string())));
-        }
-    }
-    bail!("{} does not exist", source.display())
-}
-
 struct Hashing {
     inner: Box<dyn Read>,
     hash: Sha256,
@@ -605,298 +568,4 @@ impl Read for Hashing {
         self.hash.update(&buf[..n]);
         Ok(n)
     }
-}
-
-/// A file, decompressed when it starts with the magic bytes of gzip or zstd.
-///
-/// zstd (OCI's `+zstd` layers) is read by ruzstd: pure Rust, no C library to
-/// build on the classroom VM. Its own frame checksum is not checked (the crate's
-/// `hash` feature is off): the layer's SHA-256 is, against the manifest and the
-/// config's diff_ids.
-fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut reader = BufReader::new(file);
-    let head = reader.fill_buf()?;
-    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let decoder = ruzstd::decoding::StreamingDecoder::new(reader)
-            .map_err(|e| anyhow!("{} is not valid zstd: {e}", path.display()))?;
-        return Ok(Box::new(decoder));
-    }
-    Ok(if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(reader))
-    } else {
-        Box::new(reader)
-    })
-}
-
-fn tar_names(path: &Path) -> Result<Vec<String>> {
-    if !path.exists() {
-        bail!("{} does not exist", path.display());
-    }
-    let not_an_image = || {
-        format!(
-            "{} is not an image: lab imports a root filesystem tarball (.tar, .tar.gz), a docker save archive or an OCI image layout",
-            path.display()
-        )
-    };
-    let mut archive = tar::Archive::new(open_maybe_gzip(path)?);
-    let mut names = Vec::new();
-    // The tar reader's own words would quote the garbage it found: not shown.
-    for e in archive.entries().map_err(|_| anyhow!(not_an_image()))? {
-        let e = e.map_err(|_| anyhow!(not_an_image()))?;
-        names.push(e.path()?.to_string_lossy().into_owned());
-    }
-    if names.is_empty() {
-        bail!("{}: the archive is empty", not_an_image());
-    }
-    Ok(names)
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", path.display()))
-}
-
-/// A blob of an image: a file of the archive, with the digest that names it
-/// (none in a `docker save` manifest, whose layers the config's diff_ids check).
-struct Blob {
-    file: String,
-    sha256: Option<String>,
-    size: Option<u64>,
-    media_type: String,
-}
-
-/// The image chosen in an archive or a layout.
-struct Found {
-    name: Option<String>,
-    config: Option<Blob>,
-    layers: Vec<Blob>,
-}
-
-/// More than one image, and none named: the student chooses.
-fn choose(source: &Path, refs: &[String]) -> anyhow::Error {
-    let file = source.display();
-    anyhow!(
-        "{file} holds {} images: {}. Choose one: sudo lab image import {file} --ref {}",
-        refs.len(),
-        refs.join(", "),
-        refs[0]
-    )
-}
-
-fn no_such(source: &Path, reference: &str, refs: &[String]) -> anyhow::Error {
-    anyhow!(
-        "{} has no image {reference}; it holds: {}",
-        source.display(),
-        if refs.is_empty() {
-            "one image without a name (leave out --ref)".to_string()
-        } else {
-            refs.join(", ")
-        }
-    )
-}
-
-/// `docker save`: manifest.json is `[{"Config": ..., "RepoTags": [...], "Layers": [...]}]`,
-/// one element per image.
-fn docker_save_image(dir: &Path, reference: Option<&str>, source: &Path) -> Result<Found> {
-    let manifest = read_json(&dir.join("manifest.json"))?;
-    let images = manifest
-        .as_array()
-        .filter(|a| !a.is_empty())
-        .context("manifest.json lists no image")?;
-    let tags = |image: &Value| -> Vec<String> {
-        image["RepoTags"]
-            .as_array()
-            .map(|t| {
-                t.iter()
-                    .filter_map(Value::as_str)
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let refs: Vec<String> = images.iter().flat_map(tags).collect();
-    let (image, name) = match reference {
-        Some(r) => {
-            let image = images
-                .iter()
-                .find(|i| tags(i).iter().any(|t| t == r))
-                .ok_or_else(|| no_such(source, r, &refs))?;
-            (image, Some(r.to_string()))
-        }
-        None if images.len() > 1 => return Err(choose(source, &refs)),
-        None => (&images[0], tags(&images[0]).into_iter().next()),
-    };
-    let plain = |file: &str| Blob {
-        file: file.to_string(),
-        sha256: None,
-        size: None,
-        media_type: String::new(),
-    };
-    let layers = image["Layers"]
-        .as_array()
-        .context("manifest.json has no Layers")?
-        .iter()
-        .map(|l| {
-            l.as_str()
-                .map(plain)
-                .context("a layer in manifest.json is not a path")
-        })
-        .collect::<Result<_>>()?;
-    Ok(Found {
-        name,
-        config: image["Config"].as_str().map(plain),
-        layers,
-    })
-}
-
-/// An OCI image layout: index.json → (maybe a nested index) → a manifest → its layers.
-fn oci_image(dir: &Path, reference: Option<&str>, source: &Path) -> Result<Found> {
-    let index = read_json(&dir.join("index.json"))?;
-    let entries = index["manifests"]
-        .as_array()
-        .filter(|a| !a.is_empty())
-        .context("index.json lists no manifest")?;
-    let ref_of = |m: &Value| {
-        m["annotations"]["org.opencontainers.image.ref.name"]
-            .as_str()
-            .map(String::from)
-    };
-    let mut refs: Vec<String> = entries.iter().filter_map(ref_of).collect();
-    refs.dedup();
-    // Entries of one name (or of none) are one image for several platforms.
-    let chosen: Vec<&Value> = match reference {
-        Some(r) => entries
-            .iter()
-            .filter(|m| ref_of(m).as_deref() == Some(r))
-            .collect(),
-        None if refs.len() > 1 => return Err(choose(source, &refs)),
-        None => entries.iter().collect(),
-    };
-    if let Some(r) = reference {
-        anyhow::ensure!(!chosen.is_empty(), no_such(source, r, &refs));
-    }
-    let entry = pick_manifest(&chosen).context("index.json lists no manifest")?;
-    let name = ref_of(entry);
-    let mut descriptor = entry;
-    let mut manifest = read_blob_json(dir, descriptor)?;
-    // A multi-platform image points to another index first.
-    let mut inner_entries;
-    for _ in 0..4 {
-        if manifest.get("layers").is_some() {
-            break;
-        }
-        inner_entries = manifest["manifests"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let all: Vec<&Value> = inner_entries.iter().collect();
-        descriptor = pick_manifest(&all).context("an image index lists no manifest")?;
-        manifest = read_blob_json(dir, descriptor)?;
-    }
-    let layers = manifest["layers"]
-        .as_array()
-        .context("the manifest has no layers")?
-        .iter()
-        .map(blob)
-        .collect::<Result<_>>()?;
-    Ok(Found {
-        name,
-        config: Some(blob(&manifest["config"]).context("the manifest has no config")?),
-        layers,
-    })
-}
-
-/// A descriptor's blob, checked, as JSON.
-fn read_blob_json(dir: &Path, descriptor: &Value) -> Result<Value> {
-    let b = blob(descriptor)?;
-    verify_blob(dir, &b)?;
-    read_json(&inside(dir, &b.file)?)
-}
-
-/// The manifest for this machine's architecture, or the first one.
-fn pick_manifest<'a>(manifests: &[&'a Value]) -> Option<&'a Value> {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
-    manifests
-        .iter()
-        .find(|m| m["platform"]["architecture"].as_str() == Some(arch))
-        .or_else(|| manifests.first())
-        .copied()
-}
-
-fn blob(descriptor: &Value) -> Result<Blob> {
-    let file = blob_path(descriptor)?;
-    let digest = descriptor["digest"].as_str().unwrap_or_default();
-    Ok(Blob {
-        file,
-        sha256: digest.strip_prefix("sha256:").map(String::from),
-        size: descriptor["size"].as_u64(),
-        media_type: descriptor["mediaType"].as_str().unwrap_or("").to_string(),
-    })
-}
-
-/// `file` of the image in `dir`, staying inside it even through symlinks.
-fn inside(dir: &Path, file: &str) -> Result<PathBuf> {
-    let real = dir
-        .join(file)
-        .canonicalize()
-        .with_context(|| format!("{file} is missing from the image"))?;
-    anyhow::ensure!(
-        real.starts_with(dir.canonicalize()?),
-        "{file} points outside the image"
-    );
-    Ok(real)
-}
-
-/// The blob's size and SHA-256 against its descriptor.
-fn verify_blob(dir: &Path, blob: &Blob) -> Result<()> {
-    let path = inside(dir, &blob.file)?;
-    if let Some(size) = blob.size {
-        let real = std::fs::metadata(&path)?.len();
-        anyhow::ensure!(
-            real == size,
-            "{} is damaged: {real} bytes where the manifest says {size} (a truncated copy?)",
-            blob.file
-        );
-    }
-    if let Some(want) = &blob.sha256 {
-        let mut hash = Sha256::new();
-        std::io::copy(&mut File::open(&path)?, &mut hash)?;
-        let got = format!("{:x}", hash.finalize());
-        anyhow::ensure!(
-            got == *want,
-            "{} is damaged: its SHA-256 is {got}, the manifest says {want}",
-            blob.file
-        );
-    }
-    Ok(())
-}
-
-/// A layer blob, decompressed as its first bytes say (gzip, zstd or none).
-fn open_layer(path: &Path, media_type: &str) -> Result<Box<dyn Read>> {
-    anyhow::ensure!(
-        !media_type.contains("encrypted"),
-        "layer {media_type} is encrypted, which lab does not read"
-    );
-    open_maybe_gzip(path)
-}
-
-fn blob_path(descriptor: &Value) -> Result<String> {
-    let digest = descriptor["digest"]
-        .as_str()
-        .context("a descriptor has no digest")?;
-    let (algo, hex) = digest
-        .split_once(':')
-        .context("a digest has no algorithm")?;
-    anyhow::ensure!(
-        algo.chars().all(|c| c.is_ascii_alphanumeric())
-            && hex.chars().all(|c| c.is_ascii_hexdigit()),
-        "bad digest {digest}"
-    );
-    Ok(format!("blobs/{algo}/{hex}"))
 }
