@@ -8,6 +8,11 @@
 //! it up into `upperdir` first; deleting leaves a *whiteout* in `upperdir` (a
 //! character device 0/0) that hides the file below. Nothing is copied to start a
 //! container, so it costs the same for an image of 5 MB or 500 MB.
+//!
+//! This file is the overlay; `config.rs` is what an image's config asks of the
+//! container (environment, working directory, command).
+
+mod config;
 
 use super::Layer;
 use crate::check::{Check, Kind, Outcome, Probe};
@@ -135,7 +140,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
             merged: merged.clone(),
         },
     )]);
-    commands.extend(from_config(spec));
+    commands.extend(config::commands(spec));
     if !rootless {
         commands.push(Command::at(
             Phase::Teardown,
@@ -161,55 +166,6 @@ fn commands(spec: &Spec) -> Vec<Command> {
     });
     commands
 }
-
-/// What the image's config asks, as `docker run` does it: the command's
-/// environment and the directory it starts in (its Entrypoint and Cmd are already
-/// in the command: main.rs).
-fn from_config(spec: &Spec) -> Vec<Command> {
-    let config = &spec.image_config;
-    let mut commands = Vec::new();
-    if !config.entrypoint.is_empty() || !config.cmd.is_empty() {
-        commands.push(Command::inside(
-            7,
-            format!(
-                "the command comes from the image's config, as with docker run: its Entrypoint {:?}, then the command you gave or else its Cmd {:?}",
-                config.entrypoint, config.cmd
-            ),
-            Remark(format!("the command: {}", spec.command_line())),
-        ));
-    }
-    for var in &config.env {
-        if let Some((key, value)) = var.split_once('=') {
-            commands.push(Command::inside(
-                7,
-                "from the image's config (Env): the command's environment",
-                Export(key.to_string(), value.to_string()),
-            ));
-        }
-    }
-    if let Some(dir) = &config.workdir {
-        commands.push(Command::inside(
-            7,
-            "from the image's config (WorkingDir): where the command starts",
-            StartIn(dir.into()),
-        ));
-    }
-    if let Some(user) = &config.user {
-        commands.push(Command::inside(
-            7,
-            "not applied: lab runs the command as root of the container (from step 9 an ordinary user of the host); docker run would switch to this user",
-            Remark(format!("the image's config names the user {user}")),
-        ));
-    }
-    commands
-}
-
-/// `export KEY=VALUE`
-struct Export(String, String);
-/// `cd DIR`, where the command starts
-struct StartIn(PathBuf);
-/// `# TEXT`: a line to read, not to run
-struct Remark(String);
 
 /// `mount -t overlay overlay -o lowerdir=...,upperdir=...,workdir=... MERGED`
 struct MountOverlay {
@@ -275,38 +231,6 @@ impl Action for Unmount {
     }
     fn apply(&self) -> Result<()> {
         umount2(&self.0, MntFlags::empty()).with_context(|| format!("umount {}", self.0.display()))
-    }
-}
-
-impl Action for Export {
-    fn shell(&self) -> String {
-        format!("export {}={}", self.0, crate::plan::quote(&self.1))
-    }
-    fn apply(&self) -> Result<()> {
-        crate::init::set_env(&self.0, &self.1);
-        Ok(())
-    }
-}
-
-impl Action for StartIn {
-    fn shell(&self) -> String {
-        format!("cd {}", quote_path(&self.0))
-    }
-    fn apply(&self) -> Result<()> {
-        // Docker makes a missing WorkingDir; so does lab, in the container's layer.
-        std::fs::create_dir_all(&self.0)
-            .with_context(|| format!("making the working directory {}", self.0.display()))?;
-        crate::init::set_workdir(&self.0);
-        Ok(())
-    }
-}
-
-impl Action for Remark {
-    fn shell(&self) -> String {
-        format!("# {}", self.0)
-    }
-    fn apply(&self) -> Result<()> {
-        Ok(())
     }
 }
 
