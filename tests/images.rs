@@ -148,6 +148,33 @@ fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// `docker save` of two images: lab/test:1 with every layer, lab/test:base
+/// with the first alone.
+fn docker_save_two(layers: &[Vec<u8>]) -> Vec<u8> {
+    let names: Vec<String> = (0..layers.len())
+        .map(|i| format!("layer{i}/layer.tar"))
+        .collect();
+    let list = |n: &[String]| {
+        n.iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let manifest = format!(
+        r#"[{{"Config":"config.json","RepoTags":["lab/test:1"],"Layers":[{}]}},{{"Config":"config.json","RepoTags":["lab/test:base"],"Layers":[{}]}}]"#,
+        list(&names),
+        list(&names[..1])
+    );
+    let mut files: Vec<(&str, &[u8])> = vec![
+        ("manifest.json", manifest.as_bytes()),
+        ("config.json", b"{}"),
+    ];
+    for (n, l) in names.iter().zip(layers) {
+        files.push((n, l));
+    }
+    archive(&files)
+}
+
 fn docker_save(layers: &[Vec<u8>]) -> Vec<u8> {
     let names: Vec<String> = (0..layers.len())
         .map(|i| format!("layer{i}/layer.tar"))
@@ -345,6 +372,54 @@ fn a_docker_save_archive_stacks_its_layers_with_whiteouts() {
     let out = s.lab(&["image", "rm", "lab/test:1"]);
     assert!(text(&out).contains("and 2 layers"), "{}", text(&out));
     assert!(s.layer_dirs().is_empty());
+
+    // A docker save of two images: lab lists them, and --ref (or FILE:REF) chooses.
+    let two = s.file("two.tar");
+    std::fs::write(
+        &two,
+        docker_save_two(&[with_opt_old(base_layer()), second_layer()]),
+    )
+    .unwrap();
+    let out = s.lab(&["image", "import", two.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err(&out).contains("holds 2 images: lab/test:1, lab/test:base. Choose one"),
+        "{}",
+        err(&out)
+    );
+    assert!(s.layer_dirs().is_empty());
+    let out = s.lab(&[
+        "image",
+        "import",
+        two.to_str().unwrap(),
+        "--ref",
+        "lab/test:base",
+    ]);
+    assert!(
+        text(&out).contains("Imported lab/test:base (docker save), 1 layer(s)"),
+        "{}{}",
+        text(&out),
+        err(&out)
+    );
+    let out = s.lab(&["image", "import", &format!("{}:lab/test:1", two.display())]);
+    assert!(
+        text(&out).contains("Imported lab/test:1 (docker save), 2 layer(s)"),
+        "{}{}",
+        text(&out),
+        err(&out)
+    );
+    let out = s.lab(&[
+        "image",
+        "import",
+        two.to_str().unwrap(),
+        "--ref",
+        "lab/test:2",
+    ]);
+    assert!(
+        err(&out).contains("has no image lab/test:2; it holds: lab/test:1, lab/test:base"),
+        "{}",
+        err(&out)
+    );
 }
 
 #[test]
@@ -685,6 +760,13 @@ fn spec_layers() -> [Vec<u8>; 3] {
             path: "t/opq/below",
             ..FILE
         },
+        // A hard link within the layer: one file, two names.
+        Entry {
+            path: "t/owned/f-again",
+            kind: Link,
+            link: "t/owned/f",
+            ..FILE
+        },
     ] {
         put(&mut a, e);
     }
@@ -920,6 +1002,11 @@ fn layers_apply_as_umoci_unpack_applies_them() {
     assert!(
         want.iter()
             .any(|w| w.starts_with("/hl2 file") && w.contains("links 2")),
+        "{want:#?}"
+    );
+    assert!(
+        want.iter()
+            .any(|w| w.starts_with("/owned/f-again file") && w.contains("links 2")),
         "{want:#?}"
     );
 
@@ -1240,8 +1327,10 @@ fn a_debian_made_by_mmdebstrap_runs_apt_and_dpkg() {
         return;
     };
     let tarball = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-bookworm.tar");
-    if !tarball.exists() {
-        let part = tarball.with_extension("part");
+    if !tarball.is_file() {
+        // mmdebstrap chooses the format by the name's extension: .tar for a tarball.
+        let _ = std::fs::remove_dir_all(&tarball);
+        let part = tarball.with_extension("part.tar");
         let out = std::process::Command::new("mmdebstrap")
             .args(["--quiet", "--variant=apt", "bookworm"])
             .arg(&part)
