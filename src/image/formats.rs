@@ -63,7 +63,8 @@ pub(super) fn split_reference(
 /// A file, decompressed when it starts with the magic bytes of gzip or zstd.
 ///
 /// zstd (OCI's `+zstd` layers) is read by ruzstd: pure Rust, no C library to
-/// build on the classroom VM. Its own frame checksum is not checked (the crate's
+/// build on the classroom VM. Pinned to 0.7.3: 0.8 uses `is_multiple_of`, which
+/// needs Rust 1.87, and Ubuntu 24.04 has 1.75 (the provisioning test caught it). Its own frame checksum is not checked (the crate's
 /// `hash` feature is off): the layer's SHA-256 is, against the manifest and the
 /// config's diff_ids.
 pub(super) fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
@@ -74,7 +75,7 @@ pub(super) fn open_maybe_gzip(path: &Path) -> Result<Box<dyn Read>> {
 fn decompressed<R: BufRead + 'static>(mut reader: R, path: &Path) -> Result<Box<dyn Read>> {
     let head = reader.fill_buf()?;
     if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        let decoder = ruzstd::decoding::StreamingDecoder::new(reader)
+        let decoder = ruzstd::StreamingDecoder::new(reader)
             .map_err(|e| anyhow!("{} is not valid zstd: {e}", path.display()))?;
         return Ok(Box::new(decoder));
     }
