@@ -29,6 +29,7 @@ mod plan;
 mod progress;
 mod render;
 mod rootfs;
+mod show;
 mod state;
 mod sys;
 
@@ -225,6 +226,16 @@ enum Cmd {
     },
     /// List the running containers: name, step, PID, address, published ports
     Ps,
+    /// Draw a running container from the kernel's state: namespaces, processes,
+    /// network path, cgroups, root filesystem (for a second terminal)
+    Show {
+        /// The container's name, as `lab ps` lists it [default: the only one running]
+        #[arg(value_parser = container_name)]
+        name: Option<String>,
+        /// JSON, for scripts
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a program (default: a shell) in a running container, like nsenter
     Exec {
         /// The container's name, as `lab ps` lists it
@@ -431,6 +442,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Ps => {
             render::out(&exec::ps());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Show { name, json } => {
+            let shown = show::look(&show::find(name.as_deref())?)?;
+            render::out(&if json {
+                show::json(&shown)
+            } else {
+                show::text(&shown)
+            });
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Exec { name, command } => {

@@ -41,6 +41,12 @@ mod syscalls;
 pub use bridge::{Publish, Subnet};
 pub use iptables::iptables_path;
 
+/// The host's end of the veth pair of the container with this address
+/// (`10.200.0.2/24`), for `lab show`.
+pub fn host_end_of(address: &str) -> Option<String> {
+    bridge::own_veth(address)
+}
+
 use super::Layer;
 use crate::plan::{Action, Command, MakeDirs, Namespace, Phase, Spec};
 use bridge::*;
