@@ -1326,20 +1326,7 @@ fn a_debian_made_by_mmdebstrap_runs_apt_and_dpkg() {
     let Some(_g) = support::root_or_skip() else {
         return;
     };
-    let tarball = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-bookworm.tar");
-    if !tarball.is_file() {
-        // mmdebstrap chooses the format by the name's extension: .tar for a tarball.
-        let _ = std::fs::remove_dir_all(&tarball);
-        let part = tarball.with_extension("part.tar");
-        let out = std::process::Command::new("mmdebstrap")
-            .args(["--quiet", "--variant=apt", "bookworm"])
-            .arg(&part)
-            .arg("http://deb.debian.org/debian")
-            .output()
-            .expect("mmdebstrap (test.sh installs it: apt-get install mmdebstrap)");
-        assert!(out.status.success(), "mmdebstrap: {}", err(&out));
-        std::fs::rename(&part, &tarball).unwrap();
-    }
+    let tarball = support::debian_tarball();
     support::own_network_namespace();
     let s = Scratch::new("debian");
     let out = s.lab(&[

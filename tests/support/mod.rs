@@ -363,3 +363,31 @@ pub fn settled() {
         note.display()
     );
 }
+
+/// A Debian 12 made by mmdebstrap (`--variant=apt`, with ca-certificates and
+/// mount), as a tarball in the target directory, made once for every test that
+/// wants a real distribution: the image tests import it, the provisioning test
+/// unpacks it as a fresh machine. Call it in the machine's own network
+/// namespace: it fetches packages from Debian's mirror.
+pub fn debian_tarball() -> PathBuf {
+    let tarball = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("debian-bookworm.tar");
+    if !tarball.is_file() {
+        // mmdebstrap chooses the format by the name's extension: .tar for a tarball.
+        let _ = std::fs::remove_dir_all(&tarball);
+        let part = tarball.with_extension("part.tar");
+        let out = Command::new("mmdebstrap")
+            .args([
+                "--quiet",
+                "--variant=apt",
+                "--include=ca-certificates,mount",
+                "bookworm",
+            ])
+            .arg(&part)
+            .arg("http://deb.debian.org/debian")
+            .output()
+            .expect("mmdebstrap (test.sh installs it: apt-get install mmdebstrap)");
+        assert!(out.status.success(), "mmdebstrap: {}", err(&out));
+        std::fs::rename(&part, &tarball).unwrap();
+    }
+    tarball
+}
