@@ -54,15 +54,20 @@ cargo_recent() {
   [ -n "$v" ] && [ "$(printf '%s\n' 1.75.0 "$v" | sort -V | head -1)" = 1.75.0 ]
 }
 
-# Run cargo with the toolchain of whoever owns it (rustup keeps it in a home).
-run_cargo() {
+# Run a command with the toolchain of whoever owns it (rustup keeps it in a
+# home), CARGO naming its cargo.
+with_cargo_env() {
   local bin
   bin=$(dirname "$CARGO")
   if [ "$bin" != /usr/bin ]; then
     local home
     home=$(dirname "$(dirname "$bin")")
-    PATH="$bin:$PATH" CARGO_HOME="${CARGO_HOME:-$home/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$home/.rustup}" "$CARGO" "$@"
+    PATH="$bin:$PATH" CARGO_HOME="${CARGO_HOME:-$home/.cargo}" RUSTUP_HOME="${RUSTUP_HOME:-$home/.rustup}" CARGO="$CARGO" "$@"
   else
-    "$CARGO" "$@"
+    CARGO="$CARGO" "$@"
   fi
+}
+
+run_cargo() {
+  with_cargo_env "$CARGO" "$@"
 }
