@@ -148,45 +148,37 @@ fn archive(files: &[(&str, &[u8])]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
+/// `docker save` of one image, lab/test:1.
+fn docker_save(layers: &[Vec<u8>]) -> Vec<u8> {
+    docker_save_of(layers, &[("lab/test:1", layers.len())])
+}
+
 /// `docker save` of two images: lab/test:1 with every layer, lab/test:base
 /// with the first alone.
 fn docker_save_two(layers: &[Vec<u8>]) -> Vec<u8> {
-    let names: Vec<String> = (0..layers.len())
-        .map(|i| format!("layer{i}/layer.tar"))
-        .collect();
-    let list = |n: &[String]| {
-        n.iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    let manifest = format!(
-        r#"[{{"Config":"config.json","RepoTags":["lab/test:1"],"Layers":[{}]}},{{"Config":"config.json","RepoTags":["lab/test:base"],"Layers":[{}]}}]"#,
-        list(&names),
-        list(&names[..1])
-    );
-    let mut files: Vec<(&str, &[u8])> = vec![
-        ("manifest.json", manifest.as_bytes()),
-        ("config.json", b"{}"),
-    ];
-    for (n, l) in names.iter().zip(layers) {
-        files.push((n, l));
-    }
-    archive(&files)
+    docker_save_of(
+        layers,
+        &[("lab/test:1", layers.len()), ("lab/test:base", 1)],
+    )
 }
 
-fn docker_save(layers: &[Vec<u8>]) -> Vec<u8> {
+/// `docker save` of `images`, each a tag and how many of `layers` (bottom
+/// first) it stacks.
+fn docker_save_of(layers: &[Vec<u8>], images: &[(&str, usize)]) -> Vec<u8> {
     let names: Vec<String> = (0..layers.len())
         .map(|i| format!("layer{i}/layer.tar"))
         .collect();
-    let manifest = format!(
-        r#"[{{"Config":"config.json","RepoTags":["lab/test:1"],"Layers":[{}]}}]"#,
-        names
-            .iter()
-            .map(|n| format!("\"{n}\""))
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    let entries: Vec<String> = images
+        .iter()
+        .map(|(tag, n)| {
+            let list: Vec<String> = names[..*n].iter().map(|n| format!("\"{n}\"")).collect();
+            format!(
+                r#"{{"Config":"config.json","RepoTags":["{tag}"],"Layers":[{}]}}"#,
+                list.join(",")
+            )
+        })
+        .collect();
+    let manifest = format!("[{}]", entries.join(","));
     let mut files: Vec<(&str, &[u8])> = vec![
         ("manifest.json", manifest.as_bytes()),
         ("config.json", b"{}"),

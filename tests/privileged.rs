@@ -1883,18 +1883,6 @@ fn what_lab_step_4_prints() {
     settings.bind(|| insta::assert_snapshot!("step-4-output", text(&out)));
 }
 
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if "\\.+*?()|[]{}^$".contains(c) {
-                vec!['\\', c]
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
-
 /// `sudo lab step 7 | head`: lab keeps going, tears down, and does not panic.
 #[test]
 fn step_7_with_its_reader_gone_still_tears_down() {

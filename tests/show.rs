@@ -13,18 +13,6 @@ macro_rules! privileged {
     };
 }
 
-fn regex_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if "\\.+*?()|[]{}^$".contains(c) {
-                vec!['\\', c]
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn show_draws_a_running_container_from_the_kernel() {
     let _g = privileged!();

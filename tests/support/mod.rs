@@ -391,3 +391,16 @@ pub fn debian_tarball() -> PathBuf {
     }
     tarball
 }
+
+/// `s` as a regex that matches it literally (for snapshot filters).
+pub fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if "\\.+*?()|[]{}^$".contains(c) {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}

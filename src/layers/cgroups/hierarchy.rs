@@ -42,6 +42,17 @@ impl Cgroups {
         dirs.dedup();
         dirs
     }
+
+    /// The parents of those directories (lab's, or LAB_CGROUP_PARENT), deduplicated.
+    pub fn parents(&self) -> Vec<PathBuf> {
+        let mut parents: Vec<PathBuf> = self
+            .dirs()
+            .iter()
+            .filter_map(|d| d.parent().map(std::path::Path::to_path_buf))
+            .collect();
+        parents.dedup();
+        parents
+    }
 }
 
 pub(super) const CGROUP_ROOT: &str = "/sys/fs/cgroup";

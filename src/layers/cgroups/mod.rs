@@ -91,12 +91,7 @@ impl super::Hooks for CgroupHooks {
         let Ok(cg) = locate("c", &limits) else {
             return vec![];
         };
-        let mut parents: Vec<PathBuf> = cg
-            .dirs()
-            .iter()
-            .filter_map(|d| d.parent().map(Path::to_path_buf))
-            .collect();
-        parents.dedup();
+        let parents = cg.parents();
         let mut said = Vec::new();
         // (Never a hierarchy's root, where a parent of "/" would put it.)
         let roots = [Path::new(hierarchy::CGROUP_ROOT).to_path_buf()]
@@ -266,12 +261,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
         "after exit, when no process is left in it, remove the cgroup",
         RemoveCgroups(cg.dirs()),
     ));
-    let mut parents: Vec<PathBuf> = cg
-        .dirs()
-        .iter()
-        .filter_map(|d| d.parent().map(Path::to_path_buf))
-        .collect();
-    parents.dedup();
+    let parents = cg.parents();
     c.push(Command::at(
         Phase::Teardown,
         6,
