@@ -608,6 +608,9 @@ pub(super) fn forget(dir: &Path) {
 /// container still uses it. For `lab clean` and after a killed run. Returns
 /// whether anything was there to remove.
 pub(super) fn remove_shared_if_unused() -> Result<bool> {
+    // A removal under way first: looked at halfway, lab0 may be gone already
+    // while the process doing it has yet to remove its note.
+    settle_removal();
     let mut nl = Netlink::open()?;
     if nl.link(BRIDGE)?.is_none() && !forwarding_record().exists() {
         return Ok(false);
