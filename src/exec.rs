@@ -177,7 +177,7 @@ fn enter_and_run(entry: &Entry, command: &[String], step: u8) -> Result<i32> {
                     std::process::exit(125);
                 }
             }
-            crate::init::exec_inside(command, step)
+            crate::init::exec_inside(command, step, None)
         }
         ForkResult::Parent { child } => Ok(container::exit_code(waitpid(child, None)?)),
     }

@@ -11,7 +11,7 @@
 //! "stop" (`lab verify`) ends the container without running the command.
 
 use crate::container::{exit_code, hint_for, timed, wait_for_enter, Show};
-use crate::plan::{Plan, Spec};
+use crate::plan::{Plan, RunAs, Spec};
 use crate::render::{self, Item, Printer};
 use crate::sys;
 use anyhow::{anyhow, Context, Result};
@@ -142,7 +142,7 @@ impl Held {
                 let mut rd = File::from(rd);
                 loop {
                     match rd.read(&mut byte) {
-                        Ok(1) => exec_inside(&spec.command, spec.step),
+                        Ok(1) => exec_inside(&spec.command, spec.step, spec.user.as_ref()),
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         // lab stopped the container before the command ran.
                         _ => std::process::exit(0),
@@ -258,8 +258,8 @@ pub fn set_workdir(dir: &std::path::Path) {
 
 /// Run `command` in place of this process, already inside the container, with the
 /// container's environment (its PATH, a prompt that names the step, and what the
-/// layers set). `lab exec` uses it too.
-pub fn exec_inside(command: &[String], step: u8) -> ! {
+/// layers set), as `user` if one is given. `lab exec` uses it too.
+pub fn exec_inside(command: &[String], step: u8, user: Option<&RunAs>) -> ! {
     use std::ffi::CString;
     sys::default_signals();
     let result = (|| -> Result<std::convert::Infallible> {
@@ -274,7 +274,10 @@ pub fn exec_inside(command: &[String], step: u8) -> ! {
                 "PATH".into(),
                 "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
             ),
-            ("HOME".into(), "/root".into()),
+            (
+                "HOME".into(),
+                user.map_or("/root".into(), |u| u.home.clone()),
+            ),
             ("PS1".into(), prompt),
         ];
         if let Ok(term) = std::env::var("TERM") {
@@ -293,6 +296,9 @@ pub fn exec_inside(command: &[String], step: u8) -> ! {
             .into_iter()
             .map(|(k, v)| CString::new(format!("{k}={v}")).unwrap_or_default())
             .collect();
+        if let Some(u) = user {
+            switch_user(u)?;
+        }
         let workdir = WORKDIR.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let _ = std::env::set_current_dir(workdir.unwrap_or_else(|| "/".into()));
         // PATH of the container, not lab's: the program is looked up inside.
@@ -305,4 +311,19 @@ pub fn exec_inside(command: &[String], step: u8) -> ! {
         render::command(command)
     );
     std::process::exit(127);
+}
+
+/// Become `user`: groups first, then the gid, then the uid, while this process
+/// may still change them (root may; the user it becomes may not). Changing the
+/// uid away from 0 clears the capabilities the process had.
+fn switch_user(user: &RunAs) -> Result<()> {
+    use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
+    let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+    let gid = Gid::from_raw(user.gid);
+    let uid = Uid::from_raw(user.uid);
+    let what = format!("uid {}, gid {}", user.uid, user.gid);
+    setgroups(&groups).with_context(|| format!("setgroups for {what}"))?;
+    setresgid(gid, gid, gid).with_context(|| format!("setresgid for {what}"))?;
+    setresuid(uid, uid, uid).with_context(|| format!("setresuid for {what}"))?;
+    Ok(())
 }

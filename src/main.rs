@@ -79,6 +79,10 @@ struct Target {
     /// the command alone), as docker run --entrypoint
     #[arg(long, value_name = "PROGRAM")]
     entrypoint: Option<String>,
+    /// Step 7: run the command as this user, a name or number of the image's
+    /// /etc/passwd, with GROUP (as docker run --user) [default: the image's User, else root]
+    #[arg(long, value_name = "USER[:GROUP]")]
+    user: Option<String>,
     /// Step 7: keep the container's writable layer after exit, to look at it
     #[arg(long)]
     keep: bool,

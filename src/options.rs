@@ -20,9 +20,12 @@ pub fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<pla
     }
     let overlay = layers::overlay::LAYER.number;
     if target.step < overlay
-        && (target.image.is_some() || target.keep || target.entrypoint.is_some())
+        && (target.image.is_some()
+            || target.keep
+            || target.entrypoint.is_some()
+            || target.user.is_some())
     {
-        bail!("--image, --entrypoint and --keep belong to step {overlay} (the overlay filesystem) and later");
+        bail!("--image, --entrypoint, --user and --keep belong to step {overlay} (the overlay filesystem, images) and later");
     }
     let cgroups = layers::cgroups::LAYER.number;
     let limits_given = target.memory.is_some() || target.cpus.is_some() || target.pids.is_some();
@@ -103,6 +106,19 @@ pub fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<pla
         }
     }
     let image = image.unwrap_or_else(|| vec![rootfs.clone()]);
+    // As docker run: --user, else the image's User, else root.
+    let user = match target.user.as_ref().or(image_config.user.as_ref()) {
+        Some(u) => Some(layers::overlay::run_as(u, &image)?),
+        None => None,
+    };
+    if let Some(u) = user.as_ref() {
+        if for_real && layers::rootless() && (u.uid != 0 || u.gid != 0 || !u.groups.is_empty()) {
+            bail!(
+                "the command would run as {} (uid {}, gid {}, {} supplementary groups): without root, lab's user namespace maps only your own user and group, as root of the container, and may not set groups. Run it with sudo",
+                u.named, u.uid, u.gid, u.groups.len()
+            );
+        }
+    }
     Ok(plan::Spec {
         step: target.step,
         rootfs,
@@ -110,6 +126,7 @@ pub fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<pla
         command,
         image,
         image_config,
+        user,
         keep: target.keep,
         limits,
         network: layers::network::Options {

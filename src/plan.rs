@@ -28,6 +28,9 @@ pub struct Spec {
     /// What the image's config asks (environment, working directory, command);
     /// `command` already holds its Entrypoint and Cmd.
     pub image_config: crate::image::Config,
+    /// Who the command runs as (step 7: the image's User, or `--user`); root of
+    /// the container when none.
+    pub user: Option<RunAs>,
     /// Keep the container's writable layer after exit (step 7).
     pub keep: bool,
     /// Resource limits and where the cgroups go (step 6).
@@ -37,6 +40,37 @@ pub struct Spec {
     /// Built by hand from the printed commands (`lab explain`, `lab script`), not
     /// by `lab step`: its files go where lab keeps none of its own.
     pub by_hand: bool,
+}
+
+/// A user of the container, as docker run takes `--user` or an image's User:
+/// looked up in the root filesystem's /etc/passwd and /etc/group (layer 7,
+/// config.rs). The command switches to it just before its exec; lab's init
+/// stays root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// As it was written (`app`, `1000:1000`, `app:staff`).
+    pub named: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// The supplementary groups: those of /etc/group that list the user.
+    pub groups: Vec<u32>,
+    /// Its home directory (HOME), from /etc/passwd, else `/`.
+    pub home: String,
+}
+
+impl RunAs {
+    /// The words of setpriv (util-linux) that switch to this user, for the
+    /// last line: groups, gid and uid at once, as runc does it.
+    pub fn setpriv_words(&self) -> String {
+        let groups = match self.groups.as_slice() {
+            [] => "--clear-groups".to_string(),
+            g => format!(
+                "--groups={}",
+                g.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+            ),
+        };
+        format!("--reuid={} --regid={} {groups}", self.uid, self.gid)
+    }
 }
 
 /// What step 6 limits, and where its cgroups live.
@@ -269,6 +303,7 @@ impl Plan {
                 why: "replace this shell with the command: it runs in the container".into(),
                 action: Box::new(Exec {
                     command: spec.command.clone(),
+                    user: spec.user.clone(),
                 }),
             });
         }
@@ -492,16 +527,27 @@ impl Action for MakeDirs {
 
 /// `exec CMD`: the last line inside. lab's own init starts the command instead,
 /// after the checks (see container.rs), so applying this line does nothing more.
+/// With a user (step 7), setpriv switches to it first.
 pub struct Exec {
     pub command: Vec<String>,
+    pub user: Option<RunAs>,
+}
+
+impl Exec {
+    fn line(&self, command: &str) -> String {
+        match &self.user {
+            Some(u) => format!("exec setpriv {} -- {command}", u.setpriv_words()),
+            None => format!("exec {command}"),
+        }
+    }
 }
 
 impl Action for Exec {
     fn shell(&self) -> String {
-        format!("exec {}", join_quoted(&self.command))
+        self.line(&join_quoted(&self.command))
     }
     fn script(&self) -> String {
-        "exec \"$@\"".into()
+        self.line("\"$@\"")
     }
     fn apply(&self) -> Result<()> {
         Ok(())

@@ -1229,8 +1229,9 @@ fn symbolic_links_of_an_image_resolve_inside_the_container() {
 }
 
 /// The image's config counts, as with docker run: Env, WorkingDir, Entrypoint
-/// and Cmd (the command given replaces Cmd; --entrypoint replaces both), at step
-/// 7 and through step 8's bwrap and setpriv; User is named, not applied.
+/// and Cmd (the command given replaces Cmd; --entrypoint replaces both), and
+/// User (looked up in the image's /etc/passwd and /etc/group; --user replaces
+/// it), at step 7 and through step 8's bwrap and setpriv.
 #[test]
 fn the_image_config_gives_environment_directory_and_command() {
     let _g = privileged!();
@@ -1241,7 +1242,20 @@ fn the_image_config_gives_environment_directory_and_command() {
     let image = format!("{l}:app");
     tool("umoci", &["new", "--image", &image]);
     let base = s.file("base.tar");
-    std::fs::write(&base, base_layer()).unwrap();
+    // The user app, its own group and a supplementary group staff.
+    let users = extended(base_layer(), |b| {
+        add_file(
+            b,
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001:app:/home/app:/bin/sh\n",
+        );
+        add_file(
+            b,
+            "etc/group",
+            b"root:x:0:\napp:x:1001:\nstaff:x:50:other,app\nwheel:x:10:root\n",
+        );
+    });
+    std::fs::write(&base, users).unwrap();
     tool(
         "umoci",
         &[
@@ -1269,7 +1283,7 @@ fn the_image_config_gives_environment_directory_and_command() {
             "--config.cmd",
             "echo \"$GREETING from $(pwd)\"",
             "--config.user",
-            "nobody",
+            "app",
         ],
     );
     let out = s.lab(&["image", "import", &image]);
@@ -1291,9 +1305,47 @@ fn the_image_config_gives_environment_directory_and_command() {
     assert!(t.contains("export GREETING='hello there'"), "{t}");
     assert!(t.contains("cd /srv/app"), "{t}");
     assert!(
-        t.contains("# the image's config names the user nobody"),
+        t.contains("# the command runs as app: uid 1000, gid 1001, groups 50, HOME /home/app"),
         "{t}"
     );
+    // The user of the image, with its groups, HOME, and no capabilities.
+    let id = "id; echo HOME=$HOME; grep CapEff /proc/self/status";
+    let t = run(&["--entrypoint", "", "--", "sh", "-c", id]);
+    assert!(
+        t.contains("exec setpriv --reuid=1000 --regid=1001 --groups=50 -- sh -c"),
+        "{t}"
+    );
+    assert!(
+        t.contains("\nuid=1000(app) gid=1001(app) groups=50(staff)\nHOME=/home/app\nCapEff:\t0000000000000000\n"),
+        "{t}"
+    );
+    // --user replaces it: a number needs no entry (group 0, HOME /); a name must
+    // have one, and so must a group's name.
+    let t = run(&[
+        "--user",
+        "4242",
+        "--entrypoint",
+        "",
+        "--",
+        "sh",
+        "-c",
+        "id -u; id -g; echo $HOME",
+    ]);
+    assert!(t.contains("\n4242\n0\n/\n"), "{t}");
+    let t = run(&["--user", "root", "--entrypoint", "", "--", "id"]);
+    assert!(
+        t.contains("\nuid=0(root) gid=0(root) groups=10(wheel)\n"),
+        "{t}"
+    );
+    for (user, said) in [
+        ("ghost", "unable to find user ghost"),
+        ("app:ghosts", "unable to find group ghosts"),
+        ("app;rm", "give USER or USER:GROUP"),
+    ] {
+        let out = s.lab(&["step", "7", "--image", "app", "--user", user, "--", "true"]);
+        assert_eq!(out.status.code(), Some(1), "{user}: {}", text(&out));
+        assert!(err(&out).contains(said), "{user}: {}", err(&out));
+    }
     // The command given replaces Cmd and keeps the Entrypoint.
     let t = run(&["--", "echo given $GREETING"]);
     assert!(t.contains("\ngiven hello there\n"), "{t}");
@@ -1304,6 +1356,30 @@ fn the_image_config_gives_environment_directory_and_command() {
         text(&out).contains("\nhello there from /srv/app\n"),
         "{}{}",
         text(&out),
+        err(&out)
+    );
+    // Through step 8's setpriv too, which also cuts the bounding set.
+    let out = s.lab(&[
+        "step",
+        "8",
+        "--no-checks",
+        "--image",
+        "app",
+        "--entrypoint",
+        "",
+        "--",
+        "sh",
+        "-c",
+        id,
+    ]);
+    let t = text(&out);
+    assert!(
+        t.contains("setpriv --reuid=1000 --regid=1001 --groups=50 --no-new-privs"),
+        "{t}"
+    );
+    assert!(
+        t.contains("\nuid=1000(app) gid=1001(app) groups=50(staff)\nHOME=/home/app\nCapEff:\t0000000000000000\n"),
+        "{t}{}",
         err(&out)
     );
 }

@@ -268,6 +268,13 @@ fn step_9_runs_without_root() {
         err(&out)
     );
 
+    // A user other than root needs a map of more than one user: sudo.
+    let out = as_nobody(&[LAB, "step", "9", "--user", "1000", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", err(&out));
+    assert!(err(&out).contains("Run it with sudo"), "{}", err(&out));
+
     let out = as_nobody(&[LAB, "verify", "9", "--json"]).output().unwrap();
     let json = text(&out);
     assert!(out.status.success(), "{json}{}", err(&out));
@@ -551,6 +558,44 @@ fn the_script_of_each_step_passes_the_same_checks() {
             "lab script {n} left a mount on the host"
         );
         remove_test_cgroup_parents();
+    }
+}
+
+/// `--user` typed by hand: the last line's setpriv switches to the user (at
+/// step 7 alone, and together with step 8's capabilities and step 9's map), and
+/// the user has no capabilities left.
+#[test]
+fn the_script_runs_the_command_as_the_user_given() {
+    let _g = privileged!();
+    for n in ["7", "8", "9"] {
+        let script = text(
+            &lab_isolated()
+                .args(["script", n, "--user", "1000:1000", "--rootfs"])
+                .arg(rootfs())
+                .output()
+                .unwrap(),
+        );
+        assert!(
+            script.contains("setpriv --reuid=1000 --regid=1000 --clear-groups"),
+            "{script}"
+        );
+        let path = run_dir().join(format!("script-user-{n}.sh"));
+        std::fs::create_dir_all(run_dir()).unwrap();
+        std::fs::write(&path, &script).unwrap();
+        let out = Command::new("bash")
+            .arg(&path)
+            .args(["sh", "-c", "id; grep CapEff /proc/self/status"])
+            .output()
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        remove_test_cgroup_parents();
+        assert!(out.status.success(), "lab script {n}: {}", err(&out));
+        assert!(
+            text(&out).contains("uid=1000 gid=1000\nCapEff:\t0000000000000000\n"),
+            "lab script {n}: {}{}",
+            text(&out),
+            err(&out)
+        );
     }
 }
 
@@ -1160,6 +1205,16 @@ fn bad_input_gets_one_clear_line_and_creates_nothing() {
             vec!["step", "6", "--rootfs", r, "--keep"],
             1,
             "belong to step 7",
+        ),
+        (
+            vec!["step", "3", "--rootfs", r, "--user", "1000"],
+            1,
+            "belong to step 7",
+        ),
+        (
+            vec!["step", "7", "--rootfs", r, "--user", "nosuch"],
+            1,
+            "unable to find user nosuch",
         ),
     ];
     for (args, code, says) in table {

@@ -13,6 +13,7 @@
 //! container (environment, working directory, command).
 
 mod config;
+pub use config::run_as;
 
 use super::Layer;
 use crate::check::{Check, Kind, Outcome, Probe};

@@ -32,7 +32,7 @@ mod masks;
 mod seccomp;
 
 use super::Layer;
-use crate::plan::{join_quoted, quote_path, Action, Command, MakeDirs, Phase, Spec};
+use crate::plan::{join_quoted, quote_path, Action, Command, MakeDirs, Phase, RunAs, Spec};
 use anyhow::{Context, Result};
 use nix::unistd::Pid;
 use std::path::PathBuf;
@@ -134,6 +134,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
         "the last line, instead of exec: bwrap loads the seccomp filter from descriptor 10 (and sets no_new_privs); setpriv then cuts the capability sets to Docker's default list without mknod, and runs the command. bwrap starts it in a mount namespace of its own, a copy of the container's",
         RestrictedExec {
             command: spec.command.clone(),
+            user: spec.user.clone(),
         },
     ));
     c.push(Command::at(
@@ -171,9 +172,13 @@ fn read_only_why(path: &str) -> &'static str {
 /// always starts its command in a new mount namespace, here a copy of the
 /// container's (`--dev-bind`: with `--bind` it would mount it nodev, and even
 /// /dev/null could not be opened).
-fn restricted(command: &str) -> String {
+/// With a user of the image (step 7), the same setpriv switches to it too.
+fn restricted(command: &str, user: Option<&RunAs>) -> String {
+    let user = user
+        .map(|u| format!("{} ", u.setpriv_words()))
+        .unwrap_or_default();
     format!(
-        "bwrap --dev-bind / / --seccomp {} -- setpriv --no-new-privs --bounding-set {} --inh-caps -all --ambient-caps -all -- {command}",
+        "bwrap --dev-bind / / --seccomp {} -- setpriv {user}--no-new-privs --bounding-set {} --inh-caps -all --ambient-caps -all -- {command}",
         seccomp::FD,
         capabilities::setpriv_list()
     )
@@ -182,14 +187,16 @@ fn restricted(command: &str) -> String {
 /// `exec bwrap --dev-bind / / --seccomp 10 -- setpriv ... -- CMD`: the last line.
 struct RestrictedExec {
     command: Vec<String>,
+    user: Option<RunAs>,
 }
 
 impl Action for RestrictedExec {
     fn shell(&self) -> String {
-        format!("exec {}", restricted(&join_quoted(&self.command)))
+        let command = join_quoted(&self.command);
+        format!("exec {}", restricted(&command, self.user.as_ref()))
     }
     fn script(&self) -> String {
-        format!("exec {}", restricted("\"$@\""))
+        format!("exec {}", restricted("\"$@\"", self.user.as_ref()))
     }
     /// lab's init takes these on itself before it starts the command, which
     /// inherits them (init.rs). The order is the kernel's: no_new_privs first, so
