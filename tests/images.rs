@@ -110,12 +110,24 @@ fn with_opt_old(base: Vec<u8>) -> Vec<u8> {
 /// `base` with more entries. Appending to a finished archive would land after its
 /// end blocks, so it is built anew.
 fn extended(base: Vec<u8>, more: impl FnOnce(&mut tar::Builder<Vec<u8>>)) -> Vec<u8> {
+    rebuilt(base, |_| true, more)
+}
+
+/// `base` with only the entries `keep` keeps, and more.
+fn rebuilt(
+    base: Vec<u8>,
+    keep: impl Fn(&std::path::Path) -> bool,
+    more: impl FnOnce(&mut tar::Builder<Vec<u8>>),
+) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut archive = tar::Archive::new(&base[..]);
     for e in archive.entries().unwrap() {
         let mut e = e.unwrap();
         let mut h = e.header().clone();
         let path = e.path().unwrap().into_owned();
+        if !keep(&path) {
+            continue;
+        }
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut e, &mut data).unwrap();
         if h.entry_type() == tar::EntryType::Symlink {
@@ -1153,7 +1165,9 @@ fn layers_apply_as_umoci_unpack_applies_them() {
 /// images have `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf`):
 /// lab's files land where the links lead inside the container, and the host's
 /// file of the same path is left alone. An image whose /.oldroot is a link out is
-/// refused with the kernel's reason, having changed nothing.
+/// refused with the kernel's reason, having changed nothing. An image whose
+/// /proc, /dev and /sys are links to paths it does not have runs: what lab mounts
+/// there is made where the links lead inside, as runc does, never on the host.
 #[test]
 fn symbolic_links_of_an_image_resolve_inside_the_container() {
     let _g = privileged!();
@@ -1226,6 +1240,52 @@ fn symbolic_links_of_an_image_resolve_inside_the_container() {
     assert!(err(&out).contains("pivot_root"), "{}", err(&out));
     assert!(!err(&out).contains("panicked"), "{}", err(&out));
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+
+    // /proc, /dev and /sys leading elsewhere: to a path of the host (made here
+    // so that following it on the host would show), inside, relative.
+    let host_proc = s.file("host-proc");
+    std::fs::create_dir_all(&host_proc).unwrap();
+    let top = |p: &std::path::Path| {
+        let first = p.components().nth(1).map(|c| c.as_os_str().to_owned());
+        !["proc", "dev", "sys"]
+            .iter()
+            .any(|d| first.as_deref() == Some(std::ffi::OsStr::new(d)))
+    };
+    let tarball = rebuilt(base_layer(), top, |b| {
+        raw_entry(
+            b,
+            "proc",
+            tar::EntryType::Symlink,
+            host_proc.to_str().unwrap(),
+            b"",
+        );
+        raw_entry(b, "dev", tar::EntryType::Symlink, "/srv/dev", b"");
+        raw_entry(b, "sys", tar::EntryType::Symlink, "srv/../srv/sys", b"");
+    });
+    std::fs::write(&file, tarball).unwrap();
+    let out = s.lab(&[
+        "image",
+        "import",
+        "--name",
+        "mounts",
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", err(&out));
+    let out = s.lab(&[
+        "step",
+        "8",
+        "--image",
+        "mounts",
+        "--",
+        "sh",
+        "-c",
+        "cat /proc/1/comm; echo x > /dev/null && echo null; ls -d /srv/sys/kernel",
+    ]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}{}", err(&out));
+    assert!(t.contains("\nlab-init\nnull\n/srv/sys/kernel\n"), "{t}");
+    assert!(!t.contains("FAIL"), "{t}");
+    assert_eq!(std::fs::read_dir(&host_proc).unwrap().count(), 0);
 }
 
 /// The image's config counts, as with docker run: Env, WorkingDir, Entrypoint

@@ -78,13 +78,11 @@ impl Action for MountProc {
         )
     }
     fn apply(&self) -> Result<()> {
+        // As runc: made where the root filesystem has none.
+        let at = super::mount::mount_point(&self.0)?;
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        mount(Some("proc"), &self.0, Some("proc"), flags, None::<&str>).with_context(|| {
-            format!(
-                "mount(\"proc\", \"{}\", \"proc\") (does the root filesystem have a /proc directory?)",
-                self.0.display()
-            )
-        })
+        mount(Some("proc"), &at, Some("proc"), flags, None::<&str>)
+            .with_context(|| format!("mount(\"proc\", \"{}\", \"proc\")", self.0.display()))
     }
 }
 

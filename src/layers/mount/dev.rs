@@ -135,10 +135,10 @@ impl Action for MountDev {
     }
     fn apply(&self) -> Result<()> {
         // As runc: a root filesystem without /dev gets one.
-        std::fs::create_dir_all("/dev").context("mkdir -p /dev")?;
+        let at = super::mount_point(Path::new("/dev"))?;
         mount(
             Some("tmpfs"),
-            "/dev",
+            &at,
             Some("tmpfs"),
             MsFlags::MS_NOSUID,
             Some("mode=755,size=64k"),
@@ -267,7 +267,11 @@ fn own_dev(p: &Probe) -> Outcome {
             .find(|m| m.mount_point == point)
             .map(|m| (m.fs_type.clone(), m.dev.clone()))
     };
-    let Some((dev_fs, _)) = fs_at("/dev") else {
+    // An image's /dev may be a symbolic link: what counts is where it leads.
+    let dev = std::fs::canonicalize("/dev")
+        .map(|d| d.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "/dev".into());
+    let Some((dev_fs, _)) = fs_at(&dev) else {
         return Outcome::Fail(
             "nothing is mounted on /dev: it is the root filesystem's directory".into(),
         );
@@ -277,7 +281,7 @@ fn own_dev(p: &Probe) -> Outcome {
             "/dev is a {dev_fs}, not a tmpfs of the container's own"
         ));
     }
-    let Some(("devpts", pts_dev)) = fs_at("/dev/pts")
+    let Some(("devpts", pts_dev)) = fs_at(&format!("{dev}/pts"))
         .as_ref()
         .map(|(f, d)| (f.as_str(), d.clone()))
     else {
@@ -293,7 +297,7 @@ fn own_dev(p: &Probe) -> Outcome {
             "/dev/pts is the host's devpts ({pts_dev}): mount it with -o newinstance"
         ));
     }
-    if fs_at("/dev/shm").map(|(f, _)| f).as_deref() != Some("tmpfs") {
+    if fs_at(&format!("{dev}/shm")).map(|(f, _)| f).as_deref() != Some("tmpfs") {
         return Outcome::Fail("no tmpfs on /dev/shm".into());
     }
     let mut devices = Vec::new();

@@ -46,6 +46,62 @@ pub fn in_old_root(host_path: &Path) -> PathBuf {
         .join(host_path.strip_prefix("/").unwrap_or(host_path))
 }
 
+/// Make the directory `path` where it is missing, as runc does for what it
+/// mounts on, and return the directory the kernel will mount on. Called after
+/// pivot_root, where `/` is the container's root: an image's symbolic link
+/// (`/proc -> /host/proc`) is followed as the container sees it, one component at
+/// a time, and leads to a path of the container, never to one of the host.
+/// (Typed by hand, `mkdir -p` refuses a link to a missing path: File exists.)
+pub fn mount_point(path: &Path) -> Result<PathBuf> {
+    use std::ffi::OsString;
+    use std::path::Component;
+    let reversed = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .rev()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some("..".into()),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut todo = reversed(path);
+    let mut at = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(name) = todo.pop() {
+        if name == ".." {
+            at.pop();
+            continue;
+        }
+        let next = at.join(&name);
+        match next.symlink_metadata() {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                anyhow::ensure!(links <= 40, "{}: too many symbolic links", path.display());
+                let target = std::fs::read_link(&next)?;
+                if target.is_absolute() {
+                    at = PathBuf::from("/");
+                }
+                todo.extend(reversed(&target));
+            }
+            Ok(m) if m.is_dir() => at = next,
+            Ok(_) => anyhow::bail!(
+                "{} leads to {}, which is not a directory: nothing can be mounted there",
+                path.display(),
+                next.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&next).with_context(|| {
+                    format!("mkdir {} (for {})", next.display(), path.display())
+                })?;
+                at = next;
+            }
+            Err(e) => return Err(e).with_context(|| format!("looking at {}", next.display())),
+        }
+    }
+    Ok(at)
+}
+
 // ── The commands ───────────────────────────────────────────────────────────────
 
 fn commands(spec: &Spec) -> Vec<Command> {

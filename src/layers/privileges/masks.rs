@@ -62,12 +62,10 @@ impl Action for MountSys {
         )
     }
     fn apply(&self) -> Result<()> {
-        if !self.0.is_dir() {
-            std::fs::create_dir(&self.0).with_context(|| format!("mkdir {}", self.0.display()))?;
-        }
+        let at = crate::layers::mount::mount_point(&self.0)?;
         let flags =
             MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        mount(Some("sysfs"), &self.0, Some("sysfs"), flags, None::<&str>)
+        mount(Some("sysfs"), &at, Some("sysfs"), flags, None::<&str>)
             .with_context(|| format!("mount(\"sysfs\", \"{}\", MS_RDONLY)", self.0.display()))
     }
 }
