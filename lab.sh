@@ -13,5 +13,8 @@ system_packages
 find_cargo
 run_cargo build --release --locked --quiet
 install -m 0755 target/release/lab /usr/local/bin/lab
+# Tab completion in bash (bash-completion loads it the first time lab is typed).
+mkdir -p /usr/local/share/bash-completion/completions
+/usr/local/bin/lab completions bash > /usr/local/share/bash-completion/completions/lab
 if [ $# -eq 0 ]; then set -- steps; fi
 exec /usr/local/bin/lab "$@"

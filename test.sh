@@ -11,6 +11,8 @@ if [ "$(id -u)" = 0 ]; then
   # Real images for step 7's tests: umoci makes and unpacks them (lab's tree must
   # equal umoci's), skopeo turns them into oci-archive and docker-archive files.
   need_packages umoci skopeo
+  # The tutor's terminal tests drive lab on a pseudo-terminal (tests/tutor.rs).
+  need_packages tmux
   # The cgroup v2 test boots Debian's kernel under qemu (tests/cgroup2_vm.rs).
   need_packages qemu-system-x86 cpio kmod # kmod: depmod, for the VM's module list
   # The classroom VM: its Vagrantfile is validated, its provisioning run on a fresh

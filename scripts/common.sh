@@ -19,7 +19,7 @@ need_packages() {
 # NAT of step 5, iproute2 and procps for the `ip`, `sysctl` and `pgrep` that
 # `lab script 5` and the lessons use, a C toolchain to link Rust programs.
 system_packages() {
-  need_packages busybox-static util-linux iptables iproute2 procps bubblewrap gcc libc6-dev ca-certificates
+  need_packages busybox-static util-linux iptables iproute2 procps bubblewrap gcc libc6-dev ca-certificates bash-completion
 }
 
 # Rust 1.75 or newer (Cargo.toml's rust-version). Looks in PATH, in rustup's place in

@@ -258,6 +258,11 @@ impl Child {
             .context("telling the container to go on")?;
         let ready = self.ready.take().context("the container answered twice")?;
         let answer = read_answer(ready)?;
+        // Stopped at a --walk prompt inside: as Ctrl-C would.
+        if answer == "interrupted" {
+            self.guard.wait();
+            return Err(Interrupted(Signal::SIGINT).into());
+        }
         if let Some(message) = answer.strip_prefix("error\t") {
             self.guard.wait();
             bail!("{}", message.replace('\t', "\n"));
@@ -352,7 +357,7 @@ fn on_host(items: &[Item], plan: &Plan, printer: &mut Printer, show: Show) -> Re
         show.say(&printer.item(plan, item));
         if let Item::Command(c) = item {
             if show.walk {
-                wait_for_enter()?;
+                crate::tutor::walk::before(plan, c)?;
             }
             timed(c).map_err(|e| failed(c, e))?;
             fault_point(&c.action.shell())?;
@@ -432,37 +437,6 @@ fn mark(milestone: &str) {
 fn failed(c: &crate::plan::Command, e: anyhow::Error) -> anyhow::Error {
     let hint = hint_for(&e).map(|h| format!("\n{h}")).unwrap_or_default();
     anyhow!("`{}` failed: {e:#}{hint}", c.action.shell())
-}
-
-/// `--walk`: wait for Enter before a command. Read byte by byte from standard
-/// input, without a buffer (lab and the container's first process take turns on
-/// it), and with the raw read(2), which returns on Ctrl-C where Rust's line
-/// reading would retry: lab then tears down as at any other moment.
-pub(crate) fn wait_for_enter() -> Result<()> {
-    render::out(&format!(
-        "    {}",
-        "[--walk] press Enter to run it, Ctrl-C to stop and remove everything ".bold()
-    ));
-    let mut byte = [0u8; 1];
-    loop {
-        match nix::unistd::read(std::io::stdin(), &mut byte) {
-            Ok(0) => bail!("--walk: standard input was closed before the step was done"),
-            Ok(_) if byte[0] == b'\n' => {
-                // A terminal echoes the Enter; from a pipe, end the line here.
-                if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                    render::out("\n");
-                }
-                return Ok(());
-            }
-            Ok(_) => {}
-            Err(Errno::EINTR) => {
-                if let Some(signal) = sys::take_signal() {
-                    return Err(Interrupted(signal).into());
-                }
-            }
-            Err(e) => return Err(e).context("--walk: reading standard input"),
-        }
-    }
 }
 
 /// The first line the child sends, read so that Ctrl-C still gets through.

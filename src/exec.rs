@@ -147,7 +147,7 @@ pub fn exec(name: &str, command: &[String]) -> Result<i32> {
     sys::ignore_keyboard_signals()?;
     match sys::fork()? {
         ForkResult::Child => {
-            let code = match enter_and_run(&entry, command, step) {
+            let code = match enter_and_run(&entry, command, (name, step)) {
                 Ok(code) => code,
                 Err(e) => {
                     errln!("lab: cannot enter container {name}: {e:#}");
@@ -164,7 +164,7 @@ pub fn exec(name: &str, command: &[String]) -> Result<i32> {
 
 /// In a child of lab: join, then fork the program so that it is inside the pid
 /// namespace too.
-fn enter_and_run(entry: &Entry, command: &[String], step: u8) -> Result<i32> {
+fn enter_and_run(entry: &Entry, command: &[String], (name, step): (&str, u8)) -> Result<i32> {
     for action in &entry.first {
         action.apply()?;
     }
@@ -177,7 +177,7 @@ fn enter_and_run(entry: &Entry, command: &[String], step: u8) -> Result<i32> {
                     std::process::exit(125);
                 }
             }
-            crate::init::exec_inside(command, step, None)
+            crate::init::exec_inside(command, (name, step), None)
         }
         ForkResult::Parent { child } => Ok(container::exit_code(waitpid(child, None)?)),
     }

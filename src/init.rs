@@ -10,7 +10,7 @@
 //! child, passes SIGTERM and SIGHUP on, and exits with the command's status.
 //! "stop" (`lab verify`) ends the container without running the command.
 
-use crate::container::{exit_code, hint_for, timed, wait_for_enter, Show};
+use crate::container::{exit_code, hint_for, timed, Interrupted, Show};
 use crate::plan::{Plan, RunAs, Spec};
 use crate::render::{self, Item, Printer};
 use crate::sys;
@@ -63,7 +63,10 @@ pub fn main(
         return 1;
     }
     if let Err(message) = apply_inside(plan, inside, &mut printer, show) {
-        let _ = writeln!(ready, "error\t{message}");
+        let _ = match message {
+            Inside::Stopped => writeln!(ready, "interrupted"),
+            Inside::Failed(m) => writeln!(ready, "error\t{m}"),
+        };
         return 1;
     }
     // The line that runs the command: what it takes away (step 8), this process
@@ -98,26 +101,40 @@ pub fn main(
     init(command)
 }
 
-/// Print and apply the commands that run inside; an error comes back as the
-/// line lab shows the student.
+/// Why the inside commands did not all run.
+enum Inside {
+    /// The student stopped at a --walk prompt (lab tears down, as on Ctrl-C).
+    Stopped,
+    /// A command failed: the line lab shows the student.
+    Failed(String),
+}
+
+/// Print and apply the commands that run inside.
 fn apply_inside(
     plan: &Plan,
     inside: &[Item],
     printer: &mut Printer,
     show: Show,
-) -> Result<(), String> {
+) -> Result<(), Inside> {
     for item in inside {
         if show.loud {
             render::out(&printer.item(plan, item));
         }
         let Item::Command(c) = item else { continue };
-        // Ctrl-C here reaches lab too, which then takes the container down.
+        // Ctrl-C here, without a terminal in raw mode, reaches lab too, which
+        // then takes the container down; at a menu, this process tells lab.
         if show.walk {
-            wait_for_enter().map_err(|e| format!("{e:#}"))?;
+            crate::tutor::walk::before(plan, c).map_err(|e| match e.is::<Interrupted>() {
+                true => Inside::Stopped,
+                false => Inside::Failed(format!("{e:#}")),
+            })?;
         }
         if let Err(e) = timed(c) {
             let hint = hint_for(&e).map(|h| format!("\t{h}")).unwrap_or_default();
-            return Err(format!("`{}` failed: {e:#}{hint}", c.action.shell()));
+            return Err(Inside::Failed(format!(
+                "`{}` failed: {e:#}{hint}",
+                c.action.shell()
+            )));
         }
     }
     Ok(())
@@ -142,7 +159,9 @@ impl Held {
                 let mut rd = File::from(rd);
                 loop {
                     match rd.read(&mut byte) {
-                        Ok(1) => exec_inside(&spec.command, spec.step, spec.user.as_ref()),
+                        Ok(1) => {
+                            exec_inside(&spec.command, (&spec.name, spec.step), spec.user.as_ref())
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         // lab stopped the container before the command ran.
                         _ => std::process::exit(0),
@@ -257,9 +276,11 @@ pub fn set_workdir(dir: &std::path::Path) {
 }
 
 /// Run `command` in place of this process, already inside the container, with the
-/// container's environment (its PATH, a prompt that names the step, and what the
-/// layers set), as `user` if one is given. `lab exec` uses it too.
-pub fn exec_inside(command: &[String], step: u8, user: Option<&RunAs>) -> ! {
+/// container's environment (its PATH, and what the layers set), as `user` if one
+/// is given. The default shell gets a prompt that names the container and its
+/// step, `[c1 · step 3] / # `; a command given after `--` gets no PS1. `lab exec`
+/// uses it too.
+pub fn exec_inside(command: &[String], (name, step): (&str, u8), user: Option<&RunAs>) -> ! {
     use std::ffi::CString;
     sys::default_signals();
     let result = (|| -> Result<std::convert::Infallible> {
@@ -268,7 +289,6 @@ pub fn exec_inside(command: &[String], step: u8, user: Option<&RunAs>) -> ! {
             .map(|a| CString::new(a.as_bytes()))
             .collect::<Result<_, _>>()
             .context("the command holds a NUL byte")?;
-        let prompt = format!("[step {step}] \\h:\\w\\$ ");
         let mut env: Vec<(String, String)> = vec![
             (
                 "PATH".into(),
@@ -278,8 +298,13 @@ pub fn exec_inside(command: &[String], step: u8, user: Option<&RunAs>) -> ! {
                 "HOME".into(),
                 user.map_or("/root".into(), |u| u.home.clone()),
             ),
-            ("PS1".into(), prompt),
         ];
+        if command == [crate::plan::Spec::DEFAULT_COMMAND] {
+            let here = format!("{name} · step {step}");
+            env.push(("PS1".into(), format!("[{here}] \\w \\$ ")));
+            // Debian's and Ubuntu's /etc/bash.bashrc set PS1 anew, with this in it.
+            env.push(("debian_chroot".into(), here));
+        }
         if let Ok(term) = std::env::var("TERM") {
             env.push(("TERM".into(), term));
         }

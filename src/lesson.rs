@@ -313,7 +313,7 @@ pub fn for_terminal(text: &str, key: &str, answers: bool, machine: &Machine) -> 
             } else {
                 out.push_str(&format!(
                     "{indent}{}\n",
-                    format!("(Answer folded: think first, then lab lesson {key} --answers)")
+                    format!("(Answer folded: think first, then lab quiz {key}, or lab lesson {key} --answers)")
                         .italic()
                 ));
             }
@@ -379,7 +379,7 @@ fn inline(line: &str) -> String {
 }
 
 /// `text` in lines of at most `width` columns (words are not broken).
-fn wrap(text: &str, width: usize) -> String {
+pub fn wrap(text: &str, width: usize) -> String {
     let mut out = String::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
@@ -418,7 +418,7 @@ mod tests {
         if n.parse::<u8>().unwrap() >= 6 {
             args.extend(["--cgroup", "v2"]);
         }
-        let crate::Cmd::Explain { target, .. } = crate::Cli::parse_from(args).command else {
+        let Some(crate::Cmd::Explain { target, .. }) = crate::Cli::parse_from(args).command else {
             unreachable!()
         };
         let plan = crate::plan::Plan::new(crate::spec(&target, vec![], false).unwrap());
@@ -605,9 +605,10 @@ mod tests {
             assert!(!text.contains("<!--") && !text.contains("```"), "{text}");
             assert!(!text.contains("<details>"), "{text}");
         }
-        assert!(five.contains("(Answer folded: think first, then lab lesson 5 --answers)"));
+        assert!(five
+            .contains("(Answer folded: think first, then lab quiz 5, or lab lesson 5 --answers)"));
         let answered = for_terminal(&fill(find("5").unwrap().text, v1), "5", true, &machine);
         assert!(answered.contains("Answer:") && !answered.contains("Answer folded"));
-        assert!(answered.contains("an RCU grace period"), "{answered}");
+        assert!(answered.contains("an RCU grace"), "{answered}");
     }
 }

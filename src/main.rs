@@ -32,6 +32,7 @@ mod rootfs;
 mod show;
 mod state;
 mod sys;
+mod tutor;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
@@ -45,11 +46,13 @@ use std::process::ExitCode;
     name = "lab",
     version,
     about = "Rebuild a Linux container one kernel feature at a time",
-    after_help = "Start with `lab steps`, then `lab explain 1` and `sudo lab step 1`."
+    after_help = "Start with `lab steps`, then `lab explain 1` and `sudo lab step 1`; or `lab` alone, on a terminal, for a menu.",
+    override_usage = "lab <COMMAND>\n       lab              (on a terminal: a menu)"
 )]
 struct Cli {
+    /// Without one, on a terminal: a menu of what to do next
     #[command(subcommand)]
-    command: Cmd,
+    command: Option<Cmd>,
 }
 
 /// A step number of the curriculum, or a message that says which there are.
@@ -161,6 +164,27 @@ enum Cmd {
         #[arg(long)]
         answers: bool,
     },
+    /// Answer the questions of lesson N, multiple choice; exits 0 when all are right
+    Quiz {
+        /// Which lesson: its number, or intro, closing
+        which: String,
+        /// The answers as letters, one per question (`--answers bab`), without a
+        /// terminal
+        #[arg(long, value_name = "LETTERS")]
+        answers: Option<String>,
+    },
+    /// The next hint for the first check of step N that failed in its last run:
+    /// the cause, then the fix
+    Hint {
+        #[arg(value_parser = step_number)]
+        step: u8,
+    },
+    /// Print Tab completion for a shell (bash: `lab completions bash >
+    /// /etc/bash_completion.d/lab`)
+    Completions { shell: clap_complete::Shell },
+    /// Names for Tab completion: steps, lessons, images, containers
+    #[command(hide = true)]
+    Names { what: String },
     /// Build the first step you have not completed yet (all its checks passed)
     Next {
         /// What runs inside [default: /bin/sh]
@@ -309,6 +333,10 @@ fn main() -> ExitCode {
                 errln!("lab: {i}");
                 return ExitCode::from(128 + i.0 as u8);
             }
+            if let Some(s) = e.downcast_ref::<tutor::Stopped>() {
+                errln!("lab: {s}: nothing was recorded");
+                return ExitCode::from(130);
+            }
             let mut lines = format!("{e:#}");
             if let Some((first, rest)) = lines.clone().split_once('\n') {
                 lines = format!("{first}\n  hint: {rest}");
@@ -320,9 +348,55 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
+    let Some(command) = cli.command else {
+        if tutor::interactive() {
+            return tutor::menu::run(|args| run(Cli::parse_from(args)));
+        }
+        // Piped, or without a terminal: the help, as clap prints it without a
+        // subcommand.
+        let help = <Cli as clap::CommandFactory>::command().render_help();
+        render::err(&help.to_string());
+        return Ok(ExitCode::from(2));
+    };
+    match command {
+        Cmd::Quiz { which, answers } => {
+            let Some(l) = lesson::find(&which) else {
+                bail!("there is no lesson {which:?}: lab lesson lists them");
+            };
+            let score = tutor::quiz::run(l, answers.as_deref())?;
+            progress::record_quiz(lesson::number(l), score.right, score.of)?;
+            Ok(if score.right == score.of {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Cmd::Hint { step } => {
+            let explain = |n: u8, layer: u8| {
+                let args = ["lab".to_string(), "explain".into(), n.to_string()];
+                match Cli::parse_from(args).command {
+                    Some(Cmd::Explain { target, .. }) => spec(&target, vec![], false)
+                        .map(|s| render::explain(&plan::Plan::new(s), Some(layer)))
+                        .unwrap_or_else(|e| format!("(lab explain {n}: {e:#})")),
+                    _ => String::new(),
+                }
+            };
+            render::out(&tutor::hint::next(step, explain)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Completions { shell } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            render::out(&tutor::completions::script(shell, &mut cli));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Names { what } => {
+            for name in tutor::completions::names(&what) {
+                outln!("{name}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Steps => {
-            render::out(&render::steps(&progress::completed()));
+            render::out(&render::steps(&progress::completed(), &progress::quizzes()));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Lesson { which, answers } => lesson(which.as_deref(), answers),
@@ -493,6 +567,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// A step whose checks all passed is completed (progress.rs).
 fn note_progress(step: u8, reports: &[check::Report]) {
+    if tutor::hint::note(step, reports) {
+        errln!("lab: a check failed; its hint is above. `lab hint {step}` shows what to look at, and after that the fix");
+    }
     if !reports.is_empty() && !reports.iter().any(|r| r.outcome.failed()) {
         if let Err(e) = progress::record(step) {
             errln!("lab: could not note step {step} as completed: {e:#}");
@@ -538,7 +615,7 @@ fn lesson(which: Option<&str>, answers: bool) -> Result<ExitCode> {
     let explain = |n: u8, only: Option<u8>| {
         let args = ["lab".to_string(), "explain".into(), n.to_string()];
         match Cli::parse_from(args).command {
-            Cmd::Explain { target, .. } => spec(&target, vec![], false)
+            Some(Cmd::Explain { target, .. }) => spec(&target, vec![], false)
                 .map(|s| render::explain(&plan::Plan::new(s), only))
                 .unwrap_or_else(|e| format!("(lab explain {n}: {e:#})")),
             _ => String::new(),

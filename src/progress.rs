@@ -8,7 +8,14 @@
 //! ```
 //!
 //! A step is completed when `lab step N`, `lab verify N` or `lab check N` (a
-//! container typed by hand) ran the checks of step N and none failed. Delete the file, or a line of it, to start over.
+//! container typed by hand) ran the checks of step N and none failed. Each `lab
+//! quiz N` adds its score, the last one counting:
+//!
+//! ```text
+//! quiz 3 scored 2/3 2026-11-29 18:02:11 UTC
+//! ```
+//!
+//! Delete the file, or a line of it, to start over.
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -34,6 +41,36 @@ pub fn record(n: u8) -> Result<()> {
     if completed().contains(&n) {
         return Ok(());
     }
+    append(&format!("step {n} completed {}\n", now()))
+}
+
+/// The last score of each lesson's quiz: (lesson, right, questions).
+pub fn quizzes() -> Vec<(u8, usize, usize)> {
+    let text = std::fs::read_to_string(path()).unwrap_or_default();
+    let mut last: std::collections::BTreeMap<u8, (usize, usize)> = Default::default();
+    for line in text.lines() {
+        let mut w = line.split(' ');
+        if w.next() != Some("quiz") {
+            continue;
+        }
+        let lesson = w.next().and_then(|n| n.parse().ok());
+        let score = w
+            .nth(1)
+            .and_then(|s| s.split_once('/'))
+            .and_then(|(r, o)| Some((r.parse().ok()?, o.parse().ok()?)));
+        if let (Some(l), Some(s)) = (lesson, score) {
+            last.insert(l, s);
+        }
+    }
+    last.into_iter().map(|(l, (r, o))| (l, r, o)).collect()
+}
+
+/// Note a quiz's score.
+pub fn record_quiz(lesson: u8, right: usize, of: usize) -> Result<()> {
+    append(&format!("quiz {lesson} scored {right}/{of} {}\n", now()))
+}
+
+fn append(line: &str) -> Result<()> {
     let file = path();
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
@@ -43,7 +80,7 @@ pub fn record(n: u8) -> Result<()> {
         .append(true)
         .open(&file)
         .with_context(|| format!("writing {}", file.display()))?;
-    std::io::Write::write_all(&mut f, format!("step {n} completed {}\n", now()).as_bytes())
+    std::io::Write::write_all(&mut f, line.as_bytes())
         .with_context(|| format!("writing {}", file.display()))
 }
 

@@ -375,15 +375,40 @@ pub fn script(plan: &Plan) -> String {
 }
 
 /// `lab steps`, with the steps completed so far marked.
-pub fn steps(completed: &[u8]) -> String {
+pub fn steps(completed: &[u8], quizzes: &[(u8, usize, usize)]) -> String {
     let mut out = String::new();
+    let quiz = |n: u8| {
+        quizzes
+            .iter()
+            .find(|q| q.0 == n)
+            .map(|(_, r, o)| {
+                let score = format!(" · quiz {r}/{o}");
+                if r == o {
+                    score.green().to_string()
+                } else {
+                    score.yellow().to_string()
+                }
+            })
+            .unwrap_or_default()
+    };
     for s in crate::layers::STEPS {
         let status = match s.layer {
             None => " (not built yet)".dimmed().to_string(),
             Some(_) if completed.contains(&s.number) => " (completed)".green().to_string(),
             Some(_) => String::new(),
         };
-        let _ = writeln!(out, "  {}  {}{status}", s.number, s.title);
+        let _ = writeln!(out, "  {}  {}{status}{}", s.number, s.title, quiz(s.number));
+    }
+    let others: Vec<String> = [
+        (0, "introduction"),
+        (crate::layers::last_step() + 1, "closing"),
+    ]
+    .iter()
+    .filter(|(n, _)| !quiz(*n).is_empty())
+    .map(|(n, name)| format!("{name}{}", quiz(*n)))
+    .collect();
+    if !others.is_empty() {
+        let _ = writeln!(out, "  lessons: {}", others.join(", "));
     }
     out.push_str("\nlab explain N      the commands of step N, to type by hand\n");
     out.push_str("lab script N       the same commands as one bash script\n");
@@ -391,6 +416,8 @@ pub fn steps(completed: &[u8]) -> String {
     out.push_str("sudo lab verify N  build step N, run its checks, and tear it down\n");
     out.push_str("sudo lab next      the first step not completed yet (all its checks passed)\n");
     out.push_str("lab lesson N       the lesson of step N, for self-study\n");
+    out.push_str("lab quiz N         its questions, multiple choice (0: intro, 10: closing)\n");
+    out.push_str("lab hint N         the next hint for a check of step N that failed\n");
     out
 }
 

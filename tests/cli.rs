@@ -413,7 +413,9 @@ fn lesson_shows_the_lessons_in_the_terminal() {
     for line in explain.lines().filter(|l| !l.is_empty()) {
         assert!(three.contains(&format!("    {line}\n")), "{line}\n{three}");
     }
-    assert!(three.contains("(Answer folded: think first, then lab lesson 3 --answers)"));
+    assert!(
+        three.contains("(Answer folded: think first, then lab quiz 3, or lab lesson 3 --answers)")
+    );
     for gone in ["<details>", "<!--", "```"] {
         assert!(!three.contains(gone), "{three}");
     }

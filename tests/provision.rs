@@ -78,6 +78,8 @@ rmdir /.old
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 update-ca-certificates >/dev/null
 /vagrant/vm/provision.sh /vagrant
+# Tab completion, as an interactive bash loads it when lab is first typed.
+bash -c '. /usr/share/bash-completion/bash_completion; _completion_loader lab; complete -p lab'
 # A booted VM runs other processes, which the container must not see.
 sleep 1000 & sleep 1000 &
 lab verify 4"
@@ -91,6 +93,7 @@ lab verify 4"
     let said = format!("{}{}", support::text(&out), support::err(&out));
     assert!(out.status.success(), "provisioning failed:\n{said}");
     assert!(said.contains("The classroom VM is ready"), "{said}");
+    assert!(said.contains(" -F _lab lab"), "{said}");
     // Every check of steps 1 to 4 ran and none failed. Two escapes may be
     // skipped, each saying why: a machine that guards its disks, a kernel
     // without modules (this one).
