@@ -532,6 +532,7 @@ pub(crate) fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
         }
         Errno::ENOENT => "A path is missing in the root filesystem: check --rootfs (it needs /proc, /bin/sh, ...), or rebuild it with sudo lab rootfs.",
         Errno::EBUSY => "Something is still using that mount or directory.",
+        Errno::ENOTDIR => "The root filesystem has a file where lab mounts a directory (/proc, /dev, /sys): fix it, or rebuild the default one with sudo lab rootfs.",
         _ => return None,
     })
 }

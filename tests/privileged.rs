@@ -1816,9 +1816,11 @@ fn a_broken_root_filesystem_is_a_clear_error_that_leaves_nothing() {
         "{}",
         err(&out)
     );
-    // A tree with bin/ but no /proc: pivot_root works, mounting /proc does not.
+    // A tree with bin/ and a file where /proc should be: pivot_root works,
+    // mounting /proc does not (a missing /proc is made, as runc does).
     let broken = run_dir().join("broken-rootfs");
     std::fs::create_dir_all(broken.join("bin")).unwrap();
+    std::fs::write(broken.join("proc"), "").unwrap();
     let out = lab_isolated()
         .args(["step", "3", "--rootfs"])
         .arg(&broken)
@@ -1829,10 +1831,15 @@ fn a_broken_root_filesystem_is_a_clear_error_that_leaves_nothing() {
     assert_eq!(out.status.code(), Some(1));
     let e = err(&out);
     assert!(
-        e.contains("`mount -t proc -o nosuid,nodev,noexec proc /proc` failed"),
+        e.contains(
+            "`mount -t proc -o nosuid,nodev,noexec proc /proc` failed: /proc is not a directory"
+        ),
         "{e}"
     );
-    assert!(e.contains("hint:"), "{e}");
+    assert!(
+        e.contains("hint: The root filesystem has a file where"),
+        "{e}"
+    );
     assert!(!e.contains("panicked"), "{e}");
     assert!(leftover_containers().is_empty());
     assert_eq!(mountinfo(), before);

@@ -85,11 +85,17 @@ pub fn mount_point(path: &Path) -> Result<PathBuf> {
                 todo.extend(reversed(&target));
             }
             Ok(m) if m.is_dir() => at = next,
-            Ok(_) => anyhow::bail!(
-                "{} leads to {}, which is not a directory: nothing can be mounted there",
-                path.display(),
-                next.display()
-            ),
+            Ok(_) => {
+                let what = match next == path {
+                    true => format!("{} is not a directory", path.display()),
+                    false => format!(
+                        "{} leads to {}, not a directory",
+                        path.display(),
+                        next.display()
+                    ),
+                };
+                return Err(anyhow::Error::new(nix::errno::Errno::ENOTDIR).context(what));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir(&next).with_context(|| {
                     format!("mkdir {} (for {})", next.display(), path.display())
