@@ -141,13 +141,18 @@ fn confined(
 }
 
 /// A mount namespace of this process's own, with an empty tmpfs on /tmp (when
-/// the container has a /tmp), before it gives up the right to mount. Best
-/// effort: without it, the checks use the container's /tmp and remove what they
-/// made there.
+/// the container has a /tmp, and nothing mounted below it that the tmpfs would
+/// hide: an image's /proc may lead there), before it gives up the right to
+/// mount. Best effort: without it, the checks use the container's /tmp and
+/// remove what they made there.
 fn private_tmp() {
     use nix::mount::{mount, MsFlags};
     let tmp = std::path::Path::new("/tmp");
-    if !tmp.is_dir() || nix::sched::unshare(CloneFlags::CLONE_NEWNS).is_err() {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let below = crate::mountinfo::parse_mountinfo(&mounts)
+        .iter()
+        .any(|m| m.mount_point.starts_with("/tmp/"));
+    if !tmp.is_dir() || below || nix::sched::unshare(CloneFlags::CLONE_NEWNS).is_err() {
         return;
     }
     // Private first: nothing mounted here may reach the container's own table.
