@@ -27,7 +27,7 @@ if [ "$(id -u)" = 0 ]; then
   fi
   # The lessons and slides are rendered in headless Chromium (tests/render.rs);
   # Marp, for the slides, comes from the npm registry.
-  need_packages chromium
+  need_packages chromium graphviz # graphviz: the diagrams (scripts/diagrams.sh)
   command -v npm >/dev/null || need_packages npm
   scripts/cgroup2-vm.sh --fetch target/tmp/vm
   find_cargo

@@ -17,5 +17,6 @@ if ! [ -x "$mdbook" ] || [ "$("$mdbook" --version)" != "mdbook v$MDBOOK_VERSION"
 fi
 flock -u 9
 [ "${1:-}" = --tools ] && exit 0
+scripts/diagrams.sh
 "$mdbook" build lessons
 echo "Written: target/book/index.html"

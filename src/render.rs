@@ -94,11 +94,17 @@ impl Plan {
 fn section(plan: &Plan, c: &Command) -> String {
     match (plan.layer(c.layer), c.phase) {
         (_, Phase::Run) => "Run".into(),
+        // Typed elsewhere: a section of its own, which says where.
+        (Some(layer), Phase::Connect) => format!("{} · {SECOND_TERMINAL}", layer_title(layer)),
         (Some(layer), _) => layer_title(layer),
         (None, Phase::Teardown) => "This terminal, after exit".into(),
         (None, _) => "This terminal".into(),
     }
 }
+
+/// How a section typed in a second terminal says so (lessons and slides find
+/// those sections by it).
+pub const SECOND_TERMINAL: &str = "in a second terminal, on the host";
 
 /// Prints section headers only when the section changes.
 #[derive(Clone, Default)]
@@ -355,10 +361,10 @@ pub fn script(plan: &Plan) -> String {
         let _ = writeln!(out, "}}\nexport -f inside");
         let connect: Vec<&Command> = plan.commands_in(Phase::Connect).collect();
         if let Some(first) = connect.first() {
-            let title = section(plan, first);
+            let title = plan.layer(first.layer).map(layer_title).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "\n# {title}: on the host, once unshare (below) has made the namespaces.\n# In the background: unshare runs in the foreground, with the terminal."
+                "\n# {title}: on the host, once unshare (below) has made the namespaces.\n# In the background (typed by hand: {SECOND_TERMINAL}): unshare runs in the foreground, with the terminal."
             );
             let _ = writeln!(out, "connect() {{\n  set -euo pipefail");
             for c in &connect {

@@ -21,7 +21,7 @@ macro_rules! lesson {
         Lesson {
             key: $key,
             file: $file,
-            text: include_str!(concat!("../lessons/", $file)),
+            text: include_str!(concat!("../../lessons/", $file)),
         }
     };
 }
@@ -40,7 +40,10 @@ pub const LESSONS: &[Lesson] = &[
     lesson!("closing", "10-what-comes-next.md"),
 ];
 
-const MARKER: &str = "<!-- lab explain ";
+mod blocks;
+pub use blocks::fill;
+#[cfg(test)]
+use blocks::{layer_commands, MARKER};
 
 /// A lesson by its number (`0`, `03`, `10`) or its name (`intro`, `closing`).
 pub fn find(key: &str) -> Option<&'static Lesson> {
@@ -73,145 +76,6 @@ pub fn title(lesson: &Lesson) -> &'static str {
         .next()
         .unwrap_or_default()
         .trim_start_matches("# ")
-}
-
-/// The text with the block after each `<!-- lab explain N -->` line replaced by
-/// `explain(N, None)`, after each `<!-- lab explain N --only L -->` by
-/// `explain(N, Some(L))` (what `lab explain N --only L` prints), and after each
-/// `<!-- lab explain N layer L -->` by the command lines of layer L in it.
-pub fn fill(text: &str, explain: impl Fn(u8, Option<u8>) -> String) -> String {
-    let mut out = String::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        out.push_str(line);
-        out.push('\n');
-        let Some(block) = marker(line) else {
-            continue;
-        };
-        // The fence that opens the block, then everything up to the one that closes it.
-        if let Some(open) = lines.next() {
-            out.push_str(open);
-            out.push('\n');
-        }
-        for l in lines.by_ref() {
-            if l == "```" {
-                break;
-            }
-        }
-        let text = match block {
-            Block::Full(n) => explain(n, None),
-            Block::Only(n, l) => explain(n, Some(l)),
-            Block::Layer(n, l) => layer_commands(&explain(n, None), l),
-            Block::Run(n) => run_line(&explain(n, None)),
-            Block::Grade(n) => grade_line(&explain(n, None)),
-        };
-        out.push_str(text.trim_end());
-        out.push_str("\n```\n");
-    }
-    out
-}
-
-/// What a marker line asks for.
-#[derive(Debug, PartialEq)]
-enum Block {
-    /// `<!-- lab explain N -->`
-    Full(u8),
-    /// `<!-- lab explain N --only L -->`
-    Only(u8, u8),
-    /// `<!-- lab explain N layer L -->`: the bare command lines (slides).
-    Layer(u8, u8),
-    /// `<!-- lab explain N run -->`: the bare line that runs the command (slides).
-    Run(u8),
-    /// `<!-- lab explain N grade -->`: the bare line that grades it (lessons).
-    Grade(u8),
-}
-
-fn marker(line: &str) -> Option<Block> {
-    let inner = line.strip_prefix(MARKER)?.strip_suffix(" -->")?;
-    if let Some(n) = inner.strip_suffix(" run") {
-        return Some(Block::Run(n.parse().ok()?));
-    }
-    if let Some(n) = inner.strip_suffix(" grade") {
-        return Some(Block::Grade(n.parse().ok()?));
-    }
-    if let Some((n, l)) = inner.split_once(" --only ") {
-        return Some(Block::Only(n.parse().ok()?, l.parse().ok()?));
-    }
-    match inner.split_once(" layer ") {
-        Some((n, l)) => Some(Block::Layer(n.parse().ok()?, l.parse().ok()?)),
-        None => Some(Block::Full(inner.parse().ok()?)),
-    }
-}
-
-/// The command lines that build layer `layer`, in the output of `lab explain`:
-/// those of its own sections ("Layer 3 · ...") and the unshare line when it makes
-/// one of the layer's namespaces ("Layers 2, 3 · new namespaces"), up to the line
-/// that runs the command (the teardown is left to the lesson), without comments.
-/// When they use the note of the terminal's shell (the PID line), the line of
-/// "This terminal" that writes it comes first.
-pub fn layer_commands(explain: &str, layer: u8) -> String {
-    let mut out = String::new();
-    let mut terminal = String::new();
-    let (mut ours, mut in_terminal) = (false, false);
-    for line in explain.lines() {
-        if line == "Run" {
-            break;
-        }
-        if !line.starts_with(' ') && !line.is_empty() {
-            let head = line.split(" · ").next().unwrap_or_default();
-            ours = head
-                .strip_prefix("Layers ")
-                .or_else(|| head.strip_prefix("Layer "))
-                .is_some_and(|list| list.split(", ").any(|n| n == layer.to_string()));
-            in_terminal = line == "This terminal";
-            continue;
-        }
-        let Some(cmd) = line.strip_prefix("  ") else {
-            continue;
-        };
-        let remark = cmd.starts_with(' ') || cmd.starts_with('(') || cmd.starts_with("Note:");
-        let to = match (ours, in_terminal) {
-            (true, _) => &mut out,
-            (_, true) => &mut terminal,
-            _ => continue,
-        };
-        if !remark {
-            to.push_str(cmd);
-            to.push('\n');
-        }
-    }
-    match out.contains("/shell)") {
-        true => terminal + &out,
-        false => out,
-    }
-}
-
-/// The command lines of the "Run" section of `lab explain`, without comments.
-pub fn run_line(explain: &str) -> String {
-    let mut out = String::new();
-    let mut ours = false;
-    for line in explain.lines() {
-        if !line.starts_with(' ') && !line.is_empty() {
-            ours = line == "Run";
-            continue;
-        }
-        if let Some(cmd) = line.strip_prefix("  ").filter(|c| !c.starts_with(' ')) {
-            if ours {
-                out.push_str(cmd);
-                out.push('\n');
-            }
-        }
-    }
-    out
-}
-
-/// The command line of the "Grade it" section of `lab explain`.
-pub fn grade_line(explain: &str) -> String {
-    let mut lines = explain.lines().skip_while(|l| *l != "Grade it").skip(1);
-    lines
-        .next()
-        .map(|l| format!("{}\n", l.trim()))
-        .unwrap_or_default()
 }
 
 /// What a lesson's sentences say about the machine its commands are for, read
@@ -292,6 +156,18 @@ pub fn for_terminal(text: &str, key: &str, answers: bool, machine: &Machine) -> 
             continue;
         }
         if line.starts_with("<!--") {
+            continue;
+        }
+        // A diagram (an SVG made from lessons/diagrams/*.dot) is for the site.
+        if let Some((alt, file)) = line
+            .strip_prefix("![")
+            .and_then(|l| l.strip_suffix(')'))
+            .and_then(|l| l.split_once("]("))
+        {
+            out.push_str(&wrap(
+                &format!("[Diagram: {alt}. In the lesson site, or lessons/{file} once built.]"),
+                80,
+            ));
             continue;
         }
         let trimmed = line.trim();
@@ -512,8 +388,22 @@ mod tests {
             );
         }
         assert_eq!(expected, deck);
-        // One block per step (step 8: its last line).
-        assert_eq!(deck.matches(MARKER).count(), 9, "one block per step");
+        // Every step has its commands on a slide, and every command slide can be
+        // read from the back of a room: 15 lines at most.
+        for n in 1..=crate::layers::last_step() {
+            assert!(
+                deck.contains(&format!("{MARKER}{n} ")),
+                "no commands of step {n}"
+            );
+        }
+        let mut lines = deck.lines();
+        while let Some(line) = lines.next() {
+            if line.starts_with(MARKER) {
+                lines.next();
+                let shown = lines.by_ref().take_while(|l| *l != "```").count();
+                assert!((1..=15).contains(&shown), "{line}: {shown} lines");
+            }
+        }
     }
 
     /// The site's table of contents (mdBook's SUMMARY.md) lists every lesson that
@@ -555,6 +445,65 @@ mod tests {
         assert!(five.starts_with(note), "{five}");
         assert!(five.contains("PID=$(pgrep -nx -P \"$(cat /run/lab/hand/c1/shell)\" unshare)"));
         assert!(!four.contains("/shell"), "{four}");
+    }
+
+    /// What each terminal types, for the slides: at step 5, lab0 and the rules
+    /// on the host before unshare, the veth pair from a second terminal, the
+    /// addresses inside; every line of the layer in one of the three.
+    #[test]
+    fn commands_split_by_terminal() {
+        use blocks::{terminal_commands, Terminal};
+        let explain = classroom_explain(9, None);
+        let host = terminal_commands(&explain, 5, Terminal::Host);
+        let second = terminal_commands(&explain, 5, Terminal::Second);
+        let inside = terminal_commands(&explain, 5, Terminal::Inside);
+        eprintln!("HOST\n{host}SECOND\n{second}INSIDE\n{inside}");
+        assert!(
+            host.starts_with("mkdir -p /run/lab/hand/c1 && echo $$"),
+            "{host}"
+        );
+        assert!(
+            host.contains("ip link add lab0 ") && host.contains("iptables -N LAB-FORWARD"),
+            "{host}"
+        );
+        assert!(
+            host.trim_end().ends_with("bash") && host.contains("unshare "),
+            "{host}"
+        );
+        assert!(second.starts_with("PID=$(pgrep"), "{second}");
+        assert!(
+            second.contains("ip link set lab-veth2 master lab0"),
+            "{second}"
+        );
+        assert!(inside.starts_with("ip link set lo up"), "{inside}");
+        assert!(
+            inside.contains("ip route add default via 10.200.0.1"),
+            "{inside}"
+        );
+        assert!(
+            inside.contains("mount --bind /.oldroot/run/lab/hand/c1/etc/hosts /etc/hosts"),
+            "{inside}"
+        );
+        let all = layer_commands(&explain, 5);
+        for line in all.lines() {
+            assert!(
+                [&host, &second, &inside]
+                    .iter()
+                    .any(|t| t.lines().any(|l| l == line)),
+                "{line}"
+            );
+        }
+        let six = terminal_commands(&explain, 6, Terminal::Second);
+        // Its section does not find the PID: the line of layer 5's that does, first.
+        assert!(
+            six.starts_with("PID=$(pgrep ") && six.contains("\nfor p in \"$PID\""),
+            "{six}"
+        );
+        let nine = terminal_commands(&explain, 9, Terminal::Inside);
+        assert!(
+            nine.starts_with("until grep -q . /proc/self/uid_map"),
+            "{nine}"
+        );
     }
 
     #[test]
@@ -601,8 +550,12 @@ mod tests {
         let five = for_terminal(&fill(find("5").unwrap().text, v1), "5", false, &machine);
         assert!(five.contains("uplink interface (up0"), "{five}");
         assert!(!five.contains("eth0` above"), "{five}");
+        assert!(five.contains("[Diagram: The path of a packet:"), "{five}");
         for text in [&six, &five] {
-            assert!(!text.contains("<!--") && !text.contains("```"), "{text}");
+            assert!(
+                !text.contains("<!--") && !text.contains("```") && !text.contains("!["),
+                "{text}"
+            );
             assert!(!text.contains("<details>"), "{text}");
         }
         assert!(five
