@@ -219,7 +219,12 @@ pub fn run(lesson: &Lesson, given: Option<&str>) -> Result<Score> {
                 let items: Vec<String> = q
                     .choices
                     .iter()
-                    .map(|(l, t)| super::one_line(&format!("{l}) {}", super::plain(t)), width - 6))
+                    .map(|(l, t)| {
+                        super::one_line(
+                            &format!("{l}) {}", super::plain(t)),
+                            width.saturating_sub(6),
+                        )
+                    })
                     .collect();
                 let n = super::select("   your answer", &items, 0)?;
                 q.choices[n].0

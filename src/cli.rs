@@ -1,0 +1,283 @@
+//! The command line: what `lab --help` lists, and the values it takes (part of
+//! main.rs, which runs them; options.rs turns a step's options into a Spec).
+
+use crate::{layers, rootfs};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "lab",
+    version,
+    about = "Rebuild a Linux container one kernel feature at a time",
+    after_help = "Start with `lab steps`, then `lab explain 1` and `sudo lab step 1`; or `lab` alone, on a terminal, for a menu.",
+    override_usage = "lab <COMMAND>\n       lab              (on a terminal: a menu)"
+)]
+pub struct Cli {
+    /// Without one, on a terminal: a menu of what to do next
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+/// A step number of the curriculum, or a message that says which there are.
+pub fn step_number(s: &str) -> Result<u8, String> {
+    let last = layers::last_step();
+    match s.parse::<u8>() {
+        Ok(n) if (1..=last).contains(&n) => Ok(n),
+        _ => Err(format!("lab has steps 1 to {last} (see lab steps)")),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Target {
+    /// The step: layers 1 to N are switched on
+    #[arg(value_parser = step_number)]
+    pub step: u8,
+    /// A directory holding a root filesystem [default: the one `lab rootfs` builds]
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: Option<PathBuf>,
+    /// The container's name and hostname [default: the first free of c1, c2, ...]
+    #[arg(long, value_name = "NAME", value_parser = container_name)]
+    pub name: Option<String>,
+    /// Step 7: the image to run (see `lab image ls`) [default: the root filesystem]
+    #[arg(long, value_name = "NAME")]
+    pub image: Option<String>,
+    /// Step 7: run this program instead of the image's Entrypoint ("" for none:
+    /// the command alone), as docker run --entrypoint
+    #[arg(long, value_name = "PROGRAM")]
+    pub entrypoint: Option<String>,
+    /// Step 7: run the command as this user, a name or number of the image's
+    /// /etc/passwd, with GROUP (as docker run --user) [default: the image's User, else root]
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Step 7: keep the container's writable layer after exit, to look at it
+    #[arg(long)]
+    pub keep: bool,
+    /// Step 6: the memory limit, in bytes or with K, M or G [default: 64M]
+    #[arg(long, value_name = "SIZE", value_parser = memory_size, allow_hyphen_values = true)]
+    pub memory: Option<u64>,
+    /// Step 6: CPU time, as a share of one CPU [default: 0.5]
+    #[arg(long, value_name = "SHARE", value_parser = cpu_share)]
+    pub cpus: Option<f64>,
+    /// Step 6: the most processes at once [default: 64]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(8..))]
+    pub pids: Option<u64>,
+    /// Step 6: where the cgroups go in each hierarchy: /PATH from its root, or PATH
+    /// below lab's own cgroup [default: /lab]
+    /// (or from the environment variable LAB_CGROUP_PARENT)
+    #[arg(long, value_name = "PATH")]
+    pub cgroup_parent: Option<String>,
+    /// Step 6, lab explain and lab script: print the commands of this cgroup version
+    /// [default: the one in use]
+    #[arg(long, value_enum)]
+    pub cgroup: Option<layers::cgroups::Version>,
+    /// Step 5: the subnet of the bridge lab0 [default: the one lab0 has, else the
+    /// first of 10.200.0.0/24, 10.200.1.0/24, ... that no route of the host covers]
+    #[arg(long, value_name = "CIDR", value_parser = layers::network::Subnet::parse)]
+    pub subnet: Option<layers::network::Subnet>,
+    /// Step 5: forward the host's TCP port to the container's (DNAT), like docker -p;
+    /// may be given several times
+    #[arg(long, short = 'p', value_name = "HOSTPORT:CONTAINERPORT", value_parser = layers::network::Publish::parse)]
+    pub publish: Vec<layers::network::Publish>,
+}
+
+fn memory_size(s: &str) -> Result<u64, String> {
+    let err = || format!("{s:?} is not a size: use a number of bytes, or one with K, M or G (64M)");
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: u64 = digits.parse().map_err(|_| err())?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return Err(err()),
+    };
+    let bytes = n
+        .checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .ok_or_else(err)?;
+    if bytes < 4 << 20 {
+        return Err(format!("{s}: a container needs at least 4M to start"));
+    }
+    Ok(bytes)
+}
+
+fn cpu_share(s: &str) -> Result<f64, String> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    match s.parse::<f64>() {
+        Ok(v) if (0.01..=cpus).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?}: give a share of one CPU from 0.01 to {cpus} (0.5 is half a CPU)"
+        )),
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// List the steps of the workshop
+    Steps,
+    /// Show a lesson in the terminal, through a pager: 0 (intro), 1 to 9, 10
+    /// (closing) (without one: the list)
+    Lesson {
+        /// Which lesson: its number, or intro, closing
+        which: Option<String>,
+        /// Show the answers to the questions instead of folding them
+        #[arg(long)]
+        answers: bool,
+    },
+    /// Answer the questions of lesson N, multiple choice; exits 0 when all are right
+    Quiz {
+        /// Which lesson: its number, or intro, closing
+        which: String,
+        /// The answers as letters, one per question (`--answers bab`), without a
+        /// terminal
+        #[arg(long, value_name = "LETTERS")]
+        answers: Option<String>,
+    },
+    /// The next hint for the first check of step N that failed in its last run:
+    /// the cause, then the fix
+    Hint {
+        #[arg(value_parser = step_number)]
+        step: u8,
+    },
+    /// Print Tab completion for a shell (bash: `lab completions bash >
+    /// /etc/bash_completion.d/lab`)
+    Completions { shell: clap_complete::Shell },
+    /// Names for Tab completion: steps, lessons, images, containers
+    #[command(hide = true)]
+    Names { what: String },
+    /// Build the first step you have not completed yet (all its checks passed)
+    Next {
+        /// What runs inside [default: /bin/sh]
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Print the commands that build step N by hand (needs no root, changes nothing)
+    Explain {
+        #[command(flatten)]
+        target: Target,
+        /// Only the commands of this layer (and the line that runs the command)
+        #[arg(long, value_name = "LAYER", value_parser = step_number)]
+        only: Option<u8>,
+    },
+    /// Print a bash script that builds step N with those commands only
+    Script {
+        #[command(flatten)]
+        target: Target,
+        /// What the script runs inside [default: /bin/sh]
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Build step N, check every layer, then run a shell (or COMMAND) inside
+    Step {
+        #[command(flatten)]
+        target: Target,
+        /// Skip the checks: only build, run and remove the container (for timing it)
+        #[arg(long)]
+        no_checks: bool,
+        /// Before each command, show it and wait for Enter (Ctrl-C stops and removes
+        /// everything): to step through a layer live
+        #[arg(long)]
+        walk: bool,
+        /// What runs inside [default: /bin/sh]
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Build step N, run every check, tear down; exit 0 only if all passed
+    Verify {
+        #[command(flatten)]
+        target: Target,
+        /// Print the checks as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the checks of step N against a running container, e.g. one built by hand
+    Check {
+        #[command(flatten)]
+        target: Target,
+        /// Any process of the container, as the host numbers it
+        #[arg(long)]
+        pid: i32,
+        /// Print the checks as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build the default root filesystem (no download)
+    Rootfs {
+        /// Where the programs come from
+        #[arg(long, value_enum, default_value = "auto")]
+        from: rootfs::Source,
+    },
+    /// Import, list and remove the images of step 7
+    Image {
+        #[command(subcommand)]
+        command: ImageCmd,
+    },
+    /// List the running containers: name, step, PID, address, published ports
+    Ps,
+    /// Draw a running container from the kernel's state: namespaces, processes,
+    /// network path, cgroups, root filesystem (for a second terminal)
+    Show {
+        /// The container's name, as `lab ps` lists it [default: the only one running]
+        #[arg(value_parser = container_name)]
+        name: Option<String>,
+        /// JSON, for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a program (default: a shell) in a running container, like nsenter
+    Exec {
+        /// The container's name, as `lab ps` lists it
+        #[arg(value_parser = container_name)]
+        name: String,
+        /// What runs inside [default: /bin/sh]
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
+    /// Check this machine: kernel features, cgroups, programs; say how to fix what is missing
+    Doctor,
+    /// Stop every container lab started and remove what it left on the host; keep
+    /// the root filesystem, images and --keep layers unless --all
+    Clean {
+        /// Remove the default root filesystem, imported images and layers kept
+        /// with --keep too
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ImageCmd {
+    /// Import a root filesystem tarball, a `docker save` archive or an OCI layout
+    Import {
+        /// The file (.tar, .tar.gz) or OCI layout directory; FILE:REF chooses
+        /// one image of several, as skopeo writes it
+        file: PathBuf,
+        /// The image's name [default: its name in the archive, or the file's]
+        #[arg(long)]
+        name: Option<String>,
+        /// Which image, when the file holds several (a tag of docker save, a
+        /// ref.name of an OCI layout)
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
+    },
+    /// List the images
+    Ls,
+    /// Remove an image, and the layers no other image uses
+    Rm { name: String },
+}
+
+pub fn container_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !s.starts_with('-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("use 1-63 letters, digits and dashes (it becomes the hostname)".into())
+    }
+}
