@@ -21,7 +21,7 @@
 //!
 //! With a pid namespace the child is PID 1 of it, and when it exits the kernel
 //! kills whatever is left inside. Everything lab makes on the host is recorded in
-//! its state directory first (state.rs), and removed on every way out: normal exit,
+//! its state directory first (state/), and removed on every way out: normal exit,
 //! error, Ctrl-C, a closed terminal; after `kill -9`, by the next run or `lab clean`.
 
 use crate::check::{self, Before, Report};

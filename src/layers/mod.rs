@@ -45,7 +45,7 @@ pub struct Layer {
 }
 
 /// What the engine asks of a layer besides its commands and checks. The engine
-/// (container.rs, check/, state.rs) calls these at fixed moments of every run
+/// (container.rs, check/, state/) calls these at fixed moments of every run
 /// and never asks which layer it talks to: adding a layer adds a file here and a
 /// line to [`STEPS`], nothing else. Every method does nothing unless a layer says
 /// otherwise.
@@ -338,7 +338,8 @@ mod tests {
             ("container.rs", include_str!("../container.rs")),
             ("init.rs", include_str!("../init.rs")),
             ("render.rs", include_str!("../render.rs")),
-            ("state.rs", include_str!("../state.rs")),
+            ("state/mod.rs", include_str!("../state/mod.rs")),
+            ("state/clean.rs", include_str!("../state/clean.rs")),
             ("plan.rs", include_str!("../plan.rs")),
         ];
         let modules = [

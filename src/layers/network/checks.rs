@@ -1,4 +1,4 @@
-//! Layer 5, part 5: the checks, and what they gather on the host first.
+//! Layer 5, part 6: the checks, and what they gather on the host first.
 //!
 //! Inside checks run in the probe, which has joined the container's network
 //! namespace; host checks run in lab. After exit, the host's links, routes,

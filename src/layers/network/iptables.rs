@@ -7,6 +7,7 @@
 
 use super::bridge::*;
 use super::syscalls::UNUSED;
+use super::teardown::*;
 use super::{Net, BRIDGE};
 use crate::plan::Action;
 use anyhow::{bail, Context, Result};

@@ -28,8 +28,8 @@
 //! - this file: the idea, and the commands a person types;
 //! - `syscalls.rs`: the same commands done with system calls and rtnetlink;
 //! - `iptables.rs`: the firewall rules, through the iptables program;
-//! - `bridge.rs`: what containers share (lab0, its subnet and addresses, the
-//!   rules), who may take it down, and what a killed run left;
+//! - `bridge.rs`: what containers share (lab0, its subnet and addresses);
+//! - `teardown.rs`: who takes it down, when, and what a killed run left;
 //! - `checks.rs` (and `ping.rs`): the checks that prove the layer works.
 
 mod bridge;
@@ -37,6 +37,7 @@ mod checks;
 mod iptables;
 mod ping;
 mod syscalls;
+mod teardown;
 
 pub use bridge::{Publish, Subnet};
 pub use iptables::iptables_path;
@@ -55,6 +56,7 @@ use std::any::Any;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use syscalls::*;
+use teardown::*;
 
 pub const LAYER: Layer = Layer {
     number: 5,
@@ -108,7 +110,7 @@ impl super::Hooks for NetworkHooks {
         }
         // And lab0, when it was the last container's, after lab's own process
         // has removed it.
-        bridge::settle_removal();
+        teardown::settle_removal();
         Some(Box::new(checks::HostNetwork {
             address,
             snapshot: checks::snapshot(),
@@ -116,10 +118,10 @@ impl super::Hooks for NetworkHooks {
     }
     /// The published ports' rules of a container whose run was killed.
     fn forget(&self, state: &Path) {
-        bridge::forget(state);
+        teardown::forget(state);
     }
     fn remove_shared_if_unused(&self) -> anyhow::Result<Option<String>> {
-        Ok(bridge::remove_shared_if_unused()?.then(|| {
+        Ok(teardown::remove_shared_if_unused()?.then(|| {
             format!("removed what containers shared, now that none is left: bridge {BRIDGE}, lab's iptables chains, ip_forward as it was")
         }))
     }

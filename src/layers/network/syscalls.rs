@@ -5,6 +5,7 @@
 //! share is made under lab's network lock. Next: `iptables.rs`.
 
 use super::bridge::*;
+use super::teardown::*;
 use super::{Net, BRIDGE};
 use crate::netlink::Netlink;
 use crate::plan::{quote_path, Action};

@@ -1,0 +1,290 @@
+//! Removing what lab left on the host (part of state/, after mod.rs): what a
+//! killed run left, found by its owner being gone, and `lab clean`.
+
+use super::{containers_dir, home, read_id, run_dir, ProcessId};
+use anyhow::{Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+
+/// Left by a lab that is gone. A directory without an owner file yet is being made
+/// right now by another lab, unless it is older than a few seconds.
+pub(super) fn is_stale(dir: &Path) -> bool {
+    match read_id(dir, "owner") {
+        Some(owner) => !owner.alive(),
+        None => std::fs::metadata(dir)
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().map(|e| e.as_secs() > 5).unwrap_or(false))
+            .unwrap_or(true),
+    }
+}
+
+/// What runs that were killed (kill -9, a crash) left: their containers and the
+/// checks' fixtures. Removed, and said, at the start of the next run.
+pub(super) fn remove_stale() -> Result<Vec<String>> {
+    let mut said = Vec::new();
+    for e in std::fs::read_dir(containers_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dir = e.path();
+        // Each is checked again under its own name by take() too; here only the
+        // ones whose lab is gone.
+        if is_stale(&dir) && read_id(&dir, "owner").is_some() {
+            // Two runs starting at once may both try: what counts is that it is gone.
+            let result = remove_container(&dir);
+            if dir.exists() {
+                result?;
+            }
+            said.push(format!(
+                "removed container {} that a killed run left behind (its processes, mounts, links, rules and cgroups)",
+                e.file_name().to_string_lossy()
+            ));
+        }
+    }
+    for e in std::fs::read_dir(run_dir()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("check-")
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if ProcessId::of(pid).is_none() {
+            crate::check::remove_left_fixtures(&e.path());
+            let result = remove_tree(&e.path());
+            if e.path().exists() {
+                result?;
+            }
+            said.push(format!(
+                "removed the checks' fixtures a killed run left in {}",
+                e.path().display()
+            ));
+        }
+    }
+    // Half-made copies (a shifted copy of step 9: NAME.new-PID) of killed runs.
+    for dir in half_made(&home().join("shifted")) {
+        if remove_tree(&dir).is_ok() {
+            said.push(format!(
+                "removed {}, which a killed run left half made",
+                dir.display()
+            ));
+        }
+    }
+    if !said.is_empty() {
+        said.extend(crate::layers::remove_shared_if_unused()?);
+    }
+    Ok(said)
+}
+
+/// The `NAME.new-PID` directories one level below `dir`'s subdirectories whose
+/// PID is gone.
+fn half_made(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for range in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for e in std::fs::read_dir(range.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .rsplit_once(".new-")
+                .and_then(|(_, p)| p.parse::<i32>().ok());
+            if pid.is_some_and(|p| ProcessId::of(p).is_none()) {
+                found.push(e.path());
+            }
+        }
+    }
+    found
+}
+
+/// Stop a container's processes if any are left, and remove its directories (with
+/// its writable layer, when the run that made it was killed).
+pub(super) fn remove_container(dir: &Path) -> Result<()> {
+    if let Some(pid) = read_id(dir, "pid").filter(|p| p.alive()) {
+        // Killing PID 1 of a pid namespace kills every process in it.
+        let _ = kill(Pid::from_raw(pid.pid), Signal::SIGKILL);
+    }
+    if let Some(name) = dir.file_name() {
+        remove_tree(&home().join("containers").join(name))?;
+    }
+    // What each layer made for it on the host (step 5: its published ports'
+    // rules; step 6: its cgroups, once its processes are gone).
+    for layer in crate::layers::all() {
+        layer.hooks.forget(dir);
+    }
+    remove_tree(dir)
+}
+
+/// `rm -rf`, but first detach anything mounted below `path`, so that removing the
+/// tree never deletes files of a filesystem mounted into it.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+    match path.symlink_metadata() {
+        Err(_) => return Ok(()),
+        Ok(m) if !m.is_dir() => {
+            return match std::fs::remove_file(path) {
+                Err(e) if !gone(&e) => {
+                    Err(e).with_context(|| format!("removing {}", path.display()))
+                }
+                _ => Ok(()),
+            };
+        }
+        Ok(_) => {}
+    }
+    let prefix = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut below: Vec<PathBuf> = crate::mountinfo::parse_mountinfo(&text)
+        .into_iter()
+        .map(|m| PathBuf::from(crate::mountinfo::unescape(&m.mount_point)))
+        .filter(|m| m.starts_with(&prefix))
+        .collect();
+    below.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    for m in below {
+        nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH)
+            .with_context(|| format!("unmounting {}", m.display()))?;
+    }
+    match std::fs::remove_dir_all(path) {
+        // Without root: overlayfs makes its work/work with mode 0, and a container
+        // may make directories nobody may enter. The user owns them: open them.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && crate::layers::rootless() => {
+            open_up(path);
+            std::fs::remove_dir_all(path)
+        }
+        Err(e) if gone(&e) => Ok(()),
+        other => other,
+    }
+    .with_context(|| format!("removing {}", path.display()))
+}
+
+/// chmod u+rwx every directory below `dir` that the user owns.
+fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if meta.is_dir() {
+        let mode = meta.permissions().mode() | 0o700;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode));
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            open_up(&e.path());
+        }
+    }
+}
+
+/// `lab clean`: stop every container lab started, then remove all of lab's state.
+/// Returns what was removed, for the student to read.
+/// `lab clean`: stop lab's containers and remove what lab left on the host (its
+/// state, the shared objects, what killed runs left half-made, what hand-typed
+/// runs left with lab's names); with `all`, also what lab keeps on purpose (the
+/// default root filesystem, images and their layers, shifted copies, --keep
+/// layers). Returns what it did and what it kept, one line each.
+pub fn clean(all: bool) -> Result<Vec<String>> {
+    let mut done = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(containers_dir()) {
+        for e in entries.flatten() {
+            let dir = e.path();
+            let running = read_id(&dir, "pid").filter(|p| p.alive());
+            remove_container(&dir)?;
+            done.push(match running {
+                Some(p) => format!(
+                    "stopped container {} (host PID {})",
+                    e.file_name().to_string_lossy(),
+                    p.pid
+                ),
+                None => format!(
+                    "removed state of container {}",
+                    e.file_name().to_string_lossy()
+                ),
+            });
+        }
+    }
+    done.extend(crate::layers::remove_shared_if_unused()?);
+    for layer in crate::layers::all() {
+        done.extend(layer.hooks.tidy());
+    }
+    // Only what lab makes in its two directories, whatever LAB_HOME and LAB_RUN
+    // point at; then the directories themselves if nothing else is in them.
+    let (run, home) = (run_dir(), home());
+    let mut ours = vec![run.join("containers")];
+    for layer in crate::layers::all() {
+        ours.extend(layer.hooks.run_files().iter().map(|f| run.join(f)));
+    }
+    // What lab keeps on purpose: built or imported once, or kept with --keep.
+    let kept = ["rootfs", "images", "layers", "shifted", "containers"].map(|d| home.join(d));
+    if all {
+        ours.extend(kept.iter().cloned());
+    } else {
+        done.extend(kept_on_purpose(&home));
+    }
+    let mut left = Vec::new();
+    for dir in [&run, &home, &home.join("shifted")] {
+        left.extend(std::fs::read_dir(dir).into_iter().flatten().flatten());
+    }
+    for name in left {
+        let n = name.file_name().to_string_lossy().into_owned();
+        // Left by interrupted runs: probe fixtures, half-built root filesystems,
+        // half-made shifted copies.
+        if n.starts_with("check-")
+            || n.starts_with(".rootfs-")
+            || n.contains(".new-")
+            || n.contains(".old-")
+        {
+            crate::check::remove_left_fixtures(&name.path());
+            ours.push(name.path());
+        }
+    }
+    for dir in ours {
+        // (Gone already is fine: the process removing lab0 after a run removes
+        // its note when done, and may do so while lab clean runs.)
+        if dir.symlink_metadata().is_ok() {
+            remove_tree(&dir)?;
+            done.push(format!("removed {}", dir.display()));
+        }
+    }
+    for dir in [run, home] {
+        if std::fs::remove_dir(&dir).is_ok() {
+            done.push(format!("removed {}", dir.display()));
+        }
+    }
+    Ok(done)
+}
+
+/// What `lab clean` keeps unless `--all`, one line each (nothing when none is there).
+fn kept_on_purpose(home: &Path) -> Vec<String> {
+    let count = |d: &str| {
+        std::fs::read_dir(home.join(d))
+            .map(|e| e.flatten().count())
+            .unwrap_or(0)
+    };
+    let mut kept = Vec::new();
+    if home.join("rootfs/bin").is_dir() {
+        kept.push(format!(
+            "the default root filesystem ({})",
+            home.join("rootfs").display()
+        ));
+    }
+    match count("images") {
+        0 => {}
+        n => kept.push(format!("{n} imported image(s) (lab image ls)")),
+    }
+    match count("shifted") {
+        0 => {}
+        n => kept.push(format!(
+            "{n} shifted copy range(s) of step 9 ({})",
+            home.join("shifted").display()
+        )),
+    }
+    match count("containers") {
+        0 => {}
+        n => kept.push(format!(
+            "{n} writable layer(s) kept with --keep ({})",
+            home.join("containers").display()
+        )),
+    }
+    kept.into_iter()
+        .map(|k| format!("kept {k}: lab clean --all removes it"))
+        .collect()
+}
