@@ -101,6 +101,10 @@ impl Show {
 pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     let show = Show::of(mode);
     mark("");
+    // Caught from the start: a SIGTERM after the state is claimed must not end
+    // lab before it has taken down what it made (one that comes before the
+    // command runs is acted on there: run_command).
+    sys::catch_terminating_signals()?;
     // 1. What the kernel lacks is said before anything is made.
     crate::layers::preflight(&spec)?;
     mark("preflight");
@@ -114,7 +118,6 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     let before = show
         .checks
         .then(|| Before::take(plan.spec.step, &plan.spec.name));
-    sys::catch_terminating_signals()?;
     announce(&plan, show);
     let mut printer = Printer::default();
     let sequence = plan.sequence();
@@ -306,9 +309,24 @@ fn run_command(
             plan.spec.name, plan.spec.step
         );
     }
+    // From the moment the command may run, SIGTERM and SIGHUP go on to it; one
+    // that came during the setup, while nothing passed it on, goes now.
+    sys::forward_to(Some(child.guard.pid));
+    match sys::take_signal() {
+        Some(sig @ (Signal::SIGTERM | Signal::SIGHUP)) => {
+            let _ = kill(child.guard.pid, sig);
+        }
+        Some(sig) => {
+            sys::forward_to(None);
+            return Err(Interrupted(sig).into());
+        }
+        None => {}
+    }
     go.write_all(b"g").context("starting the command")?;
     drop(go);
-    Ok(child.guard.wait_forwarding())
+    let code = child.guard.wait_with(|_| {});
+    sys::forward_to(None);
+    Ok(code)
 }
 
 /// The plan's sequence in five: what lab does before the clone (notes, host
@@ -474,15 +492,6 @@ impl ChildGuard {
 
     /// Wait, passing SIGTERM and SIGHUP on to the child. Ctrl-C (SIGINT) is not
     /// passed on: the terminal already sends it to the command.
-    fn wait_forwarding(&mut self) -> i32 {
-        let pid = self.pid;
-        self.wait_with(move |sig| {
-            if matches!(sig, Signal::SIGTERM | Signal::SIGHUP) {
-                let _ = kill(pid, sig);
-            }
-        })
-    }
-
     fn wait_with(&mut self, mut on_signal: impl FnMut(Signal)) -> i32 {
         loop {
             match waitpid(self.pid, None) {

@@ -17,7 +17,7 @@ use crate::sys;
 use anyhow::{anyhow, Context, Result};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 use std::fs::File;
@@ -94,7 +94,15 @@ pub fn main(
     }
     drop(ready);
     match wait_for_go(go, &mut command) {
-        Some(true) => command.release(),
+        Some(true) => {
+            // SIGTERM and SIGHUP go on to the command from the moment it runs;
+            // one that came before, while nothing passed it on, goes now.
+            sys::forward_to(Some(command.pid));
+            if let Some(sig @ (Signal::SIGTERM | Signal::SIGHUP)) = sys::take_signal() {
+                let _ = nix::sys::signal::kill(command.pid, sig);
+            }
+            command.release()
+        }
         Some(false) => return command.stop(),
         None => return 1,
     }
@@ -236,8 +244,8 @@ fn reap_all(command: Option<Pid>) -> Option<i32> {
     found
 }
 
-/// lab's init: reap every child until the command exits, and pass SIGTERM and
-/// SIGHUP on to it. Returns the command's status.
+/// lab's init: reap every child until the command exits (SIGTERM and SIGHUP go on
+/// to it: sys::forward_to). Returns the command's status.
 fn init(command: Held) -> i32 {
     if let Some(code) = command.status {
         return code;
@@ -247,12 +255,9 @@ fn init(command: Held) -> i32 {
         match waitpid(None, None) {
             Ok(status) if status.pid() == Some(command) => return exit_code(status),
             Ok(_) => {}
+            // (The signal handler has passed SIGTERM and SIGHUP on already.)
             Err(Errno::EINTR) => {
-                if let Some(sig) = sys::take_signal() {
-                    if matches!(sig, Signal::SIGTERM | Signal::SIGHUP) {
-                        let _ = kill(command, sig);
-                    }
-                }
+                let _ = sys::take_signal();
             }
             Err(_) => return 1,
         }
@@ -283,6 +288,12 @@ pub fn set_workdir(dir: &std::path::Path) {
 pub fn exec_inside(command: &[String], (name, step): (&str, u8), user: Option<&RunAs>) -> ! {
     use std::ffi::CString;
     sys::default_signals();
+    // A SIGTERM or SIGHUP that came while this process still had lab's handler
+    // (init passes them on from the moment the command is released) ends it,
+    // as it would have ended the command.
+    if let Some(sig @ (Signal::SIGTERM | Signal::SIGHUP)) = sys::take_signal() {
+        std::process::exit(128 + sig as i32);
+    }
     let result = (|| -> Result<std::convert::Infallible> {
         let args: Vec<CString> = command
             .iter()

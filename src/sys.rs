@@ -66,8 +66,27 @@ fn flush_stdio() {
 /// read by the loops that wait for children.
 static PENDING: AtomicI32 = AtomicI32::new(0);
 
+/// The process that SIGTERM and SIGHUP are passed on to (0: none): lab's
+/// container, or init's command. The handler passes them on itself: a signal
+/// that came while the waiting loop was between two calls, not yet blocked in
+/// waitpid, would otherwise be noted and never acted on.
+static FORWARD: AtomicI32 = AtomicI32::new(0);
+
 extern "C" fn remember(sig: nix::libc::c_int) {
     PENDING.store(sig, Ordering::SeqCst);
+    let to = FORWARD.load(Ordering::SeqCst);
+    if to > 0 && (sig == nix::libc::SIGTERM || sig == nix::libc::SIGHUP) {
+        // kill(2) is async-signal-safe; nix's wrapper allocates nothing.
+        if let Ok(sig) = Signal::try_from(sig) {
+            let _ = signal::kill(nix::unistd::Pid::from_raw(to), sig);
+        }
+    }
+}
+
+/// From now on, pass SIGTERM and SIGHUP on to `pid` the moment they come (None:
+/// stop).
+pub fn forward_to(pid: Option<nix::unistd::Pid>) {
+    FORWARD.store(pid.map_or(0, |p| p.as_raw()), Ordering::SeqCst);
 }
 
 /// The signals that end a program by default, and that lab handles itself.
