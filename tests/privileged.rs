@@ -1508,17 +1508,7 @@ fn signals_tear_the_container_down() {
         let mut running = Background::spawn(cmd);
         let sleeper = wait_for_process("sleep 4444");
         running.signal(sig);
-        let start = std::time::Instant::now();
-        let status = loop {
-            if let Some(status) = running.0.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > std::time::Duration::from_secs(20) {
-                kill_leftovers("sleep 4444");
-                panic!("{sig}: lab did not end within 20 s of the signal");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        };
+        let status = ends_within_20_s(&mut running, "sleep 4444", &format!("{sig}"));
         assert_eq!(status.code(), Some(code), "{sig}");
         assert!(
             !std::path::Path::new(&format!("/proc/{sleeper}/cmdline")).exists()
@@ -1530,6 +1520,27 @@ fn signals_tear_the_container_down() {
             leftover_containers()
         );
         assert_eq!(mountinfo(), before);
+    }
+}
+
+/// The exit status of a lab that was sent a signal, or a failure that names
+/// `what` if it has not ended 20 s later (then its `command` is killed, so
+/// that no test waits for ever).
+fn ends_within_20_s(
+    running: &mut Background,
+    command: &str,
+    what: &str,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            kill_leftovers(command);
+            panic!("{what}: lab did not end within 20 s of the signal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
 
@@ -1550,17 +1561,8 @@ fn sigterm_during_the_setup_ends_lab_too() {
         let mut running = Background::spawn(cmd);
         std::thread::sleep(std::time::Duration::from_micros(delay_us));
         running.signal(Signal::SIGTERM);
-        let start = std::time::Instant::now();
-        let status = loop {
-            if let Some(status) = running.0.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > std::time::Duration::from_secs(20) {
-                kill_leftovers("sleep 4445");
-                panic!("SIGTERM {delay_us} µs after the start: lab did not end within 20 s");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        };
+        let what = format!("SIGTERM {delay_us} µs after the start");
+        let status = ends_within_20_s(&mut running, "sleep 4445", &what);
         assert!(
             matches!(status.code(), Some(143))
                 || std::os::unix::process::ExitStatusExt::signal(&status) == Some(15),

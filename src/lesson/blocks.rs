@@ -125,17 +125,25 @@ pub enum Terminal {
     Inside,
 }
 
-/// The command lines of layer `layer` typed in terminal `which`, in the output
-/// of `lab explain`, up to the line that runs the command, without comments.
-/// `lab explain` names the sections typed in a second terminal; after the
-/// unshare line, every other section is typed inside. The note of the first terminal's shell comes
-/// first on the host when the second terminal's lines read it.
-pub fn terminal_commands(explain: &str, layer: u8, which: Terminal) -> String {
-    let mut out = String::new();
-    let mut note = String::new();
-    let (mut ours, mut in_terminal) = (false, false);
-    let mut unshared = false;
-    let mut section = Terminal::Host;
+/// One command line of `lab explain`, before the line that runs the command.
+struct Line<'a> {
+    cmd: &'a str,
+    /// In a section of the layer asked for (or the unshare line that makes one
+    /// of its namespaces).
+    ours: bool,
+    /// In "This terminal": the note of the first terminal's shell.
+    note: bool,
+    /// Where it is typed.
+    terminal: Terminal,
+}
+
+/// The command lines of `explain` up to "Run", without comments, each with its
+/// section: `lab explain` names the sections typed in a second terminal; after
+/// the unshare line, every other section is typed inside.
+fn lines(explain: &str, layer: u8) -> Vec<Line<'_>> {
+    let mut out = Vec::new();
+    let (mut ours, mut note, mut unshared) = (false, false, false);
+    let mut terminal = Terminal::Host;
     for line in explain.lines() {
         if line == "Run" {
             break;
@@ -146,8 +154,8 @@ pub fn terminal_commands(explain: &str, layer: u8, which: Terminal) -> String {
                 .strip_prefix("Layers ")
                 .or_else(|| head.strip_prefix("Layer "))
                 .is_some_and(|list| list.split(", ").any(|n| n == layer.to_string()));
-            in_terminal = line == "This terminal";
-            section = match (unshared, line.ends_with(crate::render::SECOND_TERMINAL)) {
+            note = line == "This terminal";
+            terminal = match (unshared, line.ends_with(crate::render::SECOND_TERMINAL)) {
                 (_, true) => Terminal::Second,
                 (true, false) => Terminal::Inside,
                 (false, false) => Terminal::Host,
@@ -162,23 +170,36 @@ pub fn terminal_commands(explain: &str, layer: u8, which: Terminal) -> String {
         if cmd.starts_with(' ') || cmd.starts_with('(') || cmd.starts_with("Note:") {
             continue;
         }
-        if in_terminal && section == Terminal::Host {
-            note.push_str(cmd);
-            note.push('\n');
-        } else if ours && section == which {
-            out.push_str(cmd);
-            out.push('\n');
-        }
+        out.push(Line {
+            cmd,
+            ours,
+            note,
+            terminal,
+        });
     }
+    out
+}
+
+/// `lines`, one per line of text.
+fn joined<'a>(lines: impl Iterator<Item = &'a Line<'a>>) -> String {
+    lines.map(|l| format!("{}\n", l.cmd)).collect()
+}
+
+/// The command lines of layer `layer` typed in terminal `which`, in the output
+/// of `lab explain`, up to the line that runs the command, without comments.
+/// The note of the first terminal's shell comes first on the host when the
+/// second terminal's lines read it.
+pub fn terminal_commands(explain: &str, layer: u8, which: Terminal) -> String {
+    let all = lines(explain, layer);
+    let mut out = joined(
+        all.iter()
+            .filter(|l| l.ours && !l.note && l.terminal == which),
+    );
     // Lines that use the container's PID, of a layer whose section does not
     // find it, take the line that does from the section that has it.
     if which == Terminal::Second && out.contains("$PID") && !out.contains("PID=$(") {
-        if let Some(find) = explain
-            .lines()
-            .map(str::trim_start)
-            .find(|l| l.starts_with("PID=$("))
-        {
-            out = format!("{find}\n{out}");
+        if let Some(find) = all.iter().find(|l| l.cmd.starts_with("PID=$(")) {
+            out = format!("{}\n{out}", find.cmd);
         }
     }
     let second = match which {
@@ -186,7 +207,12 @@ pub fn terminal_commands(explain: &str, layer: u8, which: Terminal) -> String {
         _ => String::new(),
     };
     match second.contains("/shell)") {
-        true => note + &out,
+        true => {
+            joined(
+                all.iter()
+                    .filter(|l| l.note && l.terminal == Terminal::Host),
+            ) + &out
+        }
         false => out,
     }
 }
@@ -198,38 +224,10 @@ pub fn terminal_commands(explain: &str, layer: u8, which: Terminal) -> String {
 /// When they use the note of the terminal's shell (the PID line), the line of
 /// "This terminal" that writes it comes first.
 pub fn layer_commands(explain: &str, layer: u8) -> String {
-    let mut out = String::new();
-    let mut terminal = String::new();
-    let (mut ours, mut in_terminal) = (false, false);
-    for line in explain.lines() {
-        if line == "Run" {
-            break;
-        }
-        if !line.starts_with(' ') && !line.is_empty() {
-            let head = line.split(" · ").next().unwrap_or_default();
-            ours = head
-                .strip_prefix("Layers ")
-                .or_else(|| head.strip_prefix("Layer "))
-                .is_some_and(|list| list.split(", ").any(|n| n == layer.to_string()));
-            in_terminal = line == "This terminal";
-            continue;
-        }
-        let Some(cmd) = line.strip_prefix("  ") else {
-            continue;
-        };
-        let remark = cmd.starts_with(' ') || cmd.starts_with('(') || cmd.starts_with("Note:");
-        let to = match (ours, in_terminal) {
-            (true, _) => &mut out,
-            (_, true) => &mut terminal,
-            _ => continue,
-        };
-        if !remark {
-            to.push_str(cmd);
-            to.push('\n');
-        }
-    }
+    let all = lines(explain, layer);
+    let out = joined(all.iter().filter(|l| l.ours));
     match out.contains("/shell)") {
-        true => terminal + &out,
+        true => joined(all.iter().filter(|l| l.note && !l.ours)) + &out,
         false => out,
     }
 }

@@ -97,9 +97,8 @@ pub fn next(step: u8, explain: impl Fn(u8, u8) -> String) -> Result<String> {
             "No failed check of step {step} is on record: nothing to hint at. Run the checks first (sudo lab verify {step}, or lab check {step} --pid PID for a container you built by hand)."
         ));
     };
-    let Some(check) = crate::layers::all()
+    let Some(check) = crate::check::checks_for(step)
         .into_iter()
-        .flat_map(|l| (l.checks)(step))
         .find(|c| c.name == f.name)
     else {
         return Ok(format!(
@@ -122,9 +121,7 @@ pub fn next(step: u8, explain: impl Fn(u8, u8) -> String) -> Result<String> {
                 f.saw
             ));
             let commands = quoted(check.hint);
-            let layer = crate::layers::all()
-                .into_iter()
-                .find(|l| l.number == f.layer);
+            let layer = crate::layers::step(f.layer).and_then(|s| s.layer);
             out.push_str(&format!("{}\n", "See the cause yourself:".bold()));
             if commands.is_empty() {
                 if let Some(l) = layer {

@@ -30,7 +30,7 @@ pub fn before(plan: &Plan, command: &Command) -> Result<()> {
     loop {
         match super::select("--walk", &items, RUN) {
             Ok(RUN) => return Ok(()),
-            Ok(MORE) => crate::render::out(&more(command)),
+            Ok(MORE) => crate::render::out(&more(plan, command)),
             Ok(CHECK) => crate::render::out(&checks(plan, command)),
             Ok(_) => return Err(Interrupted(Signal::SIGINT).into()),
             Err(e) if e.is::<super::Stopped>() => return Err(Interrupted(Signal::SIGINT).into()),
@@ -41,12 +41,10 @@ pub fn before(plan: &Plan, command: &Command) -> Result<()> {
 
 /// The lesson's paragraphs that speak of this command (the one that names most
 /// of its words), else the layer's idea and what to look at.
-fn more(command: &Command) -> String {
+fn more(plan: &Plan, command: &Command) -> String {
     use colored::Colorize;
     let shell = command.action.shell();
-    let layer = crate::layers::all()
-        .into_iter()
-        .find(|l| l.number == command.layer);
+    let layer = plan.layer(command.layer);
     let lesson = crate::lesson::find(&command.layer.to_string()).filter(|_| command.layer > 0);
     let found = lesson.and_then(|l| paragraph_about(l.text, &shell));
     let mut out = String::new();
@@ -158,10 +156,7 @@ fn paragraph_about(lesson: &str, shell: &str) -> Option<String> {
 /// The checks of the command's layer, which lab runs once the container is built.
 fn checks(plan: &Plan, command: &Command) -> String {
     use colored::Colorize;
-    let Some(layer) = crate::layers::all()
-        .into_iter()
-        .find(|l| l.number == command.layer)
-    else {
+    let Some(layer) = plan.layer(command.layer) else {
         return "\n  This line is lab's own, for the commands typed by hand: no check looks at it.\n\n"
             .into();
     };
