@@ -157,6 +157,17 @@ pub fn take_signal() -> Option<Signal> {
     }
 }
 
+/// `/proc/PID/stat` in one read: the kernel makes the whole line at once, and
+/// lab reads it for every container each time it looks at the running ones
+/// (`read_to_string` would take six reads of a growing buffer).
+pub fn proc_stat(pid: &str) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = file.read(&mut buf).ok()?;
+    String::from_utf8(buf[..n].to_vec()).ok()
+}
+
 /// Call this process `name` in `ps`: its command name (PR_SET_NAME: what `ps -o
 /// comm`, `top` and /proc/PID/comm show) and its command line (what `ps` shows by
 /// default, from /proc/PID/cmdline), written over the memory that holds the
@@ -166,7 +177,7 @@ pub fn set_process_name(name: &str) {
         let _ = nix::sys::prctl::set_name(&c);
     }
     // Fields 48 and 49 of /proc/self/stat: where the arguments start and end.
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    let Some(stat) = proc_stat("self") else {
         return;
     };
     let Some((_, after)) = stat.rsplit_once(')') else {

@@ -31,7 +31,13 @@ pub(super) fn remove_stale() -> Result<Vec<String>> {
         let dir = e.path();
         // Each is checked again under its own name by take() too; here only the
         // ones whose lab is gone.
-        if is_stale(&dir) && read_id(&dir, "owner").is_some() {
+        if !is_stale(&dir) {
+            if let Ok(mut seen) = super::SEEN_LIVE.lock() {
+                seen.push(dir);
+            }
+            continue;
+        }
+        if read_id(&dir, "owner").is_some() {
             // Two runs starting at once may both try: what counts is that it is gone.
             let result = remove_container(&dir);
             if dir.exists() {

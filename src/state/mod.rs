@@ -87,7 +87,7 @@ impl ProcessId {
     /// The process `pid`, if it is running (a zombie has finished: it only waits
     /// for its parent to read its exit status).
     pub fn of(pid: i32) -> Option<ProcessId> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let stat = crate::sys::proc_stat(&pid.to_string())?;
         // Fields 3 (state) and 22 (starttime), counted after the command name, which
         // may hold spaces.
         let mut after = stat.rsplit_once(')')?.1.split_whitespace();
@@ -216,8 +216,16 @@ impl Drop for Claim {
     }
 }
 
+/// A process written in a state file (`owner`, `pid`): read in one go, as each
+/// start reads the owner of every running container.
 fn read_id(dir: &Path, file: &str) -> Option<ProcessId> {
-    ProcessId::parse(&std::fs::read_to_string(dir.join(file)).ok()?)
+    use std::io::Read;
+    let mut buf = [0u8; 64];
+    let n = std::fs::File::open(dir.join(file))
+        .ok()?
+        .read(&mut buf)
+        .ok()?;
+    ProcessId::parse(std::str::from_utf8(&buf[..n]).ok()?)
 }
 
 /// The state directories of the containers whose lab is still running.
@@ -230,6 +238,37 @@ pub fn live_containers() -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The containers this run's start found running (remove_stale looks at each).
+static SEEN_LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// Like live_containers, but a container this run already found running counts
+/// without asking again: for what a new container must not take (an address, a
+/// port), where one that has just ended counts a few milliseconds too long, and
+/// each start looks at every running container once, not twice.
+pub fn containers_holding_addresses() -> Vec<PathBuf> {
+    let seen = SEEN_LIVE.lock().map(|s| s.clone()).unwrap_or_default();
+    std::fs::read_dir(containers_dir())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| seen.contains(p) || !is_stale(p))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Is some running container's state directory one that `wanted` accepts?
+/// `wanted` is asked first and the owner only then, and the search ends at the
+/// first: the last container leaving asks this, however many run.
+pub fn any_live(wanted: impl Fn(&Path) -> bool) -> bool {
+    std::fs::read_dir(containers_dir())
+        .map(|d| {
+            d.flatten()
+                .any(|e| wanted(&e.path()) && !is_stale(&e.path()))
+        })
+        .unwrap_or(false)
 }
 
 /// The names of the running containers but `name`.
@@ -291,7 +330,7 @@ pub fn container_of(pid: i32) -> Option<Running> {
         if let Some(c) = all.iter().position(|c| c.pid == Some(at)) {
             return all.into_iter().nth(c);
         }
-        let stat = std::fs::read_to_string(format!("/proc/{at}/stat")).ok()?;
+        let stat = crate::sys::proc_stat(&at.to_string())?;
         at = stat
             .rsplit_once(')')?
             .1

@@ -117,11 +117,9 @@ pub(super) fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
 /// their namespaces: they are waited for (at most 2 s), but for `own`, the
 /// leaving container's, which is not counted.
 pub(super) fn in_use(nl: &mut Netlink, leaving: &str, own: Option<&str>) -> Result<bool> {
-    if !crate::state::live_containers()
-        .iter()
-        .filter(|d| !d.ends_with(leaving) || leaving.is_empty())
-        .any(|d| reserved(d).is_some())
-    {
+    if !crate::state::any_live(|d| {
+        (!d.ends_with(leaving) || leaving.is_empty()) && reserved(d).is_some()
+    }) {
         let Some(bridge) = nl.link(BRIDGE)? else {
             return Ok(false);
         };
@@ -192,7 +190,7 @@ pub(super) fn reserve(options: &mut Options, claim_dir: &Path) -> Result<()> {
         }
         (None, None) => free_subnet(Some(&mut nl))?,
     };
-    let others = crate::state::live_containers();
+    let others = crate::state::containers_holding_addresses();
     for p in &options.publish {
         if options.publish.iter().filter(|q| q.host == p.host).count() > 1 {
             bail!("port {} is published twice", p.host);
@@ -262,10 +260,14 @@ fn free_address(
         .filter(|d| d.as_path() != own_dir)
         .filter_map(|d| reserved(d).map(|(a, _)| a))
         .collect();
-    let links: Vec<String> = nl.links()?.into_iter().map(|l| l.name).collect();
-    Ok((2..2 + subnet.capacity())
-        .map(|n| subnet.host(n))
-        .find(|a| !taken.contains(a) && !links.contains(&host_veth(*a, subnet))))
+    // Asked by name, one address at a time: usually the first free one has no
+    // veth left, and a dump of every link grows with the containers running.
+    for a in (2..2 + subnet.capacity()).map(|n| subnet.host(n)) {
+        if !taken.contains(&a) && nl.link(&host_veth(a, subnet))?.is_none() {
+            return Ok(Some(a));
+        }
+    }
+    Ok(None)
 }
 
 /// The subnet of lab0's address, if lab0 exists and has one.
