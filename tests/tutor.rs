@@ -32,7 +32,7 @@ impl Screen {
             .map(|(k, v)| format!("export {k}={}; ", v.display()))
             .collect();
         let script = format!(
-            "{exports}export NO_COLOR=1 TERM=xterm; {command}; echo \"EXIT=$?\"; sleep 600"
+            "{exports}export NO_COLOR=1 TERM=xterm; {command}; echo \"EXIT=$?\"; exec sleep 600"
         );
         let ok = Command::new("tmux")
             .args([
@@ -127,9 +127,15 @@ impl Screen {
 
 impl Drop for Screen {
     fn drop(&mut self) {
+        // The pane's last process is `exec sleep`: it ends with the server (a
+        // hangup). The socket tmux leaves goes too.
+        let socket = self.tmux(&["display", "-p", "#{socket_path}"]);
         let _ = Command::new("tmux")
             .args(["-L", &self.socket, "kill-server"])
             .status();
+        if !socket.trim().is_empty() {
+            let _ = std::fs::remove_file(socket.trim());
+        }
     }
 }
 
@@ -368,8 +374,13 @@ fn the_shell_inside_says_where_it_is_and_a_command_gets_no_prompt() {
     }
     let env = [("LAB_HOME", home()), ("LAB_RUN", run_dir())];
     let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
-    let s = Screen::start(&format!("{LAB} step 3 --no-checks --name tutor1"), &env);
-    s.wait_for("[tutor1 · step 3] / #", 1);
+    // With its checks: on a terminal, lab-init waits on it too, and still reaps.
+    let s = Screen::start(&format!("{LAB} step 3 --name tutor1"), &env);
+    let screen = s.wait_for("[tutor1 · step 3] / #", 1);
+    assert!(
+        screen.contains("pass  layer 3: PID 1 reaps orphaned processes"),
+        "{screen}"
+    );
     s.keys(&["cd /etc", "Enter"]);
     s.wait_for("[tutor1 · step 3] /etc #", 1);
     s.keys(&["exit", "Enter"]);
