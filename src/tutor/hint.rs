@@ -120,7 +120,7 @@ pub fn next(step: u8, explain: impl Fn(u8, u8) -> String) -> Result<String> {
                 "What the check saw:".bold(),
                 f.saw
             ));
-            let commands = quoted(check.hint);
+            let commands = to_look(check.hint, &explain(step, f.layer));
             let layer = crate::layers::step(f.layer).and_then(|s| s.layer);
             out.push_str(&format!("{}\n", "See the cause yourself:".bold()));
             if commands.is_empty() {
@@ -167,8 +167,33 @@ fn quoted(hint: &str) -> Vec<String> {
         .collect()
 }
 
+/// The commands of a hint that show the cause, not the ones that fix it: the
+/// layer's own lines (`umount -l /.oldroot`, in `fix`) wait for level 3.
+fn to_look(hint: &str, fix: &str) -> Vec<String> {
+    quoted(hint)
+        .into_iter()
+        .filter(|c| {
+            !console::strip_ansi_codes(fix)
+                .lines()
+                .any(|l| l.trim() == c)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cause_shows_what_to_look_at_not_the_fix() {
+        assert_eq!(
+            super::to_look(
+                "The old root is still mounted: `umount -l /.oldroot` did not run. Look for it with `cat /proc/mounts` inside.",
+                // As on a terminal: in colour.
+                "Layer 2\n  pivot_root . .oldroot\n  \x1b[36mumount -l /.oldroot\x1b[0m\n"
+            ),
+            vec!["cat /proc/mounts".to_string()]
+        );
+    }
+
     #[test]
     fn commands_are_taken_from_a_hint() {
         assert_eq!(
