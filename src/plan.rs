@@ -10,7 +10,7 @@
 use crate::layers::{self, Layer};
 use anyhow::{Context, Result};
 use nix::sched::CloneFlags;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What the student asked for.
 #[derive(Clone, Debug)]
@@ -320,8 +320,14 @@ impl Plan {
         commands.push(Command::at(
             Phase::Teardown,
             0,
-            "the note of this terminal's shell",
-            ForgetShell(note.clone()),
+            match spec.by_hand {
+                true => "the note of this terminal's shell, and the container's directory: empty now, or rmdir says what is left",
+                false => "the note of this terminal's shell",
+            },
+            ForgetShell {
+                note: note.clone(),
+                dir_too: spec.by_hand,
+            },
         ));
         // What the host does with the new process needs its PID: the first such
         // line finds it (in the section of the first layer that needs it).
@@ -459,25 +465,55 @@ impl Action for NoteShell {
 }
 
 /// `rm -f DIR/shell`
-pub struct ForgetShell(pub PathBuf);
+pub struct ForgetShell {
+    pub note: PathBuf,
+    /// Typed by hand, the directory goes too: lab takes no name whose hand
+    /// directory holds anything (see state::Claim::take).
+    pub dir_too: bool,
+}
+
+impl ForgetShell {
+    fn dir(&self) -> &Path {
+        self.note.parent().unwrap_or(&self.note)
+    }
+}
 
 impl Action for ForgetShell {
     fn shell(&self) -> String {
-        format!("rm -f {}", quote_path(&self.0))
+        match self.dir_too {
+            true => format!(
+                "rm -f {} && rmdir {}",
+                quote_path(&self.note),
+                quote_path(self.dir())
+            ),
+            false => format!("rm -f {}", quote_path(&self.note)),
+        }
     }
     fn script(&self) -> String {
-        // And the container's directory, once nothing else is in it.
-        let dir = self.0.parent().unwrap_or(&self.0);
-        format!(
-            "{}; rmdir {} 2>/dev/null || true",
-            self.shell(),
-            quote_path(dir)
-        )
+        match self.dir_too {
+            true => self.shell(),
+            // And the container's directory, once nothing else is in it.
+            false => format!(
+                "rm -f {}; rmdir {} 2>/dev/null || true",
+                quote_path(&self.note),
+                quote_path(self.dir())
+            ),
+        }
     }
     fn apply(&self) -> Result<()> {
-        match std::fs::remove_file(&self.0) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(e).with_context(|| format!("removing {}", self.0.display()))
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        match std::fs::remove_file(&self.note) {
+            Err(e) if !gone(&e) => {
+                return Err(e).with_context(|| format!("removing {}", self.note.display()))
+            }
+            _ => {}
+        }
+        if !self.dir_too {
+            return Ok(());
+        }
+        match std::fs::remove_dir(self.dir()) {
+            Err(e) if !gone(&e) => {
+                Err(e).with_context(|| format!("removing {}", self.dir().display()))
             }
             _ => Ok(()),
         }

@@ -286,7 +286,7 @@ fn kept_on_purpose(home: &Path) -> Vec<String> {
     match count("containers") {
         0 => {}
         n => kept.push(format!(
-            "{n} writable layer(s) kept with --keep ({})",
+            "{n} writable layer(s) left by --keep ({})",
             home.join("containers").display()
         )),
     }

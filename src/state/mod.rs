@@ -134,12 +134,12 @@ impl Claim {
         for candidate in &candidates {
             let path = dir.join(candidate);
             // A container typed by hand (the commands of lab explain, lab script)
-            // keeps its files in hand/NAME: its name is taken, and its files are
-            // never lab's to take or remove.
+            // keeps its files in hand/NAME: its name is taken while anything is
+            // in it, and its files are never lab's to take or remove.
             let by_hand = [run_dir(), home()]
                 .iter()
                 .map(|d| d.join("hand").join(candidate))
-                .find(|d| d.exists());
+                .find(|d| std::fs::read_dir(d).map_or(d.exists(), |mut e| e.next().is_some()));
             if let Some(hand) = by_hand {
                 if name.is_some() {
                     bail!(
