@@ -58,7 +58,7 @@ pub fn examine() -> Vec<Finding> {
     } else {
         missing(
             "root",
-            "not root: lab step needs it, and features are only looked up, not tried",
+            "not root: steps 1 to 8 need it (step 9 may not: see rootless), and features are only looked up, not tried",
             "sudo lab doctor",
         )
     }];
