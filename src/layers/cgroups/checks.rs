@@ -155,12 +155,33 @@ fn memory_limit_kills(p: &Probe) -> Outcome {
     };
     let kills = || read_at(&d.memory, events_file).and_then(|t| field(&t, "oom_kill "));
     let before = kills();
-    // Allocate and touch twice the limit, a megabyte at a time.
+    // Map and touch twice the limit, a page at a time. The kernel may back the
+    // mapping with 2 MB pages (MADV_HUGEPAGE): one fault each instead of 512,
+    // which matters in a container whose CPU is limited too.
     let hog = match crate::sys::fork() {
         Ok(nix::unistd::ForkResult::Child) => {
-            let mut kept: Vec<Vec<u8>> = Vec::new();
-            for _ in 0..((2 * limit) >> 20) + 1 {
-                kept.push(vec![1u8; 1 << 20]);
+            use nix::libc;
+            let len = (((2 * limit) >> 20) + 1) << 20;
+            let len = usize::try_from(len).unwrap_or(usize::MAX >> 1);
+            // SAFETY: a fresh private anonymous mapping of `len` bytes, written
+            // only within it, in a child that exits right after.
+            unsafe {
+                let map = libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                );
+                if map == libc::MAP_FAILED {
+                    std::process::exit(1);
+                }
+                libc::madvise(map, len, libc::MADV_HUGEPAGE);
+                let bytes = map.cast::<u8>();
+                for offset in (0..len).step_by(4096) {
+                    bytes.add(offset).write_volatile(1);
+                }
             }
             std::process::exit(0);
         }
@@ -211,24 +232,37 @@ fn fork_loop_stops(p: &Probe) -> Outcome {
         Ok(p) => p,
         Err(e) => return Outcome::Fail(format!("pipe: {e}")),
     };
-    // A child that forks sleepers until fork fails, reports, and kills them all.
+    // A child that starts sleepers until the kernel refuses one, reports, and
+    // kills them all. Each sleeper is a process of its own that shares the
+    // looper's memory (clone with CLONE_VM, as vfork does): the kernel copies no
+    // page tables, so the loop is quick even in a container whose CPU is limited.
     let looper = match crate::sys::fork() {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(rd);
             let mut sleepers = Vec::new();
+            let mut stacks: Vec<Vec<u8>> = Vec::new();
             let mut error = String::from("none");
             let mut peak = 0;
             for _ in 0..max + 16 {
-                match crate::sys::fork() {
-                    Ok(nix::unistd::ForkResult::Child) => loop {
-                        nix::unistd::pause();
-                    },
-                    Ok(nix::unistd::ForkResult::Parent { child }) => sleepers.push(child),
+                let mut stack = vec![0u8; 16 * 1024];
+                let sleep = Box::new(|| loop {
+                    nix::unistd::pause();
+                });
+                // SAFETY: the new process runs only pause() on a stack of its own,
+                // which stays allocated until it has been killed and reaped.
+                let started = unsafe {
+                    nix::sched::clone(
+                        sleep,
+                        &mut stack,
+                        nix::sched::CloneFlags::CLONE_VM,
+                        Some(nix::libc::SIGCHLD),
+                    )
+                };
+                stacks.push(stack);
+                match started {
+                    Ok(child) => sleepers.push(child),
                     Err(e) => {
-                        error = e
-                            .chain()
-                            .find_map(|c| c.downcast_ref::<nix::Error>())
-                            .map_or(format!("{e}"), |n| format!("{n:?}"));
+                        error = format!("{e:?}");
                         break;
                     }
                 }
@@ -239,6 +273,7 @@ fn fork_loop_stops(p: &Probe) -> Outcome {
                 );
             }
             stop(&sleepers);
+            drop(stacks);
             let _ = writeln!(File::from(wr), "{} {error} {peak}", sleepers.len());
             std::process::exit(0);
         }
@@ -257,7 +292,7 @@ fn fork_loop_stops(p: &Probe) -> Outcome {
     );
     Outcome::from(
         error == "EAGAIN" && peak <= max && forks < max,
-        format!("fork failed with {error} after {forks} forks; pids.current peaked at {peak}, pids.max is {max}"),
+        format!("the kernel refused a new process with {error} after {forks} of them (clone); pids.current peaked at {peak}, pids.max is {max}"),
     )
 }
 
