@@ -157,15 +157,20 @@ pub fn take_signal() -> Option<Signal> {
     }
 }
 
-/// `/proc/PID/stat` in one read: the kernel makes the whole line at once, and
-/// lab reads it for every container each time it looks at the running ones
-/// (`read_to_string` would take six reads of a growing buffer).
-pub fn proc_stat(pid: &str) -> Option<String> {
+/// A small file (at most 4 KB) in one read: `/proc/PID/stat`, which the kernel
+/// makes whole at once, and lab's state files. lab reads them for every running
+/// container at each start, where `read_to_string` would take a statx and two
+/// reads, or six reads of a growing buffer for a file of /proc.
+pub fn read_small(path: &std::path::Path) -> Option<String> {
     use std::io::Read;
-    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
     let mut buf = [0u8; 4096];
-    let n = file.read(&mut buf).ok()?;
+    let n = std::fs::File::open(path).ok()?.read(&mut buf).ok()?;
     String::from_utf8(buf[..n].to_vec()).ok()
+}
+
+/// `/proc/PID/stat` (PID may be `self`), in one read.
+pub fn proc_stat(pid: &str) -> Option<String> {
+    read_small(std::path::Path::new(&format!("/proc/{pid}/stat")))
 }
 
 /// Call this process `name` in `ps`: its command name (PR_SET_NAME: what `ps -o

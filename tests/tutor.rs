@@ -143,6 +143,13 @@ fn tmux_or_skip() -> bool {
     installed_or_skip("tmux", "apt-get install tmux", "the tutor's terminal tests")
 }
 
+/// Root (one test at a time, in a network namespace of its own) and tmux, for
+/// the tests that build containers on a terminal; None, having said why, if not.
+fn privileged_terminal() -> Option<std::sync::MutexGuard<'static, ()>> {
+    let guard = privileged()?;
+    tmux_or_skip().then_some(guard)
+}
+
 /// A home of the test's own: the progress file and the hints go there.
 fn fresh_home(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tutor-{name}"));
@@ -286,12 +293,9 @@ fn host_state() -> (String, String, String, String) {
 
 #[test]
 fn a_walk_on_a_terminal_explains_runs_to_the_end_or_stops_on_ctrl_c() {
-    let Some(_g) = privileged() else {
+    let Some(_g) = privileged_terminal() else {
         return;
     };
-    if !tmux_or_skip() {
-        return;
-    }
     let env = [
         ("LAB_HOME", home()),
         ("LAB_RUN", run_dir()),
@@ -366,12 +370,9 @@ fn a_walk_on_a_terminal_explains_runs_to_the_end_or_stops_on_ctrl_c() {
 
 #[test]
 fn the_shell_inside_says_where_it_is_and_a_command_gets_no_prompt() {
-    let Some(_g) = privileged() else {
+    let Some(_g) = privileged_terminal() else {
         return;
     };
-    if !tmux_or_skip() {
-        return;
-    }
     let env = [("LAB_HOME", home()), ("LAB_RUN", run_dir())];
     let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
     // With its checks: on a terminal, lab-init waits on it too, and still reaps.

@@ -256,13 +256,20 @@ fn inline(line: &str) -> String {
 
 /// `text` in lines of at most `width` columns (words are not broken).
 pub fn wrap(text: &str, width: usize) -> String {
-    let mut out = String::new();
+    words_in_lines(text, width)
+        .iter()
+        .map(|l| format!("{}\n", inline(l)))
+        .collect()
+}
+
+/// The words of `text` in lines of at most `width` characters (a longer word
+/// alone on its line).
+pub fn words_in_lines(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
     let mut line = String::new();
     for word in text.split_whitespace() {
         if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            out.push_str(&inline(&line));
-            out.push('\n');
-            line.clear();
+            lines.push(std::mem::take(&mut line));
         }
         if !line.is_empty() {
             line.push(' ');
@@ -270,10 +277,9 @@ pub fn wrap(text: &str, width: usize) -> String {
         line.push_str(word);
     }
     if !line.is_empty() {
-        out.push_str(&inline(&line));
-        out.push('\n');
+        lines.push(line);
     }
-    out
+    lines
 }
 
 #[cfg(test)]

@@ -216,16 +216,9 @@ impl Drop for Claim {
     }
 }
 
-/// A process written in a state file (`owner`, `pid`): read in one go, as each
-/// start reads the owner of every running container.
+/// A process written in a state file (`owner`, `pid`).
 fn read_id(dir: &Path, file: &str) -> Option<ProcessId> {
-    use std::io::Read;
-    let mut buf = [0u8; 64];
-    let n = std::fs::File::open(dir.join(file))
-        .ok()?
-        .read(&mut buf)
-        .ok()?;
-    ProcessId::parse(std::str::from_utf8(&buf[..n]).ok()?)
+    ProcessId::parse(&crate::sys::read_small(&dir.join(file))?)
 }
 
 /// The state directories of the containers whose lab is still running.

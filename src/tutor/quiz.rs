@@ -132,24 +132,12 @@ pub fn questions(lesson: &Lesson) -> Result<Vec<Question>> {
 
 /// `text` after `first`, in lines of at most 80 columns, the next ones indented
 /// as far as `first` is long.
+/// `text` after `first`, in lines of 80 characters, the lines after the first
+/// indented under it.
 fn hang(first: &str, text: &str) -> String {
     let indent = " ".repeat(first.chars().count());
-    let mut out = first.to_string();
-    let mut column = out.chars().count();
-    for (i, word) in text.split_whitespace().enumerate() {
-        let len = word.chars().count();
-        if i > 0 && column + 1 + len > 80 {
-            out.push('\n');
-            out.push_str(&indent);
-            column = indent.len();
-        } else if i > 0 {
-            out.push(' ');
-            column += 1;
-        }
-        out.push_str(word);
-        column += len;
-    }
-    out
+    let lines = crate::lesson::words_in_lines(text, 80usize.saturating_sub(indent.len()));
+    format!("{first}{}", lines.join(&format!("\n{indent}")))
 }
 
 fn join(text: &mut String, more: &str) {
