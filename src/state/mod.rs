@@ -357,10 +357,12 @@ pub fn find(name: &str) -> Result<(Running, i32)> {
 }
 
 /// For the tests of cleanup only: with `LAB_FAULT=MODE:N` in the environment, at
-/// the N-th point where lab has just made something on the host (counted from 1),
-/// lab dies by SIGKILL (`kill`), fails as if that step had failed (`error`), or
-/// panics (`panic`). Without LAB_FAULT it does nothing. `LAB_FAULT_LOG=FILE`
-/// appends each point's number and name to FILE, for the test to say where.
+/// the N-th point where lab has just made something on the host (counted from 1,
+/// or the point's name instead of N), lab dies by SIGKILL (`kill`), fails as if
+/// that step had failed (`error`), panics (`panic`), or gets SIGINT and goes on,
+/// as when Ctrl-C comes at that moment (`interrupt`). Without LAB_FAULT it does
+/// nothing. `LAB_FAULT_LOG=FILE` appends each point's number and name to FILE,
+/// for the test to say where.
 pub fn fault_point(what: &str) -> Result<()> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static COUNT: AtomicUsize = AtomicUsize::new(0);
@@ -379,10 +381,14 @@ pub fn fault_point(what: &str) -> Result<()> {
         }
     }
     let (mode, at) = fault.split_once(':').unwrap_or((&fault, "0"));
-    if at.parse::<usize>().ok() != Some(n) {
+    if at.parse::<usize>().ok() != Some(n) && at != what {
         return Ok(());
     }
     match mode {
+        "interrupt" => {
+            let _ = kill(Pid::this(), Signal::SIGINT);
+            Ok(())
+        }
         "kill" => {
             let _ = kill(Pid::this(), Signal::SIGKILL);
             loop {
