@@ -91,11 +91,11 @@ fn assert_same(before: &[(&str, String)], after: &[(&str, String)], what: &str) 
     }
 }
 
-/// One step, faulted at each point in turn until it runs to the end.
-fn fault_every_point(mode: &str, step: &str, args: &[&str]) -> usize {
+/// One step, faulted at each point in turn until it runs to the end. After each
+/// run the host must be as `before`.
+fn fault_every_point(before: &[(&str, String)], mode: &str, step: &str, args: &[&str]) -> usize {
     let log = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fault-points");
     for n in 1.. {
-        let before = host_state();
         let _ = std::fs::remove_file(&log);
         let out = lab_isolated()
             .args(["step", step])
@@ -111,7 +111,7 @@ fn fault_every_point(mode: &str, step: &str, args: &[&str]) -> usize {
         if out.status.success() {
             // n is past the last point: the run went through.
             assert!(n > 1 && points.lines().count() < n, "{what}");
-            assert_same(&before, &host_state(), &what);
+            assert_same(before, &host_state(), &what);
             return n - 1;
         }
         match mode {
@@ -155,7 +155,7 @@ fn fault_every_point(mode: &str, step: &str, args: &[&str]) -> usize {
                 );
             }
         }
-        assert_same(&before, &host_state(), &what);
+        assert_same(before, &host_state(), &what);
     }
     unreachable!()
 }
@@ -171,9 +171,11 @@ fn killed_failing_or_panicking_at_any_point_lab_leaves_nothing() {
         ("9", &["--no-checks", "--publish", "8080:80"]),
         ("5", &["--publish", "8081:80"]),
     ];
+    // Each run is compared with the host as it was before the first.
+    let before = host_state();
     for mode in ["kill", "error", "panic"] {
         for (step, args) in runs {
-            let points = fault_every_point(mode, step, args);
+            let points = fault_every_point(&before, mode, step, args);
             assert!(points >= 20, "lab step {step}: only {points} fault points");
             eprintln!("{mode}: lab step {step} {args:?}: {points} points, nothing left at any");
         }
