@@ -118,7 +118,12 @@ fn steps_6_to_9_pass_on_pure_cgroup_v2_in_a_vm() {
         log.contains("a published port reaches a server in the container\", \"passed\": true"),
         "{log}"
     );
-    // The v2 files, not v1's: the OOM kill is counted in memory.events.
+    // The v2 files, not v1's: the CPU quota's stop is counted in cpu.stat, the
+    // OOM kill in memory.events.
+    assert!(
+        log.contains("then none until the next (cpu.stat nr_throttled 0 -> 1)"),
+        "{log}"
+    );
     assert!(log.contains("memory.events oom_kill 0 -> 1"), "{log}");
     // Under a cgroup that holds processes (as a systemd session does), lab
     // explains the no-internal-process rule and leaves nothing behind.

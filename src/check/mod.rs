@@ -27,7 +27,7 @@ pub use host::{
     remove_left_fixtures, Before, HostFacts,
 };
 use probe::run_inside;
-pub use probe::{enter, join_first, join_last, namespaces_to_enter};
+pub use probe::{enter, join_first, join_last, namespaces_to_enter, start_inside};
 
 use crate::layers::Gathered;
 use anyhow::Result;

@@ -87,6 +87,88 @@ fn probe_main(
     }
 }
 
+/// Processes started in the container from the host, for a check that watches
+/// them from outside its limits (a watcher inside would be throttled with what it
+/// watches). One process joins the container as the probe does and starts `n`
+/// children there, with the container's restrictions, each running `body`. They
+/// die with lab (PR_SET_PDEATHSIG) and when this is dropped.
+pub struct Started {
+    joiner: Pid,
+    /// Their PIDs as the host numbers them.
+    pub pids: Vec<Pid>,
+}
+
+pub fn start_inside(target: Pid, n: usize, body: fn() -> !) -> Result<Started> {
+    use nix::sys::signal::Signal::SIGKILL;
+    let confine = join_last(target)?;
+    let (read_end, write_end) = nix::unistd::pipe().context("pipe")?;
+    match sys::fork()? {
+        ForkResult::Child => {
+            drop(read_end);
+            let _ = nix::sys::prctl::set_pdeathsig(SIGKILL);
+            let mut out = File::from(write_end);
+            if let Err(e) = join(target) {
+                let _ = write!(out, "!{e:#}");
+                std::process::exit(1);
+            }
+            // After setns into the pid namespace, only children are inside it.
+            let mut pids = String::new();
+            for _ in 0..n {
+                match sys::fork() {
+                    Ok(ForkResult::Child) => {
+                        // Without lab's pipe: lab reads until every writer is gone.
+                        sys::close_inherited();
+                        let _ = nix::sys::prctl::set_pdeathsig(SIGKILL);
+                        if confine.iter().try_for_each(|a| a.apply()).is_err() {
+                            std::process::exit(1);
+                        }
+                        body();
+                    }
+                    Ok(ForkResult::Parent { child }) => pids.push_str(&format!("{child}\n")),
+                    Err(_) => break,
+                }
+            }
+            let _ = out.write_all(pids.as_bytes());
+            drop(out);
+            while nix::sys::wait::wait().is_ok() {}
+            std::process::exit(0);
+        }
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            let mut said = String::new();
+            File::from(read_end).read_to_string(&mut said)?;
+            if let Some(e) = said.strip_prefix('!') {
+                let _ = waitpid(child, None);
+                anyhow::bail!("could not join the container: {e}");
+            }
+            let started = Started {
+                joiner: child,
+                pids: said
+                    .lines()
+                    .filter_map(|l| l.parse().ok())
+                    .map(Pid::from_raw)
+                    .collect(),
+            };
+            if started.pids.len() != n {
+                anyhow::bail!(
+                    "could not start {n} processes in the container (started {})",
+                    started.pids.len()
+                );
+            }
+            Ok(started)
+        }
+    }
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        for p in &self.pids {
+            let _ = nix::sys::signal::kill(*p, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = waitpid(self.joiner, None);
+    }
+}
+
 /// Run `check` in a child process that has taken on the container's restrictions
 /// (`confine`): what it changes in itself (its root, its namespaces, its
 /// privileges) goes with it. Its /tmp is a tmpfs of its own, so that the scratch

@@ -1,9 +1,10 @@
 //! Layer 6, part 4: the checks, which make the kernel enforce each limit.
 //!
-//! The probe joins the container's cgroups, then exhausts memory (an OOM kill),
-//! forks until the pids limit stops it, and spins to measure the CPU quota. The
-//! cgroup directories are opened on the host first: after pivot_root the
-//! container cannot see /sys/fs/cgroup.
+//! The probe joins the container's cgroups, then exhausts memory (an OOM kill)
+//! and forks until the pids limit stops it. For the CPU quota, busy loops spin in
+//! the container while lab watches them from the host. The cgroup directories are
+//! opened on the host first: after pivot_root the container cannot see
+//! /sys/fs/cgroup.
 
 use super::hierarchy::*;
 use crate::check::{Check, Kind, Outcome, Probe};
@@ -38,7 +39,7 @@ pub(super) fn checks(_step: u8) -> Vec<Check> {
             layer: 6,
             name: "busy loops get about the CPU share of the limit",
             hint: "Either the busy loops got more CPU than the quota allows (see cpu.max on v2, cpu.cfs_quota_us and cpu.cfs_period_us on v1), or the machine was too busy for them to reach the quota, so the kernel never had to throttle them: run the step again when the machine is idle.",
-            kind: Kind::Confined(cpu_share_limited),
+            kind: Kind::Host(cpu_share_limited),
         },
         // Limits root inside could lift itself (escapes.rs).
         crate::layers::escapes::cgroup_limits(),
@@ -51,7 +52,6 @@ pub(super) struct ProbeDirs {
     pub version: Version,
     pub memory: File,
     pub cpu: File,
-    pub usage: File,
     pub pids: File,
     pub memory_path: String,
     /// lab's own memory cgroup, read on the host before the probe joined.
@@ -85,7 +85,6 @@ pub(super) fn probe_dirs(target: &str) -> Result<ProbeDirs> {
         version,
         memory,
         cpu: dir("cpu")?.0,
-        usage: dir("cpuacct").or_else(|_| dir("cpu"))?.0,
         pids: dir("pids")?.0,
         memory_path,
     })
@@ -306,7 +305,16 @@ fn stop(spinners: &[nix::unistd::Pid]) {
     }
 }
 
+/// Busy loops in the container, watched from the host. The kernel gives a cgroup
+/// its quota of CPU time in each period and stops (throttles) its processes once
+/// they have spent it, until the next period begins; then it counts the stop
+/// (nr_throttled in cpu.stat) and lets them run again. So: watch the loops' own
+/// CPU clocks until a period ends with a stop counted; what they got in it is
+/// what the quota allows, and they can die at once (a throttled process cannot
+/// even die until its cgroup gets CPU again). The watcher is lab, outside the
+/// container's cgroup: inside, it would be stopped with the loops.
 fn cpu_share_limited(p: &Probe) -> Outcome {
+    use std::time::{Duration, Instant};
     let d = match dirs(p) {
         Ok(d) => d,
         Err(o) => return o,
@@ -339,95 +347,95 @@ fn cpu_share_limited(p: &Probe) -> Outcome {
         ));
     }
     let loops = configured.ceil() as usize + 1;
-    // Microseconds of CPU the cgroup has used.
-    let usage = || -> Option<f64> {
-        match d.version {
-            Version::V2 => read_at(&d.usage, "cpu.stat")
-                .and_then(|t| field(&t, "usage_usec "))
-                .map(|u| u as f64),
-            Version::V1 => read_at(&d.usage, "cpuacct.usage")
-                .and_then(|s| s.trim().parse::<f64>().ok())
-                .map(|ns| ns / 1000.0),
-        }
-    };
-    // The kernel's own count (cpu.stat, in both versions): of the periods in
-    // which the cgroup wanted CPU, and of those at whose quota it was stopped.
+    // The kernel's counts (cpu.stat, in both versions): of the periods in which
+    // the cgroup wanted CPU, and of those in which it was stopped.
     let counts = || {
         let t = read_at(&d.cpu, "cpu.stat")?;
         Some((field(&t, "nr_periods ")?, field(&t, "nr_throttled ")?))
     };
-    let (before, counted_before) = (usage(), counts());
-    let start = std::time::Instant::now();
-    let mut spinners = Vec::new();
-    for _ in 0..loops {
-        match crate::sys::fork() {
-            Ok(nix::unistd::ForkResult::Child) => loop {
-                std::hint::spin_loop();
-            },
-            Ok(nix::unistd::ForkResult::Parent { child }) => spinners.push(child),
-            Err(e) => {
-                stop(&spinners);
-                return Outcome::Fail(format!("{e:#}"));
+    let spin = || -> ! {
+        loop {
+            std::hint::spin_loop();
+        }
+    };
+    let started = match crate::check::start_inside(p.target, loops, spin) {
+        Ok(s) => s,
+        Err(e) => return Outcome::Fail(format!("{e:#}")),
+    };
+    // The CPU time of the loops, in microseconds: each process's CPU clock, which
+    // the kernel brings up to date when it is read.
+    let clocks: Vec<_> = started
+        .pids
+        .iter()
+        .filter_map(|pid| nix::time::clock_getcpuclockid(*pid).ok())
+        .collect();
+    let used = || -> f64 {
+        clocks
+            .iter()
+            .filter_map(|c| nix::time::clock_gettime(*c).ok())
+            .map(|t| t.tv_sec() as f64 * 1e6 + t.tv_nsec() as f64 / 1e3)
+            .sum()
+    };
+    let tick = Duration::from_micros(200);
+    let give_up =
+        Instant::now() + Duration::from_micros(4 * period as u64) + Duration::from_millis(200);
+    // The kernel notices a spent quota at its next timer tick, so the loops may
+    // run over it by a tick on each CPU (and get that much less next period).
+    let over = quota * 1.25 + 10_000.0;
+    let counted_before = counts();
+    let (mut this_period, mut since_start) = (counted_before, used());
+    // Until a period ends in which the kernel stopped them.
+    let got = loop {
+        std::thread::sleep(tick);
+        // The clocks first: a period that starts between the two reads shows as
+        // new, with what the loops got in the one that ended.
+        let now = used();
+        let counted = counts();
+        if now - since_start > over || Instant::now() > give_up {
+            break None;
+        }
+        if let (Some((p0, t0)), Some((p, t))) = (this_period, counted) {
+            if p != p0 && t > t0 {
+                break Some(now - since_start);
+            }
+            if p != p0 {
+                (this_period, since_start) = (counted, now);
             }
         }
+    };
+    let (counted, all) = (counts(), used());
+    drop(started);
+    if clocks.len() != loops {
+        return Outcome::Fail("could not read the busy loops' CPU clocks".into());
     }
-    // Until the kernel has stopped the loops at their quota in two periods (two
-    // tenths of a second by default), or half a second has passed.
-    let mut counted = counted_before;
-    let enough = |now: Option<(u64, u64)>| {
-        now.zip(counted_before).is_some_and(|((p, t), (p0, t0))| {
-            t.saturating_sub(t0) >= 2 && p.saturating_sub(p0) >= 2
-        })
+    let throttled = match (counted_before, counted) {
+        (Some((_, t0)), Some((_, t))) => format!("cpu.stat nr_throttled {t0} -> {t}"),
+        _ => "no nr_throttled in cpu.stat".into(),
     };
-    while start.elapsed() < std::time::Duration::from_millis(500) && !enough(counted) {
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        counted = counts();
-    }
-    stop(&spinners);
-    let elapsed = start.elapsed().as_secs_f64() * 1e6;
-    let (Some(b), Some(a)) = (before, usage()) else {
-        return Outcome::Fail("no CPU usage counter (cpu.stat or cpuacct.usage)".into());
-    };
-    let (periods, stops) = counts()
-        .zip(counted_before)
-        .map_or((0, 0), |((p, t), (p0, t0))| {
-            (p.saturating_sub(p0), t.saturating_sub(t0))
-        });
-    // Per period when the kernel counted them (the first and last are partial
-    // in wall time, not in the kernel's count), else over the wall time.
-    let measured = match periods {
-        0 => (a - b) / elapsed,
-        n => (a - b) / (n as f64 * period),
-    };
-    let said = format!(
-        "{loops} busy loops for {:.2} s ({periods} periods of {:.0} ms) used {measured:.2} of a CPU per period; the limit is {configured:.2}",
-        elapsed / 1e6,
+    let quota_said = format!(
+        "the quota is {:.1} ms every {:.0} ms, {configured:.2} of a CPU",
+        quota / 1000.0,
         period / 1000.0
     );
-    // A throttled loop cannot use more than its quota in any one period, but
-    // the loops ran across every period their wall time touched, partial ones
-    // at the start and the end included, which the kernel's count may leave
-    // out: at most one quota for each of those (seen in the cgroup v2 VM on a
-    // busy machine: 0.78 of a CPU over 2 counted periods in 0.23 s at 0.50, that
-    // is 0.156 s of the 0.20 s that 4 periods allow). Without a limit, 2 loops
-    // use twice the wall time. The limit is shown at work when the kernel had
-    // to stop the loop, or when the loop got close to the quota; on a busy
-    // machine it may get less than its quota without ever being stopped, which
-    // proves nothing.
-    let touched = (elapsed / period).ceil() + 1.0;
-    if a - b > quota * touched * 1.05 + 1000.0 {
-        Outcome::Fail(format!(
-            "{said}: more than the limit ({:.3} s of CPU, where {touched:.0} periods allow {:.3} s)",
-            (a - b) / 1e6,
-            quota * touched / 1e6
-        ))
-    } else if stops > 0 {
-        Outcome::Pass(format!("{said}; the kernel throttled them {stops} times"))
-    } else if measured >= configured * 0.8 {
-        Outcome::Pass(said)
-    } else {
-        Outcome::Fail(format!(
-            "{said}, and was never throttled: the machine was too busy for the loop to reach its quota"
-        ))
+    match got {
+        Some(us) => Outcome::Pass(format!(
+            "{loops} busy loops got {:.1} ms of CPU in a period, then none until the next ({throttled}){}; {quota_said}",
+            us / 1000.0,
+            if us < quota * 0.75 {
+                ": the container's other processes had used the rest"
+            } else if us > quota * 1.02 {
+                ": the kernel looks at the quota at its timer ticks, so they ran over it a little (and get that much less next period)"
+            } else {
+                ""
+            }
+        )),
+        None if all - since_start > over => Outcome::Fail(format!(
+            "{loops} busy loops got {:.1} ms of CPU in one period; {quota_said}",
+            (all - since_start) / 1000.0
+        )),
+        None => Outcome::Fail(format!(
+            "{loops} busy loops were never stopped in {:.0} ms ({throttled}); {quota_said}: the machine may be too busy for them to reach it",
+            4.0 * period / 1000.0 + 200.0
+        )),
     }
 }
