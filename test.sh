@@ -27,7 +27,10 @@ if [ "$(id -u)" = 0 ]; then
   fi
   # The lessons and slides are rendered in headless Chromium (tests/render.rs);
   # Marp, for the slides, comes from the npm registry.
-  need_packages chromium graphviz # graphviz: the diagrams (scripts/diagrams.sh)
+  # graphviz: the diagrams (scripts/diagrams.sh); fonts-liberation: the deck is
+  # laid out for Arial's widths (Liberation Sans on Linux): with DejaVu Sans
+  # alone, wider, three slides run past their edges.
+  need_packages chromium graphviz fonts-liberation
   command -v npm >/dev/null || need_packages npm
   scripts/cgroup2-vm.sh --fetch target/tmp/vm
   find_cargo
