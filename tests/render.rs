@@ -296,6 +296,6 @@ window.addEventListener('load', () => {
     assert_eq!(
         attr("data-overflow").as_deref(),
         Some(""),
-        "these slides overflow"
+        "these slides overflow (the deck is laid out for Arial's widths: is fonts-liberation installed? fc-match Arial says which font stands in)"
     );
 }
