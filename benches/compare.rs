@@ -194,6 +194,7 @@ fn main() {
     };
     let mut checked = vec![verify(5), verify(7)];
     time_rows(&mut checked, rounds.min(7), smoke);
+    let parts = where_time_goes(&lab, (&home, &run), rounds, smoke);
     drop(holder);
     // And alone, with a pause before each, as a student runs them.
     let mut checked_alone = vec![verify(5), verify(7)];
@@ -245,6 +246,8 @@ fn main() {
         times: vec![],
     }];
     script[0].command.env("LAB_RUN", &run);
+    // The script's lab0 must not meet the last one lab is still removing.
+    wait_until(|| !run.join("lab0-removal").exists());
     time_rows(&mut script, rounds.min(11), smoke);
     let mut alone = paused;
     alone.extend(back_to_back);
@@ -290,6 +293,7 @@ fn main() {
     for m in &missing {
         println!("\n{m} is not installed: its row is left out.");
     }
+    print!("{parts}");
     println!(
         "\n### Containers sharing lab0\n\n`lab step 7 --no-checks -- /bin/true` (its setup and teardown) \
          while other containers of step 7 run.\n"
@@ -333,6 +337,123 @@ fn time_rows_after(rows: &mut [Row], rounds: usize, smoke: bool, pause: Duration
             }
         }
     }
+}
+
+/// Where the time of `lab step 7 --no-checks -- /bin/true` goes, lab0 held: its
+/// phases (the milestones `LAB_TIMINGS=1` prints) and its slowest commands,
+/// medians over `rounds` runs, as a Markdown section.
+fn where_time_goes(
+    lab: &dyn Fn(&[&str]) -> Command,
+    (home, run): (&Path, &Path),
+    rounds: usize,
+    smoke: bool,
+) -> String {
+    // (phase, times) in the order lab reaches them; the same for commands.
+    let mut phases: Vec<(String, Vec<Duration>)> = Vec::new();
+    let mut commands: Vec<(String, Vec<Duration>)> = Vec::new();
+    let mut walls = Vec::new();
+    let add = |list: &mut Vec<(String, Vec<Duration>)>, name: &str, d: Duration| match list
+        .iter_mut()
+        .find(|(n, _)| n == name)
+    {
+        Some((_, times)) => times.push(d),
+        None => list.push((name.to_string(), vec![d])),
+    };
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let out = lab(&["step", "7", "--no-checks", "--", "/bin/true"])
+            .env("LAB_TIMINGS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run lab");
+        let wall = start.elapsed();
+        assert!(out.status.success(), "lab step 7 with LAB_TIMINGS=1");
+        walls.push(wall);
+        let mut last = Duration::ZERO;
+        for line in String::from_utf8_lossy(&out.stderr).lines() {
+            let Some(rest) = line.strip_prefix("lab timing: ") else {
+                continue;
+            };
+            let Some((ms, what)) = rest.trim_start().split_once(" ms") else {
+                continue;
+            };
+            let Ok(ms) = ms.parse::<f64>() else { continue };
+            let d = Duration::from_secs_f64(ms / 1000.0);
+            match what.strip_prefix(" since the start: ") {
+                Some(milestone) => {
+                    add(&mut phases, milestone, d.saturating_sub(last));
+                    last = d;
+                }
+                // Named with lab's own directories, as a student sees them.
+                None => {
+                    let what = what
+                        .trim()
+                        .replace(home.to_str().unwrap(), "/var/lib/lab")
+                        .replace(run.to_str().unwrap(), "/run/lab");
+                    add(&mut commands, &same_for_every_container(&what), d)
+                }
+            }
+        }
+        add(
+            &mut phases,
+            "lab's own process: exec until the clock starts, and exit",
+            wall.saturating_sub(last),
+        );
+    }
+    if smoke {
+        return String::new();
+    }
+    let mut out = format!(
+        "\n### Where step 7's time goes\n\n`LAB_TIMINGS=1 lab step 7 --no-checks -- /bin/true`, lab0 held, \
+         {rounds} runs, medians: each phase up to the milestone it ends at.\n\n\
+         | phase, ending at | median ms |\n|---|---:|\n"
+    );
+    for (name, times) in &phases {
+        out += &format!("| {name} | {:.2} |\n", median(times));
+    }
+    out += &format!("| in all (wall time) | {:.2} |\n", median(&walls));
+    commands.sort_by(|a, b| median(&b.1).total_cmp(&median(&a.1)));
+    out += "\nIts eight slowest commands (the kernel's work for each, done by system calls):\n\n\
+            | command | median ms |\n|---|---:|\n";
+    for (name, times) in commands.iter().take(8) {
+        let name = if name.len() > 90 {
+            format!(
+                "{}...",
+                &name[..name.char_indices().nth(87).map_or(name.len(), |(i, _)| i)]
+            )
+        } else {
+            name.clone()
+        };
+        out += &format!("| `{name}` | {:.3} |\n", median(times));
+    }
+    out
+}
+
+/// A command with what differs from one container to the next (the veth's number,
+/// its MAC address, the address in the subnet) as N.
+fn same_for_every_container(command: &str) -> String {
+    let words: Vec<String> = command
+        .split(' ')
+        .map(|w| {
+            let numbered = w.starts_with("lab-veth") || w.starts_with("10.200.");
+            let mac = w.len() == 17 && w.matches(':').count() == 5;
+            if mac {
+                "02:00:...:N".to_string()
+            } else if numbered {
+                // The last number: the veth's, or the address's last byte.
+                let cut = w
+                    .rfind(|c: char| !c.is_ascii_digit() && c != '/')
+                    .map_or(0, |i| i + 1);
+                let (head, tail) = w.split_at(cut);
+                let suffix = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+                format!("{head}N{suffix}")
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    words.join(" ")
 }
 
 /// Step 7 started while 0, 9 and 49 other containers of step 7 run on lab0.
