@@ -131,14 +131,28 @@ impl Claim {
             Some(n) => vec![n.to_string()],
             None => (1..=999).map(|i| format!("c{i}")).collect(),
         };
+        // Read once, not for each name tried: the containers the start found
+        // running (remove_stale), whose names are taken, and the names under the
+        // directories of containers typed by hand.
+        let running = SEEN_LIVE.lock().map(|s| s.clone()).unwrap_or_default();
+        let hands = [run_dir().join("hand"), home().join("hand")];
+        let in_hand: Vec<std::ffi::OsString> = hands
+            .iter()
+            .flat_map(|h| std::fs::read_dir(h).into_iter().flatten().flatten())
+            .map(|e| e.file_name())
+            .collect();
         for candidate in &candidates {
             let path = dir.join(candidate);
+            if name.is_none() && running.contains(&path) {
+                continue;
+            }
             // A container typed by hand (the commands of lab explain, lab script)
             // keeps its files in hand/NAME: its name is taken while anything is
             // in it, and its files are never lab's to take or remove.
-            let by_hand = [run_dir(), home()]
+            let by_hand = hands
                 .iter()
-                .map(|d| d.join("hand").join(candidate))
+                .map(|h| h.join(candidate))
+                .filter(|d| in_hand.iter().any(|n| d.file_name() == Some(n.as_os_str())))
                 .find(|d| std::fs::read_dir(d).map_or(d.exists(), |mut e| e.next().is_some()));
             if let Some(hand) = by_hand {
                 if name.is_some() {

@@ -156,7 +156,8 @@ pub(super) fn wait_for_veth_gone(address: &str) {
 
 /// The address a container's state holds, with its subnet.
 pub(super) fn reserved(dir: &Path) -> Option<(Ipv4Addr, Subnet)> {
-    let text = std::fs::read_to_string(dir.join("address")).ok()?;
+    // One read: a start reads this of every running container.
+    let text = crate::sys::read_small(&dir.join("address"))?;
     let (ip, prefix) = text.trim().split_once('/')?;
     let ip: Ipv4Addr = ip.parse().ok()?;
     let prefix: u8 = prefix.parse().ok()?;
