@@ -9,6 +9,8 @@
 //!   bundles of a copy of the same root filesystem, with pid, network, ipc, uts
 //!   and mount namespaces and a 64 MB memory limit), and `bench/floor.c`: clone
 //!   with every namespace flag, pivot_root, /proc, exec, the least it takes;
+//! - where step 7's time goes: the phases and slowest commands that
+//!   `LAB_TIMINGS=1` prints, medians over the rounds;
 //! - step 7 while 0, 9 and 49 other containers share lab0 (1, 10, 50 in all);
 //! - without root (as user nobody): `lab step 9 --no-checks` beside `unshare
 //!   --user --map-root-user` and `bwrap --unshare-user` on the same root

@@ -151,8 +151,8 @@ impl Claim {
             // in it, and its files are never lab's to take or remove.
             let by_hand = hands
                 .iter()
+                .filter(|_| in_hand.iter().any(|n| n == candidate.as_str()))
                 .map(|h| h.join(candidate))
-                .filter(|d| in_hand.iter().any(|n| d.file_name() == Some(n.as_os_str())))
                 .find(|d| std::fs::read_dir(d).map_or(d.exists(), |mut e| e.next().is_some()));
             if let Some(hand) = by_hand {
                 if name.is_some() {
