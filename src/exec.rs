@@ -2,8 +2,10 @@
 //! program in one of them.
 //!
 //! A container is nothing but processes in namespaces and cgroups, so "entering"
-//! one is joining them: write our PID to the container's `cgroup.procs` files,
-//! `setns(2)` into each of its namespaces, and take its root. That is what
+//! one is joining them: write our PID to the container's `cgroup.procs` files
+//! (on cgroup v1 lab writes 0 to `tasks`, the same move for a process of one
+//! thread, and quicker: layers/cgroups/syscalls.rs), `setns(2)` into each of its
+//! namespaces, and take its root. That is what
 //! `nsenter -t PID -m -u -i -n -p -r -w` does (and `docker exec`, which also joins
 //! the cgroups). setns into a pid namespace only applies to the children made
 //! afterwards, so the program is started by one more fork.
