@@ -376,6 +376,9 @@ fn cpu_share_limited(p: &Probe) -> Outcome {
             .map(|t| t.tv_sec() as f64 * 1e6 + t.tv_nsec() as f64 / 1e3)
             .sum()
     };
+    if clocks.len() != loops {
+        return Outcome::Fail("could not read the busy loops' CPU clocks".into());
+    }
     let tick = Duration::from_micros(200);
     let give_up =
         Instant::now() + Duration::from_micros(4 * period as u64) + Duration::from_millis(200);
@@ -405,9 +408,6 @@ fn cpu_share_limited(p: &Probe) -> Outcome {
     };
     let (counted, all) = (counts(), used());
     drop(started);
-    if clocks.len() != loops {
-        return Outcome::Fail("could not read the busy loops' CPU clocks".into());
-    }
     let throttled = match (counted_before, counted) {
         (Some((_, t0)), Some((_, t))) => format!("cpu.stat nr_throttled {t0} -> {t}"),
         _ => "no nr_throttled in cpu.stat".into(),

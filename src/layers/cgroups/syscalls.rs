@@ -138,21 +138,28 @@ impl Action for JoinCgroups {
         lines.join("; ")
     }
     fn apply(&self) -> Result<()> {
-        let (file, value) = match self.0 {
-            // On v1, 0 in `tasks` moves the thread that writes it: for lab's
-            // child, one thread, the same move as its PID in cgroup.procs,
-            // without the machine-wide lock (it waits for an RCU grace period)
-            // that moving a whole process takes. v2 has no such shortcut.
-            Version::V1 => ("tasks", "0".to_string()),
-            // $$: our own PID as this pid namespace numbers it (1); the kernel
-            // reads it in the writer's namespace, as it does for `echo $$`.
-            Version::V2 => ("cgroup.procs", std::process::id().to_string()),
-        };
         for d in &self.1 {
-            WriteFile::new(d.join(file), &value).apply()?;
+            move_self_into(d, self.0)?;
         }
         Ok(())
     }
+}
+
+/// Move the calling process, of one thread (lab and its children are), into
+/// the cgroup `dir`: what `echo $$ > DIR/cgroup.procs` does.
+fn move_self_into(dir: &Path, version: Version) -> Result<()> {
+    let (file, value) = match version {
+        // On v1, 0 in `tasks` moves the thread that writes it: for a process
+        // of one thread, the same move as its PID in cgroup.procs, without the
+        // machine-wide lock (it waits for an RCU grace period, about 10 ms
+        // here) that moving a whole process takes. v2 has no such shortcut.
+        Version::V1 => ("tasks", "0".to_string()),
+        // $$: our own PID as our pid namespace numbers it (1 for a container's
+        // first process); the kernel reads it in the writer's namespace, as it
+        // does for `echo $$`.
+        Version::V2 => ("cgroup.procs", std::process::id().to_string()),
+    };
+    WriteFile::new(dir.join(file), &value).apply()
 }
 
 impl Action for RemoveCgroups {
@@ -257,20 +264,15 @@ impl Action for JoinCgroupsOf {
     }
     fn apply(&self) -> Result<()> {
         for procs in &self.0 {
-            // On v1, 0 in the `tasks` beside it, as the container's first process
-            // does (JoinCgroups): lab is one thread, so that is the same move,
-            // without the lock that moving a whole process takes and its wait
-            // for an RCU grace period (about 10 ms each here). v2 has no `tasks`.
-            let tasks = procs.with_file_name("tasks");
-            let joined = match std::fs::OpenOptions::new().write(true).open(&tasks) {
-                Ok(mut f) => std::io::Write::write_all(&mut f, b"0")
-                    .with_context(|| format!("echo 0 > {}", tasks.display())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    WriteFile::new(procs.to_path_buf(), std::process::id()).apply()
-                }
-                Err(e) => Err(e).with_context(|| format!("opening {}", tasks.display())),
+            let dir = procs
+                .parent()
+                .context("a cgroup.procs file without a directory")?;
+            // On a hybrid machine the list holds both: a v1 cgroup has `tasks`.
+            let version = match dir.join("tasks").exists() {
+                true => Version::V1,
+                false => Version::V2,
             };
-            joined.context("joining the container's cgroups")?;
+            move_self_into(dir, version).context("joining the container's cgroups")?;
         }
         Ok(())
     }
