@@ -209,6 +209,71 @@ fn nat_and_published_ports_work_from_outside_even_with_forward_drop() {
     );
 }
 
+/// lab's rules as iptables-save prints them, without counters.
+fn lab_rule_lines() -> Vec<String> {
+    settled();
+    let out = Command::new("iptables-save").output().unwrap();
+    text(&out)
+        .lines()
+        .filter(|l| l.starts_with("-A") && l.contains("LAB-"))
+        .map(String::from)
+        .collect()
+}
+
+/// A container's published ports are added and removed together (one
+/// iptables-restore each way): when it leaves while another container stays,
+/// its rules go and the other's stay, even if one of its rules was removed by
+/// hand meanwhile (then the removal looks at what is there first).
+#[test]
+fn a_leaving_containers_published_ports_go_and_the_others_stay() {
+    let _g = privileged!();
+    let _outside = Outside::new();
+    let before = host_network();
+    let holder = start(&["--no-checks", "-p", "8090:80", "--", "sleep", "4391"]);
+    wait_for_process("sleep 4391");
+    let held = lab_rule_lines();
+    for by_hand in [false, true] {
+        let web = start(&[
+            "--no-checks",
+            "-p",
+            "8091:80",
+            "-p",
+            "8092:81",
+            "--",
+            "sleep",
+            "4392",
+        ]);
+        wait_for_process("sleep 4392");
+        let with_web = lab_rule_lines();
+        let added: Vec<&String> = with_web.iter().filter(|l| !held.contains(l)).collect();
+        // DNAT and FORWARD for each port.
+        assert_eq!(added.len(), 4, "{added:#?}");
+        for port in ["8091", "8092"] {
+            assert!(added
+                .iter()
+                .any(|l| l.contains(&format!("--dport {port} "))));
+        }
+        if by_hand {
+            let dnat = added
+                .iter()
+                .find(|l| l.contains("--dport 8092 "))
+                .unwrap()
+                .replacen("-A", "-D", 1);
+            let args: Vec<&str> = dnat.split_whitespace().collect();
+            let ok = Command::new("iptables")
+                .args(["-t", "nat"])
+                .args(&args)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "{dnat}");
+        }
+        assert_eq!(web.stop().code(), Some(143));
+        assert_eq!(lab_rule_lines(), held, "by hand: {by_hand}");
+    }
+    holder.stop();
+    assert_eq!(host_network(), before);
+}
+
 #[test]
 fn network_errors_are_clear_and_leave_nothing() {
     let _g = privileged!();

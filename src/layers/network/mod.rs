@@ -246,18 +246,17 @@ fn commands(spec: &Spec) -> Vec<Command> {
     ];
     // Printed one by one; applied together, by the first (iptables.rs: batch).
     let shared = shared_rules(&net.subnet, &masquerade_out);
-    let all: Vec<_> = shared.iter().map(|r| r.iptables.clone()).collect();
-    for (i, rule) in shared.into_iter().enumerate() {
-        let mut iptables = rule.iptables;
-        if i == 0 {
-            iptables.with = all.clone();
-        }
-        c.push(host(rule.why, Box::new(iptables)));
+    for (why, iptables) in grouped(shared.into_iter().map(|r| (r.why, r.iptables))) {
+        c.push(host(why, Box::new(iptables)));
     }
-    for p in &net.publish {
-        for rule in publish_rules(&net, p) {
-            c.push(host(rule.why, Box::new(rule.iptables)));
-        }
+    // A container's published ports: printed one by one, applied together.
+    let own: Vec<Rule> = net
+        .publish
+        .iter()
+        .flat_map(|p| publish_rules(&net, p))
+        .collect();
+    for (why, iptables) in grouped(own.into_iter().map(|r| (r.why, r.iptables))) {
+        c.push(host(why, Box::new(iptables)));
     }
     c.push(host(
         "a place on the host for the container's own /etc files: the root filesystem stays as it is",
@@ -333,14 +332,10 @@ fn commands(spec: &Spec) -> Vec<Command> {
     }
 
     // After exit: the container's own pieces, then what it shared, if it was the last.
-    for p in &net.publish {
-        for rule in publish_rules(&net, p) {
-            c.push(at(
-                Phase::Teardown,
-                "remove the published port's rule",
-                Box::new(rule.iptables.undo()),
-            ));
-        }
+    let own = net.publish.iter().flat_map(|p| publish_rules(&net, p));
+    let undo = own.map(|r| ("remove the published port's rule", r.iptables.undo()));
+    for (why, iptables) in grouped(undo) {
+        c.push(at(Phase::Teardown, why, Box::new(iptables)));
     }
     c.push(at(
         Phase::Teardown,

@@ -87,7 +87,7 @@ fn sweep_now(leaving: &str) -> Result<bool> {
         // The last container leaving: after lab has gone (or now, if that
         // process cannot be started).
         false => {
-            if let Err(e) = take_down_later() {
+            if let Err(e) = take_down_later(own.as_deref()) {
                 let _ = std::fs::remove_file(removal_record());
                 take_down(&mut nl)?;
                 return Err(e);
@@ -109,26 +109,40 @@ fn take_down(nl: &mut Netlink) -> Result<()> {
         }
         _ => {}
     }
-    if iptables_path().is_ok() {
+    // The rules' removal and lab0's each end in a wait in the kernel (grace
+    // periods, 30-40 ms each here): the restore goes on in its own process while
+    // lab0 goes.
+    let rules = iptables_path().is_ok().then(|| {
         // Which subnet does not matter here: the MASQUERADE rule goes with its chain.
         let undo = shared_undo_rules(&default_subnet(), "");
-        let undo: Vec<&Iptables> = undo.iter().collect();
         // Every shared line recorded: they are all there, and go in one restore
         // as they are; otherwise (or if it fails) what is there is looked up first.
         let all_there = shared_rules(&default_subnet(), "")
             .iter()
             .filter(|r| r.iptables.op == Op::NewChain || !r.iptables.chain.starts_with("LAB-"))
             .all(|r| recorded.lines().any(|l| l.starts_with(&r.iptables.shell())));
-        if !(all_there && restore(&restore_input(&undo)).is_ok()) {
-            batch(&undo)?;
-        }
-    }
+        let running = all_there
+            .then(|| Restore::start(&restore_input(&undo.iter().collect::<Vec<_>>())).ok())
+            .flatten();
+        (undo, running)
+    });
     if forwarding_record().exists() {
         std::fs::write(IP_FORWARD, "0").with_context(|| format!("writing {IP_FORWARD}"))?;
         let _ = std::fs::remove_file(forwarding_record());
     }
+    let bridge = delete_bridge(nl);
+    if let Some((undo, running)) = rules {
+        if !running.is_some_and(|r| r.finish().is_ok()) {
+            batch(&undo.iter().collect::<Vec<_>>())?;
+        }
+    }
+    bridge
+}
+
+/// `ip link del lab0`, if lab0 is a bridge (an interface of another kind by that
+/// name is not lab's).
+fn delete_bridge(nl: &mut Netlink) -> Result<()> {
     if let Some(l) = nl.link(BRIDGE)? {
-        // Only a bridge: an interface of another kind by that name is not lab's.
         if l.kind.as_deref() == Some("bridge") {
             match nl.delete_link(l.index) {
                 Err(e) if e.downcast_ref() == Some(&nix::errno::Errno::ENODEV) => {}
@@ -148,12 +162,14 @@ fn removal_record() -> PathBuf {
 
 /// Taking down what containers share makes the kernel wait until no CPU can
 /// still use what goes (an RCU grace period: about 40 ms for lab0, 25 for the
-/// rules here), and the departing containers' veths go first: none of it need
-/// hold the student's prompt. A process of its own does it after lab has gone,
-/// under the network lock, if lab0 is still unused then; the note in LAB_RUN
-/// says so until it is done, and whoever needs lab0 next (a run, `lab clean`,
-/// the checks after exit) waits for it, or finishes it if that process died.
-fn take_down_later() -> Result<()> {
+/// rules here): it need not hold the student's prompt. A process of its own does
+/// it after lab has gone, under the network lock, if lab0 is still unused then;
+/// the note in LAB_RUN says so until it is done, and whoever needs lab0 next (a
+/// run, `lab clean`, the checks after exit) waits for it, or finishes it if that
+/// process died. The leaving container's veth (`own`) is not waited for: the
+/// kernel removes it with the container's namespace, another 40 ms or so of
+/// grace periods, at the same time as lab0 (it leaves the bridge with it).
+fn take_down_later(own: Option<&str>) -> Result<()> {
     use nix::unistd::ForkResult;
     let record = removal_record();
     // Written first, by lab: a note of a removal is never missing while one runs.
@@ -174,7 +190,7 @@ fn take_down_later() -> Result<()> {
                 let _ = nix::unistd::dup2_stdout(&null);
                 let _ = nix::unistd::dup2_stderr(&null);
             }
-            let _ = finish_removal();
+            let _ = finish_removal(own);
             std::process::exit(0);
         }
         ForkResult::Parent { child } => {
@@ -188,12 +204,16 @@ fn take_down_later() -> Result<()> {
 }
 
 /// Take down what containers share if nothing uses lab0 (after the departing
-/// veths are gone), under the network lock, then the note.
-fn finish_removal() -> Result<()> {
+/// veths but `own` are gone), under the network lock, then the note: when it is
+/// gone, so is `own` (whoever waits for the note finds the host as it was).
+fn finish_removal(own: Option<&str>) -> Result<()> {
     let _lock = lock()?;
     let mut nl = Netlink::open()?;
-    if !in_use(&mut nl, "", None)? {
+    if !in_use(&mut nl, "", own)? {
         take_down(&mut nl)?;
+    }
+    if let Some(own) = own {
+        wait_until_gone(&mut nl, |l| l == own)?;
     }
     match std::fs::remove_file(removal_record()) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
@@ -212,7 +232,7 @@ pub(super) fn settle_removal() {
         // lab is gone too, nobody will.)
         let young = text.is_empty() && start.elapsed() < std::time::Duration::from_millis(200);
         if !(alive || young) || start.elapsed() > std::time::Duration::from_secs(5) {
-            let _ = finish_removal();
+            let _ = finish_removal(None);
             return;
         }
         std::thread::sleep(std::time::Duration::from_micros(500));
