@@ -110,6 +110,13 @@ for n in 6 7 8 9; do
   echo "LAB-JSON step=$n"; cat /tmp/out; echo "LAB-STDERR"; cat /tmp/err; echo "LAB-END"
   echo "LAB-RESULT step=$n rc=$rc"
 done
+# The container's first process is born in its cgroup (clone3 with
+# CLONE_INTO_CGROUP), at step 6 and from the host at step 9: LAB_TIMINGS says so.
+for n in 6 9; do
+  LAB_TIMINGS=1 lab step $n --no-checks -- cat /proc/self/cgroup > /tmp/out 2> /tmp/err
+  rc=$?
+  echo "LAB-BORN step=$n rc=$rc in=$(grep "^0::" /tmp/out) $(grep -o 'done by clone3[^]]*' /tmp/err)"
+done
 # What a systemd host does: this shell sits in a cgroup of its own, as a login
 # session does. A cgroup under it cannot get controllers (no-internal-process
 # rule): lab must say so, and leave nothing behind.

@@ -179,6 +179,12 @@ pub trait Action {
     }
     /// Do it with system calls, the way the shell command would.
     fn apply(&self) -> Result<()>;
+    /// A line that puts the container's first process in a cgroup (v2) names
+    /// it here: lab starts that process in it (`clone3` with `CLONE_INTO_CGROUP`,
+    /// see sys::clone_into), and `apply` finds the work done.
+    fn born_in(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// A line of the plan: which layer it belongs to, when it runs, why, and what.
@@ -365,6 +371,11 @@ impl Plan {
         self.namespaces
             .iter()
             .fold(CloneFlags::empty(), |f, (_, ns)| f | ns.clone_flag())
+    }
+
+    /// The cgroup the container's first process is born in, if a line names one.
+    pub fn born_in(&self) -> Option<&std::path::Path> {
+        self.commands.iter().find_map(|c| c.action.born_in())
     }
 
     /// The `unshare` line that enters every namespace of the step, if any.

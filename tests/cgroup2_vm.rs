@@ -125,6 +125,14 @@ fn steps_6_to_9_pass_on_pure_cgroup_v2_in_a_vm() {
         "{log}"
     );
     assert!(log.contains("memory.events oom_kill 0 -> 1"), "{log}");
+    // The container's first process is born in its cgroup: lab's own join
+    // (through cgroup.procs, about 10 ms of a machine-wide lock) is not needed.
+    for step in ["6", "9"] {
+        let born = format!(
+            "LAB-BORN step={step} rc=0 in=0::/lab/c1 done by clone3: born in the cgroup, CLONE_INTO_CGROUP"
+        );
+        assert!(log.lines().any(|l| l.trim() == born), "{born}:\n{log}");
+    }
     // Under a cgroup that holds processes (as a systemd session does), lab
     // explains the no-internal-process rule and leaves nothing behind.
     assert_eq!(result("busy").as_deref(), Some("1"), "{log}");

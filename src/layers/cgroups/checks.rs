@@ -379,14 +379,19 @@ fn cpu_share_limited(p: &Probe) -> Outcome {
     if clocks.len() != loops {
         return Outcome::Fail("could not read the busy loops' CPU clocks".into());
     }
-    let tick = Duration::from_micros(200);
-    let give_up =
-        Instant::now() + Duration::from_micros(4 * period as u64) + Duration::from_millis(200);
+    // (Each look costs the loops CPU on a machine of one CPU: not too often.)
+    let tick = Duration::from_micros(500);
+    // Only a machine too busy to give the loops their quota gets this far; a
+    // missing limit shows sooner, as a period in which they got more.
+    let waited = Duration::from_micros(10 * period as u64) + Duration::from_millis(200);
+    let start = Instant::now();
+    let give_up = start + waited;
     // The kernel notices a spent quota at its next timer tick, so the loops may
     // run over it by a tick on each CPU (and get that much less next period).
     let over = quota * 1.25 + 10_000.0;
     let counted_before = counts();
-    let (mut this_period, mut since_start) = (counted_before, used());
+    let clocks_at_start = used();
+    let (mut this_period, mut since_start) = (counted_before, clocks_at_start);
     // Until a period ends in which the kernel stopped them.
     let got = loop {
         std::thread::sleep(tick);
@@ -434,8 +439,10 @@ fn cpu_share_limited(p: &Probe) -> Outcome {
             (all - since_start) / 1000.0
         )),
         None => Outcome::Fail(format!(
-            "{loops} busy loops were never stopped in {:.0} ms ({throttled}); {quota_said}: the machine may be too busy for them to reach it",
-            4.0 * period / 1000.0 + 200.0
+            "{loops} busy loops were never stopped in {:.0} ms ({throttled}): they got {:.1} ms of CPU in all, {:.2} of a CPU; {quota_said}: the machine is too busy for them to reach it. Try again when it is idle (top shows what else runs)",
+            waited.as_secs_f64() * 1000.0,
+            all / 1000.0 - clocks_at_start / 1000.0,
+            (all - clocks_at_start) / 1e6 / start.elapsed().as_secs_f64()
         )),
     }
 }

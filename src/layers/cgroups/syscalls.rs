@@ -138,10 +138,20 @@ impl Action for JoinCgroups {
         lines.join("; ")
     }
     fn apply(&self) -> Result<()> {
+        if self.born_in().is_some() && crate::sys::born_in_cgroup() {
+            return Ok(());
+        }
         for d in &self.1 {
             move_self_into(d, self.0)?;
         }
         Ok(())
+    }
+    /// On v2, one cgroup: lab's container's first process is born in it.
+    fn born_in(&self) -> Option<&Path> {
+        match (self.0, self.1.as_slice()) {
+            (Version::V2, [dir]) => Some(dir),
+            _ => None,
+        }
     }
 }
 
@@ -280,6 +290,7 @@ impl Action for JoinCgroupsOf {
 
 /// `echo "$PID" > DIR/cgroup.procs` for every DIR, from the host (step 9).
 pub(super) struct JoinFromHost {
+    pub(super) version: Version,
     pub(super) dirs: Vec<PathBuf>,
     pub(super) container: String,
 }
@@ -299,11 +310,21 @@ impl Action for JoinFromHost {
         )
     }
     fn apply(&self) -> Result<()> {
+        if self.born_in().is_some() && crate::sys::born_in_cgroup() {
+            return Ok(());
+        }
         let pid = crate::state::first_pid(&self.container)?;
         for d in &self.dirs {
             WriteFile::new(d.join("cgroup.procs"), pid).apply()?;
         }
         Ok(())
+    }
+    /// As for [`JoinCgroups`]: lab (root) starts the process in it.
+    fn born_in(&self) -> Option<&Path> {
+        match (self.version, self.dirs.as_slice()) {
+            (Version::V2, [dir]) => Some(dir),
+            _ => None,
+        }
     }
 }
 
@@ -360,4 +381,45 @@ pub fn cgroups_to_join(target: &str) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Action;
+
+    /// On v2 the container's first process is born in its one cgroup, from the
+    /// inside (step 6) and from the host (step 9); on v1, with a cgroup per
+    /// controller, it joins them.
+    #[test]
+    fn only_v2_joins_are_done_at_birth() {
+        let v2 = vec![PathBuf::from("/sys/fs/cgroup/lab/c1")];
+        let v1 = vec![
+            PathBuf::from("/sys/fs/cgroup/memory/lab/c1"),
+            PathBuf::from("/sys/fs/cgroup/pids/lab/c1"),
+        ];
+        let inside = |version, dirs: &Vec<PathBuf>| {
+            JoinCgroups(version, dirs.clone())
+                .born_in()
+                .map(Path::to_path_buf)
+        };
+        let host = |version, dirs: &Vec<PathBuf>| {
+            JoinFromHost {
+                version,
+                dirs: dirs.clone(),
+                container: "c1".into(),
+            }
+            .born_in()
+            .map(Path::to_path_buf)
+        };
+        assert_eq!(inside(Version::V2, &v2), Some(v2[0].clone()));
+        assert_eq!(host(Version::V2, &v2), Some(v2[0].clone()));
+        assert_eq!(inside(Version::V1, &v1), None);
+        assert_eq!(host(Version::V1, &v1), None);
+        // What a shell types stays the move through cgroup.procs.
+        assert_eq!(
+            JoinCgroups(Version::V2, v2.clone()).shell(),
+            "echo $$ > /sys/fs/cgroup/lab/c1/cgroup.procs"
+        );
+    }
 }
