@@ -2,7 +2,8 @@
 //!
 //! `sudo bench/run` builds what it needs and runs this (`cargo bench --bench
 //! compare`), which times `/bin/true` started in a container by:
-//! - `lab step N --no-checks` for N = 1..9, and `lab verify 5` and `lab verify 7`
+//! - `lab step N --no-checks` for N = 1..9 (and step 5 with two published ports),
+//!   and `lab verify 5` and `lab verify 7`
 //!   (every check), with lab0 held by another container and alone;
 //! - the commands of `lab script N` run by bash: the same layers as shell commands;
 //! - `unshare ... chroot`, `bwrap --unshare-all`, `crun run` and `runc run` (OCI
@@ -166,6 +167,25 @@ fn main() {
             like(n),
             lab(&["step", &s, "--no-checks", "--", "/bin/true"]),
         );
+        if n == 5 {
+            // Two published ports: four rules added and removed (one
+            // iptables-restore each way).
+            row(
+                "lab step 5 --no-checks, 2 published ports",
+                like(5),
+                lab(&[
+                    "step",
+                    "5",
+                    "--no-checks",
+                    "-p",
+                    "8091:80",
+                    "-p",
+                    "8092:81",
+                    "--",
+                    "/bin/true",
+                ]),
+            );
+        }
         let script = tmp.join(format!("step-{n}.sh"));
         // Printed with the benchmark's own directories: the script's overlay
         // layers and /etc files go there, not in the machine's /var/lib/lab.
