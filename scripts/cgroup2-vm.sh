@@ -105,7 +105,7 @@ echo "LAB-CGROUP2 $(cat /sys/fs/cgroup/cgroup.controllers)"
 lab doctor > /tmp/out 2>&1
 echo "LAB-DOCTOR rc=$?"; sed 's/^/LAB-DOCTOR /' /tmp/out
 for n in 6 7 8 9; do
-  lab verify $n --json --publish 8080:80 > /tmp/out 2> /tmp/err
+  LAB_TIMINGS=1 lab verify $n --json --publish 8080:80 > /tmp/out 2> /tmp/err
   rc=$?
   echo "LAB-JSON step=$n"; cat /tmp/out; echo "LAB-STDERR"; cat /tmp/err; echo "LAB-END"
   echo "LAB-RESULT step=$n rc=$rc"
@@ -117,6 +117,11 @@ for n in 6 9; do
   rc=$?
   echo "LAB-BORN step=$n rc=$rc in=$(grep "^0::" /tmp/out) $(grep -o 'done by clone3[^]]*' /tmp/err)"
 done
+# lab exec's program is born in the container's cgroup too.
+lab step 6 --no-checks --name ex -- sleep 60 > /dev/null 2>&1 &
+for i in $(seq 100); do [ -e /run/lab/containers/ex/pid ] && break; sleep 0.1; done
+echo "LAB-EXEC $(lab exec ex -- cat /proc/self/cgroup 2>/dev/null | grep '^0::')"
+kill $!; wait $!
 # What a systemd host does: this shell sits in a cgroup of its own, as a login
 # session does. A cgroup under it cannot get controllers (no-internal-process
 # rule): lab must say so, and leave nothing behind.

@@ -147,7 +147,9 @@ pub fn exec(name: &str, command: &[String]) -> Result<i32> {
     ));
     // The terminal sends Ctrl-C to the program inside; lab only waits for it.
     sys::ignore_keyboard_signals()?;
-    match sys::fork()? {
+    // Born in the container's cgroup (v2), if it has one: see sys::fork_into.
+    let birth = entry.first.iter().find_map(|a| a.born_in());
+    match sys::fork_into(birth)?.0 {
         ForkResult::Child => {
             let code = match enter_and_run(&entry, command, (name, step)) {
                 Ok(code) => code,
@@ -167,7 +169,8 @@ pub fn exec(name: &str, command: &[String]) -> Result<i32> {
 /// In a child of lab: join, then fork the program so that it is inside the pid
 /// namespace too.
 fn enter_and_run(entry: &Entry, command: &[String], (name, step): (&str, u8)) -> Result<i32> {
-    for action in &entry.first {
+    // Asked again: the cgroup this process was born in (sys::fork_into) is joined.
+    for action in check::join_first(entry.pid, step)? {
         action.apply()?;
     }
     check::enter(entry.pid)?;

@@ -109,6 +109,18 @@ fn clone3_into_cgroup(flags: CloneFlags, dir: &Path) -> Result<ForkResult> {
     }
 }
 
+/// `fork(2)`; with `cgroup`, a cgroup v2 directory, the child is born in it, as
+/// in [`clone_into`] (or, should clone3 refuse, born where lab is). Says which.
+pub fn fork_into(cgroup: Option<&Path>) -> Result<(ForkResult, bool)> {
+    if let Some(dir) = cgroup {
+        flush_stdio();
+        if let Ok(forked) = clone3_into_cgroup(CloneFlags::empty(), dir) {
+            return Ok((forked, true));
+        }
+    }
+    Ok((fork()?, false))
+}
+
 /// Plain `fork(2)`.
 pub fn fork() -> Result<ForkResult> {
     flush_stdio();

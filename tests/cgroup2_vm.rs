@@ -133,6 +133,16 @@ fn steps_6_to_9_pass_on_pure_cgroup_v2_in_a_vm() {
         );
         assert!(log.lines().any(|l| l.trim() == born), "{born}:\n{log}");
     }
+    // So are the checks' probe (each verify, steps 6 to 9) and lab exec's program.
+    let probes = log
+        .lines()
+        .filter(|l| l.contains("lab timing: the probe is born in the container's cgroup: clone3 with CLONE_INTO_CGROUP"))
+        .count();
+    assert_eq!(probes, 4, "{log}");
+    assert!(
+        log.lines().any(|l| l.trim() == "LAB-EXEC 0::/lab/ex"),
+        "{log}"
+    );
     // Under a cgroup that holds processes (as a systemd session does), lab
     // explains the no-internal-process rule and leaves nothing behind.
     assert_eq!(result("busy").as_deref(), Some("1"), "{log}");

@@ -21,7 +21,13 @@ pub(super) fn run_inside(checks: &[Check], which: &[usize], probe: &Probe) -> Re
     // Read on the host, before joining: what the container's processes may not do.
     let confine = join_last(probe.target)?;
     let (read_end, write_end) = nix::unistd::pipe().context("pipe")?;
-    match sys::fork()? {
+    let birth = birth_cgroup(probe.target);
+    let (forked, born) = sys::fork_into(birth.as_deref())?;
+    let parent = matches!(forked, ForkResult::Parent { .. });
+    if born && parent && std::env::var_os("LAB_TIMINGS").is_some() {
+        errln!("lab timing: the probe is born in the container's cgroup: clone3 with CLONE_INTO_CGROUP");
+    }
+    match forked {
         ForkResult::Child => {
             drop(read_end);
             let code = match probe_main(checks, which, probe, &confine, write_end) {
@@ -102,7 +108,7 @@ pub fn start_inside(target: Pid, n: usize, body: fn() -> !) -> Result<Started> {
     use nix::sys::signal::Signal::SIGKILL;
     let confine = join_last(target)?;
     let (read_end, write_end) = nix::unistd::pipe().context("pipe")?;
-    match sys::fork()? {
+    match sys::fork_into(birth_cgroup(target).as_deref())?.0 {
         ForkResult::Child => {
             drop(read_end);
             let _ = nix::sys::prctl::set_pdeathsig(SIGKILL);
@@ -258,6 +264,13 @@ pub fn join(target: Pid) -> Result<()> {
         action.apply()?;
     }
     enter(target)
+}
+
+/// The cgroup (v2) of `target` that a process joining it can be born in
+/// (sys::fork_into), instead of moving there: joining then finds it done.
+pub fn birth_cgroup(target: Pid) -> Option<std::path::PathBuf> {
+    let first = join_first(target, crate::layers::last_step()).ok()?;
+    first.iter().find_map(|a| a.born_in().map(Into::into))
 }
 
 /// What the layers up to `step` do first when a process joins the container of

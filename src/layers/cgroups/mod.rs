@@ -66,8 +66,8 @@ impl super::Hooks for CgroupHooks {
     /// Join the container's cgroups, as its own processes are (what `docker exec`
     /// does too), while /sys/fs/cgroup is still in view.
     fn join_first(&self, target: Pid) -> anyhow::Result<Option<Box<dyn Action>>> {
-        let files = cgroups_to_join(&target.to_string())?;
-        Ok((!files.is_empty()).then(|| Box::new(JoinCgroupsOf(files)) as Box<dyn Action>))
+        let dirs = cgroups_to_join(&target.to_string())?;
+        Ok((!dirs.is_empty()).then(|| Box::new(JoinCgroupsOf(dirs)) as Box<dyn Action>))
     }
     /// The cgroups a killed run made, once its processes are gone.
     fn forget(&self, state: &Path) {

@@ -260,31 +260,32 @@ impl Action for Unavailable {
 }
 
 /// `echo $$ > DIR/cgroup.procs` for the cgroups of a running container: the
-/// calling process joins them (the probe, `lab exec`).
-pub(super) struct JoinCgroupsOf(pub(super) Vec<PathBuf>);
+/// calling process joins them (the probe, `lab exec`). On a hybrid machine the
+/// list may hold both versions.
+pub(super) struct JoinCgroupsOf(pub(super) Vec<(Version, PathBuf)>);
 
 impl Action for JoinCgroupsOf {
     fn shell(&self) -> String {
         let lines: Vec<String> = self
             .0
             .iter()
-            .map(|procs| format!("echo $$ > {}", quote_path(procs)))
+            .map(|(_, dir)| format!("echo $$ > {}", quote_path(&dir.join("cgroup.procs"))))
             .collect();
         lines.join(" && ")
     }
     fn apply(&self) -> Result<()> {
-        for procs in &self.0 {
-            let dir = procs
-                .parent()
-                .context("a cgroup.procs file without a directory")?;
-            // On a hybrid machine the list holds both: a v1 cgroup has `tasks`.
-            let version = match dir.join("tasks").exists() {
-                true => Version::V1,
-                false => Version::V2,
-            };
-            move_self_into(dir, version).context("joining the container's cgroups")?;
+        for (version, dir) in &self.0 {
+            move_self_into(dir, *version).context("joining the container's cgroups")?;
         }
         Ok(())
+    }
+    /// Its v2 cgroup: a process that joins can be born there instead
+    /// (sys::fork_into); asked again after the fork, this list no longer holds it.
+    fn born_in(&self) -> Option<&Path> {
+        self.0
+            .iter()
+            .find(|(version, _)| *version == Version::V2)
+            .map(|(_, dir)| dir.as_path())
     }
 }
 
@@ -349,13 +350,13 @@ pub(super) fn remove_recorded(state: &Path, wait: bool) {
     let _ = remove_unused_parents();
 }
 
-/// The `cgroup.procs` files of the cgroups of process `target` that the calling
-/// process is not in.
-pub fn cgroups_to_join(target: &str) -> Result<Vec<PathBuf>> {
+/// The cgroups of process `target` that the calling process is not in, with
+/// their versions.
+pub fn cgroups_to_join(target: &str) -> Result<Vec<(Version, PathBuf)>> {
     let text = std::fs::read_to_string(format!("/proc/{target}/cgroup"))?;
     let mounts =
         crate::mountinfo::parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo")?);
-    let mut files = Vec::new();
+    let mut dirs = Vec::new();
     for line in text.lines() {
         let mut f = line.splitn(3, ':');
         let (Some(_), Some(controllers), Some(path)) = (f.next(), f.next(), f.next()) else {
@@ -365,22 +366,23 @@ pub fn cgroups_to_join(target: &str) -> Result<Vec<PathBuf>> {
         if cgroup_of("self", key).as_deref() == Some(path) {
             continue;
         }
-        let mount = mounts.iter().find(|m| {
-            if controllers.is_empty() {
-                m.fs_type == "cgroup2"
-            } else {
-                m.fs_type == "cgroup" && m.options.split(',').any(|o| o == key)
-            }
+        // The v2 line has no controllers: its hierarchy is the cgroup2 mount.
+        let version = match controllers.is_empty() {
+            true => Version::V2,
+            false => Version::V1,
+        };
+        let mount = mounts.iter().find(|m| match version {
+            Version::V2 => m.fs_type == "cgroup2",
+            Version::V1 => m.fs_type == "cgroup" && m.options.split(',').any(|o| o == key),
         });
         if let Some(m) = mount {
-            files.push(
-                Path::new(&m.mount_point)
-                    .join(path.trim_start_matches('/'))
-                    .join("cgroup.procs"),
-            );
+            dirs.push((
+                version,
+                Path::new(&m.mount_point).join(path.trim_start_matches('/')),
+            ));
         }
     }
-    Ok(files)
+    Ok(dirs)
 }
 
 #[cfg(test)]
