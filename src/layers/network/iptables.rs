@@ -387,8 +387,11 @@ impl Restore {
             .context("iptables-restore's input")
             .and_then(|mut stdin| Ok(stdin.write_all(input.as_bytes())?));
         // (Closed: it reads to the end of its input.)
-        let running = Restore(child);
-        written.map(|()| running)
+        if let Err(e) = written {
+            let _ = child.wait();
+            return Err(e);
+        }
+        Ok(Restore(child))
     }
 
     /// Wait until it has exited; what it said if it refused.

@@ -126,15 +126,15 @@ fn take_down(nl: &mut Netlink) -> Result<()> {
             .flatten();
         (undo, running)
     });
-    if forwarding_record().exists() {
-        std::fs::write(IP_FORWARD, "0").with_context(|| format!("writing {IP_FORWARD}"))?;
-        let _ = std::fs::remove_file(forwarding_record());
-    }
     let bridge = delete_bridge(nl);
     if let Some((undo, running)) = rules {
         if !running.is_some_and(|r| r.finish().is_ok()) {
             batch(&undo.iter().collect::<Vec<_>>())?;
         }
+    }
+    if forwarding_record().exists() {
+        std::fs::write(IP_FORWARD, "0").with_context(|| format!("writing {IP_FORWARD}"))?;
+        let _ = std::fs::remove_file(forwarding_record());
     }
     bridge
 }
