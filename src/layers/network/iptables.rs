@@ -473,3 +473,47 @@ pub fn iptables_path() -> Result<PathBuf> {
     }
     bail!("iptables not found: step 5 needs it for NAT and published ports (apt-get install iptables)")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first line of a group carries all of them. The shared lines after it
+    /// are still checked against the record one by one; a container's own lines
+    /// after the first are done by it.
+    #[test]
+    fn a_group_is_applied_by_its_first_line() {
+        let shared = shared_rules(&default_subnet(), "");
+        let n = shared.len();
+        let shared = grouped(shared.into_iter().map(|r| (r.why, r.iptables)));
+        assert_eq!(shared[0].1.with.len(), n);
+        assert!(shared[1..]
+            .iter()
+            .all(|(_, r)| r.with.is_empty() && !r.carried));
+        let own = |port: u16| {
+            Iptables::new(
+                Some("nat"),
+                Op::Delete,
+                "LAB-DNAT",
+                &format!("-p tcp --dport {port} -j DNAT --to-destination 10.200.0.2:80"),
+                false,
+            )
+        };
+        let own = grouped([((), own(8080)), ((), own(8081))]);
+        let first: Vec<String> = own[0].1.with.iter().map(|r| r.shell()).collect();
+        assert_eq!(
+            first,
+            [
+                "iptables -t nat -D LAB-DNAT -p tcp --dport 8080 -j DNAT --to-destination 10.200.0.2:80",
+                "iptables -t nat -D LAB-DNAT -p tcp --dport 8081 -j DNAT --to-destination 10.200.0.2:80",
+            ]
+        );
+        assert!(!own[0].1.carried && own[1].1.carried);
+        // Both go in one restore, in the nat table.
+        let lines: Vec<&Iptables> = own[0].1.with.iter().collect();
+        assert_eq!(
+            restore_input(&lines),
+            "*nat\n-D LAB-DNAT -p tcp --dport 8080 -j DNAT --to-destination 10.200.0.2:80\n-D LAB-DNAT -p tcp --dport 8081 -j DNAT --to-destination 10.200.0.2:80\nCOMMIT\n"
+        );
+    }
+}
