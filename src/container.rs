@@ -430,7 +430,7 @@ pub(crate) fn timed(c: &crate::plan::Command) -> Result<()> {
     let start = std::time::Instant::now();
     let done = c.action.apply();
     // (A line whose work clone3 did: see sys::clone_into.)
-    let how = match c.action.born_in().is_some() && sys::born_in_cgroup() {
+    let how = match c.action.done_at_birth() {
         true => "  [done by clone3: born in the cgroup, CLONE_INTO_CGROUP]",
         false => "",
     };

@@ -185,6 +185,11 @@ pub trait Action {
     fn born_in(&self) -> Option<&std::path::Path> {
         None
     }
+    /// Whether clone3 did this line's work: this run's container's first
+    /// process was born in the cgroup it names.
+    fn done_at_birth(&self) -> bool {
+        self.born_in().is_some() && crate::sys::born_in_cgroup()
+    }
 }
 
 /// A line of the plan: which layer it belongs to, when it runs, why, and what.

@@ -138,7 +138,7 @@ impl Action for JoinCgroups {
         lines.join("; ")
     }
     fn apply(&self) -> Result<()> {
-        if self.born_in().is_some() && crate::sys::born_in_cgroup() {
+        if self.done_at_birth() {
             return Ok(());
         }
         for d in &self.1 {
@@ -311,7 +311,7 @@ impl Action for JoinFromHost {
         )
     }
     fn apply(&self) -> Result<()> {
-        if self.born_in().is_some() && crate::sys::born_in_cgroup() {
+        if self.done_at_birth() {
             return Ok(());
         }
         let pid = crate::state::first_pid(&self.container)?;
