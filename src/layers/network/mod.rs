@@ -339,7 +339,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
     }
     c.push(at(
         Phase::Teardown,
-        "nothing to delete by hand: when the container's last process exits, the kernel removes its network namespace, and with it both ends of the veth pair, in the background. This waits until the host's end is gone (lab does not wait: its next container takes another address while this name is taken, and the removal of lab0 waits for it)",
+        "nothing to delete by hand: when the container's last process exits, the kernel removes its network namespace, and with it both ends of the veth pair, in the background. This waits until the host's end is gone (lab does not wait: its next container takes another address while this name is taken, and when the last container leaves, the process that removes lab0 deletes its veth)",
         Box::new(Veth::Gone(net.veth.clone())),
     ));
     c.push(at(

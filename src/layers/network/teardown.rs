@@ -65,8 +65,8 @@ fn sweep_now(leaving: &str) -> Result<bool> {
     // (or finished here) first.
     settle_removal();
     let _lock = lock()?;
-    // The leaving container's own veth: the kernel removes it with its
-    // namespace in a moment, and the removal of lab0 waits for it; this need not.
+    // The leaving container's own veth: the removal of lab0 deletes it (the
+    // kernel would too, with its namespace); this need not wait for it.
     let own = (!leaving.is_empty())
         .then(|| reserved(&crate::state::container_dir(leaving)))
         .flatten()
@@ -83,13 +83,13 @@ fn sweep_now(leaving: &str) -> Result<bool> {
     }
     match leaving.is_empty() {
         // lab clean, or the cleanup of a killed run: now.
-        true => take_down(&mut nl)?,
+        true => take_down(&mut nl, None)?,
         // The last container leaving: after lab has gone (or now, if that
         // process cannot be started).
         false => {
             if let Err(e) = take_down_later(own.as_deref()) {
                 let _ = std::fs::remove_file(removal_record());
-                take_down(&mut nl)?;
+                take_down(&mut nl, own.as_deref())?;
                 return Err(e);
             }
         }
@@ -99,7 +99,7 @@ fn sweep_now(leaving: &str) -> Result<bool> {
 
 /// Remove lab's rules, put ip_forward back, remove lab0 (the caller holds the
 /// lock and found lab0 unused).
-fn take_down(nl: &mut Netlink) -> Result<()> {
+fn take_down(nl: &mut Netlink, own: Option<&str>) -> Result<()> {
     // First the record, then the rules: a run stopped between the two leaves
     // rules that the next container checks again, never a record of missing ones.
     let recorded = std::fs::read_to_string(rules_record()).unwrap_or_default();
@@ -110,8 +110,11 @@ fn take_down(nl: &mut Netlink) -> Result<()> {
         _ => {}
     }
     // The rules' removal and lab0's each end in a wait in the kernel (grace
-    // periods, 30-40 ms each here): the restore goes on in its own process while
-    // lab0 goes.
+    // periods, 15-30 ms and 30-55 ms here): the restore goes on in its own
+    // process while lab0 goes, in a thread. lab0 is asked for first: the kernel
+    // holds the lock of all links through half its wait, and the leaving
+    // container's veth, asked for after it, goes as that half ends.
+    let bridge = Deleting::start(BRIDGE, "bridge").asked();
     let rules = iptables_path().is_ok().then(|| {
         // Which subnet does not matter here: the MASQUERADE rule goes with its chain.
         let undo = shared_undo_rules(&default_subnet(), "");
@@ -126,7 +129,7 @@ fn take_down(nl: &mut Netlink) -> Result<()> {
             .flatten();
         (undo, running)
     });
-    let bridge = delete_bridge(nl);
+    let own = own.map(|own| Deleting::start(own, "veth"));
     if let Some((undo, running)) = rules {
         if !running.is_some_and(|r| r.finish().is_ok()) {
             batch(&undo.iter().collect::<Vec<_>>())?;
@@ -136,21 +139,83 @@ fn take_down(nl: &mut Netlink) -> Result<()> {
         std::fs::write(IP_FORWARD, "0").with_context(|| format!("writing {IP_FORWARD}"))?;
         let _ = std::fs::remove_file(forwarding_record());
     }
+    let bridge = bridge.unlisted(nl);
+    if let Some(own) = own {
+        own.unlisted(nl)?;
+    }
     bridge
 }
 
-/// `ip link del lab0`, if lab0 is a bridge (an interface of another kind by that
-/// name is not lab's).
-fn delete_bridge(nl: &mut Netlink) -> Result<()> {
-    if let Some(l) = nl.link(BRIDGE)? {
-        if l.kind.as_deref() == Some("bridge") {
-            match nl.delete_link(l.index) {
-                Err(e) if e.downcast_ref() == Some(&nix::errno::Errno::ENODEV) => {}
-                other => other?,
-            }
+/// `ip link del NAME`, of a link of that kind (an interface of another kind by
+/// that name is not lab's), in a thread of its own. The kernel takes the link off
+/// its list holding the lock of all links (rtnl), and for a bridge waits there
+/// for the CPUs to finish what they still do with it (an `rcu_barrier`); whoever
+/// asks for a link meanwhile waits for the lock. Then it lets go of the lock and
+/// waits once more, for the link's last users, before it answers: 17-24 ms and
+/// 33-53 ms for lab0 here, with `ip link show` and `ip link del`. From the
+/// moment it lets go nobody sees the link: that is what [`Deleting::unlisted`]
+/// waits for. Nobody waits for the thread (a process that exits waits for its
+/// threads to leave the kernel).
+struct Deleting {
+    name: String,
+    thread: std::thread::JoinHandle<Result<()>>,
+    asked: std::sync::mpsc::Receiver<()>,
+}
+
+impl Deleting {
+    fn start(name: &str, kind: &'static str) -> Deleting {
+        let name = name.to_string();
+        let looked_up = name.clone();
+        let (asking, asked) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || -> Result<()> {
+            let result = (|| {
+                let mut nl = Netlink::open()?;
+                match nl.link(&looked_up)? {
+                    Some(l) if l.kind.as_deref() == Some(kind) => {
+                        let _ = asking.send(());
+                        match nl.delete_link(l.index) {
+                            Err(e) if e.downcast_ref() == Some(&nix::errno::Errno::ENODEV) => {
+                                Ok(())
+                            }
+                            other => other,
+                        }
+                    }
+                    _ => Ok(()),
+                }
+            })();
+            let _ = asking.send(());
+            result
+        });
+        Deleting {
+            name,
+            thread,
+            asked,
         }
     }
-    Ok(())
+
+    /// Wait until the thread is about to ask the kernel (or found nothing to
+    /// delete): a deletion started next reaches the kernel after this one.
+    fn asked(self) -> Deleting {
+        let _ = self.asked.recv();
+        self
+    }
+
+    /// Wait until the link is off the kernel's list, or the deletion ended
+    /// (it was not there, was of another kind, or the kernel refused).
+    fn unlisted(self, nl: &mut Netlink) -> Result<()> {
+        loop {
+            if self.thread.is_finished() {
+                return match self.thread.join() {
+                    Ok(result) => result.with_context(|| format!("removing {}", self.name)),
+                    Err(_) => anyhow::bail!("removing {}: its thread panicked", self.name),
+                };
+            }
+            if nl.link(&self.name)?.is_none() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
 }
 
 // ── lab0's removal, after lab has gone ────────────────────────────────────────
@@ -164,11 +229,12 @@ fn removal_record() -> PathBuf {
 /// still use what goes (an RCU grace period: about 40 ms for lab0, 25 for the
 /// rules here): it need not hold the student's prompt. A process of its own does
 /// it after lab has gone, under the network lock, if lab0 is still unused then;
-/// the note in LAB_RUN says so until it is done, and whoever needs lab0 next (a
-/// run, `lab clean`, the checks after exit) waits for it, or finishes it if that
-/// process died. The leaving container's veth (`own`) is not waited for: the
-/// kernel removes it with the container's namespace, another 40 ms or so of
-/// grace periods, at the same time as lab0 (it leaves the bridge with it).
+/// the note in LAB_RUN says so until the host is as it was (the kernel may still
+/// be freeing lab0: nobody sees it), and whoever needs lab0 next (a run, `lab
+/// clean`, the checks after exit) waits for it, or finishes it if that process
+/// died. The leaving container's veth (`own`) is deleted there too: the kernel
+/// would remove it with the container's namespace, but only after a grace period
+/// of its own and, with lab0 going, after lab0's first wait.
 fn take_down_later(own: Option<&str>) -> Result<()> {
     use nix::unistd::ForkResult;
     let record = removal_record();
@@ -204,16 +270,15 @@ fn take_down_later(own: Option<&str>) -> Result<()> {
 }
 
 /// Take down what containers share if nothing uses lab0 (after the departing
-/// veths but `own` are gone), under the network lock, then the note: when it is
-/// gone, so is `own` (whoever waits for the note finds the host as it was).
+/// veths but `own` are gone), under the network lock, and `own`, then the note:
+/// whoever waits for the note finds the host as it was.
 fn finish_removal(own: Option<&str>) -> Result<()> {
     let _lock = lock()?;
     let mut nl = Netlink::open()?;
     if !in_use(&mut nl, "", own)? {
-        take_down(&mut nl)?;
-    }
-    if let Some(own) = own {
-        wait_until_gone(&mut nl, |l| l == own)?;
+        take_down(&mut nl, own)?;
+    } else if let Some(own) = own {
+        Deleting::start(own, "veth").unlisted(&mut nl)?;
     }
     match std::fs::remove_file(removal_record()) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
