@@ -152,6 +152,28 @@ fn two_containers_share_lab0_reach_each_other_and_the_host_is_restored() {
     );
 }
 
+/// The last container's veth goes with lab0, even while something keeps the
+/// container's network namespace (here: this test holds it open, as `ip netns
+/// attach` or a process that joined it would): lab's removal deletes it rather
+/// than wait for the kernel to remove it with the namespace.
+#[test]
+fn the_last_containers_veth_goes_while_its_namespace_is_held() {
+    let _g = privileged!();
+    let before = host_network();
+    let c = start(&["--no-checks", "--", "sleep", "6543"]);
+    let pid = wait_for_process("sleep 6543");
+    let held = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+    assert!(has_link("lab0"));
+    assert_eq!(c.stop().code(), Some(143));
+    // (host_network waits for the note of lab0's removal.)
+    assert_eq!(
+        host_network(),
+        before,
+        "the host's network is not as it was while the container's namespace is held"
+    );
+    drop(held);
+}
+
 #[test]
 fn nat_and_published_ports_work_from_outside_even_with_forward_drop() {
     let _g = privileged!();
