@@ -149,63 +149,61 @@ fn take_down(nl: &mut Netlink, own: Option<&str>) -> Result<()> {
 /// `ip link del NAME`, of a link of that kind (an interface of another kind by
 /// that name is not lab's), in a thread of its own. The kernel takes the link off
 /// its list holding the lock of all links (rtnl), and for a bridge waits there
-/// for the CPUs to finish what they still do with it (an `rcu_barrier`); whoever
-/// asks for a link meanwhile waits for the lock. Then it lets go of the lock and
-/// waits once more, for the link's last users, before it answers: 17-24 ms and
-/// 33-53 ms for lab0 here, with `ip link show` and `ip link del`. From the
+/// until what the CPUs had queued to free has been freed (an `rcu_barrier`);
+/// whoever asks for a link meanwhile waits for the lock. Then it lets go of the
+/// lock and waits once more, for the link's last users, before it answers: 17-24
+/// ms and 33-53 ms for lab0 here, with `ip link show` and `ip link del`. From the
 /// moment it lets go nobody sees the link: that is what [`Deleting::unlisted`]
 /// waits for. Nobody waits for the thread (a process that exits waits for its
 /// threads to leave the kernel).
 struct Deleting {
     name: String,
-    thread: std::thread::JoinHandle<Result<()>>,
-    asked: std::sync::mpsc::Receiver<()>,
+    work: Work,
+}
+
+enum Work {
+    Thread(
+        std::thread::JoinHandle<Result<()>>,
+        std::sync::mpsc::Receiver<()>,
+    ),
+    // (No thread could be started: done in place.)
+    Done(Result<()>),
 }
 
 impl Deleting {
     fn start(name: &str, kind: &'static str) -> Deleting {
-        let name = name.to_string();
-        let looked_up = name.clone();
         let (asking, asked) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || -> Result<()> {
-            let result = (|| {
-                let mut nl = Netlink::open()?;
-                match nl.link(&looked_up)? {
-                    Some(l) if l.kind.as_deref() == Some(kind) => {
-                        let _ = asking.send(());
-                        match nl.delete_link(l.index) {
-                            Err(e) if e.downcast_ref() == Some(&nix::errno::Errno::ENODEV) => {
-                                Ok(())
-                            }
-                            other => other,
-                        }
-                    }
-                    _ => Ok(()),
-                }
-            })();
-            let _ = asking.send(());
-            result
-        });
+        let (looked_up, told) = (name.to_string(), asking.clone());
+        let work =
+            match std::thread::Builder::new().spawn(move || delete_link(&looked_up, kind, &told)) {
+                Ok(thread) => Work::Thread(thread, asked),
+                Err(_) => Work::Done(delete_link(name, kind, &asking)),
+            };
         Deleting {
-            name,
-            thread,
-            asked,
+            name: name.to_string(),
+            work,
         }
     }
 
     /// Wait until the thread is about to ask the kernel (or found nothing to
     /// delete): a deletion started next reaches the kernel after this one.
     fn asked(self) -> Deleting {
-        let _ = self.asked.recv();
+        if let Work::Thread(_, asked) = &self.work {
+            let _ = asked.recv();
+        }
         self
     }
 
     /// Wait until the link is off the kernel's list, or the deletion ended
     /// (it was not there, was of another kind, or the kernel refused).
     fn unlisted(self, nl: &mut Netlink) -> Result<()> {
+        let thread = match self.work {
+            Work::Done(result) => return result.with_context(|| format!("removing {}", self.name)),
+            Work::Thread(thread, _) => thread,
+        };
         loop {
-            if self.thread.is_finished() {
-                return match self.thread.join() {
+            if thread.is_finished() {
+                return match thread.join() {
                     Ok(result) => result.with_context(|| format!("removing {}", self.name)),
                     Err(_) => anyhow::bail!("removing {}: its thread panicked", self.name),
                 };
@@ -218,6 +216,26 @@ impl Deleting {
     }
 }
 
+/// The work of [`Deleting`]: says on `asking` when it is about to ask the kernel
+/// (and when it is done).
+fn delete_link(name: &str, kind: &str, asking: &std::sync::mpsc::Sender<()>) -> Result<()> {
+    let result = (|| {
+        let mut nl = Netlink::open()?;
+        match nl.link(name)? {
+            Some(l) if l.kind.as_deref() == Some(kind) => {
+                let _ = asking.send(());
+                match nl.delete_link(l.index) {
+                    Err(e) if e.downcast_ref() == Some(&nix::errno::Errno::ENODEV) => Ok(()),
+                    other => other,
+                }
+            }
+            _ => Ok(()),
+        }
+    })();
+    let _ = asking.send(());
+    result
+}
+
 // ── lab0's removal, after lab has gone ────────────────────────────────────────
 
 /// In LAB_RUN while lab0's removal is under way: the process doing it.
@@ -226,8 +244,7 @@ fn removal_record() -> PathBuf {
 }
 
 /// Taking down what containers share makes the kernel wait until no CPU can
-/// still use what goes (an RCU grace period: about 40 ms for lab0, 25 for the
-/// rules here): it need not hold the student's prompt. A process of its own does
+/// still use what goes (RCU: 30-55 ms for lab0, 15-30 for the rules here): it need not hold the student's prompt. A process of its own does
 /// it after lab has gone, under the network lock, if lab0 is still unused then;
 /// the note in LAB_RUN says so until the host is as it was (the kernel may still
 /// be freeing lab0: nobody sees it), and whoever needs lab0 next (a run, `lab
