@@ -14,8 +14,9 @@
 //!   `LAB_TIMINGS=1` prints, medians over the rounds;
 //! - step 7 while 0, 9 and 49 other containers share lab0 (1, 10, 50 in all);
 //! - without root (as user nobody): `lab step 9 --no-checks` beside `unshare
-//!   --user --map-root-user` and `bwrap --unshare-user` on the same root
-//!   filesystem (the one lab builds for that user), with the same namespaces.
+//!   --user --map-root-user`, `bwrap --unshare-user` and `crun run` (in a user
+//!   namespace of unshare's) on the same root filesystem (the one lab builds for
+//!   that user), with the same namespaces.
 //!
 //! Everything runs in a network namespace of its own, with one other container
 //! holding lab0 up as in a classroom (except the rows that say otherwise), the
@@ -546,11 +547,17 @@ fn command(program: &str, args: &[&str]) -> Command {
     c
 }
 
-/// Step 9 without root: lab, unshare and bwrap run by user nobody, with a home and
-/// a runtime directory of its own under the benchmark's directory, on the root
-/// filesystem lab builds for that user (a user cannot use root's: its files
-/// belong to IDs the user's namespace does not map). The same namespaces for
-/// all three: user, mount, pid, uts, ipc (a user gets no network of step 5).
+/// Step 9 without root: lab, unshare, bwrap and crun run by user nobody, with a
+/// home and a runtime directory of its own under the benchmark's directory, on
+/// the root filesystem lab builds for that user (a user cannot use root's: its
+/// files belong to IDs the user's namespace does not map). The same namespaces
+/// for all four: user, mount, pid, uts, ipc (a user gets no network of step 5).
+///
+/// crun runs as rootless Podman runs it: in a user namespace made for it
+/// (`unshare --user --map-root-user --mount`), told it is rootless, without
+/// cgroups (a user may not make any on cgroup v1). On a v1/v2 hybrid host crun
+/// 1.8 refuses to run while it sees the cgroup2 mount, which a user cannot
+/// unmount (it is locked in the user's namespace): a tmpfs covers it there.
 struct WithoutRoot {
     base: PathBuf,
     rootfs: PathBuf,
@@ -578,7 +585,51 @@ impl WithoutRoot {
         // The first run builds the user's root filesystem.
         let first = me.lab_step_9().status().unwrap();
         assert!(first.success(), "lab step 9 as nobody: {first:?}");
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": {"uid": 0, "gid": 0},
+                "args": ["/bin/true"],
+                "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+                "cwd": "/"
+            },
+            "root": {"path": me.rootfs, "readonly": false},
+            "hostname": "crun",
+            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+            }
+        });
+        std::fs::write(me.base.join("home/config.json"), config.to_string()).unwrap();
         me
+    }
+
+    /// `crun run` in a user namespace of its own, as nobody (see above).
+    fn crun(&self) -> Command {
+        let home = self.base.join("home");
+        let crun = format!(
+            "crun --rootless=true --cgroup-manager=disabled --root {} run --bundle {} lab-bench-rootless",
+            self.base.join("run").display(),
+            home.display()
+        );
+        let shell = match is_mount(Path::new("/sys/fs/cgroup/unified")) {
+            true => {
+                format!("mount -t tmpfs -o size=1m lab-bench /sys/fs/cgroup/unified && exec {crun}")
+            }
+            false => format!("exec {crun}"),
+        };
+        let mut c = self.command(&[
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            &shell,
+        ]);
+        c.stdout(Stdio::null());
+        c
     }
 
     /// `args` run as nobody, with nothing of root's environment.
@@ -645,6 +696,13 @@ impl WithoutRoot {
                     "/proc",
                     "/bin/true",
                 ]),
+            );
+        }
+        if installed("crun") {
+            row(
+                "crun run, in a user namespace of unshare's (as rootless Podman runs it), without root",
+                ROOTLESS,
+                self.crun(),
             );
         }
     }
