@@ -251,6 +251,33 @@ pub fn read_small(path: &std::path::Path) -> Option<String> {
     String::from_utf8(buf[..n].to_vec()).ok()
 }
 
+/// The ID of the mount that `path` is on (statx with STATX_MNT_ID, Linux 5.8),
+/// without following a symlink at its end: two paths on the same mount have the
+/// same ID, and a directory something is mounted on has the ID of what is mounted.
+pub fn mount_id(path: &std::path::Path) -> Option<u64> {
+    use nix::libc;
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut buf = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: `c` is a NUL-terminated path alive for the call, and `buf` a statx
+    // buffer of the right size for the kernel to fill.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_MNT_ID,
+            buf.as_mut_ptr(),
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: zeroed, then filled by the kernel: every field is a plain integer.
+    let s = unsafe { buf.assume_init() };
+    (s.stx_mask & libc::STATX_MNT_ID != 0).then_some(s.stx_mnt_id)
+}
+
 /// `/proc/PID/stat` (PID may be `self`), in one read.
 pub fn proc_stat(pid: &str) -> Option<String> {
     read_small(std::path::Path::new(&format!("/proc/{pid}/stat")))

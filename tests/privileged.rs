@@ -2181,3 +2181,74 @@ fn progress_marks_completed_steps_and_next_builds_the_first_left() {
     std::fs::remove_file(&progress).unwrap();
     assert_eq!(mountinfo(), before, "a step left a mount on the host");
 }
+
+/// What a killed run left may have something mounted into it: `lab clean`
+/// detaches it before it removes the tree (a directory mounted deep below, and
+/// a file mounted on, which the walk for mounts does not look at) and never
+/// deletes a file of what was mounted there.
+#[test]
+fn clean_never_removes_files_through_a_mount_left_below() {
+    let _g = privileged!();
+    let scratch = run_dir().join("mounted-below");
+    let (home, run) = (scratch.join("home"), scratch.join("run"));
+    let layer = home.join("containers/zz");
+    let state = run.join("containers/zz");
+    let precious = scratch.join("precious");
+    let mounted = [
+        layer.join("merged"),
+        layer.join("upper/deep/dir"),
+        state.join("etc/hosts"),
+    ];
+    // Also when the test fails: detach what it mounted before removing.
+    struct Unmount(Vec<std::path::PathBuf>, std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            for m in &self.0 {
+                let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+            }
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+    let _guard = Unmount(mounted.to_vec(), scratch.clone());
+    for d in [&precious, &mounted[0], &mounted[1], &state.join("etc")] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    std::fs::write(precious.join("keep"), "x").unwrap();
+    std::fs::write(scratch.join("precious.txt"), "y").unwrap();
+    std::fs::write(&mounted[2], "").unwrap();
+    // A run that is gone: no process has this start time.
+    std::fs::write(state.join("owner"), "1 1\n").unwrap();
+    for (m, source) in [
+        (&mounted[0], &precious),
+        (&mounted[1], &precious),
+        (&mounted[2], &scratch.join("precious.txt")),
+    ] {
+        nix::mount::mount(
+            Some(source.as_path()),
+            m.as_path(),
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .unwrap();
+    }
+    let out = lab_isolated()
+        .env("LAB_HOME", &home)
+        .env("LAB_RUN", &run)
+        .arg("clean")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", text(&out), err(&out));
+    assert_eq!(std::fs::read_to_string(precious.join("keep")).unwrap(), "x");
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("precious.txt")).unwrap(),
+        "y"
+    );
+    assert!(!layer.exists() && !state.exists(), "{}", text(&out));
+    let scratch_text = scratch.to_string_lossy().into_owned();
+    assert!(
+        !mountinfo().contains(&scratch_text),
+        "left mounted:\n{}",
+        mountinfo()
+    );
+}
