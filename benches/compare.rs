@@ -12,7 +12,8 @@
 //!   with every namespace flag, pivot_root, /proc, exec, the least it takes;
 //! - where step 7's time goes: the phases and slowest commands that
 //!   `LAB_TIMINGS=1` prints, medians over the rounds;
-//! - step 7 while 0, 9 and 49 other containers share lab0 (1, 10, 50 in all);
+//! - step 7 while 0, 9 and 49 other containers share lab0 (1, 10, 50 in all; 10
+//!   and 50 in turns);
 //! - without root (as user nobody): `lab step 9 --no-checks` beside `unshare
 //!   --user --map-root-user`, `bwrap --unshare-user` and `crun run` (in a user
 //!   namespace of unshare's) on the same root filesystem (the one lab builds for
@@ -275,7 +276,7 @@ fn main() {
     let mut alone = paused;
     alone.extend(back_to_back);
     alone.extend(script);
-    let scaling = scale(&lab, rounds.min(11), smoke);
+    let scaling = scale(&lab, rounds.min(20), smoke);
     drop(oci);
     drop(nobody);
     let _ = std::fs::remove_dir_all(&run);
@@ -319,7 +320,8 @@ fn main() {
     print!("{parts}");
     println!(
         "\n### Containers sharing lab0\n\n`lab step 7 --no-checks -- /bin/true` (its setup and teardown) \
-         while other containers of step 7 run.\n"
+         while other containers of step 7 run; with 10 and with 50 in turns \
+         (four turns), so that the machine's drift over the run falls on both.\n"
     );
     println!("| containers on lab0 | median ms | min-max ms |");
     println!("|---|---:|---:|");
@@ -479,45 +481,67 @@ fn same_for_every_container(command: &str) -> String {
     words.join(" ")
 }
 
-/// Step 7 started while 0, 9 and 49 other containers of step 7 run on lab0.
+/// Step 7 started while 0, 9 and 49 other containers of step 7 run on lab0 (9
+/// and 49 in turns).
 fn scale(
     lab: &dyn Fn(&[&str]) -> Command,
     rounds: usize,
     smoke: bool,
 ) -> Vec<(usize, Vec<Duration>)> {
-    let sizes: &[usize] = if smoke { &[1, 3] } else { &[1, 10, 50] };
-    let mut out = Vec::new();
-    for &n in sizes {
-        let mut others = Vec::new();
-        for i in 1..n {
-            let name = format!("o{i}");
-            // --cpus 0.02: fifty quotas of the default 0.5 would not fit in two cores.
-            let mut c = lab(&[
-                "step",
-                "7",
-                "--no-checks",
-                "--cpus",
-                "0.02",
-                "--name",
-                &name,
-                "--",
-                "sleep",
-                "1000",
-            ]);
-            others.push(Running(c.spawn().unwrap()));
-        }
-        wait_until(|| count_sleepers() >= n - 1);
-        let mut row = vec![Row {
+    // Others of step 7, o{from}..o{to-1}; --cpus 0.02: fifty quotas of the
+    // default 0.5 would not fit in two cores.
+    let others = |from: usize, to: usize| -> Vec<Running> {
+        let list: Vec<Running> = (from..to)
+            .map(|i| {
+                let name = format!("o{i}");
+                let mut c = lab(&[
+                    "step",
+                    "7",
+                    "--no-checks",
+                    "--cpus",
+                    "0.02",
+                    "--name",
+                    &name,
+                    "--",
+                    "sleep",
+                    "1000",
+                ]);
+                Running(c.spawn().unwrap())
+            })
+            .collect();
+        wait_until(|| count_sleepers() >= to - 1);
+        list
+    };
+    let row = || {
+        vec![Row {
             name: String::new(),
             like: None,
             command: lab(&["step", "7", "--no-checks", "--", "/bin/true"]),
             times: vec![],
-        }];
-        time_rows(&mut row, rounds, smoke);
-        drop(others);
-        out.push((n, row.pop().unwrap().times));
+        }]
+    };
+    // Alone: it makes lab0, and its removal follows it.
+    let mut alone = row();
+    time_rows(&mut alone, rounds, smoke);
+    // 10 and 50 in turns, a few rounds each: the machine's pace drifts over a run
+    // (other jobs share it), and what counts is what the 40 more add.
+    let (few, many) = if smoke { (2, 3) } else { (10, 50) };
+    let turns = if smoke { 1 } else { 4 };
+    let per_turn = rounds.div_ceil(turns);
+    let (mut with_few, mut with_many) = (row(), row());
+    let base = others(1, few);
+    for _ in 0..turns {
+        time_rows(&mut with_few, per_turn, smoke);
+        let more = others(few, many);
+        time_rows(&mut with_many, per_turn, smoke);
+        drop(more);
+        wait_until(|| count_sleepers() < many - 1);
     }
-    out
+    drop(base);
+    [(1, alone), (few, with_few), (many, with_many)]
+        .into_iter()
+        .map(|(n, mut r)| (n, r.pop().unwrap().times))
+        .collect()
 }
 
 /// bench/floor.c, compiled with cc -O2, if there is a C compiler.
