@@ -609,22 +609,10 @@ impl WithoutRoot {
         // The first run builds the user's root filesystem.
         let first = me.lab_step_9().status().unwrap();
         assert!(first.success(), "lab step 9 as nobody: {first:?}");
-        let config = serde_json::json!({
-            "ociVersion": "1.0.2",
-            "process": {
-                "terminal": false,
-                "user": {"uid": 0, "gid": 0},
-                "args": ["/bin/true"],
-                "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-                "cwd": "/"
-            },
-            "root": {"path": me.rootfs, "readonly": false},
-            "hostname": "crun",
-            "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
-            "linux": {
-                "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
-            }
+        let linux = serde_json::json!({
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
         });
+        let config = oci_config(&me.rootfs.to_string_lossy(), "crun", linux);
         std::fs::write(me.base.join("home/config.json"), config.to_string()).unwrap();
         me
     }
@@ -739,6 +727,25 @@ impl Drop for WithoutRoot {
     }
 }
 
+/// An OCI runtime's config.json for `/bin/true` as root in the container, on
+/// the root filesystem `root`, with /proc, and `linux` (namespaces, limits).
+fn oci_config(root: &str, hostname: &str, linux: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["/bin/true"],
+            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+            "cwd": "/"
+        },
+        "root": {"path": root, "readonly": false},
+        "hostname": hostname,
+        "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+        "linux": linux
+    })
+}
+
 /// crun and runc, each with an OCI bundle of its own copy of the root filesystem
 /// (they write device nodes into /dev).
 ///
@@ -794,27 +801,15 @@ impl OciRuntimes {
                 .status()
                 .unwrap();
             assert!(copy.success());
-            let config = serde_json::json!({
-                "ociVersion": "1.0.2",
-                "process": {
-                    "terminal": false,
-                    "user": {"uid": 0, "gid": 0},
-                    "args": ["/bin/true"],
-                    "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
-                    "cwd": "/"
-                },
-                "root": {"path": "rootfs", "readonly": false},
-                "hostname": runtime,
-                "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
-                "linux": {
-                    "namespaces": [
-                        {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                        {"type": "uts"}, {"type": "mount"}
-                    ],
-                    "resources": {"memory": {"limit": 64 * 1024 * 1024}},
-                    "cgroupsPath": format!("/lab-bench-oci/{runtime}")
-                }
+            let linux = serde_json::json!({
+                "namespaces": [
+                    {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
+                    {"type": "uts"}, {"type": "mount"}
+                ],
+                "resources": {"memory": {"limit": 64 * 1024 * 1024}},
+                "cgroupsPath": format!("/lab-bench-oci/{runtime}")
             });
+            let config = oci_config("rootfs", runtime, linux);
             std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
         }
         OciRuntimes {
