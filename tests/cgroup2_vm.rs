@@ -136,6 +136,22 @@ fn steps_6_to_9_pass_on_pure_cgroup_v2_in_a_vm() {
         "{throttled:?}\n{log}"
     );
     assert!(log.contains("memory.events oom_kill 0 -> 1"), "{log}");
+    // Debian 12's kernel (6.1) names the option as it was mounted: `volatile`
+    // (lesson 7 says so; newer kernels write `fsync=volatile`).
+    let root = log
+        .lines()
+        .find_map(|l| l.strip_prefix("LAB-ROOTMOUNT "))
+        .unwrap_or_default();
+    assert!(
+        root.contains(" - overlay ")
+            && root
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .split(',')
+                .any(|o| o == "volatile"),
+        "the container's overlay in the VM is not `volatile`: {root}\n{log}"
+    );
     // The container's first process is born in its cgroup: lab's own join
     // (through cgroup.procs, about 10 ms of a machine-wide lock) is not needed.
     for step in ["6", "9"] {

@@ -1867,6 +1867,42 @@ fn keep_leaves_the_writable_layer_to_look_at() {
     assert!(err(&out).contains("--keep"), "{}", err(&out));
 }
 
+/// The container's root as its own /proc/self/mountinfo shows it: is the overlay
+/// mounted volatile (`volatile` up to Linux 6.11, `fsync=volatile` after)?
+fn root_overlay_is_volatile(extra: &[&str]) -> bool {
+    let mut args = vec!["step", "7", "--no-checks"];
+    args.extend_from_slice(extra);
+    args.extend(["--", "cat", "/proc/self/mountinfo"]);
+    let out = lab_isolated().args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let root = text
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/") && l.contains(" - overlay "))
+        .unwrap_or_else(|| panic!("no overlay mounted on / inside:\n{text}"));
+    root.rsplit(' ')
+        .next()
+        .unwrap()
+        .split(',')
+        .any(|o| o == "volatile" || o == "fsync=volatile")
+}
+
+#[test]
+fn the_writable_layer_is_volatile_unless_kept() {
+    let _g = privileged!();
+    let _kept = RemoveOnDrop(home().join("containers/vkept"));
+    // Removed at exit: the kernel need not sync it (nor the disk below at umount).
+    assert!(
+        root_overlay_is_volatile(&[]),
+        "the overlay of a container whose layer goes at exit is not volatile"
+    );
+    // Kept for the student: synced as any file is.
+    assert!(
+        !root_overlay_is_volatile(&["--keep", "--name", "vkept"]),
+        "a layer kept with --keep was mounted volatile"
+    );
+}
+
 #[test]
 fn the_teardown_typed_by_hand_frees_the_name() {
     let _g = privileged!();

@@ -129,6 +129,15 @@ fn commands(spec: &Spec) -> Vec<Command> {
         false => (Phase::Host, "stack them: the image read-only below (the leftmost lowerdir is the top layer), every write into upper; the merged view becomes the new root"),
         true => (Phase::Enter, "inside, in the container's own mount namespace (a user may not mount on the host): stack them, the image read-only below, every write into upper"),
     };
+    // A layer removed at exit need not reach the disk: `volatile` tells the kernel
+    // to skip syncing it, above all the sync of the whole filesystem below upper
+    // that unmounting an overlay does (Podman does the same for --rm containers).
+    // A layer kept for the student (--keep) is synced as any file is.
+    let volatile = !spec.keep;
+    let mount_why = match volatile {
+        true => format!("{mount_why}; volatile: the layer goes at exit, so the kernel need not write it to disk (nor flush the disk below it at umount)"),
+        false => mount_why.to_string(),
+    };
     commands.extend([Command::at(
         mount_phase,
         7,
@@ -139,6 +148,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
             upper: upper.clone(),
             work: work.clone(),
             merged: merged.clone(),
+            volatile,
         },
     )]);
     commands.extend(config::commands(spec));
@@ -168,12 +178,13 @@ fn commands(spec: &Spec) -> Vec<Command> {
     commands
 }
 
-/// `mount -t overlay overlay -o lowerdir=...,upperdir=...,workdir=... MERGED`
+/// `mount -t overlay overlay -o lowerdir=...,upperdir=...,workdir=...[,volatile] MERGED`
 struct MountOverlay {
     lower: Vec<PathBuf>,
     upper: PathBuf,
     work: PathBuf,
     merged: PathBuf,
+    volatile: bool,
 }
 /// `umount DIR`
 struct Unmount(PathBuf);
@@ -197,10 +208,11 @@ impl MountOverlay {
             .map(|l| l.to_string_lossy().into_owned())
             .collect();
         format!(
-            "lowerdir={},upperdir={},workdir={}",
+            "lowerdir={},upperdir={},workdir={}{}",
             lower.join(":"),
             self.upper.display(),
-            self.work.display()
+            self.work.display(),
+            if self.volatile { ",volatile" } else { "" }
         )
     }
 }
@@ -348,6 +360,7 @@ fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
             upper: s_upper,
             work: s_work,
             merged: s_merged.clone(),
+            volatile: true,
         };
         second.apply()?;
         let merged = File::open(&s_merged);
