@@ -276,7 +276,7 @@ fn main() {
     let mut alone = paused;
     alone.extend(back_to_back);
     alone.extend(script);
-    let scaling = scale(&lab, rounds.min(20), smoke);
+    let (scaling, blocks) = scale(&lab, rounds.min(20), smoke);
     drop(oci);
     drop(nobody);
     let _ = std::fs::remove_dir_all(&run);
@@ -320,8 +320,9 @@ fn main() {
     print!("{parts}");
     println!(
         "\n### Containers sharing lab0\n\n`lab step 7 --no-checks -- /bin/true` (its setup and teardown) \
-         while other containers of step 7 run; with 10 and with 50 in turns \
-         (four turns), so that the machine's drift over the run falls on both.\n"
+         while other containers of step 7 run; with 10 and with 50 in blocks ordered 10 50 50 10 10 50 50 10, \
+         so that the machine's drift over the run falls on both alike, each after a 2 s pause \
+         once the others have started or stopped.\n"
     );
     println!("| containers on lab0 | median ms | min-max ms |");
     println!("|---|---:|---:|");
@@ -337,6 +338,11 @@ fn main() {
             max(times)
         );
     }
+    let blocks: Vec<String> = blocks.iter().map(|(n, m)| format!("{n}: {m:.2}")).collect();
+    println!(
+        "\nEach block's median ms, in the order run: {}.",
+        blocks.join(", ")
+    );
     println!();
 }
 
@@ -482,12 +488,13 @@ fn same_for_every_container(command: &str) -> String {
 }
 
 /// Step 7 started while 0, 9 and 49 other containers of step 7 run on lab0 (9
-/// and 49 in turns).
-fn scale(
-    lab: &dyn Fn(&[&str]) -> Command,
-    rounds: usize,
-    smoke: bool,
-) -> Vec<(usize, Vec<Duration>)> {
+/// and 49 in alternating blocks).
+///
+/// Each number of containers with its times, and each block's (number, median ms)
+/// in the order run.
+type Scaling = (Vec<(usize, Vec<Duration>)>, Vec<(usize, f64)>);
+
+fn scale(lab: &dyn Fn(&[&str]) -> Command, rounds: usize, smoke: bool) -> Scaling {
     // Others of step 7, o{from}..o{to-1}; --cpus 0.02: fifty quotas of the
     // default 0.5 would not fit in two cores.
     let others = |from: usize, to: usize| -> Vec<Running> {
@@ -523,25 +530,53 @@ fn scale(
     // Alone: it makes lab0, and its removal follows it.
     let mut alone = row();
     time_rows(&mut alone, rounds, smoke);
-    // 10 and 50 in turns, a few rounds each: the machine's pace drifts over a run
-    // (other jobs share it), and what counts is what the 40 more add.
+    // 10 and 50 in blocks ordered 10 50 50 10 10 50 50 10 (ABBA): the machine's
+    // pace drifts over a run (other jobs share it), and a drift that goes one way
+    // falls on both alike; timed 10 then 50 each turn, the 50 always came later.
+    // What counts is what 40 *running* containers add: after starting them, a
+    // pause lets the kernel's work that follows a start end first (each new
+    // link's IPv6 address stays "tentative", being checked, for about a second).
     let (few, many) = if smoke { (2, 3) } else { (10, 50) };
-    let turns = if smoke { 1 } else { 4 };
-    let per_turn = rounds.div_ceil(turns);
+    let blocks = if smoke { 2 } else { 8 };
+    let per_block = rounds.div_ceil(blocks / 2);
+    let settle = Duration::from_secs(if smoke { 0 } else { 2 });
     let (mut with_few, mut with_many) = (row(), row());
+    let mut order = Vec::new();
     let base = others(1, few);
-    for _ in 0..turns {
-        time_rows(&mut with_few, per_turn, smoke);
-        let more = others(few, many);
-        time_rows(&mut with_many, per_turn, smoke);
-        drop(more);
-        wait_until(|| count_sleepers() < many - 1);
+    let mut more: Option<Vec<Running>> = None;
+    for block in 0..blocks {
+        let want_many = matches!(block % 4, 1 | 2);
+        if want_many && more.is_none() {
+            more = Some(others(few, many));
+            std::thread::sleep(settle);
+        }
+        if !want_many {
+            if let Some(more) = more.take() {
+                drop(more);
+                wait_until(|| count_sleepers() < many - 1);
+                std::thread::sleep(settle);
+            }
+        }
+        let rows = if want_many {
+            &mut with_many
+        } else {
+            &mut with_few
+        };
+        let done = rows[0].times.len();
+        time_rows(rows, per_block, smoke);
+        order.push((
+            if want_many { many } else { few },
+            median(&rows[0].times[done..]),
+        ));
     }
+    drop(more);
     drop(base);
-    [(1, alone), (few, with_few), (many, with_many)]
+    let medians = order;
+    let rows = [(1, alone), (few, with_few), (many, with_many)]
         .into_iter()
         .map(|(n, mut r)| (n, r.pop().unwrap().times))
-        .collect()
+        .collect();
+    (rows, medians)
 }
 
 /// bench/floor.c, compiled with cc -O2, if there is a C compiler.
