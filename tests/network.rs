@@ -409,6 +409,63 @@ fn after_kill_9_at_step_5_the_next_run_or_lab_clean_removes_lab0_and_the_rules()
     }
 }
 
+/// The process removing lab0 after the last container was killed before it
+/// finished (its note names a process that is gone): the next start finishes
+/// that removal and starts, and never waits on its own lock (it did: it held
+/// lab's network lock while finishing the removal, which takes that lock).
+#[test]
+fn a_start_finishes_a_removal_of_lab0_whose_process_was_killed() {
+    let _g = privileged!();
+    let before = host_network();
+    let note = run_dir().join("lab0-removal");
+    let _note = RemoveOnDrop(note.clone());
+    for lab0_left in [false, true] {
+        if lab0_left {
+            // The remover killed before it deleted anything: lab0 and the rules
+            // stay. (Made so: lab killed at step 5 leaves them, and its
+            // container's state, removed here, is what the remover removes first.)
+            let lab = start(&["--no-checks", "--name", "gone", "--", "sleep", "5507"]);
+            wait_for_process("sleep 5507");
+            lab.signal(Signal::SIGKILL);
+            lab.wait();
+            std::fs::remove_dir_all(run_dir().join("containers/gone")).unwrap();
+            assert!(has_link("lab0") && lab_rules() > 0);
+        }
+        // A process that has ended: the note's owner is gone.
+        let mut gone = Command::new("true").spawn().unwrap();
+        let pid = gone.id();
+        gone.wait().unwrap();
+        std::fs::write(&note, format!("{pid} 1\n")).unwrap();
+        let mut run = lab_isolated();
+        run.args(["step", "5", "--no-checks", "--", "true"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let lab = Background::spawn(run);
+        let started = std::time::Instant::now();
+        let mut lab = lab;
+        let status = loop {
+            if let Some(status) = lab.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "lab step 5 hangs after a removal of lab0 whose process was killed (lab0 left: {lab0_left})"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        lab.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(status.success(), "lab0 left: {lab0_left}: {stderr}");
+        assert_eq!(host_network(), before, "lab0 left: {lab0_left}");
+        assert!(!note.exists());
+    }
+}
+
 /// `lab script 5` printed while a container runs takes the next free address, and
 /// works right after another container left (whose veth the kernel may still be
 /// removing): the script waits for it instead of failing on the name.

@@ -117,26 +117,13 @@ impl Action for Bridge {
     }
     fn apply(&self) -> Result<()> {
         match self {
-            Bridge::Add(mac) => netlink(|nl| {
-                // The last container's lab0 may still be on its way out.
+            Bridge::Add(mac) => {
+                // The last container's lab0 may still be on its way out: wait
+                // for that (or finish it) first, and without the lock, which
+                // the process removing lab0 takes, and so does finishing it.
                 settle_removal();
-                match nl.link(BRIDGE)? {
-                Some(l) if l.kind.as_deref() == Some("bridge") => Ok(()),
-                Some(_) => bail!("an interface named {BRIDGE} exists and is not a bridge: lab needs that name (look at it with ip -d link show {BRIDGE})"),
-                None => match nl.add_bridge(BRIDGE, Some(*mac)) {
-                    // Another container made it a moment ago.
-                    Err(e) if e.downcast_ref() == Some(&Errno::EEXIST) => Ok(()),
-                    // lab0 was gone, so are the rules lab may have noted as made
-                    // (a container of `lab script` took them down with lab0):
-                    // the note goes, and they are looked up again.
-                    Ok(()) => {
-                        let _ = std::fs::remove_file(super::iptables::rules_record());
-                        Ok(())
-                    }
-                    other => other,
-                },
+                netlink(|nl| add_bridge(nl, mac))
             }
-            }),
             Bridge::Address(ip, p) => netlink(|nl| {
                 let index = nl.index(BRIDGE)?;
                 let has = nl
@@ -186,6 +173,25 @@ pub(super) const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 /// Where lab notes that it switched forwarding on (so that it switches it off).
 pub(super) fn forwarding_record() -> PathBuf {
     crate::state::run_dir().join("ip_forward-was-0")
+}
+
+/// lab0, unless it is there (another container made it a moment ago).
+fn add_bridge(nl: &mut Netlink, mac: &[u8; 6]) -> Result<()> {
+    match nl.link(BRIDGE)? {
+        Some(l) if l.kind.as_deref() == Some("bridge") => Ok(()),
+        Some(_) => bail!("an interface named {BRIDGE} exists and is not a bridge: lab needs that name (look at it with ip -d link show {BRIDGE})"),
+        None => match nl.add_bridge(BRIDGE, Some(*mac)) {
+            Err(e) if e.downcast_ref() == Some(&Errno::EEXIST) => Ok(()),
+            // lab0 was gone, so are the rules lab may have noted as made (a
+            // container of `lab script` took them down with lab0): the note
+            // goes, and they are looked up again.
+            Ok(()) => {
+                let _ = std::fs::remove_file(super::iptables::rules_record());
+                Ok(())
+            }
+            other => other,
+        },
+    }
 }
 
 impl Action for Forwarding {
