@@ -210,7 +210,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Rootfs { from } => {
             need_root("rootfs")?;
             let path = rootfs::default_path();
-            let how = rootfs::build(&path, from)?;
+            let how = rootfs::build(&path, from, true)?;
             outln!("Root filesystem ready in {}: {how}", path.display());
             Ok(ExitCode::SUCCESS)
         }

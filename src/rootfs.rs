@@ -46,7 +46,7 @@ pub fn ensure_default() -> Result<PathBuf> {
             "Building the default root filesystem in {} (once).",
             path.display()
         );
-        let how = build(&path, Source::Auto)?;
+        let how = build(&path, Source::Auto, false)?;
         errln!("{how}");
     }
     // Made by an older lab: add the mount points of step 5, the tools of step 8.
@@ -96,9 +96,11 @@ fn add_step_8_tools(root: &Path) -> Result<usize> {
     Ok(added)
 }
 
-/// Build a root filesystem at `dest`, replacing what is there. Returns a one-line
-/// description of what went in.
-pub fn build(dest: &Path, source: Source) -> Result<String> {
+/// Build a root filesystem at `dest`. Returns a one-line description of what
+/// went in. `replace` (lab rootfs): what is there goes. Otherwise (its first use)
+/// a tree that another lab started at the same moment has put there is kept:
+/// containers of that lab may already run on it.
+pub fn build(dest: &Path, source: Source, replace: bool) -> Result<String> {
     let source = match source {
         Source::Auto if which("busybox").is_some() => Source::Busybox,
         Source::Auto => Source::Host,
@@ -110,31 +112,33 @@ pub fn build(dest: &Path, source: Source) -> Result<String> {
     std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     // Build beside the target and rename at the end: a half-built tree is never used.
     let tmp = parent.join(format!(".rootfs-{}", std::process::id()));
-    let result = fill(&tmp, source);
-    let how = match result {
-        Ok(how) => how,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-    };
-    if dest.exists() {
-        crate::state::remove_tree(dest)?;
-    }
-    // Copies of the old one with shifted owners (step 9) would be stale.
-    if let Some(name) = dest.file_name() {
-        for copy in crate::layers::userns::shift::all_copies(name) {
-            crate::state::remove_tree(&copy)?;
-        }
-    }
-    if let Err(e) = std::fs::rename(&tmp, dest) {
+    let built = fill(&tmp, source).and_then(|how| put_in_place(&tmp, dest, replace).map(|()| how));
+    if built.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
-        // Another lab built it at the same moment: theirs is as good as ours.
-        if !dest.join("bin").is_dir() {
-            return Err(e).with_context(|| format!("renaming into {}", dest.display()));
+    }
+    built
+}
+
+/// Rename the tree built in `tmp` to `dest`.
+fn put_in_place(tmp: &Path, dest: &Path, replace: bool) -> Result<()> {
+    if dest.exists() && (replace || !dest.join("bin").is_dir()) {
+        crate::state::remove_tree(dest)?;
+        // Copies of the old one with shifted owners (step 9) would be stale.
+        if let Some(name) = dest.file_name() {
+            for copy in crate::layers::userns::shift::all_copies(name) {
+                crate::state::remove_tree(&copy)?;
+            }
         }
     }
-    Ok(how)
+    match std::fs::rename(tmp, dest) {
+        Ok(()) => Ok(()),
+        // Another lab built it at the same moment: theirs is as good as ours.
+        Err(_) if dest.join("bin").is_dir() => {
+            let _ = std::fs::remove_dir_all(tmp);
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("renaming into {}", dest.display())),
+    }
 }
 
 fn fill(root: &Path, source: Source) -> Result<String> {

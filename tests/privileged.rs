@@ -1867,6 +1867,49 @@ fn keep_leaves_the_writable_layer_to_look_at() {
     assert!(err(&out).contains("--keep"), "{}", err(&out));
 }
 
+/// On a machine where lab has never run, several labs started at once each
+/// build the default root filesystem; the first one in place stays, as the
+/// containers already running on it need (a later one replaced it under them),
+/// and no half-built tree is left.
+#[test]
+fn labs_started_at_once_on_a_new_machine_share_one_root_filesystem() {
+    let _g = privileged!();
+    let scratch = run_dir().join("first-use-home");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let _scratch = RemoveOnDrop(scratch.clone());
+    let labs: Vec<(usize, Background)> = (0..6)
+        .map(|i| {
+            let mut cmd = lab_isolated();
+            cmd.env("LAB_HOME", &scratch)
+                .args(["step", "2", "--no-checks", "--name"])
+                .arg(format!("first{i}"))
+                .args(["--", "sh", "-c", "sleep 0.5; test -x /bin/sh"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped());
+            (i, Background::spawn(cmd))
+        })
+        .collect();
+    for (i, mut lab) in labs {
+        let status = lab.0.wait().unwrap();
+        let mut stderr = String::new();
+        use std::io::Read;
+        lab.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(status.success(), "lab {i}: {stderr}");
+    }
+    let left: Vec<String> = std::fs::read_dir(&scratch)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".rootfs-"))
+        .collect();
+    assert!(left.is_empty(), "half-built trees left: {left:?}");
+    assert!(scratch.join("rootfs/bin/sh").exists());
+}
+
 /// The container's root as its own /proc/self/mountinfo shows it: is the overlay
 /// mounted volatile (`volatile` up to Linux 6.11, `fsync=volatile` after)?
 fn root_overlay_is_volatile(extra: &[&str]) -> bool {
