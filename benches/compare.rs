@@ -92,7 +92,7 @@ fn main() {
             .and_then(|r| r.parse().ok())
             .unwrap_or(31),
     };
-    let (tmp, home, run) = common::dirs_with_rootfs("bench-compare");
+    let (tmp, home, run, disks) = common::dirs_with_rootfs("bench-compare");
     let lab = |args: &[&str]| common::lab(&home, &run, args);
     let rootfs = home.join("rootfs");
     let root = rootfs.to_str().unwrap().to_string();
@@ -143,7 +143,7 @@ fn main() {
     } else {
         missing.push("bwrap (apt-get install bubblewrap)");
     }
-    let oci = OciRuntimes::prepare(&tmp, &rootfs);
+    let oci = OciRuntimes::prepare(&tmp, &run, &rootfs);
     for runtime in ["crun", "runc"] {
         if installed(runtime) {
             row(
@@ -296,7 +296,7 @@ fn main() {
     };
     println!(
         "### Starting /bin/true in a container\n\n{rounds} interleaved rounds; one other container keeps lab0 up. \
-         \"x lab\" is the ratio to the lab step that does the same work (named after it).\n"
+         \"x lab\" is the ratio to the lab step that does the same work (named after it). Disks: {disks}.\n"
     );
     println!("| command | median ms | min-max ms | x lab |");
     println!("|---|---:|---:|---:|");
@@ -631,6 +631,15 @@ impl WithoutRoot {
         for d in ["home", "run"] {
             std::fs::create_dir_all(base.join(d)).unwrap();
         }
+        // The user's runtime directory on a tmpfs, as /run/user/UID is.
+        nix::mount::mount(
+            Some("tmpfs"),
+            &base.join("run"),
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(format!("mode=700,uid={0},gid={0},size=64m", Self::ID).as_str()),
+        )
+        .unwrap();
         let own = Command::new("chown")
             .args(["-R", &format!("{0}:{0}", Self::ID)])
             .arg(&base)
@@ -758,6 +767,7 @@ impl WithoutRoot {
 /// The user's files (its root filesystem, lab's state), also after a panic.
 impl Drop for WithoutRoot {
     fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.base.join("run"), nix::mount::MntFlags::MNT_DETACH);
         let _ = std::fs::remove_dir_all(&self.base);
     }
 }
@@ -794,14 +804,17 @@ fn oci_config(root: &str, hostname: &str, linux: serde_json::Value) -> serde_jso
 /// microseconds.
 struct OciRuntimes {
     bundles: PathBuf,
+    /// Their state (`--root`), on the benchmark's tmpfs as /run/crun would be.
+    state: PathBuf,
     namespace: Option<Running>,
     /// Each cgroup hierarchy's mount point, and the benchmark's cgroup in it.
     own: Vec<(PathBuf, PathBuf)>,
 }
 
 impl OciRuntimes {
-    fn prepare(tmp: &Path, rootfs: &Path) -> OciRuntimes {
+    fn prepare(tmp: &Path, run: &Path, rootfs: &Path) -> OciRuntimes {
         let bundles = tmp.join("oci");
+        let state = run.join("oci");
         let _ = std::fs::remove_dir_all(&bundles);
         let own = own_cgroups();
         let mut shell = String::from("set -e; mount --make-rprivate /\n");
@@ -849,6 +862,7 @@ impl OciRuntimes {
         }
         OciRuntimes {
             bundles,
+            state,
             namespace: Some(namespace),
             own,
         }
@@ -858,7 +872,9 @@ impl OciRuntimes {
     fn run(&self, runtime: &str) -> Command {
         let bundle = self.bundles.join(runtime);
         let mut c = Command::new(runtime);
-        c.args(["run", "--bundle"])
+        c.arg("--root")
+            .arg(self.state.join(runtime))
+            .args(["run", "--bundle"])
             .arg(&bundle)
             .arg(format!("lab-bench-{runtime}"));
         let ns = std::fs::File::open(format!(

@@ -20,7 +20,7 @@ fn main() {
     // Under `cargo test --all-targets` (no --bench): one round on small sizes, to
     // keep the benchmark working, and no figures.
     let smoke = !std::env::args().any(|a| a == "--bench");
-    let (tmp, home, run) = common::dirs_with_rootfs("bench-images");
+    let (tmp, home, run, disks) = common::dirs_with_rootfs("bench-images");
     let lab = |args: &[&str]| common::lab(&home, &run, args);
     let rootfs = home.join("rootfs");
     let (small_mb, large_mb) = if smoke { (5, 20) } else { (5, 500) };
@@ -94,7 +94,7 @@ fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "### Start-up against image size\n\nStart and stop of one container running /bin/true, \
-         {rounds} interleaved rounds; one other container keeps lab0 up.\n"
+         {rounds} interleaved rounds; one other container keeps lab0 up. Disks: {disks}.\n"
     );
     println!("| approach | median ms | min-max ms |");
     println!("|---|---:|---:|");

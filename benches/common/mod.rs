@@ -1,6 +1,6 @@
 //! What the benchmarks share.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 
 #[path = "../../tests/support/own_cgroups.rs"]
@@ -38,13 +38,75 @@ pub fn lab(home: &std::path::Path, run: &std::path::Path, args: &[&str]) -> std:
 }
 
 /// The benchmark's directories under target/ (`tmp`, lab's `home` and `run`
-/// in it), with the default root filesystem built in `home`.
-pub fn dirs_with_rootfs(name: &str) -> (PathBuf, PathBuf, PathBuf) {
+/// in it), on disks like a classroom machine's ([`classroom_disks`]), with the
+/// default root filesystem built in `home`; and what the disks are, in a line.
+pub fn dirs_with_rootfs(name: &str) -> (PathBuf, PathBuf, PathBuf, String) {
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let (home, run) = (tmp.join("home"), tmp.join("run"));
+    let disks = classroom_disks(&tmp, &run);
     std::fs::create_dir_all(&home).unwrap();
     assert!(lab(&home, &run, &["rootfs"]).status().unwrap().success());
-    (tmp, home, run)
+    (tmp, home, run, disks)
+}
+
+/// Put `tmp` on an ext4 with a journal and `run` on a tmpfs, as a Debian or
+/// Ubuntu machine has /var/lib and /run: this machine's own root filesystem is
+/// an ext4 without a journal, where each new file costs more for every file
+/// deleted in the last minute (the kernel skips their inodes one by one:
+/// `recently_deleted` in fs/ext4/ialloc.c), and a container's start makes and
+/// deletes about twenty. Both are made in a mount namespace of the benchmark's
+/// own, the ext4 on a loop device whose file is deleted at once: the machine's
+/// mount table never shows them, and they go with the benchmark, however it
+/// ends. Without a loop device, the machine's own disk is used, and said so.
+pub fn classroom_disks(tmp: &Path, run: &Path) -> String {
+    use nix::mount::{mount, MsFlags};
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap();
+    let _ = std::fs::remove_dir_all(tmp);
+    std::fs::create_dir_all(tmp).unwrap();
+    let image = tmp.with_extension("img");
+    let ext4 = (|| -> std::io::Result<bool> {
+        std::fs::File::create(&image)?.set_len(3 << 30)?;
+        let quiet = |c: &mut std::process::Command| {
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        Ok(quiet(
+            std::process::Command::new("mkfs.ext4")
+                .args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
+                .arg(&image),
+        ) && quiet(
+            std::process::Command::new("mount")
+                .args(["-o", "loop"])
+                .arg(&image)
+                .arg(tmp),
+        ))
+    })()
+    .unwrap_or(false);
+    // The loop device keeps the file open; it is freed when the device goes.
+    let _ = std::fs::remove_file(&image);
+    std::fs::create_dir_all(run).unwrap();
+    mount(
+        Some("tmpfs"),
+        run,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755,size=256m"),
+    )
+    .unwrap();
+    match ext4 {
+        true => "lab's state (and crun's and runc's) on a tmpfs, as /run is on Debian and Ubuntu; root filesystems, images and writable layers on an ext4 with a journal (on a loop device), as /var/lib is there".into(),
+        false => "lab's state (and crun's and runc's) on a tmpfs, as /run is on Debian and Ubuntu; root filesystems, images and writable layers on this machine's own disk (no loop device for an ext4 of the benchmark's own)".into(),
+    }
 }
 
 /// A container started for a benchmark, stopped (SIGTERM: lab tears it down)
