@@ -355,14 +355,40 @@ fn time_rows(rows: &mut [Row], rounds: usize, smoke: bool) {
 /// background after a run finishes first, as it would at a prompt.
 fn time_rows_after(rows: &mut [Row], rounds: usize, smoke: bool, pause: Duration) {
     let warmup = usize::from(!smoke);
+    // What a run prints, kept to say why it failed (appended: emptied before
+    // each), in memory (/dev/shm) as a terminal would take it.
+    let shm = Path::new("/dev/shm");
+    let dir = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let log_path = dir.join(format!("lab-bench-{}.log", std::process::id()));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(&log_path)
+        .unwrap();
+    let _ = std::fs::remove_file(&log_path);
     for round in 0..rounds + warmup {
         for r in rows.iter_mut() {
             std::thread::sleep(pause);
-            r.command.stdout(Stdio::null()).stderr(Stdio::null());
+            log.set_len(0).unwrap();
+            r.command
+                .stdout(log.try_clone().unwrap())
+                .stderr(log.try_clone().unwrap());
             let start = Instant::now();
             let status = r.command.status().expect("run");
             let took = start.elapsed();
-            assert!(status.success(), "{}: {status:?}", r.name);
+            if !status.success() {
+                let mut printed = String::new();
+                use std::io::{Read, Seek};
+                let mut log = &log;
+                let _ = log.seek(std::io::SeekFrom::Start(0));
+                let _ = log.read_to_string(&mut printed);
+                panic!("{}: {status:?}; it printed:\n{printed}", r.name);
+            }
             if round >= warmup {
                 r.times.push(took);
             }
