@@ -146,8 +146,32 @@ pub fn detect() -> Result<Version> {
 
 /// Where the cgroup v1 hierarchy holding `controller` is mounted.
 pub(super) fn v1_mount(controller: &str) -> Option<PathBuf> {
-    // The host's cgroup mounts, read once: lab asks several times per container,
-    // and the mount table grows with every running container's overlay.
+    usual_v1_mount(controller).or_else(|| v1_mount_from_table(controller))
+}
+
+/// Where systemd mounts it: /sys/fs/cgroup/CONTROLLER, or a link to the mount
+/// named after the controllers it holds (cpu -> cpu,cpuacct). A look there takes
+/// microseconds; the mount table grows with every running container's overlay
+/// (0.2 ms to read with 50).
+fn usual_v1_mount(controller: &str) -> Option<PathBuf> {
+    use nix::sys::statfs::{statfs, CGROUP_SUPER_MAGIC};
+    let real = Path::new(CGROUP_ROOT)
+        .join(controller)
+        .canonicalize()
+        .ok()?;
+    let named = real
+        .file_name()?
+        .to_string_lossy()
+        .split(',')
+        .any(|c| c == controller);
+    let cgroup_v1 = statfs(&real).is_ok_and(|s| s.filesystem_type() == CGROUP_SUPER_MAGIC);
+    // A mount of its own, not a cgroup of that name in a hierarchy above.
+    let mounted = crate::sys::mount_id(&real) != crate::sys::mount_id(real.parent()?);
+    (named && cgroup_v1 && mounted).then_some(real)
+}
+
+/// From the host's mount table (read once: lab asks several times per container).
+fn v1_mount_from_table(controller: &str) -> Option<PathBuf> {
     use std::sync::OnceLock;
     static V1: OnceLock<Vec<(String, String)>> = OnceLock::new();
     V1.get_or_init(|| {
@@ -181,4 +205,29 @@ pub fn cgroup_of(pid: &str, controller: &str) -> Option<String> {
         };
         found.then(|| path.to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The look where systemd mounts a hierarchy finds what the mount table says,
+    /// for every controller of the host (none on a host of cgroup v2 alone).
+    #[test]
+    fn the_usual_place_agrees_with_the_mount_table() {
+        let controllers = std::fs::read_to_string("/proc/cgroups").unwrap_or_default();
+        let mut found = 0;
+        for c in controllers
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split('\t').next())
+        {
+            if let Some(usual) = super::usual_v1_mount(c) {
+                assert_eq!(Some(usual), super::v1_mount_from_table(c), "{c}");
+                found += 1;
+            }
+        }
+        // This project's machine is a v1/v2 hybrid: the test must look at something there.
+        if super::v1_mount_from_table("memory").is_some() {
+            assert!(found >= 3, "found {found}");
+        }
+    }
 }
