@@ -46,7 +46,10 @@ pub fn clone_into(flags: CloneFlags, cgroup: Option<&Path>) -> Result<ForkResult
     };
     match ret {
         -1 => Err(std::io::Error::last_os_error()).context(format!("clone({flags:?})")),
-        0 => Ok(ForkResult::Child),
+        0 => {
+            drop_claim_lock();
+            Ok(ForkResult::Child)
+        }
         pid => Ok(ForkResult::Parent {
             child: Pid::from_raw(pid as i32),
         }),
@@ -102,7 +105,10 @@ fn clone3_into_cgroup(flags: CloneFlags, dir: &Path) -> Result<ForkResult> {
     };
     match ret {
         -1 => Err(std::io::Error::last_os_error()).context("clone3(CLONE_INTO_CGROUP)"),
-        0 => Ok(ForkResult::Child),
+        0 => {
+            drop_claim_lock();
+            Ok(ForkResult::Child)
+        }
         pid => Ok(ForkResult::Parent {
             child: Pid::from_raw(pid as i32),
         }),
@@ -126,7 +132,35 @@ pub fn fork() -> Result<ForkResult> {
     flush_stdio();
     // SAFETY: lab is single-threaded (see the module comment); the child only calls
     // async-signal-safe code or our own code that holds no inherited lock.
-    unsafe { nix::unistd::fork() }.context("fork")
+    let forked = unsafe { nix::unistd::fork() }.context("fork")?;
+    if let ForkResult::Child = forked {
+        drop_claim_lock();
+    }
+    Ok(forked)
+}
+
+/// The descriptor of the lock this lab holds on its container's owner file
+/// (state::Claim), or -1.
+static CLAIM_LOCK: AtomicI32 = AtomicI32::new(-1);
+
+/// Note the descriptor of the claim's lock, for children to close.
+pub fn set_claim_lock(fd: std::os::fd::RawFd) {
+    CLAIM_LOCK.store(fd, Ordering::SeqCst);
+}
+
+/// In a child lab forked or cloned: close the copy of the claim's lock. A flock
+/// lasts while any copy of its descriptor is open: without this, a lab killed
+/// with kill -9 would look alive for as long as its container's init lives.
+/// (Children never run the claim's destructor: they exec or `exit`.)
+fn drop_claim_lock() {
+    let fd = CLAIM_LOCK.swap(-1, Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: the descriptor is this child's copy of the claim's, which
+        // nothing in the child uses.
+        unsafe {
+            nix::libc::close(fd);
+        }
+    }
 }
 
 /// Close every descriptor above stderr (in a child that goes on alone: the

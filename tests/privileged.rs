@@ -1604,8 +1604,23 @@ fn after_kill_9_the_next_run_or_lab_clean_removes_the_leftovers() {
         .stdout(std::process::Stdio::null());
     let running = Background::spawn(cmd);
     wait_for_process("sleep 4455");
+    // A running lab holds a lock on its owner file: other labs see it running
+    // by that, without reading /proc. Its children close their copies, so the
+    // lock goes with lab itself.
+    let owner = run_dir().join("containers/killed/owner");
+    let lock_free = || {
+        Command::new("flock")
+            .args(["-n", "-s"])
+            .arg(&owner)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(!lock_free(), "lab holds no lock on {}", owner.display());
     running.signal(Signal::SIGKILL);
     let _ = running.wait();
+    assert!(lock_free(), "the lock outlived lab");
     // The container dies with lab (parent-death signal), its state stays behind.
     for _ in 0..100 {
         if pids_of("sleep 4455").is_empty() {

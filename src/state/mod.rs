@@ -116,6 +116,10 @@ impl ProcessId {
 pub struct Claim {
     pub name: String,
     pub dir: PathBuf,
+    /// Its `owner` file, locked (flock) while this lab runs: another lab sees
+    /// the container running by a lock it cannot take, without reading the
+    /// owner's /proc/PID/stat (see clean.rs, is_stale).
+    _owner: nix::fcntl::Flock<std::fs::File>,
 }
 
 impl Claim {
@@ -180,10 +184,19 @@ impl Claim {
                     Ok(()) => {
                         let me = ProcessId::of(std::process::id() as i32)
                             .context("reading /proc/self/stat")?;
-                        std::fs::write(path.join("owner"), me.text())?;
+                        let mut owner = std::fs::File::create(path.join("owner"))?;
+                        std::io::Write::write_all(&mut owner, me.text().as_bytes())?;
+                        let owner = nix::fcntl::Flock::lock(
+                            owner,
+                            nix::fcntl::FlockArg::LockExclusiveNonblock,
+                        )
+                        .map_err(|(_, e)| e)
+                        .context("locking the container's owner file")?;
+                        crate::sys::set_claim_lock(std::os::fd::AsRawFd::as_raw_fd(&*owner));
                         return Ok(Claim {
                             name: candidate.clone(),
                             dir: path,
+                            _owner: owner,
                         });
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -227,6 +240,9 @@ impl Drop for Claim {
             layer.hooks.release(&self.dir);
         }
         let _ = remove_tree(&self.dir);
+        // (The lock's descriptor closes with this struct: forks from now on
+        // must not close whatever file reuses its number.)
+        crate::sys::set_claim_lock(-1);
     }
 }
 
