@@ -453,13 +453,7 @@ fn a_start_finishes_a_removal_of_lab0_whose_process_was_killed() {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         };
-        let mut stderr = String::new();
-        lab.0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
+        let stderr = lab.stderr_text();
         assert!(status.success(), "lab0 left: {lab0_left}: {stderr}");
         assert_eq!(host_network(), before, "lab0 left: {lab0_left}");
         assert!(!note.exists());

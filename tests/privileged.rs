@@ -1906,14 +1906,7 @@ fn labs_started_at_once_on_a_new_machine_share_one_root_filesystem() {
         .collect();
     for (i, mut lab) in labs {
         let status = lab.0.wait().unwrap();
-        let mut stderr = String::new();
-        use std::io::Read;
-        lab.0
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
+        let stderr = lab.stderr_text();
         assert!(status.success(), "lab {i}: {stderr}");
     }
     let left: Vec<String> = std::fs::read_dir(&scratch)

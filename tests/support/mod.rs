@@ -257,6 +257,16 @@ impl Background {
         self.wait()
     }
 
+    /// All it wrote to its stderr, when spawned with `Stdio::piped()` there.
+    pub fn stderr_text(&mut self) -> String {
+        use std::io::Read;
+        let mut text = String::new();
+        if let Some(mut pipe) = self.0.stderr.take() {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    }
+
     pub fn wait(mut self) -> std::process::ExitStatus {
         let status = self.0.wait().expect("wait");
         std::mem::forget(self);
