@@ -440,9 +440,8 @@ fn a_start_finishes_a_removal_of_lab0_whose_process_was_killed() {
         run.args(["step", "5", "--no-checks", "--", "true"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        let lab = Background::spawn(run);
+        let mut lab = Background::spawn(run);
         let started = std::time::Instant::now();
-        let mut lab = lab;
         let status = loop {
             if let Some(status) = lab.0.try_wait().unwrap() {
                 break status;

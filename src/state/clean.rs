@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// right now by another lab, unless it is older than a few seconds.
 pub(super) fn is_stale(dir: &Path) -> bool {
     // A running lab holds a lock on its owner file (Claim): if it cannot be
-    // taken, the container runs. That costs a third of reading the owner and its
+    // taken, the container runs. Cheaper than reading the owner and its
     // /proc/PID/stat, and a start looks at every running container. Taken, the
     // lock says nothing (a lab of an older version held none): ask /proc.
     if let Ok(owner) = std::fs::File::open(dir.join("owner")) {

@@ -184,14 +184,14 @@ impl Claim {
                     Ok(()) => {
                         let me = ProcessId::of(std::process::id() as i32)
                             .context("reading /proc/self/stat")?;
-                        let mut owner = std::fs::File::create(path.join("owner"))?;
-                        std::io::Write::write_all(&mut owner, me.text().as_bytes())?;
+                        // (Waiting: another lab's look may hold it shared for a moment.)
                         let owner = nix::fcntl::Flock::lock(
-                            owner,
-                            nix::fcntl::FlockArg::LockExclusiveNonblock,
+                            std::fs::File::create(path.join("owner"))?,
+                            nix::fcntl::FlockArg::LockExclusive,
                         )
                         .map_err(|(_, e)| e)
                         .context("locking the container's owner file")?;
+                        std::io::Write::write_all(&mut &*owner, me.text().as_bytes())?;
                         crate::sys::set_claim_lock(std::os::fd::AsRawFd::as_raw_fd(&*owner));
                         return Ok(Claim {
                             name: candidate.clone(),
