@@ -244,8 +244,9 @@ fn removal_record() -> PathBuf {
 }
 
 /// Taking down what containers share makes the kernel wait until no CPU can
-/// still use what goes (RCU: 30-55 ms for lab0, 15-30 for the rules here): it need not hold the student's prompt. A process of its own does
-/// it after lab has gone, under the network lock, if lab0 is still unused then;
+/// still use what goes (RCU: 30-55 ms for lab0, 15-30 for the rules here): it
+/// need not hold the student's prompt. A process of its own does it after lab
+/// has gone, under the network lock, if lab0 is still unused then;
 /// the note in LAB_RUN says so until the host is as it was (the kernel may still
 /// be freeing lab0: nobody sees it), and whoever needs lab0 next (a run, `lab
 /// clean`, the checks after exit) waits for it, or finishes it if that process
