@@ -115,6 +115,16 @@ pub fn locate(name: &str, limits: &Limits) -> Result<Cgroups> {
 /// cgroup v2 when /sys/fs/cgroup is a cgroup2 filesystem offering memory, cpu and
 /// pids; cgroup v1 when each of them has a cgroup (v1) filesystem of its own.
 pub fn detect() -> Result<Version> {
+    // Asked by several layers and checks per container; the machine's cgroup
+    // mounts do not change while lab runs.
+    static FOUND: std::sync::OnceLock<Result<Version, String>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| detect_now().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn detect_now() -> Result<Version> {
     use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC, CGROUP_SUPER_MAGIC};
     let needed = ["memory", "cpu", "pids"];
     if statfs(CGROUP_ROOT).map(|s| s.filesystem_type()) == Ok(CGROUP2_SUPER_MAGIC) {
@@ -146,7 +156,16 @@ pub fn detect() -> Result<Version> {
 
 /// Where the cgroup v1 hierarchy holding `controller` is mounted.
 pub(super) fn v1_mount(controller: &str) -> Option<PathBuf> {
-    usual_v1_mount(controller).or_else(|| v1_mount_from_table(controller))
+    // (Looked up once per controller: a start asks for each several times.)
+    static FOUND: std::sync::Mutex<Vec<(String, Option<PathBuf>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut found = FOUND.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, mount)) = found.iter().find(|(c, _)| c == controller) {
+        return mount.clone();
+    }
+    let mount = usual_v1_mount(controller).or_else(|| v1_mount_from_table(controller));
+    found.push((controller.to_string(), mount.clone()));
+    mount
 }
 
 /// Where systemd mounts it: /sys/fs/cgroup/CONTROLLER, or a link to the mount
@@ -189,12 +208,23 @@ fn v1_mount_from_table(controller: &str) -> Option<PathBuf> {
 
 /// lab's own cgroup in the hierarchy of `controller` ("" for v2), from /proc/self/cgroup.
 pub(super) fn own_cgroup(controller: &str) -> Option<String> {
-    cgroup_of("self", controller)
+    // Read once: lab's own process never changes cgroups (a container's
+    // processes join theirs, each in a process of its own).
+    static OWN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = OWN.get_or_init(|| std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
+    cgroup_in(text, controller)
 }
 
 /// The cgroup of process `pid` in the hierarchy of `controller` ("" for v2).
 pub fn cgroup_of(pid: &str, controller: &str) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    cgroup_in(
+        &std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?,
+        controller,
+    )
+}
+
+/// The cgroup in the hierarchy of `controller` of a /proc/PID/cgroup's `text`.
+fn cgroup_in(text: &str, controller: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let mut f = l.splitn(3, ':');
         let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
