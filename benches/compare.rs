@@ -276,7 +276,7 @@ fn main() {
     let mut alone = paused;
     alone.extend(back_to_back);
     alone.extend(script);
-    let (scaling, blocks) = scale(&lab, rounds.min(20), smoke);
+    let scaling = scale(&lab, (&home, &run), rounds.min(20), smoke);
     drop(oci);
     drop(nobody);
     let _ = std::fs::remove_dir_all(&run);
@@ -326,7 +326,7 @@ fn main() {
     );
     println!("| containers on lab0 | median ms | min-max ms |");
     println!("|---|---:|---:|");
-    for (n, times) in &scaling {
+    for (n, times) in &scaling.rows {
         let n = match n {
             1 => "1 (alone: makes and removes lab0)".to_string(),
             n => n.to_string(),
@@ -338,11 +338,30 @@ fn main() {
             max(times)
         );
     }
-    let blocks: Vec<String> = blocks.iter().map(|(n, m)| format!("{n}: {m:.2}")).collect();
+    let blocks: Vec<String> = scaling
+        .blocks
+        .iter()
+        .map(|(n, m)| format!("{n}: {m:.2}"))
+        .collect();
     println!(
         "\nEach block's median ms, in the order run: {}.",
         blocks.join(", ")
     );
+    // Where what the others add goes: lab's own work (it looks at each running
+    // container's state when it starts) or the kernel's.
+    let [few, many] = &scaling.phases;
+    let (n_few, n_many) = (scaling.rows[1].0, scaling.rows[2].0);
+    println!(
+        "\nWhere the difference goes: `LAB_TIMINGS=1`, {} runs after each block, medians.\n\n\
+         | phase, ending at | {n_few} running, ms | {n_many} running, ms | difference, ms |\n|---|---:|---:|---:|",
+        few.first().map_or(0, |(_, t)| t.len()) * 2 / scaling.blocks.len().max(1)
+    );
+    for (name, times) in few {
+        if let Some((_, more)) = many.iter().find(|(n, _)| n == name) {
+            let (a, b) = (median(times), median(more));
+            println!("| {name} | {a:.2} | {b:.2} | {:+.2} |", b - a);
+        }
+    }
     println!();
 }
 
@@ -396,12 +415,80 @@ fn time_rows_after(rows: &mut [Row], rounds: usize, smoke: bool, pause: Duration
     }
 }
 
+/// One `LAB_TIMINGS=1 lab step 7 --no-checks -- /bin/true`: its wall time, its
+/// phases (the time up to each milestone from the one before, in order, and
+/// the rest of the wall time: lab's own process) and each command's time.
+struct Timed {
+    wall: Duration,
+    phases: Vec<(String, Duration)>,
+    commands: Vec<(String, Duration)>,
+}
+
+/// The phase that is the rest of the wall time.
+const OWN_PROCESS: &str = "lab's own process: exec until the clock starts, and exit";
+
+fn timed_step_7(lab: &dyn Fn(&[&str]) -> Command, (home, run): (&Path, &Path)) -> Timed {
+    let start = Instant::now();
+    let out = lab(&["step", "7", "--no-checks", "--", "/bin/true"])
+        .env("LAB_TIMINGS", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run lab");
+    let wall = start.elapsed();
+    assert!(
+        out.status.success(),
+        "lab step 7 with LAB_TIMINGS=1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut phases, mut commands) = (Vec::new(), Vec::new());
+    let mut last = Duration::ZERO;
+    for line in String::from_utf8_lossy(&out.stderr).lines() {
+        let Some(rest) = line.strip_prefix("lab timing: ") else {
+            continue;
+        };
+        let Some((ms, what)) = rest.trim_start().split_once(" ms") else {
+            continue;
+        };
+        let Ok(ms) = ms.parse::<f64>() else { continue };
+        let d = Duration::from_secs_f64(ms / 1000.0);
+        match what.strip_prefix(" since the start: ") {
+            Some(milestone) => {
+                phases.push((milestone.to_string(), d.saturating_sub(last)));
+                last = d;
+            }
+            // Named with lab's own directories, as a student sees them.
+            None => {
+                let what = what
+                    .trim()
+                    .replace(home.to_str().unwrap(), "/var/lib/lab")
+                    .replace(run.to_str().unwrap(), "/run/lab");
+                commands.push((same_for_every_container(&what), d));
+            }
+        }
+    }
+    phases.push((OWN_PROCESS.to_string(), wall.saturating_sub(last)));
+    Timed {
+        wall,
+        phases,
+        commands,
+    }
+}
+
+/// Add `d` to the times of `name` (in the order names first come).
+fn add(list: &mut Vec<(String, Vec<Duration>)>, name: &str, d: Duration) {
+    match list.iter_mut().find(|(n, _)| n == name) {
+        Some((_, times)) => times.push(d),
+        None => list.push((name.to_string(), vec![d])),
+    }
+}
+
 /// Where the time of `lab step 7 --no-checks -- /bin/true` goes, lab0 held: its
 /// phases (the milestones `LAB_TIMINGS=1` prints) and its slowest commands,
 /// medians over `rounds` runs, as a Markdown section.
 fn where_time_goes(
     lab: &dyn Fn(&[&str]) -> Command,
-    (home, run): (&Path, &Path),
+    dirs: (&Path, &Path),
     rounds: usize,
     smoke: bool,
 ) -> String {
@@ -409,54 +496,18 @@ fn where_time_goes(
     let mut phases: Vec<(String, Vec<Duration>)> = Vec::new();
     let mut commands: Vec<(String, Vec<Duration>)> = Vec::new();
     let mut walls = Vec::new();
-    let add = |list: &mut Vec<(String, Vec<Duration>)>, name: &str, d: Duration| match list
-        .iter_mut()
-        .find(|(n, _)| n == name)
-    {
-        Some((_, times)) => times.push(d),
-        None => list.push((name.to_string(), vec![d])),
-    };
+    // Each run's commands together: the kernel's own work for the step.
+    let mut all_commands = Vec::new();
     for _ in 0..rounds {
-        let start = Instant::now();
-        let out = lab(&["step", "7", "--no-checks", "--", "/bin/true"])
-            .env("LAB_TIMINGS", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run lab");
-        let wall = start.elapsed();
-        assert!(out.status.success(), "lab step 7 with LAB_TIMINGS=1");
-        walls.push(wall);
-        let mut last = Duration::ZERO;
-        for line in String::from_utf8_lossy(&out.stderr).lines() {
-            let Some(rest) = line.strip_prefix("lab timing: ") else {
-                continue;
-            };
-            let Some((ms, what)) = rest.trim_start().split_once(" ms") else {
-                continue;
-            };
-            let Ok(ms) = ms.parse::<f64>() else { continue };
-            let d = Duration::from_secs_f64(ms / 1000.0);
-            match what.strip_prefix(" since the start: ") {
-                Some(milestone) => {
-                    add(&mut phases, milestone, d.saturating_sub(last));
-                    last = d;
-                }
-                // Named with lab's own directories, as a student sees them.
-                None => {
-                    let what = what
-                        .trim()
-                        .replace(home.to_str().unwrap(), "/var/lib/lab")
-                        .replace(run.to_str().unwrap(), "/run/lab");
-                    add(&mut commands, &same_for_every_container(&what), d)
-                }
-            }
+        let t = timed_step_7(lab, dirs);
+        walls.push(t.wall);
+        for (name, d) in &t.phases {
+            add(&mut phases, name, *d);
         }
-        add(
-            &mut phases,
-            "lab's own process: exec until the clock starts, and exit",
-            wall.saturating_sub(last),
-        );
+        for (name, d) in &t.commands {
+            add(&mut commands, name, *d);
+        }
+        all_commands.push(t.commands.iter().map(|(_, d)| *d).sum());
     }
     if smoke {
         return String::new();
@@ -470,9 +521,14 @@ fn where_time_goes(
         out += &format!("| {name} | {:.2} |\n", median(times));
     }
     out += &format!("| in all (wall time) | {:.2} |\n", median(&walls));
+    out += &format!(
+        "\nIts commands together (the kernel's work for each, done by system calls; \
+         the clone of the container's namespaces, its exec and its exit are not among them): \
+         {:.2} ms, median of the runs' sums. The eight slowest:\n\n\
+         | command | median ms |\n|---|---:|\n",
+        median(&all_commands)
+    );
     commands.sort_by(|a, b| median(&b.1).total_cmp(&median(&a.1)));
-    out += "\nIts eight slowest commands (the kernel's work for each, done by system calls):\n\n\
-            | command | median ms |\n|---|---:|\n";
     for (name, times) in commands.iter().take(8) {
         let name = if name.len() > 90 {
             format!(
@@ -516,11 +572,21 @@ fn same_for_every_container(command: &str) -> String {
 /// Step 7 started while 0, 9 and 49 other containers of step 7 run on lab0 (9
 /// and 49 in alternating blocks).
 ///
-/// Each number of containers with its times, and each block's (number, median ms)
-/// in the order run.
-type Scaling = (Vec<(usize, Vec<Duration>)>, Vec<(usize, f64)>);
+/// Each number of containers with its times, each block's (number, median ms)
+/// in the order run, and the phases' times with the fewer and with the more
+/// containers running (`LAB_TIMINGS=1`, a few runs after each block).
+struct Scaling {
+    rows: Vec<(usize, Vec<Duration>)>,
+    blocks: Vec<(usize, f64)>,
+    phases: [Vec<(String, Vec<Duration>)>; 2],
+}
 
-fn scale(lab: &dyn Fn(&[&str]) -> Command, rounds: usize, smoke: bool) -> Scaling {
+fn scale(
+    lab: &dyn Fn(&[&str]) -> Command,
+    dirs: (&Path, &Path),
+    rounds: usize,
+    smoke: bool,
+) -> Scaling {
     // Others of step 7, o{from}..o{to-1}; --cpus 0.02: fifty quotas of the
     // default 0.5 would not fit in two cores.
     let others = |from: usize, to: usize| -> Vec<Running> {
@@ -568,6 +634,7 @@ fn scale(lab: &dyn Fn(&[&str]) -> Command, rounds: usize, smoke: bool) -> Scalin
     let settle = Duration::from_secs(if smoke { 0 } else { 2 });
     let (mut with_few, mut with_many) = (row(), row());
     let mut order = Vec::new();
+    let mut phases = [Vec::new(), Vec::new()];
     let base = others(1, few);
     let mut more: Option<Vec<Running>> = None;
     for block in 0..blocks {
@@ -594,15 +661,24 @@ fn scale(lab: &dyn Fn(&[&str]) -> Command, rounds: usize, smoke: bool) -> Scalin
             if want_many { many } else { few },
             median(&rows[0].times[done..]),
         ));
+        // Then where the time goes, with as many running.
+        for _ in 0..per_block.min(5) {
+            for (name, d) in timed_step_7(lab, dirs).phases {
+                add(&mut phases[usize::from(want_many)], &name, d);
+            }
+        }
     }
     drop(more);
     drop(base);
-    let medians = order;
     let rows = [(1, alone), (few, with_few), (many, with_many)]
         .into_iter()
         .map(|(n, mut r)| (n, r.pop().unwrap().times))
         .collect();
-    (rows, medians)
+    Scaling {
+        rows,
+        blocks: order,
+        phases,
+    }
 }
 
 /// bench/floor.c, compiled with cc -O2, if there is a C compiler.
