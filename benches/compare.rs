@@ -354,7 +354,7 @@ fn main() {
     println!(
         "\nWhere the difference goes: `LAB_TIMINGS=1`, {} runs after each block, medians.\n\n\
          | phase, ending at | {n_few} running, ms | {n_many} running, ms | difference, ms |\n|---|---:|---:|---:|",
-        few.first().map_or(0, |(_, t)| t.len()) * 2 / scaling.blocks.len().max(1)
+        scaling.timed_per_block
     );
     for (name, times) in few {
         if let Some((_, more)) = many.iter().find(|(n, _)| n == name) {
@@ -579,6 +579,8 @@ struct Scaling {
     rows: Vec<(usize, Vec<Duration>)>,
     blocks: Vec<(usize, f64)>,
     phases: [Vec<(String, Vec<Duration>)>; 2],
+    /// The `LAB_TIMINGS=1` runs after each block.
+    timed_per_block: usize,
 }
 
 fn scale(
@@ -635,6 +637,7 @@ fn scale(
     let (mut with_few, mut with_many) = (row(), row());
     let mut order = Vec::new();
     let mut phases = [Vec::new(), Vec::new()];
+    let timed_per_block = per_block.min(5);
     let base = others(1, few);
     let mut more: Option<Vec<Running>> = None;
     for block in 0..blocks {
@@ -662,7 +665,7 @@ fn scale(
             median(&rows[0].times[done..]),
         ));
         // Then where the time goes, with as many running.
-        for _ in 0..per_block.min(5) {
+        for _ in 0..timed_per_block {
             for (name, d) in timed_step_7(lab, dirs).phases {
                 add(&mut phases[usize::from(want_many)], &name, d);
             }
@@ -678,6 +681,7 @@ fn scale(
         rows,
         blocks: order,
         phases,
+        timed_per_block,
     }
 }
 
