@@ -143,13 +143,7 @@ fn steps_6_to_9_pass_on_pure_cgroup_v2_in_a_vm() {
         .find_map(|l| l.strip_prefix("LAB-ROOTMOUNT "))
         .unwrap_or_default();
     assert!(
-        root.contains(" - overlay ")
-            && root
-                .rsplit(' ')
-                .next()
-                .unwrap()
-                .split(',')
-                .any(|o| o == "volatile"),
+        root.contains(" - overlay ") && super_options(root).contains(&"volatile"),
         "the container's overlay in the VM is not `volatile`: {root}\n{log}"
     );
     // The container's first process is born in its cgroup: lab's own join

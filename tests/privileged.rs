@@ -1931,11 +1931,9 @@ fn root_overlay_is_volatile(extra: &[&str]) -> bool {
         .lines()
         .find(|l| l.split(' ').nth(4) == Some("/") && l.contains(" - overlay "))
         .unwrap_or_else(|| panic!("no overlay mounted on / inside:\n{text}"));
-    root.rsplit(' ')
-        .next()
-        .unwrap()
-        .split(',')
-        .any(|o| o == "volatile" || o == "fsync=volatile")
+    super_options(root)
+        .iter()
+        .any(|o| *o == "volatile" || *o == "fsync=volatile")
 }
 
 #[test]

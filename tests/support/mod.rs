@@ -187,6 +187,12 @@ pub fn mountinfo() -> String {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap()
 }
 
+/// The filesystem's own options of a /proc/PID/mountinfo line (its last field,
+/// after the source): an overlay's `lowerdir=...`, `volatile`, ...
+pub fn super_options(line: &str) -> Vec<&str> {
+    line.rsplit(' ').next().unwrap_or("").split(',').collect()
+}
+
 /// Containers lab left in the test run's state directory.
 pub fn leftover_containers() -> Vec<String> {
     std::fs::read_dir(run_dir().join("containers"))

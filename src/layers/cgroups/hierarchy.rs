@@ -189,7 +189,7 @@ fn usual_v1_mount(controller: &str) -> Option<PathBuf> {
     (named && cgroup_v1 && mounted).then_some(real)
 }
 
-/// From the host's mount table (read once: lab asks several times per container).
+/// From the host's mount table (read once, for every controller it is asked for).
 fn v1_mount_from_table(controller: &str) -> Option<PathBuf> {
     use std::sync::OnceLock;
     static V1: OnceLock<Vec<(String, String)>> = OnceLock::new();
