@@ -103,10 +103,11 @@ pub fn classroom_disks(tmp: &Path, run: &Path) -> String {
         Some("mode=755,size=256m"),
     )
     .unwrap();
-    match ext4 {
-        true => "lab's state (and crun's and runc's) on a tmpfs, as /run is on Debian and Ubuntu; root filesystems, images and writable layers on an ext4 with a journal (on a loop device), as /var/lib is there".into(),
-        false => "lab's state (and crun's and runc's) on a tmpfs, as /run is on Debian and Ubuntu; root filesystems, images and writable layers on this machine's own disk (no loop device for an ext4 of the benchmark's own)".into(),
-    }
+    let layers = match ext4 {
+        true => "an ext4 with a journal (on a loop device), as /var/lib is there",
+        false => "this machine's own disk (no loop device for an ext4 of the benchmark's own)",
+    };
+    format!("lab's state (and crun's and runc's) on a tmpfs, as /run is on Debian and Ubuntu; root filesystems, images and writable layers on {layers}")
 }
 
 /// A container started for a benchmark, stopped (SIGTERM: lab tears it down)
