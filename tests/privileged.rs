@@ -1020,7 +1020,8 @@ fn ps_and_exec_enter_a_running_container() {
     let inside = text(&out);
     for ns in ["mnt", "uts", "ipc", "net", "pid"] {
         let theirs = std::fs::read_link(format!("/proc/{sleeper}/ns/{ns}")).unwrap();
-        let ours = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        // This test thread's (its network namespace is its own), not the main thread's.
+        let ours = std::fs::read_link(format!("/proc/thread-self/ns/{ns}")).unwrap();
         assert_ne!(theirs, ours);
         assert!(
             inside.contains(&*theirs.to_string_lossy()),

@@ -123,9 +123,12 @@ impl Outside {
         c.args(["--net", "sleep", "600"]);
         let holder = Background::spawn(c);
         let pid = holder.pid().to_string();
-        // Wait until unshare has made its namespace.
+        // Wait until unshare has made its namespace. Compared with this thread's
+        // (/proc/thread-self): the test thread has a network namespace of its own
+        // (own_network_namespace), and /proc/self is the process's main thread,
+        // whose namespace unshare's child never had: that wait would end at once.
+        let ours = std::fs::read_link("/proc/thread-self/ns/net").ok();
         for _ in 0..200 {
-            let ours = std::fs::read_link("/proc/self/ns/net").ok();
             if std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() != ours {
                 break;
             }
