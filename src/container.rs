@@ -458,8 +458,12 @@ fn mark(milestone: &str) {
 
 /// A command that failed, said with the command and a hint for the student.
 fn failed(c: &crate::plan::Command, e: anyhow::Error) -> anyhow::Error {
-    let hint = hint_for(&e).map(|h| format!("\n{h}")).unwrap_or_default();
-    anyhow!("`{}` failed: {e:#}{hint}", c.action.shell())
+    let hint = hint_for(&e);
+    let e = anyhow!("`{}` failed: {e:#}", c.action.shell());
+    match hint {
+        Some(hint) => crate::error::hinted(e, hint),
+        None => e,
+    }
 }
 
 /// The first line the child sends, read so that Ctrl-C still gets through.

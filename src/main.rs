@@ -18,6 +18,7 @@ mod check;
 mod cli;
 mod container;
 mod doctor;
+mod error;
 mod exec;
 mod image;
 mod init;
@@ -62,7 +63,9 @@ fn main() -> ExitCode {
                 return ExitCode::from(130);
             }
             let mut lines = format!("{e:#}");
-            if let Some((first, rest)) = lines.clone().split_once('\n') {
+            if let Some(hint) = error::hint_of(&e) {
+                lines = format!("{lines}\n  hint: {hint}");
+            } else if let Some((first, rest)) = lines.clone().split_once('\n') {
                 lines = format!("{first}\n  hint: {rest}");
             }
             errln!("lab: {lines}");
