@@ -15,6 +15,7 @@ pub fn run(run: impl Fn(Vec<String>) -> Result<ExitCode>) -> Result<ExitCode> {
         "lab: rebuild a Linux container one kernel feature at a time".bold()
     );
     loop {
+        take_back_terminal();
         let done = crate::progress::completed();
         let built = crate::layers::built();
         let next = built.iter().copied().find(|n| !done.contains(n));
@@ -72,6 +73,31 @@ pub fn run(run: impl Fn(Vec<String>) -> Result<ExitCode>) -> Result<ExitCode> {
             Err(e) => errln!("lab: {e:#}"),
         }
         outln!("");
+    }
+}
+
+/// Make lab's process group the terminal's foreground again. A shell in the
+/// container (from step 3, busybox sh with job control as PID 2 of its pid
+/// namespace) puts its own process group in the foreground; when it exits, the
+/// terminal stays with that group, now gone. lab is then a background process,
+/// and the kernel stops it (SIGTTOU) the moment the prompt sets the terminal's
+/// mode: the student's shell says `[1]+ Stopped lab` and takes the keys. Taking
+/// the terminal back from the background is itself a SIGTTOU unless the signal
+/// is blocked for the call, as shells do.
+fn take_back_terminal() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let stdin = std::io::stdin();
+    let ours = nix::unistd::getpgrp();
+    match nix::unistd::tcgetpgrp(&stdin) {
+        Ok(foreground) if foreground != ours => {}
+        _ => return,
+    }
+    let mut ttou = SigSet::empty();
+    ttou.add(Signal::SIGTTOU);
+    let mut was = SigSet::empty();
+    if pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut was)).is_ok() {
+        let _ = nix::unistd::tcsetpgrp(&stdin, ours);
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&was), None);
     }
 }
 
