@@ -1,6 +1,6 @@
 #!/bin/bash
 # Provision the classroom VM (the Vagrantfile, vm/cloud-init.yaml for Multipass,
-# or Lima: see the README): what lab needs from the
+# or Lima: see docs/classroom-vm.md): what lab needs from the
 # distribution's packages (busybox-static, iptables, iproute2, a C toolchain, Rust),
 # lab built and installed as /usr/local/bin/lab, the default root filesystem built,
 # and `lab doctor` run, so that `sudo lab step 1` works in the VM.
