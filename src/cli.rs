@@ -1,5 +1,6 @@
-//! The command line: what `lab --help` lists, and the values it takes (part of
-//! main.rs, which runs them; options.rs turns a step's options into a Spec).
+//! The command line: what `lab --help` lists, and the values it takes (main.rs
+//! hands them to the subcommand's file in commands/; options.rs turns a step's
+//! options into a Spec).
 
 use crate::{layers, rootfs};
 use clap::{Parser, Subcommand};
@@ -28,7 +29,7 @@ pub fn step_number(s: &str) -> Result<u8, String> {
     }
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Debug, Default)]
 pub struct Target {
     /// The step: layers 1 to N are switched on
     #[arg(value_parser = step_number)]
@@ -79,6 +80,19 @@ pub struct Target {
     /// may be given several times
     #[arg(long, short = 'p', value_name = "HOSTPORT:CONTAINERPORT", value_parser = layers::network::Publish::parse)]
     pub publish: Vec<layers::network::Publish>,
+}
+
+impl Target {
+    /// Step N with no other option, as `lab explain N` parses it (`lab next`
+    /// builds it; lessons and hints quote what `lab explain N` prints). No
+    /// option of Target has a default value of clap's: each is None, false or
+    /// empty until given, as `Default` makes it.
+    pub fn at(step: u8) -> Target {
+        Target {
+            step,
+            ..Target::default()
+        }
+    }
 }
 
 fn memory_size(s: &str) -> Result<u64, String> {
@@ -279,5 +293,21 @@ pub fn container_name(s: &str) -> Result<String, String> {
         Ok(s.to_string())
     } else {
         Err("use 1-63 letters, digits and dashes (it becomes the hostname)".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Target::at(N)` is what clap makes of `lab explain N`: were an option to
+    /// get a default of clap's, the two would differ and this would say so.
+    #[test]
+    fn a_target_at_a_step_is_the_parsed_one() {
+        let Some(Cmd::Explain { target, .. }) = Cli::parse_from(["lab", "explain", "5"]).command
+        else {
+            panic!("lab explain 5 is an explain");
+        };
+        assert_eq!(format!("{target:?}"), format!("{:?}", Target::at(5)));
     }
 }

@@ -2,7 +2,7 @@
 //! container (part of the command line, after main.rs), checked against the step
 //! before anything is made.
 
-use crate::{image, layers, plan, rootfs, Target};
+use crate::{cli::Target, image, layers, plan, rootfs};
 use anyhow::{bail, Result};
 
 /// The spec of a command line. `for_real`: the root filesystem must exist (and
