@@ -1,5 +1,6 @@
-//! The command line: what `lab --help` lists, and the values it takes (part of
-//! main.rs, which runs them; options.rs turns a step's options into a Spec).
+//! The command line: what `lab --help` lists, and the values it takes (main.rs
+//! hands them to the subcommand's file in commands/; options.rs turns a step's
+//! options into a Spec).
 
 use crate::{layers, rootfs};
 use clap::{Parser, Subcommand};
@@ -28,7 +29,7 @@ pub fn step_number(s: &str) -> Result<u8, String> {
     }
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Debug, Default)]
 pub struct Target {
     /// The step: layers 1 to N are switched on
     #[arg(value_parser = step_number)]
@@ -39,79 +40,27 @@ pub struct Target {
     /// The container's name and hostname [default: the first free of c1, c2, ...]
     #[arg(long, value_name = "NAME", value_parser = container_name)]
     pub name: Option<String>,
-    /// Step 7: the image to run (see `lab image ls`) [default: the root filesystem]
-    #[arg(long, value_name = "NAME")]
-    pub image: Option<String>,
-    /// Step 7: run this program instead of the image's Entrypoint ("" for none:
-    /// the command alone), as docker run --entrypoint
-    #[arg(long, value_name = "PROGRAM")]
-    pub entrypoint: Option<String>,
-    /// Step 7: run the command as this user, a name or number of the image's
-    /// /etc/passwd, with GROUP (as docker run --user) [default: the image's User, else root]
-    #[arg(long, value_name = "USER[:GROUP]")]
-    pub user: Option<String>,
-    /// Step 7: keep the container's writable layer after exit, to look at it
-    #[arg(long)]
-    pub keep: bool,
-    /// Step 6: the memory limit, in bytes or with K, M or G [default: 64M]
-    #[arg(long, value_name = "SIZE", value_parser = memory_size, allow_hyphen_values = true)]
-    pub memory: Option<u64>,
-    /// Step 6: CPU time, as a share of one CPU [default: 0.5]
-    #[arg(long, value_name = "SHARE", value_parser = cpu_share)]
-    pub cpus: Option<f64>,
-    /// Step 6: the most processes at once [default: 64]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(8..))]
-    pub pids: Option<u64>,
-    /// Step 6: where the cgroups go in each hierarchy: /PATH from its root, or PATH
-    /// below lab's own cgroup [default: /lab]
-    /// (or from the environment variable LAB_CGROUP_PARENT)
-    #[arg(long, value_name = "PATH")]
-    pub cgroup_parent: Option<String>,
-    /// Step 6, lab explain and lab script: print the commands of this cgroup version
-    /// [default: the one in use]
-    #[arg(long, value_enum)]
-    pub cgroup: Option<layers::cgroups::Version>,
-    /// Step 5: the subnet of the bridge lab0 [default: the one lab0 has, else the
-    /// first of 10.200.0.0/24, 10.200.1.0/24, ... that no route of the host covers]
-    #[arg(long, value_name = "CIDR", value_parser = layers::network::Subnet::parse)]
-    pub subnet: Option<layers::network::Subnet>,
-    /// Step 5: forward the host's TCP port to the container's (DNAT), like docker -p;
-    /// may be given several times
-    #[arg(long, short = 'p', value_name = "HOSTPORT:CONTAINERPORT", value_parser = layers::network::Publish::parse)]
-    pub publish: Vec<layers::network::Publish>,
+    /// Step 7: the image, its command and user (the overlay layer's)
+    #[command(flatten)]
+    pub overlay: layers::overlay::Options,
+    /// Step 6: the limits and where the cgroups go (the cgroups layer's)
+    #[command(flatten)]
+    pub cgroups: layers::cgroups::Options,
+    /// Step 5: the bridge's subnet and the published ports (the network layer's)
+    #[command(flatten)]
+    pub network: layers::network::Options,
 }
 
-fn memory_size(s: &str) -> Result<u64, String> {
-    let err = || format!("{s:?} is not a size: use a number of bytes, or one with K, M or G (64M)");
-    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => s.split_at(i),
-        None => (s, ""),
-    };
-    let n: u64 = digits.parse().map_err(|_| err())?;
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        _ => return Err(err()),
-    };
-    let bytes = n
-        .checked_shl(shift)
-        .filter(|b| b >> shift == n)
-        .ok_or_else(err)?;
-    if bytes < 4 << 20 {
-        return Err(format!("{s}: a container needs at least 4M to start"));
-    }
-    Ok(bytes)
-}
-
-fn cpu_share(s: &str) -> Result<f64, String> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    match s.parse::<f64>() {
-        Ok(v) if (0.01..=cpus).contains(&v) => Ok(v),
-        _ => Err(format!(
-            "{s:?}: give a share of one CPU from 0.01 to {cpus} (0.5 is half a CPU)"
-        )),
+impl Target {
+    /// Step N with no other option, as `lab explain N` parses it (`lab next`
+    /// builds it; lessons and hints quote what `lab explain N` prints). No
+    /// option of Target has a default value of clap's: each is None, false or
+    /// empty until given, as `Default` makes it.
+    pub fn at(step: u8) -> Target {
+        Target {
+            step,
+            ..Target::default()
+        }
     }
 }
 
@@ -279,5 +228,29 @@ pub fn container_name(s: &str) -> Result<String, String> {
         Ok(s.to_string())
     } else {
         Err("use 1-63 letters, digits and dashes (it becomes the hostname)".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap's own checks of the whole command line (unique names and groups:
+    /// three layers call their options `Options`), which it otherwise makes
+    /// only when a subcommand is used.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    /// `Target::at(N)` is what clap makes of `lab explain N`: were an option to
+    /// get a default of clap's, the two would differ and this would say so.
+    #[test]
+    fn a_target_at_a_step_is_the_parsed_one() {
+        let Some(Cmd::Explain { target, .. }) = Cli::parse_from(["lab", "explain", "5"]).command
+        else {
+            panic!("lab explain 5 is an explain");
+        };
+        assert_eq!(format!("{target:?}"), format!("{:?}", Target::at(5)));
     }
 }

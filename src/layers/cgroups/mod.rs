@@ -24,9 +24,11 @@
 
 mod checks;
 mod hierarchy;
+mod options;
 mod syscalls;
 
 pub use hierarchy::{detect, Version};
+pub use options::Options;
 
 use super::Layer;
 use crate::plan::{Action, Command, Phase, Spec};

@@ -35,12 +35,14 @@
 mod bridge;
 mod checks;
 mod iptables;
+mod options;
 mod ping;
 mod syscalls;
 mod teardown;
 
 pub use bridge::{Publish, Subnet};
 pub use iptables::iptables_path;
+pub use options::Options;
 
 /// The host's end of the veth pair of the container with this address
 /// (`10.200.0.2/24`), for `lab show`.
@@ -137,17 +139,6 @@ impl super::Hooks for NetworkHooks {
 pub const BRIDGE: &str = "lab0";
 /// Where lab looks for a free subnet: 10.200.0.0/24, 10.200.1.0/24, ...
 const FIRST_SUBNET: [u8; 3] = [10, 200, 0];
-
-/// What the student chose for the network (flags), and what lab reserved.
-#[derive(Clone, Debug, Default)]
-pub struct Options {
-    /// `--subnet`: the bridge's subnet [default: the one lab0 has, else the first free].
-    pub subnet: Option<Subnet>,
-    /// `--publish HOSTPORT:CONTAINERPORT`, TCP.
-    pub publish: Vec<Publish>,
-    /// The container's address, once reserved (lab step); lab explain shows the first.
-    pub address: Option<Ipv4Addr>,
-}
 
 /// Everything the commands of one container need, worked out once.
 struct Net {

@@ -13,7 +13,9 @@
 //! container (environment, working directory, command).
 
 mod config;
+mod options;
 pub use config::run_as;
+pub use options::Options;
 
 use super::Layer;
 use crate::check::{Check, Kind, Outcome, Probe};

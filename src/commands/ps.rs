@@ -1,0 +1,10 @@
+//! `lab ps`: the running containers (exec.rs).
+
+use crate::{exec, render};
+use anyhow::Result;
+use std::process::ExitCode;
+
+pub fn run() -> Result<ExitCode> {
+    render::out(&exec::ps());
+    Ok(ExitCode::SUCCESS)
+}
