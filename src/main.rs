@@ -24,6 +24,7 @@ mod image;
 mod init;
 mod layers;
 mod lesson;
+mod message;
 mod mountinfo;
 mod netlink;
 mod options;
