@@ -555,18 +555,38 @@ pub fn exit_code(status: WaitStatus) -> i32 {
     }
 }
 
-/// What usually causes an error, and what to do, for a student.
-pub(crate) fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
+/// What usually causes an error, and what to do, for a student: the hint it
+/// carries (an action that knows why it failed gives one), else one for its errno.
+fn hint_for(e: &anyhow::Error) -> Option<String> {
+    if let Some(hint) = crate::error::hint_of(e) {
+        return Some(hint.into());
+    }
     let errno = e.chain().find_map(|c| c.downcast_ref::<Errno>().copied())?;
-    let text = format!("{e:#}");
-    Some(match errno {
+    let hint = match errno {
         Errno::EPERM | Errno::EACCES => "Permission denied: lab needs root. Run it with sudo.",
-        Errno::EINVAL if text.contains("pivot_root") => {
-            "pivot_root refuses when the new root is not a mount point (mount --bind it onto itself first) or when / is a shared mount (mount --make-rprivate / first)."
-        }
         Errno::ENOENT => "A path is missing in the root filesystem: check --rootfs (it needs /proc, /bin/sh, ...), or rebuild it with sudo lab rootfs.",
         Errno::EBUSY => "Something is still using that mount or directory.",
         Errno::ENOTDIR => "The root filesystem has a file where lab mounts a directory (/proc, /dev, /sys): fix it, or rebuild the default one with sudo lab rootfs.",
         _ => return None,
-    })
+    };
+    Some(hint.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hint_given_where_it_failed_comes_before_the_errnos() {
+        let e = anyhow::Error::new(Errno::EINVAL).context("pivot_root(\".\", \".oldroot\")");
+        assert_eq!(hint_for(&e), None, "EINVAL alone says nothing");
+        let e = crate::error::hinted(e, "bind it onto itself first");
+        assert_eq!(hint_for(&e).as_deref(), Some("bind it onto itself first"));
+        let e = anyhow::Error::new(Errno::EBUSY).context("umount /.oldroot");
+        let hint = hint_for(&e);
+        assert_eq!(
+            hint.as_deref(),
+            Some("Something is still using that mount or directory.")
+        );
+    }
 }

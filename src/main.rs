@@ -66,8 +66,6 @@ fn main() -> ExitCode {
             let mut lines = format!("{e:#}");
             if let Some(hint) = error::hint_of(&e) {
                 lines = format!("{lines}\n  hint: {hint}");
-            } else if let Some((first, rest)) = lines.clone().split_once('\n') {
-                lines = format!("{first}\n  hint: {rest}");
             }
             errln!("lab: {lines}");
             ExitCode::FAILURE
