@@ -13,7 +13,8 @@
 //!
 //! The words are single bytes because init reads them one byte at a time (it
 //! polls its pipe while it reaps children); the rest is text, its fields split
-//! by tabs.
+//! by tabs (a field of free text writes its backslashes, newlines and tabs as
+//! `\\`, `\n` and `\t`, so that an error arrives whole, its hint beside it).
 
 use crate::check::Outcome;
 use anyhow::{bail, Context, Result};
