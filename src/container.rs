@@ -19,6 +19,8 @@
 //! 8 teardown, then the after-exit checks
 //! ```
 //!
+//! What goes over the pipes ("connected", "ok", "go", ...) is message.rs's.
+//!
 //! With a pid namespace the child is PID 1 of it, and when it exits the kernel
 //! kills whatever is left inside. Everything lab makes on the host is recorded in
 //! its state directory first (state/), and removed on every way out: normal exit,
@@ -26,6 +28,7 @@
 
 use crate::check::{self, Before, Report};
 use crate::init;
+use crate::message::{Setup, Word};
 use crate::plan::{Phase, Plan, Spec};
 use crate::render::{self, Item, Printer};
 use crate::state::{fault_point, Claim};
@@ -257,24 +260,35 @@ impl Child {
             .take()
             .context("the container was told twice")?;
         File::from(connected)
-            .write_all(b"c")
+            .write_all(&Word::Connected.encode())
             .context("telling the container to go on")?;
         let ready = self.ready.take().context("the container answered twice")?;
         let answer = read_answer(ready)?;
-        // Stopped at a --walk prompt inside: as Ctrl-C would.
-        if answer == "interrupted" {
-            self.guard.wait();
-            return Err(Interrupted(Signal::SIGINT).into());
-        }
-        if let Some(message) = answer.strip_prefix("error\t") {
-            self.guard.wait();
-            bail!("{}", message.replace('\t', "\n"));
-        }
-        if answer != "ok" {
+        if answer.is_empty() {
             self.guard.wait();
             bail!("the container's first process died during setup");
         }
-        fault_point("the container set up")
+        match Setup::decode(&answer) {
+            Ok(Setup::Ready) => fault_point("the container set up"),
+            // Stopped at a --walk prompt inside: as Ctrl-C would.
+            Ok(Setup::Interrupted) => {
+                self.guard.wait();
+                Err(Interrupted(Signal::SIGINT).into())
+            }
+            // A command failed inside: its hint came as a field of its own.
+            Ok(Setup::Failed { error, hint }) => {
+                self.guard.wait();
+                let error = anyhow!(error);
+                Err(match hint {
+                    Some(hint) => crate::error::hinted(error, hint),
+                    None => error,
+                })
+            }
+            Err(e) => {
+                self.guard.wait();
+                Err(e)
+            }
+        }
     }
 }
 
@@ -289,7 +303,8 @@ fn run_command(
 ) -> Result<i32> {
     let mut go = File::from(child.go);
     if !show.loud {
-        go.write_all(b"s").context("stopping the container")?;
+        go.write_all(&Word::Stop.encode())
+            .context("stopping the container")?;
         drop(go);
         return Ok(child.guard.wait());
     }
@@ -322,7 +337,8 @@ fn run_command(
         }
         None => {}
     }
-    go.write_all(b"g").context("starting the command")?;
+    go.write_all(&Word::Go.encode())
+        .context("starting the command")?;
     drop(go);
     let code = child.guard.wait_with(|_| {});
     sys::forward_to(None);
@@ -457,7 +473,7 @@ fn mark(milestone: &str) {
 }
 
 /// A command that failed, said with the command and a hint for the student.
-fn failed(c: &crate::plan::Command, e: anyhow::Error) -> anyhow::Error {
+pub(crate) fn failed(c: &crate::plan::Command, e: anyhow::Error) -> anyhow::Error {
     let hint = hint_for(&e);
     let e = anyhow!("`{}` failed: {e:#}", c.action.shell());
     match hint {
@@ -539,18 +555,38 @@ pub fn exit_code(status: WaitStatus) -> i32 {
     }
 }
 
-/// What usually causes an error, and what to do, for a student.
-pub(crate) fn hint_for(e: &anyhow::Error) -> Option<&'static str> {
+/// What usually causes an error, and what to do, for a student: the hint it
+/// carries (an action that knows why it failed gives one), else one for its errno.
+fn hint_for(e: &anyhow::Error) -> Option<String> {
+    if let Some(hint) = crate::error::hint_of(e) {
+        return Some(hint.into());
+    }
     let errno = e.chain().find_map(|c| c.downcast_ref::<Errno>().copied())?;
-    let text = format!("{e:#}");
-    Some(match errno {
+    let hint = match errno {
         Errno::EPERM | Errno::EACCES => "Permission denied: lab needs root. Run it with sudo.",
-        Errno::EINVAL if text.contains("pivot_root") => {
-            "pivot_root refuses when the new root is not a mount point (mount --bind it onto itself first) or when / is a shared mount (mount --make-rprivate / first)."
-        }
         Errno::ENOENT => "A path is missing in the root filesystem: check --rootfs (it needs /proc, /bin/sh, ...), or rebuild it with sudo lab rootfs.",
         Errno::EBUSY => "Something is still using that mount or directory.",
         Errno::ENOTDIR => "The root filesystem has a file where lab mounts a directory (/proc, /dev, /sys): fix it, or rebuild the default one with sudo lab rootfs.",
         _ => return None,
-    })
+    };
+    Some(hint.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hint_given_where_it_failed_comes_before_the_errnos() {
+        let e = anyhow::Error::new(Errno::EINVAL).context("pivot_root(\".\", \".oldroot\")");
+        assert_eq!(hint_for(&e), None, "EINVAL alone says nothing");
+        let e = crate::error::hinted(e, "bind it onto itself first");
+        assert_eq!(hint_for(&e).as_deref(), Some("bind it onto itself first"));
+        let e = anyhow::Error::new(Errno::EBUSY).context("umount /.oldroot");
+        let hint = hint_for(&e);
+        assert_eq!(
+            hint.as_deref(),
+            Some("Something is still using that mount or directory.")
+        );
+    }
 }

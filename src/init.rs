@@ -10,7 +10,8 @@
 //! child, passes SIGTERM and SIGHUP on, and exits with the command's status.
 //! "stop" (`lab verify`) ends the container without running the command.
 
-use crate::container::{exit_code, hint_for, timed, Interrupted, Show};
+use crate::container::{exit_code, failed, timed, Interrupted, Show};
+use crate::message::{Setup, Word};
 use crate::plan::{Plan, RunAs, Spec};
 use crate::render::{self, Item, Printer};
 use crate::sys;
@@ -31,9 +32,9 @@ pub const NAME: &str = "lab-init";
 pub struct Pipes {
     /// lab has done the host side that needed the child's PID.
     pub connected: OwnedFd,
-    /// "ok" or "error ..." once the inside commands are applied.
+    /// How the setup went, once the inside commands are applied (Setup).
     pub ready: OwnedFd,
-    /// "g": run the command, "s": stop.
+    /// Run the command, or stop (Word::Go, Word::Stop).
     pub go: OwnedFd,
 }
 
@@ -62,11 +63,12 @@ pub fn main(
     if File::from(connected).read_exact(&mut byte).is_err() {
         return 1;
     }
-    if let Err(message) = apply_inside(plan, inside, &mut printer, show) {
-        let _ = match message {
-            Inside::Stopped => writeln!(ready, "interrupted"),
-            Inside::Failed(m) => writeln!(ready, "error\t{m}"),
-        };
+    if let Err(e) = Word::Connected.expect(byte[0]) {
+        let _ = Setup::failed(&e).send(&mut ready);
+        return 1;
+    }
+    if let Err(setup) = apply_inside(plan, inside, &mut printer, show) {
+        let _ = setup.send(&mut ready);
         return 1;
     }
     // The line that runs the command: what it takes away (step 8), this process
@@ -75,8 +77,7 @@ pub fn main(
     for item in run {
         let Item::Command(c) = item else { continue };
         if let Err(e) = timed(c) {
-            let hint = hint_for(&e).map(|h| format!("\t{h}")).unwrap_or_default();
-            let _ = writeln!(ready, "error\t`{}` failed: {e:#}{hint}", c.action.shell());
+            let _ = Setup::failed(&failed(c, e)).send(&mut ready);
             return 1;
         }
     }
@@ -85,11 +86,12 @@ pub fn main(
     let mut command = match Held::fork(&plan.spec) {
         Ok(c) => c,
         Err(e) => {
-            let _ = writeln!(ready, "error\tstarting the command: {e:#}");
+            let e = e.context("starting the command");
+            let _ = Setup::failed(&e).send(&mut ready);
             return 1;
         }
     };
-    if writeln!(ready, "ok").is_err() {
+    if Setup::Ready.send(&mut ready).is_err() {
         return 1;
     }
     drop(ready);
@@ -109,21 +111,14 @@ pub fn main(
     init(command)
 }
 
-/// Why the inside commands did not all run.
-enum Inside {
-    /// The student stopped at a --walk prompt (lab tears down, as on Ctrl-C).
-    Stopped,
-    /// A command failed: the line lab shows the student.
-    Failed(String),
-}
-
-/// Print and apply the commands that run inside.
+/// Print and apply the commands that run inside; or what to tell lab (the
+/// student stopped at a --walk prompt, or a command failed).
 fn apply_inside(
     plan: &Plan,
     inside: &[Item],
     printer: &mut Printer,
     show: Show,
-) -> Result<(), Inside> {
+) -> Result<(), Setup> {
     for item in inside {
         if show.loud {
             render::out(&printer.item(plan, item));
@@ -133,17 +128,11 @@ fn apply_inside(
         // then takes the container down; at a menu, this process tells lab.
         if show.walk {
             crate::tutor::walk::before(plan, c).map_err(|e| match e.is::<Interrupted>() {
-                true => Inside::Stopped,
-                false => Inside::Failed(format!("{e:#}")),
+                true => Setup::Interrupted,
+                false => Setup::failed(&e),
             })?;
         }
-        if let Err(e) = timed(c) {
-            let hint = hint_for(&e).map(|h| format!("\t{h}")).unwrap_or_default();
-            return Err(Inside::Failed(format!(
-                "`{}` failed: {e:#}{hint}",
-                c.action.shell()
-            )));
-        }
+        timed(c).map_err(|e| Setup::failed(&failed(c, e)))?;
     }
     Ok(())
 }
@@ -167,7 +156,7 @@ impl Held {
                 let mut rd = File::from(rd);
                 loop {
                     match rd.read(&mut byte) {
-                        Ok(1) => {
+                        Ok(1) if Word::Go.expect(byte[0]).is_ok() => {
                             exec_inside(&spec.command, (&spec.name, spec.step), spec.user.as_ref())
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -189,7 +178,7 @@ impl Held {
 
     fn release(&mut self) {
         if let Some(mut w) = self.release.take() {
-            let _ = w.write_all(b"g");
+            let _ = w.write_all(&Word::Go.encode());
         }
     }
 
@@ -221,10 +210,21 @@ fn wait_for_go(go: OwnedFd, command: &mut Held) -> Option<bool> {
             Err(_) => return None,
         }
         let mut byte = [0u8; 1];
-        return match go.read(&mut byte) {
-            Ok(1) if byte[0] == b'g' => Some(true),
-            Ok(1) if byte[0] == b's' => Some(false),
-            _ => None,
+        if !matches!(go.read(&mut byte), Ok(1)) {
+            return None;
+        }
+        return match Word::decode(byte[0]) {
+            Ok(Word::Go) => Some(true),
+            Ok(Word::Stop) => Some(false),
+            // (Said here, since nothing else would: lab only sees init exit.)
+            Ok(Word::Connected) => {
+                errln!("lab-init: lab's word was Connected where Go or Stop was due");
+                None
+            }
+            Err(e) => {
+                errln!("lab-init: {e:#}");
+                None
+            }
         };
     }
 }

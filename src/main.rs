@@ -27,6 +27,7 @@ mod image;
 mod init;
 mod layers;
 mod lesson;
+mod message;
 mod mountinfo;
 mod netlink;
 mod options;
@@ -67,8 +68,6 @@ fn main() -> ExitCode {
             let mut lines = format!("{e:#}");
             if let Some(hint) = error::hint_of(&e) {
                 lines = format!("{lines}\n  hint: {hint}");
-            } else if let Some((first, rest)) = lines.clone().split_once('\n') {
-                lines = format!("{first}\n  hint: {rest}");
             }
             errln!("lab: {lines}");
             ExitCode::FAILURE

@@ -450,39 +450,29 @@ pub fn reports(title: &str, reports: &[Report]) -> String {
 }
 
 /// Check reports as a JSON array of {layer, check, passed, skipped, detail}.
+/// serde_json writes each value (and escapes the strings); the layout is ours:
+/// one report a line, its keys in this order (a `Value` object would sort
+/// them), so that `grep` and a reader find a check's row whole.
 pub fn json(reports: &[Report]) -> String {
+    use serde_json::json;
     let rows: Vec<String> = reports
         .iter()
         .map(|r| {
-            format!(
-                "  {{\"layer\": {}, \"check\": {}, \"passed\": {}, \"skipped\": {}, \"detail\": {}}}",
-                r.layer,
-                json_string(r.name),
-                r.outcome.passed(),
-                matches!(r.outcome, Outcome::Skip(_)),
-                json_string(r.outcome.detail())
-            )
+            let fields = [
+                ("layer", json!(r.layer)),
+                ("check", json!(r.name)),
+                ("passed", json!(r.outcome.passed())),
+                ("skipped", json!(matches!(r.outcome, Outcome::Skip(_)))),
+                ("detail", json!(r.outcome.detail())),
+            ];
+            let fields: Vec<String> = fields
+                .iter()
+                .map(|(key, value)| format!("{}: {value}", json!(key)))
+                .collect();
+            format!("  {{{}}}", fields.join(", "))
         })
         .collect();
     format!("[\n{}\n]\n", rows.join(",\n"))
-}
-
-fn json_string(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// What `lab image import` did, with the whiteouts explained when there are any.
@@ -588,7 +578,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
+    fn json_reports_are_one_row_each_in_order_and_escaped() {
+        let reports = [
+            Report {
+                layer: 2,
+                name: "a \"quoted\" name",
+                hint: "",
+                outcome: Outcome::Skip("back\\slash\nnew line\u{1}".into()),
+            },
+            Report {
+                layer: 3,
+                name: "plain",
+                hint: "",
+                outcome: Outcome::Pass("ok".into()),
+            },
+        ];
+        let expected = r#"[
+  {"layer": 2, "check": "a \"quoted\" name", "passed": false, "skipped": true, "detail": "back\\slash\nnew line\u0001"},
+  {"layer": 3, "check": "plain", "passed": true, "skipped": false, "detail": "ok"}
+]
+"#;
+        assert_eq!(json(&reports), expected);
+        let parsed: serde_json::Value = serde_json::from_str(&json(&reports)).unwrap();
+        assert_eq!(parsed[0]["detail"], "back\\slash\nnew line\u{1}");
     }
 }

@@ -227,23 +227,15 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result
         .filter(|i| outcomes[*i].is_none())
         .collect();
     if !inside.is_empty() {
-        let lines = run_inside(&checks, &inside, probe)?;
-        for line in lines.lines() {
-            let mut parts = line.splitn(4, '\t');
-            let (Some(i), Some(status), Some(micros), Some(detail)) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let Ok(i) = i.parse::<usize>() else { continue };
-            if i < outcomes.len() {
-                took[i] = std::time::Duration::from_micros(micros.parse().unwrap_or(0));
-                outcomes[i] = Some(match status {
-                    "pass" => Outcome::Pass(detail.into()),
-                    "skip" => Outcome::Skip(detail.into()),
-                    _ => Outcome::Fail(detail.into()),
-                });
-            }
+        for answer in run_inside(&checks, &inside, probe)? {
+            let i = answer.index;
+            anyhow::ensure!(
+                i < outcomes.len(),
+                "the probe answered for check {i}, of {}",
+                outcomes.len()
+            );
+            took[i] = answer.took;
+            outcomes[i] = Some(answer.outcome);
         }
     }
     if std::env::var_os("LAB_TIMINGS").is_some() {

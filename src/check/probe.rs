@@ -3,6 +3,7 @@
 //! restrictions of the container's processes.
 
 use super::{ns_inode, Check, Kind, Outcome, Probe};
+use crate::message::{Answer, Joined};
 use crate::sys;
 use anyhow::{Context, Result};
 use nix::sched::{setns, CloneFlags};
@@ -15,9 +16,9 @@ use std::os::fd::{AsFd, OwnedFd};
 /// Fork a probe that joins the container, forks again so that it is inside the pid
 /// namespace too, and runs the inside checks there; each confined check (and
 /// escape) in a process of its own that first takes on the restrictions of the
-/// container's processes. Answers come back over a pipe, one line per check:
-/// `INDEX<TAB>pass|fail|skip<TAB>MICROSECONDS<TAB>DETAIL`.
-pub(super) fn run_inside(checks: &[Check], which: &[usize], probe: &Probe) -> Result<String> {
+/// container's processes. Answers come back over a pipe, one line per check
+/// (message::Answer).
+pub(super) fn run_inside(checks: &[Check], which: &[usize], probe: &Probe) -> Result<Vec<Answer>> {
     // Read on the host, before joining: what the container's processes may not do.
     let confine = join_last(probe.target)?;
     let (read_end, write_end) = nix::unistd::pipe().context("pipe")?;
@@ -45,7 +46,7 @@ pub(super) fn run_inside(checks: &[Check], which: &[usize], probe: &Probe) -> Re
             let mut out = String::new();
             File::from(read_end).read_to_string(&mut out)?;
             let _ = waitpid(child, None);
-            Ok(out)
+            out.lines().map(Answer::decode).collect()
         }
     }
 }
@@ -72,14 +73,12 @@ fn probe_main(
                     }
                     _ => continue,
                 };
-                let (status, detail) = match &outcome {
-                    Outcome::Pass(d) => ("pass", d),
-                    Outcome::Fail(d) => ("fail", d),
-                    Outcome::Skip(d) => ("skip", d),
+                let answer = Answer {
+                    index: i,
+                    outcome,
+                    took: start.elapsed(),
                 };
-                let detail = detail.replace(['\n', '\t'], " ");
-                let micros = start.elapsed().as_micros();
-                let _ = writeln!(out, "{i}\t{status}\t{micros}\t{detail}");
+                let _ = out.write_all(answer.encode().as_bytes());
             }
             std::process::exit(0);
         }
@@ -114,11 +113,11 @@ pub fn start_inside(target: Pid, n: usize, body: fn() -> !) -> Result<Started> {
             let _ = nix::sys::prctl::set_pdeathsig(SIGKILL);
             let mut out = File::from(write_end);
             if let Err(e) = join(target) {
-                let _ = write!(out, "!{e:#}");
+                let _ = out.write_all(Joined::Failed(format!("{e:#}")).encode().as_bytes());
                 std::process::exit(1);
             }
             // After setns into the pid namespace, only children are inside it.
-            let mut pids = String::new();
+            let mut pids = Vec::new();
             for _ in 0..n {
                 match sys::fork() {
                     Ok(ForkResult::Child) => {
@@ -130,11 +129,11 @@ pub fn start_inside(target: Pid, n: usize, body: fn() -> !) -> Result<Started> {
                         }
                         body();
                     }
-                    Ok(ForkResult::Parent { child }) => pids.push_str(&format!("{child}\n")),
+                    Ok(ForkResult::Parent { child }) => pids.push(child),
                     Err(_) => break,
                 }
             }
-            let _ = out.write_all(pids.as_bytes());
+            let _ = out.write_all(Joined::Started(pids).encode().as_bytes());
             drop(out);
             while nix::sys::wait::wait().is_ok() {}
             std::process::exit(0);
@@ -143,17 +142,23 @@ pub fn start_inside(target: Pid, n: usize, body: fn() -> !) -> Result<Started> {
             drop(write_end);
             let mut said = String::new();
             File::from(read_end).read_to_string(&mut said)?;
-            if let Some(e) = said.strip_prefix('!') {
-                let _ = waitpid(child, None);
-                anyhow::bail!("could not join the container: {e}");
-            }
+            let pids = match Joined::decode(&said) {
+                Ok(Joined::Started(pids)) => pids,
+                Ok(Joined::Failed(e)) => {
+                    let _ = waitpid(child, None);
+                    anyhow::bail!("could not join the container: {e}");
+                }
+                // Nothing said: it died first (the count below says so).
+                Err(_) if said.is_empty() => vec![],
+                Err(e) => {
+                    let _ = nix::sys::signal::kill(child, SIGKILL);
+                    let _ = waitpid(child, None);
+                    return Err(e);
+                }
+            };
             let started = Started {
                 joiner: child,
-                pids: said
-                    .lines()
-                    .filter_map(|l| l.parse().ok())
-                    .map(Pid::from_raw)
-                    .collect(),
+                pids,
             };
             if started.pids.len() != n {
                 anyhow::bail!(
@@ -203,12 +208,7 @@ fn confined(
                     "the probe could not take on the container's restrictions: {e:#}"
                 )),
             };
-            let (status, detail) = match &outcome {
-                Outcome::Pass(d) => ('p', d),
-                Outcome::Fail(d) => ('f', d),
-                Outcome::Skip(d) => ('s', d),
-            };
-            let _ = write!(File::from(wr), "{status}{detail}");
+            let _ = File::from(wr).write_all(outcome.encode().as_bytes());
             std::process::exit(0);
         }
         Ok(ForkResult::Parent { child }) => {
@@ -216,13 +216,11 @@ fn confined(
             let mut answer = String::new();
             let _ = File::from(rd).read_to_string(&mut answer);
             let _ = waitpid(child, None);
-            let mut chars = answer.chars();
-            match chars.next() {
-                Some('p') => Outcome::Pass(chars.collect()),
-                Some('s') => Outcome::Skip(chars.collect()),
-                Some('f') => Outcome::Fail(chars.collect()),
-                _ => Outcome::Fail("the confined probe died without an answer".into()),
+            if answer.is_empty() {
+                return Outcome::Fail("the confined probe died without an answer".into());
             }
+            // (Something else than an outcome: a failure that says what came.)
+            Outcome::decode(&answer).unwrap_or_else(|e| Outcome::Fail(format!("{e:#}")))
         }
         Err(e) => Outcome::Fail(format!("{e:#}")),
     }

@@ -239,10 +239,19 @@ impl Action for PivotRoot {
         format!("pivot_root . {OLD_ROOT}")
     }
     fn apply(&self) -> Result<()> {
-        unistd::pivot_root(".", OLD_ROOT)
-            .with_context(|| format!("pivot_root(\".\", \"{OLD_ROOT}\")"))
+        unistd::pivot_root(".", OLD_ROOT).map_err(|errno| {
+            let e = anyhow::Error::new(errno).context(format!("pivot_root(\".\", \"{OLD_ROOT}\")"));
+            match errno {
+                nix::errno::Errno::EINVAL => crate::error::hinted(e, PIVOT_ROOT_REFUSED),
+                _ => e,
+            }
+        })
     }
 }
+
+/// What to do when pivot_root says EINVAL: its two usual causes, each undone by
+/// a line of this layer.
+const PIVOT_ROOT_REFUSED: &str = "pivot_root refuses when the new root is not a mount point (mount --bind it onto itself first) or when / is a shared mount (mount --make-rprivate / first).";
 
 impl Action for ForgetProgramPaths {
     fn shell(&self) -> String {
