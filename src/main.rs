@@ -25,6 +25,7 @@ mod init;
 mod layers;
 mod lesson;
 mod mountinfo;
+mod namespace;
 mod netlink;
 mod options;
 mod plan;
