@@ -1,6 +1,6 @@
 //! Making processes: clone(2) into new namespaces (and clone3(2) into a
-//! cgroup), fork(2), what a child closes of lab's, and the name a process shows
-//! in `ps`.
+//! cgroup), fork(2), sleepers that share lab's memory, what a child closes of
+//! lab's, and the name a process shows in `ps`.
 
 use super::proc_stat;
 use anyhow::{Context, Result};
@@ -135,6 +135,21 @@ pub fn fork() -> Result<ForkResult> {
         drop_claim_lock();
     }
     Ok(forked)
+}
+
+/// A process that shares this one's memory (clone with CLONE_VM, as vfork
+/// does) and does nothing but wait (pause) until a signal kills it: the kernel
+/// copies no page tables, so making many is quick even in a container whose CPU
+/// is limited. Its stack (16 KB) is never freed, since it must outlast the
+/// process: this is for a short-lived process that makes sleepers and exits.
+pub fn spawn_sleeper() -> nix::Result<Pid> {
+    let stack: &'static mut [u8] = Vec::leak(vec![0u8; 16 * 1024]);
+    let sleep = Box::new(|| loop {
+        nix::unistd::pause();
+    });
+    // SAFETY: the new process runs only pause() on a stack of its own, which is
+    // never freed, so it stays valid for as long as the process lives.
+    unsafe { nix::sched::clone(sleep, stack, CloneFlags::CLONE_VM, Some(nix::libc::SIGCHLD)) }
 }
 
 /// The descriptor of the lock this lab holds on its container's owner file
