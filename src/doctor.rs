@@ -6,6 +6,7 @@
 //! veth pair inside a network namespace of its own, so nothing on the host changes.
 
 use crate::layers::{cgroups, network};
+use crate::namespace::{made_at, Namespace, NAMESPACES, UNMADE};
 use crate::netlink::Netlink;
 use crate::rootfs::which;
 use crate::sys;
@@ -74,27 +75,35 @@ pub fn examine() -> Vec<Finding> {
 
 // ── Kernel features ────────────────────────────────────────────────────────────
 
-const NAMESPACES: [(&str, &str, CloneFlags, u8); 7] = [
-    ("mount namespace", "mnt", CloneFlags::CLONE_NEWNS, 2),
-    ("pid namespace", "pid", CloneFlags::CLONE_NEWPID, 3),
-    ("uts namespace", "uts", CloneFlags::CLONE_NEWUTS, 4),
-    ("ipc namespace", "ipc", CloneFlags::CLONE_NEWIPC, 4),
-    ("network namespace", "net", CloneFlags::CLONE_NEWNET, 5),
-    ("cgroup namespace", "cgroup", CloneFlags::CLONE_NEWCGROUP, 0),
-    ("user namespace", "user", CloneFlags::CLONE_NEWUSER, 9),
-];
+/// Every namespace of crate::namespace, made by lab or not: its file, its word,
+/// its flag, and the step that makes it (from the curriculum). In the order of
+/// those steps, the ones no step makes after them, and the user namespace,
+/// which owns all the others, last.
+fn namespace_kinds() -> Vec<(&'static str, &'static str, CloneFlags, Option<u8>)> {
+    let made = NAMESPACES
+        .iter()
+        .map(|r| (r.file, r.word, r.flag, made_at(r.ns)));
+    let unmade = UNMADE.iter().map(|u| (u.file, u.word, u.flag, None));
+    let mut all: Vec<_> = made.chain(unmade).collect();
+    all.sort_by_key(|(file, _, _, step)| {
+        (
+            *file == Namespace::User.proc_name(),
+            step.unwrap_or(u8::MAX),
+        )
+    });
+    all
+}
 
 fn namespaces(root: bool) -> Vec<Finding> {
-    NAMESPACES
-        .iter()
-        .map(|(what, file, flag, step)| {
+    namespace_kinds()
+        .into_iter()
+        .map(|(file, word, flag, step)| {
+            let what = format!("{word} namespace");
+            let what = what.as_str();
             let fix = format!("a kernel built with CONFIG_{}_NS", file.to_uppercase());
-            let used = if *step == 0 {
-                "Docker (no step of lab uses it)".to_string()
-            } else if crate::layers::built().contains(step) {
-                format!("step {step}")
-            } else {
-                format!("the later step {step}")
+            let used = match step {
+                Some(step) => format!("step {step}"),
+                None => "Docker (no step of lab uses it)".to_string(),
             };
             if !Path::new("/proc/self/ns").join(file).exists() {
                 return missing(what, format!("not in this kernel ({used} needs it)"), fix);
@@ -102,7 +111,7 @@ fn namespaces(root: bool) -> Vec<Finding> {
             if !root {
                 return found(what, format!("in the kernel, for {used}"));
             }
-            match in_child(|| nix::sched::unshare(*flag).map_err(Into::into)) {
+            match in_child(|| nix::sched::unshare(flag).map_err(Into::into)) {
                 Ok(()) => found(what, format!("unshare works, for {used}")),
                 Err(e) => missing(
                     what,
@@ -407,4 +416,27 @@ pub fn report(findings: &[Finding]) -> String {
         }
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn namespaces_come_in_the_order_of_the_steps_that_make_them() {
+        let kinds: Vec<(&str, Option<u8>)> = super::namespace_kinds()
+            .iter()
+            .map(|k| (k.1, k.3))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("mount", Some(2)),
+                ("pid", Some(3)),
+                ("uts", Some(4)),
+                ("ipc", Some(4)),
+                ("network", Some(5)),
+                ("cgroup", None),
+                ("user", Some(9)),
+            ]
+        );
+    }
 }

@@ -10,6 +10,7 @@
 //! the cgroups). setns into a pid namespace only applies to the children made
 //! afterwards, so the program is started by one more fork.
 
+use crate::namespace::{Row, NAMESPACES};
 use crate::plan::{join_quoted, quote};
 use crate::state::{self, Running};
 use crate::{check, container, sys};
@@ -51,8 +52,8 @@ pub struct Entry {
     pub pid: Pid,
     /// What to do before entering its namespaces: join its cgroups (from step 6).
     pub first: Vec<Box<dyn crate::plan::Action>>,
-    /// nsenter's flags for the namespaces the container does not share with us.
-    pub flags: Vec<&'static str>,
+    /// The namespaces the container does not share with us.
+    pub namespaces: Vec<&'static Row>,
     /// What to take on last, as docker exec does: the restrictions of the
     /// container's processes (from step 8: capabilities, no_new_privs, seccomp).
     pub last: Vec<Box<dyn crate::plan::Action>>,
@@ -63,21 +64,15 @@ impl Entry {
         let pid = Pid::from_raw(pid);
         let first = check::join_first(pid, container.step.unwrap_or(0))
             .context("reading the container's cgroups")?;
-        let mut flags: Vec<&str> = check::namespaces_to_enter(pid)
-            .into_iter()
-            .map(|(_, flag, _)| flag)
-            .collect();
-        // In the order nsenter's manual lists them.
-        flags.sort_by_key(|f| {
-            ["-U", "-m", "-u", "-i", "-n", "-p"]
-                .iter()
-                .position(|x| x == f)
-        });
+        let mut rows = check::namespaces_to_enter(pid);
+        // In the order nsenter's manual lists them, the user namespace first: the
+        // table's.
+        rows.sort_by_key(|r| NAMESPACES.iter().position(|n| n.ns == r.ns));
         let last = check::join_last(pid).context("reading the container's restrictions")?;
         Ok(Entry {
             pid,
             first,
-            flags,
+            namespaces: rows,
             last,
         })
     }
@@ -85,10 +80,11 @@ impl Entry {
     /// `nsenter -t PID -m -u -i -n -p -r -w CMD`; with cgroups to join, inside a
     /// `sh -c` that first writes the shell's own PID ($$) to each cgroup.procs.
     pub fn shell(&self, command: &[String]) -> String {
+        let flags: Vec<&str> = self.namespaces.iter().map(|r| r.nsenter).collect();
         let nsenter = format!(
             "nsenter -t {} {} -r -w {}",
             self.pid,
-            self.flags.join(" "),
+            flags.join(" "),
             join_quoted(command)
         )
         .replace("  ", " ");
@@ -109,19 +105,8 @@ impl Entry {
                 "join the container's cgroups (its limits apply to this program too)".to_string(),
             );
         }
-        if !self.flags.is_empty() {
-            let names: Vec<&str> = self
-                .flags
-                .iter()
-                .map(|f| match *f {
-                    "-U" => "user",
-                    "-m" => "mount",
-                    "-u" => "uts",
-                    "-i" => "ipc",
-                    "-n" => "network",
-                    _ => "pid",
-                })
-                .collect();
+        if !self.namespaces.is_empty() {
+            let names: Vec<&str> = self.namespaces.iter().map(|r| r.word).collect();
             steps.push(format!("enter its {} namespaces", names.join(", ")));
         }
         steps.push("take its root and working directory, and run the program there".into());

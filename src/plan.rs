@@ -8,6 +8,8 @@
 //! three cannot drift apart.
 
 use crate::layers::{self, Layer};
+/// The layers name their namespaces by this path.
+pub use crate::namespace::Namespace;
 use anyhow::{Context, Result};
 use nix::sched::CloneFlags;
 use std::path::{Path, PathBuf};
@@ -216,69 +218,6 @@ impl Command {
             phase,
             why: why.into(),
             action: Box::new(action),
-        }
-    }
-}
-
-/// A kind of namespace, as `unshare(1)` spells it and as `clone(2)` flags it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Namespace {
-    Mount,
-    Pid,
-    Uts,
-    Ipc,
-    Net,
-    User,
-}
-
-impl Namespace {
-    /// The options of `unshare(1)`. A new pid namespace needs `--fork`: the process
-    /// that calls unshare stays where it was, and only its next child is PID 1.
-    pub fn unshare_options(self) -> &'static str {
-        match self {
-            Namespace::Mount => "--mount",
-            Namespace::Pid => "--pid --fork",
-            Namespace::Uts => "--uts",
-            Namespace::Ipc => "--ipc",
-            Namespace::Net => "--net",
-            // Capabilities in a new user namespace belong to a process whose user
-            // is mapped there; ours is not mapped yet when bash starts, so without
-            // --keep-caps (ambient capabilities) bash would start with none.
-            Namespace::User => "--user --keep-caps",
-        }
-    }
-
-    pub fn clone_flag(self) -> CloneFlags {
-        match self {
-            Namespace::Mount => CloneFlags::CLONE_NEWNS,
-            Namespace::Pid => CloneFlags::CLONE_NEWPID,
-            Namespace::Uts => CloneFlags::CLONE_NEWUTS,
-            Namespace::Ipc => CloneFlags::CLONE_NEWIPC,
-            Namespace::Net => CloneFlags::CLONE_NEWNET,
-            Namespace::User => CloneFlags::CLONE_NEWUSER,
-        }
-    }
-
-    /// Its file in `/proc/PID/ns/`.
-    pub fn proc_name(self) -> &'static str {
-        match self {
-            Namespace::Mount => "mnt",
-            Namespace::Pid => "pid",
-            Namespace::Uts => "uts",
-            Namespace::Ipc => "ipc",
-            Namespace::Net => "net",
-            Namespace::User => "user",
-        }
-    }
-
-    pub fn word(self) -> &'static str {
-        match self {
-            Namespace::Mount => "mount",
-            Namespace::Pid => "pid",
-            Namespace::Uts => "uts",
-            Namespace::Ipc => "ipc",
-            Namespace::Net => "network",
-            Namespace::User => "user",
         }
     }
 }

@@ -10,21 +10,27 @@
 //! usage and limit files of each; its root is the first line of its mount table.
 
 use crate::mountinfo::parse_mountinfo;
+use crate::namespace::{NAMESPACES, UNMADE};
 use crate::state::{self, Running};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-const NAMESPACES: [(&str, &str); 7] = [
-    ("mnt", "mount table"),
-    ("uts", "hostname"),
-    ("ipc", "System V IPC"),
-    ("pid", "process numbers"),
-    ("net", "network stack"),
-    ("cgroup", "cgroup paths"),
-    ("user", "user and group IDs"),
-];
+/// The order `lab show` lists the namespaces in, by their file in /proc/PID/ns;
+/// what each one holds comes from crate::namespace (one not listed here goes last).
+const ORDER: [&str; 7] = ["mnt", "uts", "ipc", "pid", "net", "cgroup", "user"];
+
+/// Every namespace of crate::namespace, made by lab or not: its file and what it
+/// holds, in [`ORDER`].
+fn namespace_kinds() -> Vec<(&'static str, &'static str)> {
+    let made = NAMESPACES.iter().map(|r| (r.file, r.holds));
+    let mut all: Vec<_> = made
+        .chain(UNMADE.iter().map(|u| (u.file, u.holds)))
+        .collect();
+    all.sort_by_key(|(file, _)| ORDER.iter().position(|o| o == file).unwrap_or(ORDER.len()));
+    all
+}
 
 /// What `lab show` found of one container.
 pub struct Shown {
@@ -105,8 +111,8 @@ pub fn look(c: &Running) -> Result<Shown> {
             c.name
         );
     }
-    let namespaces = NAMESPACES
-        .iter()
+    let namespaces = namespace_kinds()
+        .into_iter()
         .map(|(kind, what)| {
             (
                 kind.to_string(),
@@ -475,4 +481,13 @@ pub fn json(s: &Shown) -> String {
         "root": {"type": s.root.fs_type, "source": s.root.source, "lower": s.root.lower, "upper": s.root.upper, "upper_bytes": s.root.upper_bytes},
     });
     serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn namespaces_are_listed_in_their_order() {
+        let files: Vec<&str> = super::namespace_kinds().iter().map(|k| k.0).collect();
+        assert_eq!(files, super::ORDER);
+    }
 }

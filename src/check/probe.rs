@@ -4,6 +4,7 @@
 
 use super::{ns_inode, Check, Kind, Outcome, Probe};
 use crate::message::{Answer, Joined};
+use crate::namespace::{join_order, Row};
 use crate::sys;
 use anyhow::{Context, Result};
 use nix::sched::{setns, CloneFlags};
@@ -292,23 +293,14 @@ pub fn join_last(target: Pid) -> Result<Vec<Box<dyn crate::plan::Action>>> {
     Ok(all)
 }
 
-/// The namespaces of `target` this process does not share, with nsenter's flag
-/// for each.
-pub fn namespaces_to_enter(target: Pid) -> Vec<(&'static str, &'static str, CloneFlags)> {
+/// The namespaces of `target` this process does not share, in the order a
+/// process joins them (crate::namespace: the user namespace first).
+pub fn namespaces_to_enter(target: Pid) -> Vec<&'static Row> {
     let t = target.to_string();
-    [
-        // The user namespace first: it owns the others, and in it lab's probe
-        // holds the capabilities that entering them takes.
-        ("user", "-U", CloneFlags::CLONE_NEWUSER),
-        ("net", "-n", CloneFlags::CLONE_NEWNET),
-        ("ipc", "-i", CloneFlags::CLONE_NEWIPC),
-        ("uts", "-u", CloneFlags::CLONE_NEWUTS),
-        ("pid", "-p", CloneFlags::CLONE_NEWPID),
-        ("mnt", "-m", CloneFlags::CLONE_NEWNS),
-    ]
-    .into_iter()
-    .filter(|(name, _, _)| ns_inode(&t, name) != ns_inode("self", name))
-    .collect()
+    join_order()
+        .into_iter()
+        .filter(|r| ns_inode(&t, r.file) != ns_inode("self", r.file))
+        .collect()
 }
 
 /// Enter the namespaces and the root of process `target`. Every namespace file is
@@ -320,10 +312,11 @@ pub fn enter(target: Pid) -> Result<()> {
     let root = File::open(format!("/proc/{t}/root"))
         .with_context(|| format!("process {t} not found (is the container still running?)"))?;
     let mut files = Vec::new();
-    for (name, _, flag) in namespaces_to_enter(target) {
+    for row in namespaces_to_enter(target) {
+        let name = row.file;
         let f = File::open(format!("/proc/{t}/ns/{name}"))
             .with_context(|| format!("opening /proc/{t}/ns/{name}"))?;
-        files.push((name, flag, f));
+        files.push((name, row.flag, f));
     }
     // Without root the namespace denies setgroups (read here, on the host).
     let groups_denied =

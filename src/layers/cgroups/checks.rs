@@ -154,33 +154,13 @@ fn memory_limit_kills(p: &Probe) -> Outcome {
     };
     let kills = || read_at(&d.memory, events_file).and_then(|t| field(&t, "oom_kill "));
     let before = kills();
-    // Map and touch twice the limit, a page at a time. The kernel may back the
-    // mapping with 2 MB pages (MADV_HUGEPAGE): one fault each instead of 512,
-    // which matters in a container whose CPU is limited too.
+    // Map and touch twice the limit, a page at a time (sys::fill_memory).
     let hog = match crate::sys::fork() {
         Ok(nix::unistd::ForkResult::Child) => {
-            use nix::libc;
             let len = (((2 * limit) >> 20) + 1) << 20;
             let len = usize::try_from(len).unwrap_or(usize::MAX >> 1);
-            // SAFETY: a fresh private anonymous mapping of `len` bytes, written
-            // only within it, in a child that exits right after.
-            unsafe {
-                let map = libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                );
-                if map == libc::MAP_FAILED {
-                    std::process::exit(1);
-                }
-                libc::madvise(map, len, libc::MADV_HUGEPAGE);
-                let bytes = map.cast::<u8>();
-                for offset in (0..len).step_by(4096) {
-                    bytes.add(offset).write_volatile(1);
-                }
+            if crate::sys::fill_memory(len).is_err() {
+                std::process::exit(1);
             }
             std::process::exit(0);
         }
@@ -239,26 +219,10 @@ fn fork_loop_stops(p: &Probe) -> Outcome {
         Ok(nix::unistd::ForkResult::Child) => {
             drop(rd);
             let mut sleepers = Vec::new();
-            let mut stacks: Vec<Vec<u8>> = Vec::new();
             let mut error = String::from("none");
             let mut peak = 0;
             for _ in 0..max + 16 {
-                let mut stack = vec![0u8; 16 * 1024];
-                let sleep = Box::new(|| loop {
-                    nix::unistd::pause();
-                });
-                // SAFETY: the new process runs only pause() on a stack of its own,
-                // which stays allocated until it has been killed and reaped.
-                let started = unsafe {
-                    nix::sched::clone(
-                        sleep,
-                        &mut stack,
-                        nix::sched::CloneFlags::CLONE_VM,
-                        Some(nix::libc::SIGCHLD),
-                    )
-                };
-                stacks.push(stack);
-                match started {
+                match crate::sys::spawn_sleeper() {
                     Ok(child) => sleepers.push(child),
                     Err(e) => {
                         error = format!("{e:?}");
@@ -272,7 +236,6 @@ fn fork_loop_stops(p: &Probe) -> Outcome {
                 );
             }
             stop(&sleepers);
-            drop(stacks);
             let _ = writeln!(File::from(wr), "{} {error} {peak}", sleepers.len());
             std::process::exit(0);
         }
