@@ -201,10 +201,6 @@ pub struct Command {
 }
 
 impl Command {
-    pub fn inside(layer: u8, why: impl Into<String>, action: impl Action + 'static) -> Self {
-        Self::at(Phase::Inside, layer, why, action)
-    }
-
     pub fn at(
         phase: Phase,
         layer: u8,

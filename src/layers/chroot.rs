@@ -39,8 +39,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
     if spec.step > 1 {
         return vec![];
     }
-    vec![Command::inside(
-        1,
+    vec![LAYER.inside(
         "run the command with the root filesystem as its /",
         Chroot {
             root: spec.rootfs.clone(),
@@ -78,18 +77,16 @@ impl Action for Chroot {
 
 fn checks(_step: u8) -> Vec<Check> {
     let mut checks = vec![
-        Check {
-            layer: 1,
-            name: "the root filesystem is the container's /",
-            hint: "The container's / is another directory: was --rootfs right? Compare `ls /` inside with `ls ROOTFS` on the host.",
-            kind: Kind::Inside(root_is_rootfs),
-        },
-        Check {
-            layer: 1,
-            name: "a host file outside the root filesystem is invisible",
-            hint: "The container still sees the host's files: the root was not changed (chroot or pivot_root did not run).",
-            kind: Kind::Inside(host_file_invisible),
-        },
+        LAYER.check(
+            "the root filesystem is the container's /",
+            "The container's / is another directory: was --rootfs right? Compare `ls /` inside with `ls ROOTFS` on the host.",
+            Kind::Inside(root_is_rootfs),
+        ),
+        LAYER.check(
+            "a host file outside the root filesystem is invisible",
+            "The container still sees the host's files: the root was not changed (chroot or pivot_root did not run).",
+            Kind::Inside(host_file_invisible),
+        ),
     ];
     // Escaping the chroot: works at step 1, closed by layer 2 (escapes.rs).
     checks.push(super::escapes::chroot());

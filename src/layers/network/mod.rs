@@ -214,13 +214,13 @@ fn default_subnet() -> Subnet {
 fn commands(spec: &Spec) -> Vec<Command> {
     let net = Net::of(spec);
     let host = |why: &str, a: Box<dyn Action>| Command {
-        layer: 5,
+        layer: LAYER.number,
         phase: Phase::Host,
         why: why.into(),
         action: a,
     };
     let at = |phase: Phase, why: &str, a: Box<dyn Action>| Command {
-        layer: 5,
+        layer: LAYER.number,
         phase,
         why: why.into(),
         action: a,

@@ -45,9 +45,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
     let maps = match range::maps() {
         Ok(m) => m,
         Err(e) => {
-            return vec![Command::at(
+            return vec![LAYER.at(
                 Phase::Host,
-                9,
                 "find the range of host IDs",
                 Unavailable(format!("{e:#}")),
             )]
@@ -57,9 +56,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
     let rootless = super::rootless();
     let mut c = Vec::new();
     if rootless {
-        c.push(Command::at(
+        c.push(LAYER.at(
             Phase::Connect,
-            9,
             "without root: first give up setgroups in the namespace (else a process there could drop a supplementary group that denies it access), which the kernel asks before it takes a group map from an ordinary user",
             WriteMap {
                 file: "setgroups",
@@ -68,9 +66,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
             },
         ));
     }
-    c.push(Command::at(
+    c.push(LAYER.at(
         Phase::Connect,
-        9,
         format!(
             "map the container's user IDs 0-{} to the host's {}-{} ({}): written from the parent namespace, once",
             uid.count - 1,
@@ -84,9 +81,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
             container: spec.name.clone(),
         },
     ));
-    c.push(Command::at(
+    c.push(LAYER.at(
         Phase::Connect,
-        9,
         "and the group IDs the same way",
         WriteMap {
             file: "gid_map",
@@ -94,9 +90,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
             container: spec.name.clone(),
         },
     ));
-    c.push(Command::at(
+    c.push(LAYER.at(
         Phase::Wait,
-        9,
         "first thing inside, once the host has written the maps: become root of the user namespace (until now this shell is user 0 of the host, which the map leaves out, and shows as nobody); the shell it starts runs as user 0 inside",
         BecomeRoot { rootless },
     ));
