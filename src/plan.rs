@@ -130,6 +130,17 @@ impl Spec {
             .unwrap_or_else(|| self.rootfs.clone())
     }
 
+    /// Does the container get a user namespace at this step (a layer up to it
+    /// asks for one)? Then its root is an ordinary user of the host, and layers
+    /// before that one do some of their work another way.
+    pub fn in_user_namespace(&self) -> bool {
+        // Every layer up to the step, as for the clone flags: without root, a
+        // layer left out keeps its namespaces.
+        layers::up_to(self.step)
+            .iter()
+            .any(|l| l.namespaces.contains(&Namespace::User))
+    }
+
     /// The command as one shell line, quoted so it can be pasted.
     pub fn command_line(&self) -> String {
         join_quoted(&self.command)

@@ -302,11 +302,7 @@ pub fn all() -> Vec<&'static Layer> {
 /// Before `lab step N` makes anything: what the layers up to N need from the
 /// kernel and the host, in one line for the first thing missing.
 pub fn preflight(spec: &Spec) -> Result<()> {
-    if rootless()
-        && !up_to(spec.step)
-            .iter()
-            .any(|l| l.namespaces.contains(&Namespace::User))
-    {
+    if rootless() && !spec.in_user_namespace() {
         anyhow::bail!(
             "lab step {} changes the kernel's view of processes and needs root: run it with sudo (without sudo, only step 9 runs, in a user namespace of your own: lab step 9)",
             spec.step

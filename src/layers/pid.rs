@@ -46,7 +46,7 @@ fn note(_step: u8) -> Option<&'static str> {
 // ── The commands ───────────────────────────────────────────────────────────────
 
 fn commands(spec: &Spec) -> Vec<Command> {
-    if spec.step >= super::userns::LAYER.number {
+    if spec.in_user_namespace() {
         // In a user namespace the kernel mounts a new proc only where a proc
         // mount is already fully in view in the mount namespace (so that the new
         // one shows nothing the old one hid): before the host's tree, with its

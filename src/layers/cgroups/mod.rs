@@ -221,7 +221,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
             ));
         }
     }
-    if spec.step >= super::userns::LAYER.number {
+    if spec.in_user_namespace() {
         // In a user namespace the container's root is an ordinary user of the
         // host, who may not write the host's cgroup files: the host moves it.
         c.push(LAYER.at(

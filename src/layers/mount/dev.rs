@@ -81,7 +81,7 @@ pub(super) fn commands(spec: &Spec) -> Vec<Command> {
         why: why.into(),
         action,
     };
-    let in_userns = spec.step >= crate::layers::userns::LAYER.number;
+    let in_userns = spec.in_user_namespace();
     let mut c = vec![at(
         "the container's own /dev, empty: whatever device nodes the root filesystem carries (a distribution's /dev/console, /dev/sda) are covered",
         Box::new(MountDev),

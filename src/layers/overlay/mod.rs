@@ -67,11 +67,11 @@ fn commands(spec: &Spec) -> Vec<Command> {
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
     let mut commands = Vec::new();
     let mut lower = spec.image.clone();
-    // From step 9 the container's root is an ordinary user of the host: it gets
+    // In a user namespace (step 9) the container's root is an ordinary user of the host: it gets
     // the image as shifted copies that it owns, and its own layer (userns/shift.rs).
     // (Without root, the user's own files are root's inside already.)
     let rootless = super::rootless();
-    let range = (spec.step >= super::userns::LAYER.number && !rootless)
+    let range = (spec.in_user_namespace() && !rootless)
         .then(super::userns::range::lab)
         .and_then(|r| r.ok())
         .map(|(range, _)| range);

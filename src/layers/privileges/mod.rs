@@ -101,7 +101,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
         seccomp::OpenFilter(file.clone()),
     ));
     let sys_why = "/sys, read-only: the machine's devices and kernel objects, to look at, not to change (its network part is the container's own namespace)";
-    if spec.step >= super::userns::LAYER.number {
+    if spec.in_user_namespace() {
         // As for /proc (layer 3): in a user namespace, before the host's tree
         // is detached.
         c.push(LAYER.at(
