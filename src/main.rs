@@ -103,7 +103,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let args = ["lab".to_string(), "explain".into(), n.to_string()];
                 match Cli::parse_from(args).command {
                     Some(Cmd::Explain { target, .. }) => spec(&target, vec![], false)
-                        .map(|s| render::explain(&plan::Plan::new(s), Some(layer)))
+                        .and_then(plan::Plan::new)
+                        .map(|p| render::explain(&p, Some(layer)))
                         .unwrap_or_else(|e| format!("(lab explain {n}: {e:#})")),
                     _ => String::new(),
                 }
@@ -153,12 +154,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     target.step
                 );
             }
-            let plan = plan::Plan::new(spec(&target, vec![], false)?);
+            let plan = plan::Plan::new(spec(&target, vec![], false)?)?;
             render::out(&render::explain(&plan, only));
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Script { target, command } => {
-            let plan = plan::Plan::new(spec(&target, command, false)?);
+            let plan = plan::Plan::new(spec(&target, command, false)?)?;
             render::out(&render::script(&plan));
             Ok(ExitCode::SUCCESS)
         }
@@ -343,7 +344,8 @@ fn lesson(which: Option<&str>, answers: bool) -> Result<ExitCode> {
         let args = ["lab".to_string(), "explain".into(), n.to_string()];
         match Cli::parse_from(args).command {
             Some(Cmd::Explain { target, .. }) => spec(&target, vec![], false)
-                .map(|s| render::explain(&plan::Plan::new(s), only))
+                .and_then(plan::Plan::new)
+                .map(|p| render::explain(&p, only))
                 .unwrap_or_else(|e| format!("(lab explain {n}: {e:#})")),
             _ => String::new(),
         }

@@ -35,17 +35,17 @@ fn note(step: u8) -> Option<&'static str> {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
     if spec.step > 1 {
-        return vec![];
+        return Ok(vec![]);
     }
-    vec![LAYER.inside(
+    Ok(vec![LAYER.inside(
         "run the command with the root filesystem as its /",
         Chroot {
             root: spec.rootfs.clone(),
             command: spec.command.clone(),
         },
-    )]
+    )])
 }
 
 /// `chroot ROOTFS CMD`

@@ -33,8 +33,10 @@ pub struct Layer {
     pub look: &'static str,
     /// The namespaces this layer adds to the `unshare`/`clone` of the step.
     pub namespaces: &'static [Namespace],
-    /// Its commands at a given step (a later layer may take over an earlier one's job).
-    pub commands: fn(&Spec) -> Vec<Command>,
+    /// Its commands at a given step (a later layer may take over an earlier one's job),
+    /// or what this machine lacks to make them: the error's outermost context
+    /// says what could not be done (printed by hand in place of the commands).
+    pub commands: fn(&Spec) -> Result<Vec<Command>>,
     /// A remark shown after the layer's commands at a step (or instead of them).
     pub note: fn(u8) -> Option<&'static str>,
     /// Its checks at a given step.
@@ -432,7 +434,9 @@ mod tests {
         for step in 1..=last_step() {
             let spec = spec_at(step);
             for layer in up_to(step) {
-                for c in (layer.commands)(&spec) {
+                // (A layer that lacks something on this machine has no commands
+                // to look at: Plan::new prints its reason instead.)
+                for c in (layer.commands)(&spec).unwrap_or_default() {
                     assert_eq!(
                         c.layer,
                         layer.number,

@@ -45,22 +45,22 @@ fn note(_step: u8) -> Option<&'static str> {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
     if spec.in_user_namespace() {
         // In a user namespace the kernel mounts a new proc only where a proc
         // mount is already fully in view in the mount namespace (so that the new
         // one shows nothing the old one hid): before the host's tree, with its
         // /proc, is detached.
-        return vec![LAYER.at(
+        return Ok(vec![LAYER.at(
             Phase::FromOldRoot,
             "a fresh /proc, mounted before the host's tree is detached: in a user namespace the kernel wants a proc already in view, the host's (under /.oldroot), to allow it",
             MountProc("/proc".into()),
-        )];
+        )]);
     }
-    vec![LAYER.inside(
+    Ok(vec![LAYER.inside(
         "a fresh /proc: it lists the processes of the pid namespace that mounts it",
         MountProc("/proc".into()),
-    )]
+    )])
 }
 
 /// `mount -t proc -o nosuid,nodev,noexec proc DIR`

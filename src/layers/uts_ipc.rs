@@ -28,11 +28,11 @@ pub const LAYER: Layer = Layer {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
-    vec![LAYER.inside(
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
+    Ok(vec![LAYER.inside(
         "name the container: only its uts namespace changes",
         SetHostname(spec.name.clone()),
-    )]
+    )])
 }
 
 /// `hostname NAME`

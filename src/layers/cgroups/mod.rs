@@ -30,6 +30,7 @@ pub use hierarchy::{detect, Version};
 
 use super::Layer;
 use crate::plan::{Action, Command, Phase, Spec};
+use anyhow::Context;
 use hierarchy::*;
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
@@ -125,18 +126,10 @@ impl super::Hooks for CgroupHooks {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
-    let cg = match locate(&spec.name, &spec.limits) {
-        Ok(cg) => cg,
-        // Printed as the failing command: lab step reports it before doing anything.
-        Err(e) => {
-            return vec![LAYER.at(
-                Phase::Host,
-                "find the cgroup controllers",
-                Unavailable(format!("{e:#}")),
-            )]
-        }
-    };
+fn commands(spec: &Spec) -> anyhow::Result<Vec<Command>> {
+    // Without cgroups here, lab explain prints this line and why it cannot be
+    // done; lab step's preflight says so before anything is made.
+    let cg = locate(&spec.name, &spec.limits).context("find the cgroup controllers")?;
     let l = &spec.limits;
     let found = match (l.version, cg.version) {
         (Some(_), Version::V2) => "cgroup v2, as --cgroup asks",
@@ -257,7 +250,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
         "and the parent, when no other container's cgroup is in it (rmdir refuses while one is: Device or resource busy)",
         RemoveParents(parents),
     ));
-    c
+    Ok(c)
 }
 
 /// Is swap accounted, so that a swap limit can be set? (Asked to print another

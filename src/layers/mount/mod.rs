@@ -110,9 +110,9 @@ pub fn mount_point(path: &Path) -> Result<PathBuf> {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
     let root = spec.new_root();
-    vec![
+    Ok(vec![
         LAYER.at(
             Phase::Root,
             "make every mount private first: the namespace starts as a copy of the host's, and shared mounts (systemd's default) would pass our mounts back to the host; pivot_root also refuses a shared /. (The unshare command has done it already, by default; the unshare(2) system call that lab makes does not.)",
@@ -148,13 +148,14 @@ fn commands(spec: &Spec) -> Vec<Command> {
             "make the shell forget where it found programs: those were paths of the host's tree",
             ForgetProgramPaths,
         ),
-        LAYER.inside("detach the host's tree: until now it was still reachable under /.oldroot",
+        LAYER.inside(
+            "detach the host's tree: until now it was still reachable under /.oldroot",
             DetachOldRoot,
         ),
     ]
     .into_iter()
     .chain(dev::commands(spec))
-    .collect()
+    .collect())
 }
 
 /// `mount --make-rprivate /`

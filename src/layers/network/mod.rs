@@ -211,7 +211,7 @@ fn default_subnet() -> Subnet {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
+fn commands(spec: &Spec) -> anyhow::Result<Vec<Command>> {
     let net = Net::of(spec);
     let host = |why: &str, a: Box<dyn Action>| Command {
         layer: LAYER.number,
@@ -350,5 +350,5 @@ fn commands(spec: &Spec) -> Vec<Command> {
     for (why, action) in shared_teardown(&net.subnet, &masquerade_out, &net.name) {
         c.push(at(Phase::Teardown, why, action));
     }
-    c
+    Ok(c)
 }

@@ -62,7 +62,7 @@ impl super::Hooks for OverlayHooks {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
     let dir = spec.container_dir();
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
     let mut commands = Vec::new();
@@ -167,7 +167,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
             RemoveAll(vec![dir]),
         )
     });
-    commands
+    Ok(commands)
 }
 
 /// `mount -t overlay overlay -o lowerdir=...,upperdir=...,workdir=...[,volatile] MERGED`

@@ -51,19 +51,10 @@ pub const LAYER: Layer = Layer {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
     let dir = spec.files_dir();
     let file = dir.join("seccomp.bpf");
-    let program = match seccomp::program() {
-        Ok(p) => p,
-        Err(e) => {
-            return vec![LAYER.at(
-                Phase::Host,
-                "write the seccomp filter",
-                Unavailable(format!("{e:#}")),
-            )]
-        }
-    };
+    let program = seccomp::program().context("write the seccomp filter")?;
     let host = |why: &str, a: Box<dyn Action>| Command {
         layer: LAYER.number,
         phase: Phase::Host,
@@ -137,7 +128,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
         "after exit: the filter's file",
         RemoveFile(file),
     ));
-    c
+    Ok(c)
 }
 
 fn masked_file_why(path: &str) -> &'static str {
@@ -235,18 +226,6 @@ impl Action for RemoveFile {
             }
             _ => Ok(()),
         }
-    }
-}
-
-/// A step that cannot run on this machine, and why.
-struct Unavailable(String);
-
-impl Action for Unavailable {
-    fn shell(&self) -> String {
-        format!("# not possible here: {}", self.0)
-    }
-    fn apply(&self) -> Result<()> {
-        anyhow::bail!("{}", self.0)
     }
 }
 

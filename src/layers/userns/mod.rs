@@ -41,17 +41,8 @@ pub const LAYER: Layer = Layer {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
-    let maps = match range::maps() {
-        Ok(m) => m,
-        Err(e) => {
-            return vec![LAYER.at(
-                Phase::Host,
-                "find the range of host IDs",
-                Unavailable(format!("{e:#}")),
-            )]
-        }
-    };
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
+    let maps = range::maps().context("find the range of host IDs")?;
     let (uid, gid) = (maps.uid, maps.gid);
     let rootless = super::rootless();
     let mut c = Vec::new();
@@ -95,7 +86,7 @@ fn commands(spec: &Spec) -> Vec<Command> {
         "first thing inside, once the host has written the maps: become root of the user namespace (until now this shell is user 0 of the host, which the map leaves out, and shows as nobody); the shell it starts runs as user 0 inside",
         BecomeRoot { rootless },
     ));
-    c
+    Ok(c)
 }
 
 /// `echo '0 BASE COUNT' > /proc/$PID/uid_map` (or gid_map, or `deny` to
@@ -180,18 +171,6 @@ fn rootless_possible() -> Result<()> {
         anyhow::bail!("user namespaces are switched off here (user.max_user_namespaces = 0): run lab with sudo, or raise the limit with sudo sysctl user.max_user_namespaces=15000");
     }
     Ok(())
-}
-
-/// A step that cannot run on this machine, and why.
-struct Unavailable(String);
-
-impl Action for Unavailable {
-    fn shell(&self) -> String {
-        format!("# not possible here: {}", self.0)
-    }
-    fn apply(&self) -> Result<()> {
-        anyhow::bail!("{}", self.0)
-    }
 }
 
 // ── What the engine asks of this layer ─────────────────────────────────────────
