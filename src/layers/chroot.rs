@@ -28,7 +28,7 @@ pub const LAYER: Layer = Layer {
 };
 
 fn note(step: u8) -> Option<&'static str> {
-    (step > 1).then_some(
+    (step >= super::mount::LAYER.number).then_some(
         "From step 2 on, layer 2 enters the root filesystem with pivot_root instead of chroot.",
     )
 }
@@ -36,7 +36,8 @@ fn note(step: u8) -> Option<&'static str> {
 // ── The commands ───────────────────────────────────────────────────────────────
 
 fn commands(spec: &Spec) -> Result<Vec<Command>> {
-    if spec.step > 1 {
+    // From layer 2 on, pivot_root enters the root filesystem instead.
+    if spec.step >= super::mount::LAYER.number {
         return Ok(vec![]);
     }
     Ok(vec![LAYER.inside(
