@@ -115,7 +115,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     //    containers share (its address), written down before anything is made.
     let claim = reserve(&mut spec, name)?;
     mark("state claimed, address reserved");
-    let plan = Plan::new(spec);
+    let plan = Plan::new(spec)?;
     mark("planned");
     // (Only for the checks: it runs iptables-save, among others.)
     let before = show

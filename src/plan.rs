@@ -132,6 +132,17 @@ impl Spec {
             .unwrap_or_else(|| self.rootfs.clone())
     }
 
+    /// Does the container get a user namespace at this step (a layer up to it
+    /// asks for one)? Then its root is an ordinary user of the host, and layers
+    /// before that one do some of their work another way.
+    pub fn in_user_namespace(&self) -> bool {
+        // Every layer up to the step, as for the clone flags: without root, a
+        // layer left out keeps its namespaces.
+        layers::up_to(self.step)
+            .iter()
+            .any(|l| l.namespaces.contains(&Namespace::User))
+    }
+
     /// The command as one shell line, quoted so it can be pasted.
     pub fn command_line(&self) -> String {
         join_quoted(&self.command)
@@ -203,10 +214,6 @@ pub struct Command {
 }
 
 impl Command {
-    pub fn inside(layer: u8, why: impl Into<String>, action: impl Action + 'static) -> Self {
-        Self::at(Phase::Inside, layer, why, action)
-    }
-
     pub fn at(
         phase: Phase,
         layer: u8,
@@ -234,7 +241,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(spec: Spec) -> Plan {
+    /// The plan of `spec`'s step. A layer that cannot make its commands on this
+    /// machine (no cgroups, no range of IDs) stops lab here, before anything is
+    /// made; printed for a person to type, its line says so instead.
+    pub fn new(spec: Spec) -> Result<Plan> {
         let all = layers::up_to(spec.step);
         // (Without root, a layer that needs it keeps its namespaces, not its commands.)
         let namespaces = all
@@ -242,7 +252,16 @@ impl Plan {
             .flat_map(|l| l.namespaces.iter().map(move |ns| (l.number, *ns)))
             .collect();
         let layers = layers::active(spec.step);
-        let mut commands: Vec<Command> = layers.iter().flat_map(|l| (l.commands)(&spec)).collect();
+        let mut commands: Vec<Command> = Vec::new();
+        for l in &layers {
+            // What this machine lacks (cgroups, a range of IDs): printed, the rest
+            // of the plan is still worth reading; run, nothing is made.
+            match (l.commands)(&spec) {
+                Ok(c) => commands.extend(c),
+                Err(e) if spec.by_hand => commands.push(not_possible_here(l.number, &e)),
+                Err(e) => return Err(e),
+            }
+        }
         // The last line starts the command; a layer may write it (step 8 runs the
         // command with fewer privileges).
         let run_given = commands.iter().any(|c| c.phase == Phase::Run);
@@ -303,12 +322,12 @@ impl Plan {
             (Phase::Teardown, 0) => (c.phase, u8::MAX),
             _ => (c.phase, c.layer),
         });
-        Plan {
+        Ok(Plan {
             spec,
             layers,
             namespaces,
             commands,
-        }
+        })
     }
 
     pub fn clone_flags(&self) -> CloneFlags {
@@ -331,6 +350,36 @@ impl Plan {
 
     pub fn commands_in(&self, phase: Phase) -> impl Iterator<Item = &Command> {
         self.commands.iter().filter(move |c| c.phase == phase)
+    }
+}
+
+/// The line printed in place of a layer's commands that this machine cannot
+/// make: what could not be done (the error's outermost context) as its why,
+/// and the reason as a comment. The rest of the plan can still be read.
+fn not_possible_here(layer: u8, e: &anyhow::Error) -> Command {
+    let mut chain = e.chain().map(|c| c.to_string());
+    let what = chain.next().unwrap_or_default();
+    let reason: Vec<String> = chain.collect();
+    match reason.is_empty() {
+        true => Command::at(
+            Phase::Host,
+            layer,
+            format!("the commands of layer {layer}"),
+            NotPossibleHere(what),
+        ),
+        false => Command::at(Phase::Host, layer, what, NotPossibleHere(reason.join(": "))),
+    }
+}
+
+/// `# not possible here: WHY`: printed only (lab stops at [`Plan::new`]).
+struct NotPossibleHere(String);
+
+impl Action for NotPossibleHere {
+    fn shell(&self) -> String {
+        format!("# not possible here: {}", self.0)
+    }
+    fn apply(&self) -> Result<()> {
+        anyhow::bail!("{}", self.0)
     }
 }
 
@@ -577,5 +626,24 @@ mod tests {
         assert_eq!(quote("it's"), r"'it'\''s'");
         assert_eq!(quote(""), "''");
         assert_eq!(quote("$HOME"), "'$HOME'");
+    }
+
+    /// Printed by hand, a layer that lacks something here shows what it could
+    /// not do and why, in its section, as `lab explain` always has.
+    #[test]
+    fn a_layer_that_cannot_make_its_commands_says_why() {
+        let e = anyhow::anyhow!("no cgroup2 filesystem")
+            .context("/sys/fs/cgroup")
+            .context("find the cgroup controllers");
+        let c = not_possible_here(6, &e);
+        assert_eq!((c.layer, c.phase), (6, Phase::Host));
+        assert_eq!(c.why, "find the cgroup controllers");
+        assert_eq!(
+            c.action.shell(),
+            "# not possible here: /sys/fs/cgroup: no cgroup2 filesystem"
+        );
+        let c = not_possible_here(9, &anyhow::anyhow!("no range"));
+        assert_eq!(c.why, "the commands of layer 9");
+        assert_eq!(c.action.shell(), "# not possible here: no range");
     }
 }

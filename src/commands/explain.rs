@@ -13,7 +13,7 @@ pub fn run(target: &Target, only: Option<u8>) -> Result<ExitCode> {
             target.step
         );
     }
-    let plan = Plan::new(spec(target, vec![], false)?);
+    let plan = Plan::new(spec(target, vec![], false)?)?;
     render::out(&render::explain(&plan, only));
     Ok(ExitCode::SUCCESS)
 }
@@ -23,6 +23,7 @@ pub fn run(target: &Target, only: Option<u8>) -> Result<ExitCode> {
 /// to show in its place.
 pub fn text(step: u8, only: Option<u8>) -> String {
     spec(&Target::at(step), vec![], false)
-        .map(|s| render::explain(&Plan::new(s), only))
+        .and_then(Plan::new)
+        .map(|p| render::explain(&p, only))
         .unwrap_or_else(|e| format!("(lab explain {step}: {e:#})"))
 }

@@ -6,7 +6,7 @@ use anyhow::Result;
 use std::process::ExitCode;
 
 pub fn run(target: &Target, command: Vec<String>) -> Result<ExitCode> {
-    let plan = Plan::new(spec(target, command, false)?);
+    let plan = Plan::new(spec(target, command, false)?)?;
     render::out(&render::script(&plan));
     Ok(ExitCode::SUCCESS)
 }

@@ -28,25 +28,25 @@ pub const LAYER: Layer = Layer {
 };
 
 fn note(step: u8) -> Option<&'static str> {
-    (step > 1).then_some(
+    (step >= super::mount::LAYER.number).then_some(
         "From step 2 on, layer 2 enters the root filesystem with pivot_root instead of chroot.",
     )
 }
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
-    if spec.step > 1 {
-        return vec![];
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
+    // From layer 2 on, pivot_root enters the root filesystem instead.
+    if spec.step >= super::mount::LAYER.number {
+        return Ok(vec![]);
     }
-    vec![Command::inside(
-        1,
+    Ok(vec![LAYER.inside(
         "run the command with the root filesystem as its /",
         Chroot {
             root: spec.rootfs.clone(),
             command: spec.command.clone(),
         },
-    )]
+    )])
 }
 
 /// `chroot ROOTFS CMD`
@@ -78,18 +78,16 @@ impl Action for Chroot {
 
 fn checks(_step: u8) -> Vec<Check> {
     let mut checks = vec![
-        Check {
-            layer: 1,
-            name: "the root filesystem is the container's /",
-            hint: "The container's / is another directory: was --rootfs right? Compare `ls /` inside with `ls ROOTFS` on the host.",
-            kind: Kind::Inside(root_is_rootfs),
-        },
-        Check {
-            layer: 1,
-            name: "a host file outside the root filesystem is invisible",
-            hint: "The container still sees the host's files: the root was not changed (chroot or pivot_root did not run).",
-            kind: Kind::Inside(host_file_invisible),
-        },
+        LAYER.check(
+            "the root filesystem is the container's /",
+            "The container's / is another directory: was --rootfs right? Compare `ls /` inside with `ls ROOTFS` on the host.",
+            Kind::Inside(root_is_rootfs),
+        ),
+        LAYER.check(
+            "a host file outside the root filesystem is invisible",
+            "The container still sees the host's files: the root was not changed (chroot or pivot_root did not run).",
+            Kind::Inside(host_file_invisible),
+        ),
     ];
     // Escaping the chroot: works at step 1, closed by layer 2 (escapes.rs).
     checks.push(super::escapes::chroot());

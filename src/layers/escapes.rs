@@ -9,7 +9,9 @@
 //! it fail after the permission check. At the steps before the one that closes
 //! it, its check passes when the escape works: `lab verify N` proves what step N
 //! does not protect against. From that step on, it passes when the escape fails,
-//! with the error that says why.
+//! with the error that says why. Each check is made by the layer that first
+//! shows it (`mount::LAYER.check`), and its `closed_at` is the number of the
+//! layer that closes it.
 //!
 //! | escape                                    | works at | closed by                     |
 //! |-------------------------------------------|----------|-------------------------------|
@@ -32,16 +34,15 @@ use std::path::{Path, PathBuf};
 // ── 1. chroot's `cd ..` trick (layer 1; closed by layer 2) ──────────────────────
 
 pub fn chroot() -> Check {
-    Check {
-        layer: 1,
-        name: "escape: chroot's `cd ..` trick reaches the host's files (works until step 2)",
-        hint: "A root process left the container's root: it is in a chroot, not behind pivot_root with the old root detached (layer 2). Look for the old root with `cat /proc/mounts` inside.",
-        kind: Kind::Escape(Escape {
-            closed_at: 2,
+    super::chroot::LAYER.check(
+        "escape: chroot's `cd ..` trick reaches the host's files (works until step 2)",
+        "A root process left the container's root: it is in a chroot, not behind pivot_root with the old root detached (layer 2). Look for the old root with `cat /proc/mounts` inside.",
+        Kind::Escape(Escape {
+            closed_at: super::mount::LAYER.number,
             attempt: chroot_trick,
             hint_open: "The escape should work at step 1: a root process in a chroot can always leave it. Did the probe lack root, or is the root filesystem read-only (it needs a directory to chroot into)?",
         }),
-    }
+    )
 }
 
 /// The classic escape from a chroot, as root:
@@ -88,16 +89,15 @@ fn chroot_trick(p: &Probe) -> Attempt {
 // ── 2. /proc/1/root (layer 2; closed by layer 3) ────────────────────────────────
 
 pub fn proc_1_root() -> Check {
-    Check {
-        layer: 2,
-        name: "escape: /proc/1/root leads to the host's root (works until step 3)",
-        hint: "PID 1 in /proc is still the host's init: the container shares the host's pid namespace, or /proc is the host's (layer 3). Compare `ls -l /proc/self/ns/pid` inside and on the host.",
-        kind: Kind::Escape(Escape {
-            closed_at: 3,
+    super::mount::LAYER.check(
+        "escape: /proc/1/root leads to the host's root (works until step 3)",
+        "PID 1 in /proc is still the host's init: the container shares the host's pid namespace, or /proc is the host's (layer 3). Compare `ls -l /proc/self/ns/pid` inside and on the host.",
+        Kind::Escape(Escape {
+            closed_at: super::pid::LAYER.number,
             attempt: through_proc_1_root,
             hint_open: "At step 2 a root process can mount proc and follow /proc/1/root, the root of the host's init, because the container shares the host's pid namespace. If this failed, mounting proc inside failed: look at the detail.",
         }),
-    }
+    )
 }
 
 /// Without a pid namespace, /proc shows the host's processes; `/proc/1/root` is
@@ -171,16 +171,15 @@ fn through_proc_1_root(p: &Probe) -> Attempt {
 // ── 3. A device node for the host's disk (layer 2; closed by layer 8) ───────────
 
 pub fn device_node() -> Check {
-    Check {
-        layer: 2,
-        name: "escape: a device node it makes reads the host's disk (works until step 8)",
-        hint: "Root inside could still make a device node: CAP_MKNOD is in its capability sets (layer 8 drops it). Look at CapBnd in /proc/self/status inside (capsh --decode=HEX on the host).",
-        kind: Kind::Escape(Escape {
-            closed_at: 8,
+    super::mount::LAYER.check(
+        "escape: a device node it makes reads the host's disk (works until step 8)",
+        "Root inside could still make a device node: CAP_MKNOD is in its capability sets (layer 8 drops it). Look at CapBnd in /proc/self/status inside (capsh --decode=HEX on the host).",
+        Kind::Escape(Escape {
+            closed_at: super::privileges::LAYER.number,
             attempt: host_disk,
             hint_open: "Until step 8 root inside holds CAP_MKNOD and no device cgroup stops it, so mknod and open should work. Look at the detail: was the root filesystem mounted nodev?",
         }),
-    }
+    )
 }
 
 /// Make a block device node with the numbers of the host's root disk and read
@@ -250,16 +249,15 @@ fn ext_uuid(sb: &[u8]) -> Option<String> {
 // ── 4. Loading a kernel module (layer 2; closed by layer 8) ─────────────────────
 
 pub fn kernel_module() -> Check {
-    Check {
-        layer: 2,
-        name: "escape: it may load code into the host's kernel (works until step 8)",
-        hint: "Root inside may still load kernel modules: CAP_SYS_MODULE is in its sets and no seccomp filter denies finit_module (layer 8). Look at CapEff and Seccomp in /proc/self/status inside.",
-        kind: Kind::Escape(Escape {
-            closed_at: 8,
+    super::mount::LAYER.check(
+        "escape: it may load code into the host's kernel (works until step 8)",
+        "Root inside may still load kernel modules: CAP_SYS_MODULE is in its sets and no seccomp filter denies finit_module (layer 8). Look at CapEff and Seccomp in /proc/self/status inside.",
+        Kind::Escape(Escape {
+            closed_at: super::privileges::LAYER.number,
             attempt: load_module,
             hint_open: "Until step 8 root inside holds CAP_SYS_MODULE, so finit_module should get as far as the (missing) file: EBADF. Look at the detail.",
         }),
-    }
+    )
 }
 
 /// finit_module(2) with no file: the kernel checks the right to load a module
@@ -283,16 +281,15 @@ fn load_module(_p: &Probe) -> Attempt {
 // ── 5. Writing the host's kernel settings (layer 3; closed by layer 8) ──────────
 
 pub fn kernel_settings() -> Check {
-    Check {
-        layer: 3,
-        name: "escape: it may change the host's kernel settings in /proc/sys (works until step 8)",
-        hint: "/proc/sys is writable inside: most of its settings are the whole machine's, not the container's. Layer 8 mounts it read-only; look at `grep /proc/sys /proc/mounts` inside.",
-        kind: Kind::Escape(Escape {
-            closed_at: 8,
+    super::pid::LAYER.check(
+        "escape: it may change the host's kernel settings in /proc/sys (works until step 8)",
+        "/proc/sys is writable inside: most of its settings are the whole machine's, not the container's. Layer 8 mounts it read-only; look at `grep /proc/sys /proc/mounts` inside.",
+        Kind::Escape(Escape {
+            closed_at: super::privileges::LAYER.number,
             attempt: open_kernel_setting,
             hint_open: "Until step 8 /proc/sys is writable for root inside: is /proc mounted (layer 3)? Look at the detail.",
         }),
-    }
+    )
 }
 
 /// Settings of the whole machine that every kernel has (not per namespace).
@@ -323,16 +320,15 @@ fn open_kernel_setting(_p: &Probe) -> Attempt {
 // ── 6. Mounting cgroupfs to lift its own limits (layer 6; closed by layer 8) ────
 
 pub fn cgroup_limits() -> Check {
-    Check {
-        layer: 6,
-        name: "escape: it may mount the cgroup filesystem and lift its own limits (works until step 8)",
-        hint: "Root inside could mount the cgroup filesystem: it holds CAP_SYS_ADMIN, or no seccomp filter denies mount (layer 8). Look at CapEff in /proc/self/status inside.",
-        kind: Kind::Escape(Escape {
-            closed_at: 8,
+    super::cgroups::LAYER.check(
+        "escape: it may mount the cgroup filesystem and lift its own limits (works until step 8)",
+        "Root inside could mount the cgroup filesystem: it holds CAP_SYS_ADMIN, or no seccomp filter denies mount (layer 8). Look at CapEff in /proc/self/status inside.",
+        Kind::Escape(Escape {
+            closed_at: super::privileges::LAYER.number,
             attempt: lift_limits,
             hint_open: "Until step 8 root inside may mount the cgroup filesystem and open its own memory limit for writing. Look at the detail.",
         }),
-    }
+    )
 }
 
 /// Mount the cgroup filesystem (v2, or v1's memory hierarchy), find the
@@ -390,16 +386,15 @@ fn lift_limits(p: &Probe) -> Attempt {
 // ── 7. A host file of root's that reaches the container (layer 8; closed by 9) ──
 
 pub fn root_file() -> Check {
-    Check {
-        layer: 8,
-        name: "escape: a file of the host's root that reaches the container is root's to write (works until step 9)",
-        hint: "Root inside is still user 0 of the host: no user namespace maps it to an ordinary user (layer 9). Look at the Uid line of /proc/PID/status on the host.",
-        kind: Kind::Escape(Escape {
-            closed_at: 9,
+    super::privileges::LAYER.check(
+        "escape: a file of the host's root that reaches the container is root's to write (works until step 9)",
+        "Root inside is still user 0 of the host: no user namespace maps it to an ordinary user (layer 9). Look at the Uid line of /proc/PID/status on the host.",
+        Kind::Escape(Escape {
+            closed_at: super::userns::LAYER.number,
             attempt: open_root_file,
             hint_open: "Until step 9 root inside is user 0 of the host and owns the host root's files: opening one for writing should work. Look at the detail.",
         }),
-    }
+    )
 }
 
 /// Through a directory of the host that reaches the container (lab's probe

@@ -15,8 +15,8 @@ pub mod privileges;
 pub mod userns;
 pub mod uts_ipc;
 
-use crate::check::{Check, Probe};
-use crate::plan::{Action, Command, Namespace, Spec};
+use crate::check::{Check, Kind, Probe};
+use crate::plan::{Action, Command, Namespace, Phase, Spec};
 use anyhow::Result;
 use nix::unistd::Pid;
 use std::any::Any;
@@ -33,8 +33,10 @@ pub struct Layer {
     pub look: &'static str,
     /// The namespaces this layer adds to the `unshare`/`clone` of the step.
     pub namespaces: &'static [Namespace],
-    /// Its commands at a given step (a later layer may take over an earlier one's job).
-    pub commands: fn(&Spec) -> Vec<Command>,
+    /// Its commands at a given step (a later layer may take over an earlier one's job),
+    /// or what this machine lacks to make them: the error's outermost context
+    /// says what could not be done (printed by hand in place of the commands).
+    pub commands: fn(&Spec) -> Result<Vec<Command>>,
     /// A remark shown after the layer's commands at a step (or instead of them).
     pub note: fn(u8) -> Option<&'static str>,
     /// Its checks at a given step.
@@ -42,6 +44,37 @@ pub struct Layer {
     /// What else the layer does at fixed moments of a run, around its commands
     /// and checks (most layers need none of it: [`NoHooks`]).
     pub hooks: &'static dyn Hooks,
+}
+
+/// A layer's commands and checks carry its number (where `lab explain` prints
+/// them, whose data a check reads): built here, from the layer itself, the
+/// number is written once, in its `LAYER`.
+impl Layer {
+    /// A command of this layer, run at `phase`.
+    pub fn at(
+        &self,
+        phase: Phase,
+        why: impl Into<String>,
+        action: impl Action + 'static,
+    ) -> Command {
+        Command::at(phase, self.number, why, action)
+    }
+
+    /// A command of this layer, run inside the container before the command starts.
+    pub fn inside(&self, why: impl Into<String>, action: impl Action + 'static) -> Command {
+        self.at(Phase::Inside, why, action)
+    }
+
+    /// A check of this layer: `name` says what it proves, `hint` what to do
+    /// when it fails.
+    pub fn check(&self, name: &'static str, hint: &'static str, kind: Kind) -> Check {
+        Check {
+            layer: self.number,
+            name,
+            hint,
+            kind,
+        }
+    }
 }
 
 /// What the engine asks of a layer besides its commands and checks. The engine
@@ -271,11 +304,7 @@ pub fn all() -> Vec<&'static Layer> {
 /// Before `lab step N` makes anything: what the layers up to N need from the
 /// kernel and the host, in one line for the first thing missing.
 pub fn preflight(spec: &Spec) -> Result<()> {
-    if rootless()
-        && !up_to(spec.step)
-            .iter()
-            .any(|l| l.namespaces.contains(&Namespace::User))
-    {
+    if rootless() && !spec.in_user_namespace() {
         anyhow::bail!(
             "lab step {} changes the kernel's view of processes and needs root: run it with sudo (without sudo, only step 9 runs, in a user namespace of your own: lab step 9)",
             spec.step
@@ -366,6 +395,62 @@ mod tests {
                     assert!(
                         allowed || !text.contains(&form),
                         "src/{file} names the layer {m} ({form}): ask it through its hooks (layers::Hooks)"
+                    );
+                }
+            }
+        }
+    }
+
+    /// What `lab explain N` asks for, without a look at this machine's cgroups
+    /// or subnets.
+    fn spec_at(step: u8) -> Spec {
+        Spec {
+            step,
+            rootfs: "/var/lib/lab/rootfs".into(),
+            name: "c1".into(),
+            command: vec![Spec::DEFAULT_COMMAND.into()],
+            image: vec!["/var/lib/lab/rootfs".into()],
+            image_config: Default::default(),
+            user: None,
+            keep: false,
+            limits: crate::plan::Limits {
+                version: Some(cgroups::Version::V2),
+                ..Default::default()
+            },
+            network: network::Options {
+                subnet: Some(network::Subnet::parse("10.200.0.0/24").unwrap()),
+                ..Default::default()
+            },
+            by_hand: true,
+        }
+    }
+
+    /// Every command and check of a layer carries its number (made with
+    /// `LAYER.at`, `LAYER.inside`, `LAYER.check`), at every step that has it:
+    /// `lab explain` prints a command in its layer's section, and an escape is
+    /// a check of the layer that first shows it (escapes.rs).
+    #[test]
+    fn a_layers_commands_and_checks_carry_its_number() {
+        for step in 1..=last_step() {
+            let spec = spec_at(step);
+            for layer in up_to(step) {
+                // (A layer that lacks something on this machine has no commands
+                // to look at: Plan::new prints its reason instead.)
+                for c in (layer.commands)(&spec).unwrap_or_default() {
+                    assert_eq!(
+                        c.layer,
+                        layer.number,
+                        "step {step}: a command of layer {} says layer {}: {}",
+                        layer.number,
+                        c.layer,
+                        c.action.shell()
+                    );
+                }
+                for c in (layer.checks)(step) {
+                    assert_eq!(
+                        c.layer, layer.number,
+                        "step {step}: a check of layer {} says layer {}: {}",
+                        layer.number, c.layer, c.name
                     );
                 }
             }

@@ -45,24 +45,22 @@ fn note(_step: u8) -> Option<&'static str> {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
-    if spec.step >= super::userns::LAYER.number {
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
+    if spec.in_user_namespace() {
         // In a user namespace the kernel mounts a new proc only where a proc
         // mount is already fully in view in the mount namespace (so that the new
         // one shows nothing the old one hid): before the host's tree, with its
         // /proc, is detached.
-        return vec![Command::at(
+        return Ok(vec![LAYER.at(
             Phase::FromOldRoot,
-            3,
             "a fresh /proc, mounted before the host's tree is detached: in a user namespace the kernel wants a proc already in view, the host's (under /.oldroot), to allow it",
             MountProc("/proc".into()),
-        )];
+        )]);
     }
-    vec![Command::inside(
-        3,
+    Ok(vec![LAYER.inside(
         "a fresh /proc: it lists the processes of the pid namespace that mounts it",
         MountProc("/proc".into()),
-    )]
+    )])
 }
 
 /// `mount -t proc -o nosuid,nodev,noexec proc DIR`
@@ -90,30 +88,26 @@ impl Action for MountProc {
 
 fn checks(_step: u8) -> Vec<Check> {
     vec![
-        Check {
-            layer: 3,
-            name: "the container's first process is PID 1",
-            hint: "The container shares the host's pid namespace: unshare --pid needs --fork, because only the next child of the caller enters it. Compare `ls -l /proc/self/ns/pid` inside and on the host.",
-            kind: Kind::Host(first_process_is_pid1),
-        },
-        Check {
-            layer: 3,
-            name: "/proc is the container's own",
-            hint: "/proc is missing or is the host's: mount a new one inside with `mount -t proc proc /proc`.",
-            kind: Kind::Inside(proc_is_own),
-        },
-        Check {
-            layer: 3,
-            name: "host processes are invisible",
-            hint: "Host processes show in /proc: /proc was not mounted fresh inside the new pid namespace. Try `ps` inside.",
-            kind: Kind::Inside(host_processes_invisible),
-        },
-        Check {
-            layer: 3,
-            name: "PID 1 reaps orphaned processes",
-            hint: "An orphan stayed a zombie: PID 1 does not wait for children it did not start (a shell exec'd as PID 1, or `sleep`). `ps -o pid,stat,comm` inside shows Z.",
-            kind: Kind::Inside(orphans_are_reaped),
-        },
+        LAYER.check(
+            "the container's first process is PID 1",
+            "The container shares the host's pid namespace: unshare --pid needs --fork, because only the next child of the caller enters it. Compare `ls -l /proc/self/ns/pid` inside and on the host.",
+            Kind::Host(first_process_is_pid1),
+        ),
+        LAYER.check(
+            "/proc is the container's own",
+            "/proc is missing or is the host's: mount a new one inside with `mount -t proc proc /proc`.",
+            Kind::Inside(proc_is_own),
+        ),
+        LAYER.check(
+            "host processes are invisible",
+            "Host processes show in /proc: /proc was not mounted fresh inside the new pid namespace. Try `ps` inside.",
+            Kind::Inside(host_processes_invisible),
+        ),
+        LAYER.check(
+            "PID 1 reaps orphaned processes",
+            "An orphan stayed a zombie: PID 1 does not wait for children it did not start (a shell exec'd as PID 1, or `sleep`). `ps -o pid,stat,comm` inside shows Z.",
+            Kind::Inside(orphans_are_reaped),
+        ),
         // With its own /proc, root inside sees /proc/sys: still the host's
         // settings (escapes.rs).
         super::escapes::kernel_settings(),

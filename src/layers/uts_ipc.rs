@@ -28,12 +28,11 @@ pub const LAYER: Layer = Layer {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
-    vec![Command::inside(
-        4,
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
+    Ok(vec![LAYER.inside(
         "name the container: only its uts namespace changes",
         SetHostname(spec.name.clone()),
-    )]
+    )])
 }
 
 /// `hostname NAME`
@@ -54,24 +53,21 @@ impl Action for SetHostname {
 
 fn checks(_step: u8) -> Vec<Check> {
     vec![
-        Check {
-            layer: 4,
-            name: "the hostname inside is the container's",
-            hint: "The hostname inside is the host's: no uts namespace, or `hostname NAME` did not run inside it. Compare `hostname` inside and on the host.",
-            kind: Kind::Inside(hostname_is_own),
-        },
-        Check {
-            layer: 4,
-            name: "a System V message queue made on the host is invisible",
-            hint: "The host's message queue is visible: the container shares the host's ipc namespace. Compare `ipcs -q` inside and on the host.",
-            kind: Kind::Inside(host_queue_invisible),
-        },
-        Check {
-            layer: 4,
-            name: "after exit, the host's hostname is unchanged",
-            hint: "The host was renamed: `hostname` ran outside a uts namespace. Set it back with `sudo hostname OLDNAME`.",
-            kind: Kind::AfterExit(host_hostname_unchanged),
-        },
+        LAYER.check(
+            "the hostname inside is the container's",
+            "The hostname inside is the host's: no uts namespace, or `hostname NAME` did not run inside it. Compare `hostname` inside and on the host.",
+            Kind::Inside(hostname_is_own),
+        ),
+        LAYER.check(
+            "a System V message queue made on the host is invisible",
+            "The host's message queue is visible: the container shares the host's ipc namespace. Compare `ipcs -q` inside and on the host.",
+            Kind::Inside(host_queue_invisible),
+        ),
+        LAYER.check(
+            "after exit, the host's hostname is unchanged",
+            "The host was renamed: `hostname` ran outside a uts namespace. Set it back with `sudo hostname OLDNAME`.",
+            Kind::AfterExit(host_hostname_unchanged),
+        ),
     ]
 }
 

@@ -17,30 +17,26 @@ use std::path::PathBuf;
 
 pub(super) fn checks(_step: u8) -> Vec<Check> {
     vec![
-        Check {
-            layer: 6,
-            name: "the container's /proc/self/cgroup names its own cgroup",
-            hint: "The container is still in lab's cgroup: it must join its own (its PID in cgroup.procs, or on v1 0 in tasks) before it runs anything. Compare `cat /proc/self/cgroup` inside and on the host.",
-            kind: Kind::Inside(names_own_cgroup),
-        },
-        Check {
-            layer: 6,
-            name: "allocating over the memory limit is OOM-killed; the container lives on",
-            hint: "Nothing was killed: no memory limit, or the process swapped instead (set memory.swap.max to 0). See memory.events (v2) or memory.failcnt (v1).",
-            kind: Kind::Confined(memory_limit_kills),
-        },
-        Check {
-            layer: 6,
-            name: "a fork loop stops at the pids limit",
-            hint: "fork never failed: no pids limit. See pids.max and pids.current of the container's cgroup.",
-            kind: Kind::Confined(fork_loop_stops),
-        },
-        Check {
-            layer: 6,
-            name: "busy loops get about the CPU share of the limit",
-            hint: "Either the busy loops got more CPU than the quota allows (see cpu.max on v2, cpu.cfs_quota_us and cpu.cfs_period_us on v1), or the machine was too busy for them to reach the quota, so the kernel never had to throttle them: run the step again when the machine is idle.",
-            kind: Kind::Host(cpu_share_limited),
-        },
+        super::LAYER.check(
+            "the container's /proc/self/cgroup names its own cgroup",
+            "The container is still in lab's cgroup: it must join its own (its PID in cgroup.procs, or on v1 0 in tasks) before it runs anything. Compare `cat /proc/self/cgroup` inside and on the host.",
+            Kind::Inside(names_own_cgroup),
+        ),
+        super::LAYER.check(
+            "allocating over the memory limit is OOM-killed; the container lives on",
+            "Nothing was killed: no memory limit, or the process swapped instead (set memory.swap.max to 0). See memory.events (v2) or memory.failcnt (v1).",
+            Kind::Confined(memory_limit_kills),
+        ),
+        super::LAYER.check(
+            "a fork loop stops at the pids limit",
+            "fork never failed: no pids limit. See pids.max and pids.current of the container's cgroup.",
+            Kind::Confined(fork_loop_stops),
+        ),
+        super::LAYER.check(
+            "busy loops get about the CPU share of the limit",
+            "Either the busy loops got more CPU than the quota allows (see cpu.max on v2, cpu.cfs_quota_us and cpu.cfs_period_us on v1), or the machine was too busy for them to reach the quota, so the kernel never had to throttle them: run the step again when the machine is idle.",
+            Kind::Host(cpu_share_limited),
+        ),
         // Limits root inside could lift itself (escapes.rs).
         crate::layers::escapes::cgroup_limits(),
     ]

@@ -32,6 +32,7 @@ pub use options::Options;
 
 use super::Layer;
 use crate::plan::{Action, Command, Phase, Spec};
+use anyhow::Context;
 use hierarchy::*;
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
@@ -127,19 +128,10 @@ impl super::Hooks for CgroupHooks {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
-    let cg = match locate(&spec.name, &spec.limits) {
-        Ok(cg) => cg,
-        // Printed as the failing command: lab step reports it before doing anything.
-        Err(e) => {
-            return vec![Command::at(
-                Phase::Host,
-                6,
-                "find the cgroup controllers",
-                Unavailable(format!("{e:#}")),
-            )]
-        }
-    };
+fn commands(spec: &Spec) -> anyhow::Result<Vec<Command>> {
+    // Without cgroups here, lab explain prints this line and why it cannot be
+    // done; lab step's preflight says so before anything is made.
+    let cg = locate(&spec.name, &spec.limits).context("find the cgroup controllers")?;
     let l = &spec.limits;
     let found = match (l.version, cg.version) {
         (Some(_), Version::V2) => "cgroup v2, as --cgroup asks",
@@ -149,9 +141,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
             "cgroup v1 found here: memory, cpu and pids each have a cgroup filesystem"
         }
     };
-    let mut c = vec![Command::at(
+    let mut c = vec![LAYER.at(
         Phase::Host,
-        6,
         format!("{found}. A cgroup is a directory: make the container's (one per controller hierarchy on v1)"),
         MakeCgroups {
             dirs: cg.dirs(),
@@ -163,51 +154,44 @@ fn commands(spec: &Spec) -> Vec<Command> {
     match cg.version {
         Version::V2 => {
             for parent in &cg.v2_parents {
-                c.push(Command::at(
+                c.push(LAYER.at(
                     Phase::Host,
-                    6,
                     "hand the controllers down to the children of this cgroup: v2 switches them on level by level",
                     WriteFile::new(parent.join("cgroup.subtree_control"), "+memory +cpu +pids"),
                 ));
             }
-            c.push(Command::at(
+            c.push(LAYER.at(
                 Phase::Host,
-                6,
                 "the memory limit, in bytes",
                 WriteFile::new(cg.memory.join("memory.max"), l.memory_bytes),
             ));
             if swap_accounted(Version::V2, l.version.is_some()) {
-                c.push(Command::at(
+                c.push(LAYER.at(
                     Phase::Host,
-                    6,
                     "no swap: over the limit the kernel reclaims what it can (page cache) and then kills, instead of swapping the container out",
                     WriteFile::new(cg.memory.join("memory.swap.max"), 0),
                 ));
             }
-            c.push(Command::at(
+            c.push(LAYER.at(
                 Phase::Host,
-                6,
                 "CPU time: QUOTA microseconds in every PERIOD of 100000",
                 WriteFile::new(cg.cpu.join("cpu.max"), format!("{quota} {period}")),
             ));
-            c.push(Command::at(
+            c.push(LAYER.at(
                 Phase::Host,
-                6,
                 "the most processes (and threads) at once",
                 WriteFile::new(cg.pids.join("pids.max"), l.pids),
             ));
         }
         Version::V1 => {
-            c.push(Command::at(
+            c.push(LAYER.at(
                 Phase::Host,
-                6,
                 "the memory limit, in bytes",
                 WriteFile::new(cg.memory.join("memory.limit_in_bytes"), l.memory_bytes),
             ));
             if swap_accounted(Version::V1, l.version.is_some()) {
-                c.push(Command::at(
+                c.push(LAYER.at(
                     Phase::Host,
-                    6,
                     "memory plus swap, the same: no swap, so over the limit the kernel reclaims what it can (page cache) and then kills, instead of swapping the container out",
                     WriteFile::new(
                         cg.memory.join("memory.memsw.limit_in_bytes"),
@@ -215,32 +199,28 @@ fn commands(spec: &Spec) -> Vec<Command> {
                     ),
                 ));
             }
-            c.push(Command::at(
+            c.push(LAYER.at(
                 Phase::Host,
-                6,
                 "the CPU period, in microseconds",
                 WriteFile::new(cg.cpu.join("cpu.cfs_period_us"), period),
             ));
-            c.push(Command::at(
+            c.push(LAYER.at(
                 Phase::Host,
-                6,
                 "CPU time allowed in each period",
                 WriteFile::new(cg.cpu.join("cpu.cfs_quota_us"), quota),
             ));
-            c.push(Command::at(
+            c.push(LAYER.at(
                 Phase::Host,
-                6,
                 "the most processes (and threads) at once",
                 WriteFile::new(cg.pids.join("pids.max"), l.pids),
             ));
         }
     }
-    if spec.step >= super::userns::LAYER.number {
+    if spec.in_user_namespace() {
         // In a user namespace the container's root is an ordinary user of the
         // host, who may not write the host's cgroup files: the host moves it.
-        c.push(Command::at(
+        c.push(LAYER.at(
             Phase::Connect,
-            6,
             match cg.version {
                 Version::V2 => "from the host: put the container's first process in its cgroup (root inside, an ordinary user of the host, may not); every process it starts is born there. (lab starts that process right in the cgroup instead: clone3 with CLONE_INTO_CGROUP)",
                 Version::V1 => "from the host: put the container's first process in its cgroups (root inside, an ordinary user of the host, may not); every process it starts is born there",
@@ -252,9 +232,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
             },
         ));
     } else {
-        c.push(Command::at(
+        c.push(LAYER.at(
             Phase::Enter,
-            6,
             match cg.version {
                 Version::V2 => "first thing inside: this shell (the container's first process) joins the cgroup, and every process it starts is born in it. (lab starts its first process right in the cgroup instead: clone3 with CLONE_INTO_CGROUP, without the machine-wide lock that a move through cgroup.procs takes, about 10 ms each time)",
                 Version::V1 => "first thing inside: this shell (the container's first process) joins the cgroups, and every process it starts is born in them. (lab itself writes 0 to each tasks file instead: for a process of one thread the same move, without the machine-wide lock that cgroup.procs takes: well under 1 ms, where this takes about 7 on an idle machine)",
@@ -262,20 +241,18 @@ fn commands(spec: &Spec) -> Vec<Command> {
             JoinCgroups(cg.version, cg.dirs()),
         ));
     }
-    c.push(Command::at(
+    c.push(LAYER.at(
         Phase::Teardown,
-        6,
         "after exit, when no process is left in it, remove the cgroup",
         RemoveCgroups(cg.dirs()),
     ));
     let parents = cg.parents();
-    c.push(Command::at(
+    c.push(LAYER.at(
         Phase::Teardown,
-        6,
         "and the parent, when no other container's cgroup is in it (rmdir refuses while one is: Device or resource busy)",
         RemoveParents(parents),
     ));
-    c
+    Ok(c)
 }
 
 /// Is swap accounted, so that a swap limit can be set? (Asked to print another

@@ -6,7 +6,7 @@
 
 use super::hierarchy::*;
 use crate::plan::{quote_path, Action, MakeDirs};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -27,8 +27,6 @@ pub(super) struct JoinCgroups(pub(super) Version, pub(super) Vec<PathBuf>);
 pub(super) struct RemoveCgroups(pub(super) Vec<PathBuf>);
 /// `rmdir PARENT...`: the parents of the containers' cgroups, when empty.
 pub(super) struct RemoveParents(pub(super) Vec<PathBuf>);
-/// A step that cannot run here, and why.
-pub(super) struct Unavailable(pub(super) String);
 
 impl WriteFile {
     pub(super) fn new(file: PathBuf, value: impl ToString) -> WriteFile {
@@ -248,15 +246,6 @@ pub fn remove_cgroup(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-impl Action for Unavailable {
-    fn shell(&self) -> String {
-        format!("# not possible here: {}", self.0)
-    }
-    fn apply(&self) -> Result<()> {
-        bail!("{}", self.0)
-    }
 }
 
 /// `echo $$ > DIR/cgroup.procs` for the cgroups of a running container: the

@@ -76,12 +76,12 @@ pub(super) fn commands(spec: &Spec) -> Vec<Command> {
     // image whose /dev is a symbolic link gets the tmpfs where the link leads
     // inside, never on a directory of the host's.
     let at = |why: &str, action: Box<dyn Action>| Command {
-        layer: 2,
+        layer: super::LAYER.number,
         phase: Phase::FromOldRoot,
         why: why.into(),
         action,
     };
-    let in_userns = spec.step >= crate::layers::userns::LAYER.number;
+    let in_userns = spec.in_user_namespace();
     let mut c = vec![at(
         "the container's own /dev, empty: whatever device nodes the root filesystem carries (a distribution's /dev/console, /dev/sda) are covered",
         Box::new(MountDev),
@@ -245,12 +245,11 @@ impl Action for MakeLink {
 // ── The check ──────────────────────────────────────────────────────────────────
 
 pub(super) fn check() -> Check {
-    Check {
-        layer: 2,
-        name: "/dev is the container's own: six harmless devices, its own devpts and shm",
-        hint: "Inside, after pivot_root: mount a tmpfs on /dev, make null, zero, full, random, urandom and tty with mknod, mount a devpts with -o newinstance on /dev/pts and a tmpfs on /dev/shm (lab explain 2 prints each line). Compare `ls -l /dev` and `grep /dev /proc/self/mountinfo` inside.",
-        kind: Kind::Inside(own_dev),
-    }
+    super::LAYER.check(
+        "/dev is the container's own: six harmless devices, its own devpts and shm",
+        "Inside, after pivot_root: mount a tmpfs on /dev, make null, zero, full, random, urandom and tty with mknod, mount a devpts with -o newinstance on /dev/pts and a tmpfs on /dev/shm (lab explain 2 prints each line). Compare `ls -l /dev` and `grep /dev /proc/self/mountinfo` inside.",
+        Kind::Inside(own_dev),
+    )
 }
 
 fn own_dev(p: &Probe) -> Outcome {

@@ -110,60 +110,52 @@ pub fn mount_point(path: &Path) -> Result<PathBuf> {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
     let root = spec.new_root();
-    vec![
-        Command::at(
+    Ok(vec![
+        LAYER.at(
             Phase::Root,
-            2,
             "make every mount private first: the namespace starts as a copy of the host's, and shared mounts (systemd's default) would pass our mounts back to the host; pivot_root also refuses a shared /. (The unshare command has done it already, by default; the unshare(2) system call that lab makes does not.)",
             MakePrivate,
         ),
-        Command::at(
+        LAYER.at(
             Phase::Root,
-            2,
             "bind the root filesystem onto itself: pivot_root needs the new root to be a mount point",
             BindSelf(root.clone()),
         ),
-        Command::at(
+        LAYER.at(
             Phase::ChangeRoot,
-            2,
             "pivot_root works on the current directory",
             ChangeDir(root),
         ),
-        Command::at(
+        LAYER.at(
             Phase::ChangeRoot,
-            2,
             "a place below the new root for the old root to go (it stays, empty: containers that start at the same moment from this root filesystem share it, so none may remove it)",
             MakeDir(OLD_ROOT.into()),
         ),
-        Command::at(
+        LAYER.at(
             Phase::ChangeRoot,
-            2,
             "the root filesystem becomes /; the host's root moves to /.oldroot",
             PivotRoot,
         ),
-        Command::at(
+        LAYER.at(
             Phase::ChangeRoot,
-            2,
             "step into the new root: from here on, paths (and the image's symbolic links) resolve in the container, and what comes from the host is named by its path under /.oldroot",
             ChangeDir("/".into()),
         ),
-        Command::at(
+        LAYER.at(
             Phase::ChangeRoot,
-            2,
             "make the shell forget where it found programs: those were paths of the host's tree",
             ForgetProgramPaths,
         ),
-        Command::inside(
-            2,
+        LAYER.inside(
             "detach the host's tree: until now it was still reachable under /.oldroot",
             DetachOldRoot,
         ),
     ]
     .into_iter()
     .chain(dev::commands(spec))
-    .collect()
+    .collect())
 }
 
 /// `mount --make-rprivate /`
@@ -339,31 +331,27 @@ fn read_mountinfo() -> String {
 
 fn checks(_step: u8) -> Vec<Check> {
     vec![
-        Check {
-            layer: 2,
-            name: "the container's / is a private mount",
-            hint: "/ is still shared with the host: `mount --make-rprivate /` did not run first. See `findmnt -o TARGET,PROPAGATION /` inside.",
-            kind: Kind::Inside(root_is_private),
-        },
-        Check {
-            layer: 2,
-            name: "a mount made inside does not appear on the host",
-            hint: "The mount leaked to the host: no mount namespace, or / was shared. Compare `cat /proc/self/mountinfo` inside and on the host.",
-            kind: Kind::Inside(mount_stays_inside),
-        },
-        Check {
-            layer: 2,
-            name: "the host's root is detached",
-            hint: "The old root is still mounted: `umount -l /.oldroot` did not run. Look for it with `cat /proc/mounts` inside.",
-            kind: Kind::Inside(old_root_detached),
-        },
+        LAYER.check(
+            "the container's / is a private mount",
+            "/ is still shared with the host: `mount --make-rprivate /` did not run first. See `findmnt -o TARGET,PROPAGATION /` inside.",
+            Kind::Inside(root_is_private),
+        ),
+        LAYER.check(
+            "a mount made inside does not appear on the host",
+            "The mount leaked to the host: no mount namespace, or / was shared. Compare `cat /proc/self/mountinfo` inside and on the host.",
+            Kind::Inside(mount_stays_inside),
+        ),
+        LAYER.check(
+            "the host's root is detached",
+            "The old root is still mounted: `umount -l /.oldroot` did not run. Look for it with `cat /proc/mounts` inside.",
+            Kind::Inside(old_root_detached),
+        ),
         dev::check(),
-        Check {
-            layer: 2,
-            name: "after exit, the host's mount table is as before",
-            hint: "A mount was left on the host: run `sudo lab clean`, and compare `findmnt` with what you expect.",
-            kind: Kind::AfterExit(host_mounts_unchanged),
-        },
+        LAYER.check(
+            "after exit, the host's mount table is as before",
+            "A mount was left on the host: run `sudo lab clean`, and compare `findmnt` with what you expect.",
+            Kind::AfterExit(host_mounts_unchanged),
+        ),
         // What root inside can still do to the host (escapes.rs): each passes
         // while the escape works, and from the step that closes it when it fails.
         super::escapes::proc_1_root(),

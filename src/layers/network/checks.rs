@@ -113,66 +113,56 @@ fn in_netns<T: Send>(pid: i32, f: impl FnOnce(&mut Netlink) -> Result<T> + Send)
 
 pub(super) fn checks(_step: u8) -> Vec<Check> {
     vec![
-        Check {
-            layer: 5,
-            name: "only lo and eth0 are visible inside",
-            hint: "Other interfaces are visible: the container shares the host's network namespace. Compare `ip link` inside and on the host.",
-            kind: Kind::Inside(only_lo_and_eth0),
-        },
-        Check {
-            layer: 5,
-            name: "none of the host's interfaces is visible inside",
-            hint: "A host interface is visible inside: no network namespace (unshare --net). Compare `ip link` inside and on the host.",
-            kind: Kind::Inside(host_links_invisible),
-        },
-        Check {
-            layer: 5,
-            name: "eth0 is up with the container's address and a default route via the gateway",
-            hint: "eth0 is missing, down, or has no address: the veth end was not moved in (ip link set PEER netns PID) or not configured. Look with `ip addr` and `ip route` inside.",
-            kind: Kind::Inside(eth0_configured),
-        },
-        Check {
-            layer: 5,
-            name: "the gateway (lab0 on the host) answers ping",
-            hint: "No answer from the gateway: lab0 is down, has no address, or the host's end of the veth is not on the bridge. Look with `ip -br link` and `bridge link` on the host.",
-            kind: Kind::Confined(gateway_answers),
-        },
-        Check {
-            layer: 5,
-            name: "other containers on lab0 answer ping",
-            hint: "Another container does not answer: with br_netfilter loaded, bridged traffic passes iptables FORWARD, and Docker's DROP policy stops it unless LAB-FORWARD accepts it. Look with `iptables -S FORWARD`.",
-            kind: Kind::Confined(others_answer),
-        },
-        Check {
-            layer: 5,
-            name: "/etc/hosts inside is the container's own; the root filesystem's is unchanged",
-            hint: "The container's /etc/hosts is missing or the root filesystem's was changed: the bind mount did not happen in the container's own mount table. Compare `cat /etc/hosts` inside with the root filesystem's.",
-            kind: Kind::Inside(own_etc_hosts),
-        },
-        Check {
-            layer: 5,
-            name: "from the host, the container's address answers ping",
-            hint: "The host cannot reach the container: lab0 has no route to the subnet, or eth0 is down inside. Look with `ip route` on the host.",
-            kind: Kind::Host(container_answers),
-        },
-        Check {
-            layer: 5,
-            name: "a published port reaches a server in the container",
-            hint: "The published port does not lead into the container: look at the DNAT rule (`iptables -t nat -S LAB-DNAT`) and the FORWARD rules (`iptables -S LAB-FORWARD`).",
-            kind: Kind::Host(published_port_reaches),
-        },
-        Check {
-            layer: 5,
-            name: "after exit, the veth pair is gone",
-            hint: "A veth interface of lab is left on the host: remove it with `sudo ip link del lab-vethN`.",
-            kind: Kind::AfterExit(veth_gone),
-        },
-        Check {
-            layer: 5,
-            name: "after exit, the host's links, routes, iptables rules and ip_forward are as before",
-            hint: "Something lab made is left on the host (while another container still runs, lab0 and its rules stay, as they should). `sudo lab clean` removes what lab left.",
-            kind: Kind::AfterExit(host_network_restored),
-        },
+        super::LAYER.check(
+            "only lo and eth0 are visible inside",
+            "Other interfaces are visible: the container shares the host's network namespace. Compare `ip link` inside and on the host.",
+            Kind::Inside(only_lo_and_eth0),
+        ),
+        super::LAYER.check(
+            "none of the host's interfaces is visible inside",
+            "A host interface is visible inside: no network namespace (unshare --net). Compare `ip link` inside and on the host.",
+            Kind::Inside(host_links_invisible),
+        ),
+        super::LAYER.check(
+            "eth0 is up with the container's address and a default route via the gateway",
+            "eth0 is missing, down, or has no address: the veth end was not moved in (ip link set PEER netns PID) or not configured. Look with `ip addr` and `ip route` inside.",
+            Kind::Inside(eth0_configured),
+        ),
+        super::LAYER.check(
+            "the gateway (lab0 on the host) answers ping",
+            "No answer from the gateway: lab0 is down, has no address, or the host's end of the veth is not on the bridge. Look with `ip -br link` and `bridge link` on the host.",
+            Kind::Confined(gateway_answers),
+        ),
+        super::LAYER.check(
+            "other containers on lab0 answer ping",
+            "Another container does not answer: with br_netfilter loaded, bridged traffic passes iptables FORWARD, and Docker's DROP policy stops it unless LAB-FORWARD accepts it. Look with `iptables -S FORWARD`.",
+            Kind::Confined(others_answer),
+        ),
+        super::LAYER.check(
+            "/etc/hosts inside is the container's own; the root filesystem's is unchanged",
+            "The container's /etc/hosts is missing or the root filesystem's was changed: the bind mount did not happen in the container's own mount table. Compare `cat /etc/hosts` inside with the root filesystem's.",
+            Kind::Inside(own_etc_hosts),
+        ),
+        super::LAYER.check(
+            "from the host, the container's address answers ping",
+            "The host cannot reach the container: lab0 has no route to the subnet, or eth0 is down inside. Look with `ip route` on the host.",
+            Kind::Host(container_answers),
+        ),
+        super::LAYER.check(
+            "a published port reaches a server in the container",
+            "The published port does not lead into the container: look at the DNAT rule (`iptables -t nat -S LAB-DNAT`) and the FORWARD rules (`iptables -S LAB-FORWARD`).",
+            Kind::Host(published_port_reaches),
+        ),
+        super::LAYER.check(
+            "after exit, the veth pair is gone",
+            "A veth interface of lab is left on the host: remove it with `sudo ip link del lab-vethN`.",
+            Kind::AfterExit(veth_gone),
+        ),
+        super::LAYER.check(
+            "after exit, the host's links, routes, iptables rules and ip_forward are as before",
+            "Something lab made is left on the host (while another container still runs, lab0 and its rules stay, as they should). `sudo lab clean` removes what lab left.",
+            Kind::AfterExit(host_network_restored),
+        ),
     ]
 }
 

@@ -202,16 +202,16 @@ fn default_subnet() -> Subnet {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
+fn commands(spec: &Spec) -> anyhow::Result<Vec<Command>> {
     let net = Net::of(spec);
     let host = |why: &str, a: Box<dyn Action>| Command {
-        layer: 5,
+        layer: LAYER.number,
         phase: Phase::Host,
         why: why.into(),
         action: a,
     };
     let at = |phase: Phase, why: &str, a: Box<dyn Action>| Command {
-        layer: 5,
+        layer: LAYER.number,
         phase,
         why: why.into(),
         action: a,
@@ -341,5 +341,5 @@ fn commands(spec: &Spec) -> Vec<Command> {
     for (why, action) in shared_teardown(&net.subnet, &masquerade_out, &net.name) {
         c.push(at(Phase::Teardown, why, action));
     }
-    c
+    Ok(c)
 }

@@ -16,9 +16,7 @@ pub(super) fn commands(spec: &Spec) -> Vec<Command> {
     let config = &spec.image_config;
     let mut commands = Vec::new();
     if !config.entrypoint.is_empty() || !config.cmd.is_empty() {
-        commands.push(Command::inside(
-            7,
-            format!(
+        commands.push(super::LAYER.inside(format!(
                 "the command comes from the image's config, as with docker run: its Entrypoint {:?}, then the command you gave or else its Cmd {:?}",
                 config.entrypoint, config.cmd
             ),
@@ -27,16 +25,14 @@ pub(super) fn commands(spec: &Spec) -> Vec<Command> {
     }
     for var in &config.env {
         if let Some((key, value)) = var.split_once('=') {
-            commands.push(Command::inside(
-                7,
+            commands.push(super::LAYER.inside(
                 "from the image's config (Env): the command's environment",
                 Export(key.to_string(), value.to_string()),
             ));
         }
     }
     if let Some(dir) = &config.workdir {
-        commands.push(Command::inside(
-            7,
+        commands.push(super::LAYER.inside(
             "from the image's config (WorkingDir): where the command starts",
             StartIn(dir.into()),
         ));
@@ -47,9 +43,7 @@ pub(super) fn commands(spec: &Spec) -> Vec<Command> {
             Some(u) if *u == user.named => "the image's config (User)",
             _ => "--user",
         };
-        commands.push(Command::inside(
-            7,
-            format!("from {from}, as docker run does: the last line's setpriv switches to this user just before the command (lab's init stays root); names are looked up in the image's /etc/passwd and /etc/group. An ordinary user has no capabilities: the kernel clears them when root changes its uid"),
+        commands.push(super::LAYER.inside(format!("from {from}, as docker run does: the last line's setpriv switches to this user just before the command (lab's init stays root); names are looked up in the image's /etc/passwd and /etc/group. An ordinary user has no capabilities: the kernel clears them when root changes its uid"),
             Remark(format!(
                 "the command runs as {}: uid {}, gid {}, groups {}, HOME {}",
                 user.named,

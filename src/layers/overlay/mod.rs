@@ -64,31 +64,29 @@ impl super::Hooks for OverlayHooks {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
     let dir = spec.container_dir();
     let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
     let mut commands = Vec::new();
     let mut lower = spec.image.clone();
-    // From step 9 the container's root is an ordinary user of the host: it gets
+    // In a user namespace (step 9) the container's root is an ordinary user of the host: it gets
     // the image as shifted copies that it owns, and its own layer (userns/shift.rs).
     // (Without root, the user's own files are root's inside already.)
     let rootless = super::rootless();
-    let range = (spec.step >= super::userns::LAYER.number && !rootless)
+    let range = (spec.in_user_namespace() && !rootless)
         .then(super::userns::range::lab)
         .and_then(|r| r.ok())
         .map(|(range, _)| range);
     if let Some(range) = range {
         use super::userns::shift;
-        commands.push(Command::at(
+        commands.push(LAYER.at(
             Phase::Host,
-            7,
             "a shell function that moves every owner of a tree up by a number, and puts back each mode (chown clears setuid bits)",
             shift::DefineShiftIds,
         ));
         for layer in &spec.image {
-            commands.push(Command::at(
+            commands.push(LAYER.at(
                 Phase::Host,
-                7,
                 format!(
                     "once for every container of this range: a copy of the image layer with its owners moved up by {}, so that the container's root (user {0} outside) owns what the host's root owns",
                     range.base
@@ -105,16 +103,14 @@ fn commands(spec: &Spec) -> Vec<Command> {
             .map(|l| shift::copy_of(l, range))
             .collect();
     }
-    commands.push(Command::at(
+    commands.push(LAYER.at(
         Phase::Host,
-        7,
         "the container's own layer (upper), overlayfs's scratch space (work, same filesystem as upper), and where the merged view appears",
         MakeDirs(vec![upper.clone(), work.clone(), merged.clone()]),
     ));
     if let Some(range) = range {
-        commands.push(Command::at(
+        commands.push(LAYER.at(
             Phase::Host,
-            7,
             format!(
                 "the container's own layer belongs to its root, user {} outside: what it writes lands there owned by that user",
                 range.base
@@ -140,9 +136,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
         true => format!("{mount_why}; volatile: the layer goes at exit, so the kernel need not write it to disk (nor flush the disk below it at umount)"),
         false => mount_why.to_string(),
     };
-    commands.extend([Command::at(
+    commands.extend([LAYER.at(
         mount_phase,
-        7,
         mount_why,
         MountOverlay {
             // overlayfs lists the top layer first; images list the bottom layer first.
@@ -155,29 +150,26 @@ fn commands(spec: &Spec) -> Vec<Command> {
     )]);
     commands.extend(config::commands(spec));
     if !rootless {
-        commands.push(Command::at(
+        commands.push(LAYER.at(
             Phase::Teardown,
-            7,
             "after exit: take the merged view away",
             Unmount(merged.clone()),
         ));
     }
     commands.push(if spec.keep {
-        Command::at(
+        LAYER.at(
             Phase::Teardown,
-            7,
             "--keep: leave upper, to look at what the container changed; remove the rest",
             RemoveAll(vec![work, merged]),
         )
     } else {
-        Command::at(
+        LAYER.at(
             Phase::Teardown,
-            7,
             "remove the container's layer: the image is untouched",
             RemoveAll(vec![dir]),
         )
     });
-    commands
+    Ok(commands)
 }
 
 /// `mount -t overlay overlay -o lowerdir=...,upperdir=...,workdir=...[,volatile] MERGED`
@@ -270,24 +262,21 @@ impl Action for RemoveAll {
 
 fn checks(_step: u8) -> Vec<Check> {
     vec![
-        Check {
-            layer: 7,
-            name: "a file written inside lands in the upper directory, not in the image",
-            hint: "The write did not reach upperdir: is / an overlay mount? Look at the root line of `cat /proc/mounts` inside.",
-            kind: Kind::Confined(write_lands_in_upper),
-        },
-        Check {
-            layer: 7,
-            name: "a file of the image deleted inside leaves a whiteout and stays in the image",
-            hint: "Deleting should leave a character device 0/0 in upperdir and the image untouched: is the image a lowerdir (read-only) and not the upperdir?",
-            kind: Kind::Confined(delete_leaves_whiteout),
-        },
-        Check {
-            layer: 7,
-            name: "a second container of the same image does not see the first one's changes",
-            hint: "Two containers share a writable layer: each needs an upperdir of its own.",
-            kind: Kind::Confined(second_container_sees_image_only),
-        },
+        LAYER.check(
+            "a file written inside lands in the upper directory, not in the image",
+            "The write did not reach upperdir: is / an overlay mount? Look at the root line of `cat /proc/mounts` inside.",
+            Kind::Confined(write_lands_in_upper),
+        ),
+        LAYER.check(
+            "a file of the image deleted inside leaves a whiteout and stays in the image",
+            "Deleting should leave a character device 0/0 in upperdir and the image untouched: is the image a lowerdir (read-only) and not the upperdir?",
+            Kind::Confined(delete_leaves_whiteout),
+        ),
+        LAYER.check(
+            "a second container of the same image does not see the first one's changes",
+            "Two containers share a writable layer: each needs an upperdir of its own.",
+            Kind::Confined(second_container_sees_image_only),
+        ),
     ]
 }
 

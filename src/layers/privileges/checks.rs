@@ -13,50 +13,43 @@ use std::path::Path;
 
 pub(super) fn checks(_step: u8) -> Vec<Check> {
     vec![
-        Check {
-            layer: 8,
-            name: "the container's processes hold Docker's default capabilities, without mknod",
-            hint: "The capability sets are not cut: the last line must run the command through `setpriv --bounding-set ... --inh-caps -all` (or lab's init must drop them). Look at CapBnd, CapEff, CapInh in /proc/PID/status and decode them with `capsh --decode=HEX`.",
-            kind: Kind::Host(capabilities_cut),
-        },
-        Check {
-            layer: 8,
-            name: "no_new_privs is set and a seccomp filter is installed",
-            hint: "No seccomp filter (or no no_new_privs): the last line must run through `bwrap --seccomp 10 ...` with the filter open as descriptor 10. Look at NoNewPrivs, Seccomp and Seccomp_filters in /proc/PID/status.",
-            kind: Kind::Host(filter_installed),
-        },
-        Check {
-            layer: 8,
-            name: "mount inside fails with EPERM",
-            hint: "Root inside may still mount: CAP_SYS_ADMIN is in its sets, or the seccomp filter does not deny mount. Try `mount -t tmpfs tmpfs /mnt` inside.",
-            kind: Kind::Confined(mount_denied),
-        },
-        Check {
-            layer: 8,
-            name: "a new user namespace fails with EPERM: only seccomp stops it",
-            hint: "unshare(CLONE_NEWUSER) worked: no capability is needed for it, only the seccomp filter denies it. Is the filter installed (Seccomp: 2)? Try `unshare --user true` inside.",
-            kind: Kind::Confined(user_namespace_denied),
-        },
-        Check {
-            layer: 8,
-            name: "/proc/kcore and the other masked files read as empty",
-            hint: "A masked file still shows the kernel's data: /dev/null was not mounted over it. Look at `grep /proc/ /proc/mounts` inside.",
-            kind: Kind::Confined(masked_files_empty),
-        },
-        Check {
-            layer: 8,
-            name: "/sys is read-only and /sys/firmware is empty",
-            hint: "/sys is writable or unmasked: mount it with `mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys`, then the tmpfs over /sys/firmware.",
-            kind: Kind::Confined(sys_read_only),
-        },
+        super::LAYER.check(
+            "the container's processes hold Docker's default capabilities, without mknod",
+            "The capability sets are not cut: the last line must run the command through `setpriv --bounding-set ... --inh-caps -all` (or lab's init must drop them). Look at CapBnd, CapEff, CapInh in /proc/PID/status and decode them with `capsh --decode=HEX`.",
+            Kind::Host(capabilities_cut),
+        ),
+        super::LAYER.check(
+            "no_new_privs is set and a seccomp filter is installed",
+            "No seccomp filter (or no no_new_privs): the last line must run through `bwrap --seccomp 10 ...` with the filter open as descriptor 10. Look at NoNewPrivs, Seccomp and Seccomp_filters in /proc/PID/status.",
+            Kind::Host(filter_installed),
+        ),
+        super::LAYER.check(
+            "mount inside fails with EPERM",
+            "Root inside may still mount: CAP_SYS_ADMIN is in its sets, or the seccomp filter does not deny mount. Try `mount -t tmpfs tmpfs /mnt` inside.",
+            Kind::Confined(mount_denied),
+        ),
+        super::LAYER.check(
+            "a new user namespace fails with EPERM: only seccomp stops it",
+            "unshare(CLONE_NEWUSER) worked: no capability is needed for it, only the seccomp filter denies it. Is the filter installed (Seccomp: 2)? Try `unshare --user true` inside.",
+            Kind::Confined(user_namespace_denied),
+        ),
+        super::LAYER.check(
+            "/proc/kcore and the other masked files read as empty",
+            "A masked file still shows the kernel's data: /dev/null was not mounted over it. Look at `grep /proc/ /proc/mounts` inside.",
+            Kind::Confined(masked_files_empty),
+        ),
+        super::LAYER.check(
+            "/sys is read-only and /sys/firmware is empty",
+            "/sys is writable or unmasked: mount it with `mount -t sysfs -o ro,nosuid,nodev,noexec sysfs /sys`, then the tmpfs over /sys/firmware.",
+            Kind::Confined(sys_read_only),
+        ),
         // What step 8 still leaves open (escapes.rs).
         crate::layers::escapes::root_file(),
-        Check {
-            layer: 8,
-            name: "ordinary work still succeeds: a shell runs, lists processes, writes a file",
-            hint: "An ordinary program fails under the restrictions: the filter or the capability list takes too much. Run `sh -c 'ps; echo hi > /tmp/x'` inside and read the error.",
-            kind: Kind::Confined(ordinary_work),
-        },
+        super::LAYER.check(
+            "ordinary work still succeeds: a shell runs, lists processes, writes a file",
+            "An ordinary program fails under the restrictions: the filter or the capability list takes too much. Run `sh -c 'ps; echo hi > /tmp/x'` inside and read the error.",
+            Kind::Confined(ordinary_work),
+        ),
     ]
 }
 

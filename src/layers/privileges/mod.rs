@@ -51,22 +51,12 @@ pub const LAYER: Layer = Layer {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
     let dir = spec.files_dir();
     let file = dir.join("seccomp.bpf");
-    let program = match seccomp::program() {
-        Ok(p) => p,
-        Err(e) => {
-            return vec![Command::at(
-                Phase::Host,
-                8,
-                "write the seccomp filter",
-                Unavailable(format!("{e:#}")),
-            )]
-        }
-    };
+    let program = seccomp::program().context("write the seccomp filter")?;
     let host = |why: &str, a: Box<dyn Action>| Command {
-        layer: 8,
+        layer: LAYER.number,
         phase: Phase::Host,
         why: why.into(),
         action: a,
@@ -96,54 +86,49 @@ fn commands(spec: &Spec) -> Vec<Command> {
             }),
         ));
     }
-    c.push(Command::at(
+    c.push(LAYER.at(
         Phase::Enter,
-        8,
         format!("inside, while the host's files are still in view: open the filter as file descriptor {}, which survives pivot_root; bwrap reads it at the end", seccomp::FD),
         seccomp::OpenFilter(file.clone()),
     ));
     let sys_why = "/sys, read-only: the machine's devices and kernel objects, to look at, not to change (its network part is the container's own namespace)";
-    if spec.step >= super::userns::LAYER.number {
+    if spec.in_user_namespace() {
         // As for /proc (layer 3): in a user namespace, before the host's tree
         // is detached.
-        c.push(Command::at(
+        c.push(LAYER.at(
             Phase::FromOldRoot,
-            8,
             format!("{sys_why}; in a user namespace, mounted before the host's tree is detached, while the host's /sys is in view (under /.oldroot)"),
             masks::MountSys("/sys".into()),
         ));
     } else {
-        c.push(Command::inside(8, sys_why, masks::MountSys("/sys".into())));
+        c.push(LAYER.inside(sys_why, masks::MountSys("/sys".into())));
     }
     for f in masks::MASKED_FILES {
-        c.push(Command::inside(8, masked_file_why(f), masks::MaskFile(f)));
+        c.push(LAYER.inside(masked_file_why(f), masks::MaskFile(f)));
     }
     for d in masks::MASKED_DIRS {
-        c.push(Command::inside(
-            8,
+        c.push(LAYER.inside(
             "mask a directory of the machine's hardware: an empty read-only tmpfs over it",
             masks::MaskDir(d),
         ));
     }
     for p in masks::READ_ONLY {
-        c.push(Command::inside(8, read_only_why(p), masks::ReadOnly(p)));
+        c.push(LAYER.inside(read_only_why(p), masks::ReadOnly(p)));
     }
-    c.push(Command::at(
+    c.push(LAYER.at(
         Phase::Run,
-        8,
         "the last line, instead of exec: bwrap loads the seccomp filter from descriptor 10 (and sets no_new_privs); setpriv then cuts the capability sets to Docker's default list without mknod, and runs the command. bwrap starts it in a mount namespace of its own, a copy of the container's",
         RestrictedExec {
             command: spec.command.clone(),
             user: spec.user.clone(),
         },
     ));
-    c.push(Command::at(
+    c.push(LAYER.at(
         Phase::Teardown,
-        8,
         "after exit: the filter's file",
         RemoveFile(file),
     ));
-    c
+    Ok(c)
 }
 
 fn masked_file_why(path: &str) -> &'static str {
@@ -241,18 +226,6 @@ impl Action for RemoveFile {
             }
             _ => Ok(()),
         }
-    }
-}
-
-/// A step that cannot run on this machine, and why.
-struct Unavailable(String);
-
-impl Action for Unavailable {
-    fn shell(&self) -> String {
-        format!("# not possible here: {}", self.0)
-    }
-    fn apply(&self) -> Result<()> {
-        anyhow::bail!("{}", self.0)
     }
 }
 

@@ -15,24 +15,21 @@ use std::os::fd::AsFd;
 
 pub(super) fn checks(_step: u8) -> Vec<Check> {
     vec![
-        Check {
-            layer: 9,
-            name: "on the host, the container's root is the first user of the range",
-            hint: "The container's process runs as user 0 of the host: it is not in a user namespace, or the maps were not written. Look at the Uid line of /proc/PID/status and at /proc/PID/uid_map on the host.",
-            kind: Kind::Host(mapped_outside),
-        },
-        Check {
-            layer: 9,
-            name: "inside, the container's processes are root (user 0)",
-            hint: "Inside the process is not user 0: the maps are written, but nobody became root of the namespace (`setpriv --reuid 0 --regid 0 --clear-groups`). Try `id` inside.",
-            kind: Kind::Confined(root_inside),
-        },
-        Check {
-            layer: 9,
-            name: "the image's files are root's inside; what root writes is the range's first user's on the host",
-            hint: "Inside, the image's files show as nobody, or a new file is not the mapped user's in the upper directory: the overlay needs the shifted copies as lower layers and upper owned by the range's first user. Compare `ls -ln /` inside with `ls -ln UPPER` on the host.",
-            kind: Kind::Confined(files_shifted),
-        },
+        super::LAYER.check(
+            "on the host, the container's root is the first user of the range",
+            "The container's process runs as user 0 of the host: it is not in a user namespace, or the maps were not written. Look at the Uid line of /proc/PID/status and at /proc/PID/uid_map on the host.",
+            Kind::Host(mapped_outside),
+        ),
+        super::LAYER.check(
+            "inside, the container's processes are root (user 0)",
+            "Inside the process is not user 0: the maps are written, but nobody became root of the namespace (`setpriv --reuid 0 --regid 0 --clear-groups`). Try `id` inside.",
+            Kind::Confined(root_inside),
+        ),
+        super::LAYER.check(
+            "the image's files are root's inside; what root writes is the range's first user's on the host",
+            "Inside, the image's files show as nobody, or a new file is not the mapped user's in the upper directory: the overlay needs the shifted copies as lower layers and upper owned by the range's first user. Compare `ls -ln /` inside with `ls -ln UPPER` on the host.",
+            Kind::Confined(files_shifted),
+        ),
     ]
 }
 

@@ -41,25 +41,14 @@ pub const LAYER: Layer = Layer {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
-fn commands(spec: &Spec) -> Vec<Command> {
-    let maps = match range::maps() {
-        Ok(m) => m,
-        Err(e) => {
-            return vec![Command::at(
-                Phase::Host,
-                9,
-                "find the range of host IDs",
-                Unavailable(format!("{e:#}")),
-            )]
-        }
-    };
+fn commands(spec: &Spec) -> Result<Vec<Command>> {
+    let maps = range::maps().context("find the range of host IDs")?;
     let (uid, gid) = (maps.uid, maps.gid);
     let rootless = super::rootless();
     let mut c = Vec::new();
     if rootless {
-        c.push(Command::at(
+        c.push(LAYER.at(
             Phase::Connect,
-            9,
             "without root: first give up setgroups in the namespace (else a process there could drop a supplementary group that denies it access), which the kernel asks before it takes a group map from an ordinary user",
             WriteMap {
                 file: "setgroups",
@@ -68,9 +57,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
             },
         ));
     }
-    c.push(Command::at(
+    c.push(LAYER.at(
         Phase::Connect,
-        9,
         format!(
             "map the container's user IDs 0-{} to the host's {}-{} ({}): written from the parent namespace, once",
             uid.count - 1,
@@ -84,9 +72,8 @@ fn commands(spec: &Spec) -> Vec<Command> {
             container: spec.name.clone(),
         },
     ));
-    c.push(Command::at(
+    c.push(LAYER.at(
         Phase::Connect,
-        9,
         "and the group IDs the same way",
         WriteMap {
             file: "gid_map",
@@ -94,13 +81,12 @@ fn commands(spec: &Spec) -> Vec<Command> {
             container: spec.name.clone(),
         },
     ));
-    c.push(Command::at(
+    c.push(LAYER.at(
         Phase::Wait,
-        9,
         "first thing inside, once the host has written the maps: become root of the user namespace (until now this shell is user 0 of the host, which the map leaves out, and shows as nobody); the shell it starts runs as user 0 inside",
         BecomeRoot { rootless },
     ));
-    c
+    Ok(c)
 }
 
 /// `echo '0 BASE COUNT' > /proc/$PID/uid_map` (or gid_map, or `deny` to
@@ -185,18 +171,6 @@ fn rootless_possible() -> Result<()> {
         anyhow::bail!("user namespaces are switched off here (user.max_user_namespaces = 0): run lab with sudo, or raise the limit with sudo sysctl user.max_user_namespaces=15000");
     }
     Ok(())
-}
-
-/// A step that cannot run on this machine, and why.
-struct Unavailable(String);
-
-impl Action for Unavailable {
-    fn shell(&self) -> String {
-        format!("# not possible here: {}", self.0)
-    }
-    fn apply(&self) -> Result<()> {
-        anyhow::bail!("{}", self.0)
-    }
 }
 
 // ── What the engine asks of this layer ─────────────────────────────────────────
