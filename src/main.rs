@@ -23,6 +23,8 @@ mod check;
 mod cli;
 mod commands;
 mod container;
+mod devices;
+mod dirs;
 mod doctor;
 mod error;
 mod exec;
@@ -54,7 +56,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     // Whether lab runs without root is decided now, before any namespace changes
     // what geteuid says.
-    layers::rootless();
+    dirs::rootless();
     if !std::io::stdout().is_terminal() {
         colored::control::set_override(false);
     }

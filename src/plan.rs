@@ -109,7 +109,7 @@ impl Spec {
     /// hand, so that lab never takes or removes what it did not make.
     pub fn container_dir(&self) -> PathBuf {
         let kind = if self.by_hand { "hand" } else { "containers" };
-        crate::state::home().join(kind).join(&self.name)
+        crate::dirs::home().join(kind).join(&self.name)
     }
 
     /// Where the container's small files live on the host while it runs (its
@@ -117,7 +117,7 @@ impl Spec {
     /// directory LAB_RUN/containers/NAME, or LAB_RUN/hand/NAME by hand.
     pub fn files_dir(&self) -> PathBuf {
         match self.by_hand {
-            true => crate::state::run_dir().join("hand").join(&self.name),
+            true => crate::dirs::run_dir().join("hand").join(&self.name),
             false => crate::state::container_dir(&self.name),
         }
     }

@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 
 pub fn path() -> PathBuf {
-    crate::state::home().join("progress")
+    crate::dirs::home().join("progress")
 }
 
 /// The completed steps, in order.

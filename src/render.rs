@@ -243,11 +243,7 @@ pub fn explain(plan: &Plan, only: Option<u8>) -> String {
 /// shell at step 1, unshare from step 2; lab follows unshare down to the
 /// container's process).
 pub fn grade(plan: &Plan) -> (String, String) {
-    let sudo = if crate::layers::rootless() {
-        ""
-    } else {
-        "sudo "
-    };
+    let sudo = if crate::dirs::rootless() { "" } else { "sudo " };
     let note = crate::plan::quote_path(&plan.spec.files_dir().join("shell"));
     (
         format!(
@@ -269,7 +265,7 @@ pub fn script(plan: &Plan) -> String {
         "# {}: the commands of `lab explain {step}`, as one script.",
         step_title(plan)
     );
-    let rootless = crate::layers::rootless();
+    let rootless = crate::dirs::rootless();
     let _ = writeln!(
         out,
         "{}",

@@ -31,7 +31,7 @@ const HOST_PROGRAMS: &[&str] = &[
 ];
 
 pub fn default_path() -> PathBuf {
-    crate::state::home().join("rootfs")
+    crate::dirs::home().join("rootfs")
 }
 
 /// The default root filesystem, built on first use.
@@ -122,11 +122,11 @@ pub fn build(dest: &Path, source: Source, replace: bool) -> Result<String> {
 /// Rename the tree built in `tmp` to `dest`.
 fn put_in_place(tmp: &Path, dest: &Path, replace: bool) -> Result<()> {
     if dest.exists() && (replace || !dest.join("bin").is_dir()) {
-        crate::state::remove_tree(dest)?;
+        crate::dirs::remove_tree(dest)?;
         // Copies of the old one with shifted owners (step 9) would be stale.
         if let Some(name) = dest.file_name() {
-            for copy in crate::layers::userns::shift::all_copies(name) {
-                crate::state::remove_tree(&copy)?;
+            for copy in crate::dirs::shifted_copies(name) {
+                crate::dirs::remove_tree(&copy)?;
             }
         }
     }
@@ -231,9 +231,9 @@ fn make_devices(root: &Path) -> Result<()> {
     use nix::sys::stat::{makedev, mknod, Mode, SFlag};
     // For step 1: a chroot has no /dev but the root filesystem's (from step 2 the
     // container gets its own: layers/mount/dev.rs).
-    for (name, major, minor, _) in crate::layers::mount::dev::DEVICES {
+    for (name, major, minor, _) in crate::devices::DEVICES {
         let path = root.join("dev").join(name);
-        if crate::layers::rootless() {
+        if crate::dirs::rootless() {
             // A user may not make device nodes: empty files instead, over which
             // step 9 without root mounts the host's devices.
             std::fs::write(&path, "").with_context(|| format!("creating {}", path.display()))?;

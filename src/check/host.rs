@@ -180,7 +180,7 @@ impl Fixtures {
         rootfs: &Path,
         name: Option<String>,
     ) -> Result<Fixtures> {
-        let dir = crate::state::run_dir().join(format!("check-{}", std::process::id()));
+        let dir = crate::dirs::run_dir().join(format!("check-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let host_dir = File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
         // From here on, what is made is removed on every way out, errors included.
@@ -229,7 +229,7 @@ impl Drop for Fixtures {
         // The layers' host objects first (they are removed as they are dropped),
         // then the directory.
         self.probe.data.clear();
-        let _ = crate::state::remove_tree(&self.probe.fixtures);
+        let _ = crate::dirs::remove_tree(&self.probe.fixtures);
     }
 }
 

@@ -135,7 +135,7 @@ pub struct LayerReport {
 
 impl Store {
     pub fn open() -> Store {
-        let home = crate::state::home();
+        let home = crate::dirs::home();
         Store {
             images: home.join("images"),
             layers: home.join("layers"),
@@ -237,7 +237,7 @@ impl Store {
         for layer in self.layers(name)? {
             // Step 9 stacks shifted copies of the layer (layers/userns/shift.rs).
             let mut paths = vec![layer.clone()];
-            paths.extend(crate::layers::userns::shift::all_copies(layer.as_os_str()));
+            paths.extend(crate::dirs::shifted_copies(layer.as_os_str()));
             for path in paths {
                 let path = path.to_string_lossy().into_owned();
                 let in_use = mounts.iter().any(|m| {
@@ -273,10 +273,10 @@ impl Store {
         {
             let id = e.file_name().to_string_lossy().into_owned();
             if !used.contains(&id) {
-                for copy in crate::layers::userns::shift::all_copies(&e.file_name()) {
-                    crate::state::remove_tree(&copy)?;
+                for copy in crate::dirs::shifted_copies(&e.file_name()) {
+                    crate::dirs::remove_tree(&copy)?;
                 }
-                crate::state::remove_tree(&e.path())?;
+                crate::dirs::remove_tree(&e.path())?;
                 removed += 1;
             }
         }
@@ -315,11 +315,11 @@ impl Store {
             &scratch,
             &mut added,
         );
-        let _ = crate::state::remove_tree(&scratch);
+        let _ = crate::dirs::remove_tree(&scratch);
         if result.is_err() {
             // Nothing of a refused import stays: the layers it added go.
             for id in added {
-                let _ = crate::state::remove_tree(&self.layers.join(id));
+                let _ = crate::dirs::remove_tree(&self.layers.join(id));
             }
         }
         result
@@ -512,7 +512,7 @@ impl Store {
         let u = match unpacked {
             Ok(u) => u,
             Err(e) => {
-                let _ = crate::state::remove_tree(&tmp);
+                let _ = crate::dirs::remove_tree(&tmp);
                 return Err(e);
             }
         };
@@ -528,7 +528,7 @@ impl Store {
         let dest = self.layers.join(&id);
         let reused = dest.exists();
         if reused {
-            crate::state::remove_tree(&tmp)?;
+            crate::dirs::remove_tree(&tmp)?;
         } else {
             std::fs::rename(&tmp, &dest)?;
         }

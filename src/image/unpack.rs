@@ -242,7 +242,7 @@ impl Unpacker {
                 let (major, minor) = device;
                 let whiteout = kind == tar::EntryType::Char && (major, minor) == (0, 0);
                 let harmless = kind == tar::EntryType::Char
-                    && crate::layers::mount::dev::DEVICES
+                    && crate::devices::DEVICES
                         .iter()
                         .any(|(_, ma, mi, _)| (*ma, *mi) == (major.into(), minor.into()));
                 if !(whiteout || harmless) {
@@ -581,7 +581,7 @@ fn remove_existing(dir: &OwnedFd, name: &str) -> Result<()> {
             ));
             let real = std::fs::read_link(&path)?;
             drop(fd);
-            crate::state::remove_tree(&real)
+            crate::dirs::remove_tree(&real)
         }
         Ok(_) => unlinkat(dir.as_fd(), name, UnlinkatFlags::NoRemoveDir)
             .map_err(|e| anyhow!("removing {name}: {e}")),

@@ -95,7 +95,7 @@ fn checks(_step: u8) -> Vec<Check> {
 }
 
 fn root_is_rootfs(p: &Probe) -> Outcome {
-    if super::rootless() && p.step >= super::overlay::LAYER.number {
+    if crate::dirs::rootless() && p.step >= super::overlay::LAYER.number {
         return Outcome::Skip(
             "without root the overlay is mounted inside the container, out of the host's sight: layer 7's checks look at it".into(),
         );

@@ -402,7 +402,7 @@ pub fn root_file() -> Check {
 /// host's root may read and write, for writing, and write nothing.
 fn open_root_file(p: &Probe) -> Attempt {
     use nix::fcntl::{openat, OFlag};
-    if crate::layers::rootless() {
+    if crate::dirs::rootless() {
         return Attempt::Untried(
             "lab runs without root: the container's root is you, who may not touch the host root's files to begin with".into(),
         );

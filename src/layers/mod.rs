@@ -267,27 +267,18 @@ pub fn up_to(step: u8) -> Vec<&'static Layer> {
         .collect()
 }
 
-/// Is lab running without root? Then only step 9 runs, in a user namespace of
-/// the user's own, with the layers a user can have (rootless).
-pub fn rootless() -> bool {
-    // Decided once, by lab's user when it starts: a probe that has become root
-    // of a container's user namespace is still lab without root.
-    static ROOTLESS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ROOTLESS.get_or_init(|| !nix::unistd::geteuid().is_root())
-}
-
 /// The layers whose commands, checks and hooks run at `step`: layers 1..=step,
 /// but, without root, not those that need it.
 pub fn active(step: u8) -> Vec<&'static Layer> {
     up_to(step)
         .into_iter()
-        .filter(|l| !rootless() || l.hooks.without_root().is_none())
+        .filter(|l| !crate::dirs::rootless() || l.hooks.without_root().is_none())
         .collect()
 }
 
 /// Without root: the layers of `step` that are left out, and why.
 pub fn left_out(step: u8) -> Vec<(&'static Layer, &'static str)> {
-    if !rootless() {
+    if !crate::dirs::rootless() {
         return vec![];
     }
     up_to(step)
@@ -304,7 +295,7 @@ pub fn all() -> Vec<&'static Layer> {
 /// Before `lab step N` makes anything: what the layers up to N need from the
 /// kernel and the host, in one line for the first thing missing.
 pub fn preflight(spec: &Spec) -> Result<()> {
-    if rootless() && !spec.in_user_namespace() {
+    if crate::dirs::rootless() && !spec.in_user_namespace() {
         anyhow::bail!(
             "lab step {} changes the kernel's view of processes and needs root: run it with sudo (without sudo, only step 9 runs, in a user namespace of your own: lab step 9)",
             spec.step

@@ -303,7 +303,8 @@ mod tests {
         let Some(crate::Cmd::Explain { target, .. }) = crate::Cli::parse_from(args).command else {
             unreachable!()
         };
-        let plan = crate::plan::Plan::new(crate::options::spec(&target, vec![], false).unwrap()).unwrap();
+        let plan =
+            crate::plan::Plan::new(crate::options::spec(&target, vec![], false).unwrap()).unwrap();
         let text = crate::render::explain(&plan, only);
         // The classroom VM finds cgroup v2 itself (the test asks for it).
         let text = text.replace(

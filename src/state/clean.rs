@@ -1,8 +1,9 @@
 //! Removing what lab left on the host (part of state/, after mod.rs): what a
 //! killed run left, found by its owner being gone, and `lab clean`.
 
-use super::{containers_dir, home, read_id, run_dir, ProcessId};
-use anyhow::{Context, Result};
+use super::{containers_dir, read_id, ProcessId};
+use crate::dirs::{home, remove_tree, run_dir};
+use anyhow::Result;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
@@ -81,7 +82,7 @@ pub(super) fn remove_stale() -> Result<Vec<String>> {
         }
     }
     // Half-made copies (a shifted copy of step 9: NAME.new-PID) of killed runs.
-    for dir in half_made(&home().join("shifted")) {
+    for dir in half_made(&crate::dirs::shifted()) {
         if remove_tree(&dir).is_ok() {
             said.push(format!(
                 "removed {}, which a killed run left half made",
@@ -135,110 +136,6 @@ pub(super) fn remove_container(dir: &Path) -> Result<()> {
     remove_tree(dir)
 }
 
-/// `rm -rf`, but first detach anything mounted below `path`, so that removing the
-/// tree never deletes files of a filesystem mounted into it.
-pub fn remove_tree(path: &Path) -> Result<()> {
-    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
-    match path.symlink_metadata() {
-        Err(_) => return Ok(()),
-        Ok(m) if !m.is_dir() => {
-            return match std::fs::remove_file(path) {
-                Err(e) if !gone(&e) => {
-                    Err(e).with_context(|| format!("removing {}", path.display()))
-                }
-                _ => Ok(()),
-            };
-        }
-        Ok(_) => {}
-    }
-    // What is mounted below goes first. /proc/self/mountinfo says where: it is
-    // read only when a walk of the tree's directories (each one's mount, statx)
-    // finds a mount, or removing finds a busy file (a file mounted on), as the
-    // kernel makes it anew each time, 4 µs a line here, and each running
-    // container's overlay is a line.
-    if mounts_below(path) {
-        unmount_below(path)?;
-    }
-    let remove = || match std::fs::remove_dir_all(path) {
-        // Without root: overlayfs makes its work/work with mode 0, and a container
-        // may make directories nobody may enter. The user owns them: open them.
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && crate::layers::rootless() => {
-            open_up(path);
-            std::fs::remove_dir_all(path)
-        }
-        Err(e) if gone(&e) => Ok(()),
-        other => other,
-    };
-    match remove() {
-        Err(e) if e.raw_os_error() == Some(nix::libc::EBUSY) => {
-            unmount_below(path)?;
-            remove()
-        }
-        other => other,
-    }
-    .with_context(|| format!("removing {}", path.display()))
-}
-
-/// Whether something may be mounted on `path` or a directory below it: yes when
-/// a directory's mount differs from the tree's, or when it cannot tell (a
-/// directory it may not read).
-fn mounts_below(path: &Path) -> bool {
-    fn walk(dir: &Path, mount: u64) -> bool {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return true;
-        };
-        for e in entries {
-            let Ok((e, kind)) = e.and_then(|e| e.file_type().map(|k| (e, k))) else {
-                return true;
-            };
-            if kind.is_dir() {
-                let d = e.path();
-                if crate::sys::mount_id(&d) != Some(mount) || walk(&d, mount) {
-                    return true;
-                }
-            }
-        }
-        false
-    }
-    let above = path.parent().and_then(crate::sys::mount_id);
-    match crate::sys::mount_id(path) {
-        Some(mount) if above == Some(mount) => walk(path, mount),
-        _ => true,
-    }
-}
-
-/// Detach everything mounted on `path` and below, deepest first.
-fn unmount_below(path: &Path) -> Result<()> {
-    let prefix = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut below: Vec<PathBuf> = crate::mountinfo::parse_mountinfo(&text)
-        .into_iter()
-        .map(|m| PathBuf::from(crate::mountinfo::unescape(&m.mount_point)))
-        .filter(|m| m.starts_with(&prefix))
-        .collect();
-    below.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
-    for m in below {
-        nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH)
-            .with_context(|| format!("unmounting {}", m.display()))?;
-    }
-    Ok(())
-}
-
-/// chmod u+rwx every directory below `dir` that the user owns.
-fn open_up(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::symlink_metadata(dir) else {
-        return;
-    };
-    if meta.is_dir() {
-        let mode = meta.permissions().mode() | 0o700;
-        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode));
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            open_up(&e.path());
-        }
-    }
-}
-
 /// `lab clean`: stop every container lab started, then remove all of lab's state.
 /// Returns what was removed, for the student to read.
 /// `lab clean`: stop lab's containers and remove what lab left on the host (its
@@ -285,7 +182,7 @@ pub fn clean(all: bool) -> Result<Vec<String>> {
         done.extend(kept_on_purpose(&home));
     }
     let mut left = Vec::new();
-    for dir in [&run, &home, &home.join("shifted")] {
+    for dir in [&run, &home, &crate::dirs::shifted()] {
         left.extend(std::fs::read_dir(dir).into_iter().flatten().flatten());
     }
     for name in left {
@@ -339,7 +236,7 @@ fn kept_on_purpose(home: &Path) -> Vec<String> {
         0 => {}
         n => kept.push(format!(
             "{n} shifted copy range(s) of step 9 ({})",
-            home.join("shifted").display()
+            crate::dirs::shifted().display()
         )),
     }
     match count("containers") {

@@ -12,43 +12,14 @@
 //! `lab clean`).
 
 mod clean;
-pub use clean::{clean, remove_tree};
+use crate::dirs::{home, remove_tree, run_dir};
+pub use clean::clean;
 use clean::{is_stale, remove_container, remove_stale};
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
-
-/// Without root (step 9 only), lab keeps its files where the XDG base directory
-/// specification says a user's belong: data in ~/.local/share/lab, what lives
-/// only while containers run in $XDG_RUNTIME_DIR/lab.
-pub fn home() -> PathBuf {
-    if let Some(h) = std::env::var_os("LAB_HOME") {
-        return h.into();
-    }
-    if nix::unistd::geteuid().is_root() {
-        return "/var/lib/lab".into();
-    }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/share")))
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("lab-{}", nix::unistd::geteuid())));
-    data.join("lab")
-}
-
-pub fn run_dir() -> PathBuf {
-    if let Some(r) = std::env::var_os("LAB_RUN") {
-        return r.into();
-    }
-    if nix::unistd::geteuid().is_root() {
-        return "/run/lab".into();
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) => Path::new(&d).join("lab"),
-        None => std::env::temp_dir().join(format!("lab-run-{}", nix::unistd::geteuid())),
-    }
-}
 
 fn containers_dir() -> PathBuf {
     run_dir().join("containers")

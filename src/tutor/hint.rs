@@ -18,7 +18,7 @@ use anyhow::{Context, Result};
 use colored::Colorize;
 
 fn path() -> std::path::PathBuf {
-    crate::state::home().join("hints")
+    crate::dirs::home().join("hints")
 }
 
 /// One failed check on record.

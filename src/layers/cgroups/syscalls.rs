@@ -79,7 +79,7 @@ impl Action for MakeCgroups {
             std::fs::write(&shared, all.join("\n") + "\n")
                 .with_context(|| format!("recording {}", shared.display()))?;
         }
-        let record = crate::state::run_dir()
+        let record = crate::dirs::run_dir()
             .join("containers")
             .join(&self.name)
             .join("cgroups");
@@ -202,7 +202,7 @@ impl Action for RemoveParents {
 /// after the processes were reaped).
 /// Where the cgroup parents lab made are listed, for every run.
 fn parents_record() -> PathBuf {
-    crate::state::run_dir().join("cgroup-parents")
+    crate::dirs::run_dir().join("cgroup-parents")
 }
 
 /// Remove the cgroup parents lab made that no container uses any more (rmdir

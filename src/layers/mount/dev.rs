@@ -21,32 +21,7 @@ use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// The character devices of every container: name, major, minor (Linux's
-/// devices.txt), and what it is. None of them reaches a disk, memory or another
-/// process.
-pub const DEVICES: [(&str, u64, u64, &str); 6] = [
-    (
-        "null",
-        1,
-        3,
-        "null: swallows what is written (2>/dev/null), reads as empty",
-    ),
-    ("zero", 1, 5, "zero: reads as zero bytes without end"),
-    (
-        "full",
-        1,
-        7,
-        "full: every write fails with ENOSPC (no space left), to test programs",
-    ),
-    ("random", 1, 8, "random: the kernel's random bytes"),
-    ("urandom", 1, 9, "urandom: the same, never blocking"),
-    (
-        "tty",
-        5,
-        0,
-        "tty: whatever terminal the process has (its controlling terminal)",
-    ),
-];
+pub use crate::devices::DEVICES;
 
 /// The links of /dev: name, target, and why programs want it.
 const LINKS: [(&str, &str, &str); 5] = [

@@ -467,7 +467,7 @@ fn host_mounts_unchanged(b: &Before) -> Outcome {
     // and stop, and one whose lab was killed leaves its own until the next run
     // or lab clean: not this container's doing, so left out of the comparison
     // (those of lab's containers and of containers typed by hand, by name).
-    let home = crate::state::home();
+    let home = crate::dirs::home();
     let whose = |l: &str| -> Option<String> {
         let point = crate::mountinfo::unescape(l.split(' ').nth(4)?);
         ["containers", "hand"].iter().find_map(|kind| {

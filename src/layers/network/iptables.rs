@@ -408,7 +408,7 @@ impl Restore {
 
 /// The shared rules lab has made and not yet taken down, one iptables line each.
 pub(super) fn rules_record() -> PathBuf {
-    crate::state::run_dir().join("network-rules")
+    crate::dirs::run_dir().join("network-rules")
 }
 
 impl Iptables {

@@ -172,7 +172,7 @@ pub(super) const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 
 /// Where lab notes that it switched forwarding on (so that it switches it off).
 pub(super) fn forwarding_record() -> PathBuf {
-    crate::state::run_dir().join("ip_forward-was-0")
+    crate::dirs::run_dir().join("ip_forward-was-0")
 }
 
 /// lab0, unless it is there (another container made it a moment ago).

@@ -240,7 +240,7 @@ fn delete_link(name: &str, kind: &str, asking: &std::sync::mpsc::Sender<()>) -> 
 
 /// In LAB_RUN while lab0's removal is under way: the process doing it.
 fn removal_record() -> PathBuf {
-    crate::state::run_dir().join("lab0-removal")
+    crate::dirs::run_dir().join("lab0-removal")
 }
 
 /// Taking down what containers share makes the kernel wait until no CPU can

@@ -72,7 +72,7 @@ fn commands(spec: &Spec) -> Result<Vec<Command>> {
     // In a user namespace (step 9) the container's root is an ordinary user of the host: it gets
     // the image as shifted copies that it owns, and its own layer (userns/shift.rs).
     // (Without root, the user's own files are root's inside already.)
-    let rootless = super::rootless();
+    let rootless = crate::dirs::rootless();
     let range = (spec.in_user_namespace() && !rootless)
         .then(super::userns::range::lab)
         .and_then(|r| r.ok())
@@ -243,7 +243,7 @@ impl Action for Unmount {
 
 impl Action for RemoveAll {
     fn shell(&self) -> String {
-        if crate::layers::rootless() {
+        if crate::dirs::rootless() {
             // overlayfs makes work/work with mode 0: its owner, the user, opens it first.
             let p = paths(&self.0);
             return format!("chmod -R u+rwX {p} && rm -rf {p}");
@@ -252,7 +252,7 @@ impl Action for RemoveAll {
     }
     fn apply(&self) -> Result<()> {
         for d in &self.0 {
-            crate::state::remove_tree(d)?;
+            crate::dirs::remove_tree(d)?;
         }
         Ok(())
     }
@@ -335,7 +335,7 @@ fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
     let (upper, lower) = layers_of(target)?;
     let open = |p: &str| File::open(p).with_context(|| format!("opening {p}"));
     // Without root lab may not mount on the host: no second overlay to compare.
-    let second = if super::rootless() {
+    let second = if crate::dirs::rootless() {
         None
     } else {
         let (s_upper, s_work, s_merged) = (

@@ -5,7 +5,7 @@
 //! run makes them. What the layer does with those is in mod.rs and config.rs.
 
 use super::{run_as, LAYER};
-use crate::{image, layers, plan::RunAs};
+use crate::{image, plan::RunAs};
 use anyhow::{bail, ensure, Result};
 use std::path::PathBuf;
 
@@ -83,7 +83,9 @@ impl Options {
             None => None,
         };
         if let Some(u) = user.as_ref() {
-            if for_real && layers::rootless() && (u.uid != 0 || u.gid != 0 || !u.groups.is_empty())
+            if for_real
+                && crate::dirs::rootless()
+                && (u.uid != 0 || u.gid != 0 || !u.groups.is_empty())
             {
                 bail!(
                     "the command would run as {} (uid {}, gid {}, {} supplementary groups): without root, lab's user namespace maps only your own user and group, as root of the container, and may not set groups. Run it with sudo",

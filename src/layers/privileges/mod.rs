@@ -266,7 +266,7 @@ impl TakeOn {
         }
         let filters = if status.seccomp != 2 {
             vec![]
-        } else if super::rootless() {
+        } else if crate::dirs::rootless() {
             // Copying a filter takes CAP_SYS_ADMIN on the host. Without root lab
             // only ever joins its own containers: their filter is lab's.
             vec![seccomp::filter(&seccomp::program()?)]

@@ -44,7 +44,7 @@ pub const LAYER: Layer = Layer {
 fn commands(spec: &Spec) -> Result<Vec<Command>> {
     let maps = range::maps().context("find the range of host IDs")?;
     let (uid, gid) = (maps.uid, maps.gid);
-    let rootless = super::rootless();
+    let rootless = crate::dirs::rootless();
     let mut c = Vec::new();
     if rootless {
         c.push(LAYER.at(
@@ -180,7 +180,7 @@ struct UserHooks;
 impl super::Hooks for UserHooks {
     fn preflight(&self, _spec: &Spec) -> Result<()> {
         range::maps()?;
-        if super::rootless() {
+        if crate::dirs::rootless() {
             rootless_possible()?;
         }
         Ok(())

@@ -82,7 +82,7 @@ pub struct Maps {
 }
 
 pub fn maps() -> Result<Maps> {
-    if crate::layers::rootless() {
+    if crate::dirs::rootless() {
         let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
         return Ok(Maps {
             uid: Range {

@@ -27,30 +27,13 @@ use std::path::{Path, PathBuf};
 
 /// Where the shifted copies of `range` live.
 pub fn dir(range: Range) -> PathBuf {
-    crate::state::home()
-        .join("shifted")
-        .join(format!("{}-{}", range.base, range.count))
+    crate::dirs::shifted().join(format!("{}-{}", range.base, range.count))
 }
 
 /// The shifted copy of a layer directory (the default root filesystem, or an
 /// image layer of the store).
 pub fn copy_of(layer: &Path, range: Range) -> PathBuf {
     dir(range).join(layer.file_name().unwrap_or_default())
-}
-
-/// Every shifted copy of a layer directory named `name`, in every range, with
-/// the note of what it was copied from (NAME.source).
-pub fn all_copies(name: &std::ffi::OsStr) -> Vec<PathBuf> {
-    let shifted = crate::state::home().join("shifted");
-    let mut source = name.to_os_string();
-    source.push(".source");
-    std::fs::read_dir(shifted)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .flat_map(|range| [range.path().join(name), range.path().join(&source)])
-        .filter(|p| p.exists())
-        .collect()
 }
 
 /// `shift_ids() { ... }`: a shell function that moves every owner under a
@@ -96,7 +79,7 @@ impl Action for Shift {
         // The default root filesystem changes (steps 1 to 6 write into it): a
         // copy made before is made again, unless a container runs on it. The
         // image store's layers never change.
-        let store = crate::state::home().join("layers");
+        let store = crate::dirs::home().join("layers");
         let stamp = (!self.layer.starts_with(&store)).then(|| fingerprint(&self.layer));
         let stamp_file = copy.with_extension("source");
         let stale = stamp.as_ref().is_some_and(|s| {
@@ -117,7 +100,7 @@ impl Action for Shift {
         ));
         let made = copy_tree(&self.layer, &new, self.range.base, &mut HashMap::new());
         if let Err(e) = made {
-            let _ = crate::state::remove_tree(&new);
+            let _ = crate::dirs::remove_tree(&new);
             return Err(e).with_context(|| format!("making the shifted copy {}", copy.display()));
         }
         if copy.is_dir() {
@@ -128,11 +111,11 @@ impl Action for Shift {
                 std::process::id()
             ));
             std::fs::rename(&copy, &old).with_context(|| format!("renaming {}", copy.display()))?;
-            crate::state::remove_tree(&old)?;
+            crate::dirs::remove_tree(&old)?;
         }
         match std::fs::rename(&new, &copy) {
             // Another lab made it at the same moment: as good as ours.
-            Err(_) if copy.is_dir() => crate::state::remove_tree(&new)?,
+            Err(_) if copy.is_dir() => crate::dirs::remove_tree(&new)?,
             other => other.with_context(|| format!("renaming into {}", copy.display()))?,
         }
         if let Some(stamp) = stamp {
