@@ -11,12 +11,12 @@ if [ "$(id -u)" = 0 ]; then
   # Real images for step 7's tests: umoci makes and unpacks them (lab's tree must
   # equal umoci's), skopeo turns them into oci-archive and docker-archive files.
   need_packages umoci skopeo
-  # The tutor's terminal tests drive lab on a pseudo-terminal (tests/tutor.rs).
+  # The tutor's terminal tests drive lab on a pseudo-terminal (tests/it/tutor.rs).
   need_packages tmux
-  # The cgroup v2 test boots Debian's kernel under qemu (tests/cgroup2_vm.rs).
+  # The cgroup v2 test boots Debian's kernel under qemu (tests/it/cgroup2_vm.rs).
   need_packages qemu-system-x86 cpio kmod # kmod: depmod, for the VM's module list
   # The classroom VM: its Vagrantfile is validated, its provisioning run on a fresh
-  # Debian made by mmdebstrap (tests/provision.rs).
+  # Debian made by mmdebstrap (tests/it/provision.rs).
   need_packages vagrant mmdebstrap
   # Its cloud-init file (Multipass) is checked by `cloud-init schema`. Installed
   # here for that alone: switched off at boot, so that it never configures this
@@ -25,7 +25,7 @@ if [ "$(id -u)" = 0 ]; then
     need_packages cloud-init
     touch /etc/cloud/cloud-init.disabled
   fi
-  # The lessons and slides are rendered in headless Chromium (tests/render.rs);
+  # The lessons and slides are rendered in headless Chromium (tests/it/render.rs);
   # Marp, for the slides, comes from the npm registry.
   # graphviz: the diagrams (scripts/diagrams.sh); fonts-liberation: the deck is
   # laid out for Arial's widths (Liberation Sans on Linux): with DejaVu Sans

@@ -6,7 +6,7 @@
 //! registries (the network namespace is the machine's: the sandbox changes no
 //! interface, route or rule), and takes a few minutes.
 
-mod support;
+use crate::support;
 use std::path::Path;
 use std::process::Command;
 

@@ -3,19 +3,10 @@
 //! root filesystem; whiteouts and opaque directories; shared layers; and the tar
 //! entries lab must refuse. Needs root (mknod, chown, trusted xattrs, mounts).
 
-mod support;
+use crate::support;
+use crate::support::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use support::*;
-
-macro_rules! privileged {
-    () => {
-        match support::privileged() {
-            Some(guard) => guard,
-            None => return,
-        }
-    };
-}
 
 /// lab with a state directory of the test's own, removed (with `lab clean`) when
 /// the test ends, however it ends.

@@ -55,6 +55,27 @@ pub fn err(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The guard of a privileged test, or return from the test (having said why)
+/// when it cannot run: see [`privileged`].
+macro_rules! privileged {
+    () => {
+        match $crate::support::privileged() {
+            Some(guard) => guard,
+            None => return,
+        }
+    };
+}
+
+/// Settings for the snapshots in snapshots/ at the top of the project, named by
+/// the name the test gives (no module prefix), without the asserted expression.
+pub fn snapshot_settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+    s.set_prepend_module_to_snapshot(false);
+    s.set_omit_expression(true);
+    s
+}
+
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -88,8 +109,17 @@ pub fn root_or_skip() -> Option<MutexGuard<'static, ()>> {
         );
         return None;
     }
+    Some(serial())
+}
+
+/// One test at a time among those that take this: the privileged ones (they
+/// change the kernel's state, and some compare the host's mount table before and
+/// after, or time busy loops against a CPU quota), and the heavy ones that would
+/// load the machine's cores under them (the qemu VM, Chromium, mmdebstrap). The
+/// light tests without root (cli, most of the tutor's) run beside them.
+pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Put the calling test thread (and every process it starts) in a network

@@ -2,20 +2,10 @@
 //! support::privileged), keep lab's state under target/, and check that the host
 //! is left as it was. Without root they say they were skipped; with CI=true they fail.
 
-mod support;
+use crate::support::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::process::Command;
-use support::*;
-
-macro_rules! privileged {
-    () => {
-        match support::privileged() {
-            Some(guard) => guard,
-            None => return,
-        }
-    };
-}
 
 fn step(n: u8, cmd: &[&str]) -> std::process::Output {
     lab_isolated()
@@ -2097,10 +2087,7 @@ fn what_lab_step_4_prints() {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    settings.set_omit_expression(true);
+    let mut settings = snapshot_settings();
     let home = home().to_string_lossy().into_owned();
     let run = run_dir().to_string_lossy().into_owned();
     for (from, to) in [

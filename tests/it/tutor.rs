@@ -6,11 +6,10 @@
 //! after a failed check, Tab completion; and the same commands without a
 //! terminal.
 
-mod support;
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// A tmux server of the test's own (its own socket), with one window running a
 /// command; removed when dropped, even when the test fails.

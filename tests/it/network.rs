@@ -4,20 +4,10 @@
 //! the machine's own interfaces, routes, iptables and ip_forward are never touched,
 //! and no packet goes anywhere but into namespaces the test made.
 
-mod support;
+use crate::support::*;
 use nix::sys::signal::Signal;
 use std::io::{Read, Write};
 use std::process::Command;
-use support::*;
-
-macro_rules! privileged {
-    () => {
-        match support::privileged() {
-            Some(guard) => guard,
-            None => return,
-        }
-    };
-}
 
 /// The host's network as a student would compare it: links, routes, iptables
 /// rules (without counters) and ip_forward.

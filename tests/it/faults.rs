@@ -7,19 +7,9 @@
 //!
 //! Runs in the test's own network namespace and below the test's own cgroup.
 
-mod support;
+use crate::support::*;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
-use support::*;
-
-macro_rules! privileged {
-    () => {
-        match support::privileged() {
-            Some(guard) => guard,
-            None => return,
-        }
-    };
-}
 
 /// Everything lab could leave on the host, as text to compare.
 fn host_state() -> Vec<(&'static str, String)> {
