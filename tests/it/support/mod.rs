@@ -39,6 +39,15 @@ pub fn lab_isolated() -> Command {
     c
 }
 
+/// `lab step N -- CMD`, isolated, run to its end.
+pub fn step(n: u8, cmd: &[&str]) -> Output {
+    lab_isolated()
+        .args(["step", &n.to_string(), "--"])
+        .args(cmd)
+        .output()
+        .expect("run lab step")
+}
+
 pub fn home() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-home")
 }
