@@ -10,19 +10,8 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::process::Command;
 
-/// The steps, with their number of checks: every layer adds its own, and a check
-/// that is lost makes this fail.
-const STEPS: [(u8, usize); 9] = [
-    (1, 3),
-    (2, 11),
-    (3, 16),
-    (4, 19),
-    (5, 29),
-    (6, 34),
-    (7, 37),
-    (8, 45),
-    (9, 48),
-];
+/// The steps of the curriculum.
+const STEPS: std::ops::RangeInclusive<u8> = 1..=9;
 
 /// Escapes that a machine like CI's cannot show, skipped with the reason: its
 /// kernel loads no modules at all, and something around it guards its disks.
@@ -58,71 +47,143 @@ fn assert_escape_arc(n: u8, json: &str) {
 /// Checks that have nothing to prove with one container and no published port:
 /// from step 5, "other containers on lab0 answer" and "a published port reaches".
 fn alone_skipped(step: u8) -> usize {
-    if step >= 5 {
-        2
-    } else {
-        0
-    }
+    check_names(step)
+        .iter()
+        .filter(|c| {
+            c.ends_with(": other containers on lab0 answer ping")
+                || c.ends_with(": a published port reaches a server in the container")
+        })
+        .count()
 }
 
-pub(crate) fn checks_of(step: u8) -> usize {
-    STEPS.iter().find(|(s, _)| *s == step).unwrap().1
-}
-
-/// Checks that need a before and after (the host's mounts, its hostname).
+/// Checks that need a before and after (the host's mounts, its hostname, ...).
 fn after_exit_checks(step: u8) -> usize {
-    match step {
-        1 => 0,
-        2 | 3 => 1,
-        4 => 2,
-        _ => 4,
+    check_names(step)
+        .iter()
+        .filter(|c| c.contains(": after exit, "))
+        .count()
+}
+
+/// `lab verify N --json`: every check of the step runs (the ones of the reviewed
+/// snapshots/checks-N.snap) and passes, each escape of the arc works until the
+/// step that closes it, and the host's mount table is as before. One test per
+/// step, so that a failing step hides none after it.
+fn verify_passes_every_check_of(n: u8) {
+    let _g = privileged!();
+    let before = mountinfo();
+    let mut cmd = lab_isolated();
+    cmd.args(["verify", &n.to_string(), "--json"]);
+    if n >= 5 {
+        // So that the published-port check has something to prove.
+        cmd.args(["--publish", "18080:80"]);
+    }
+    let out = cmd.output().unwrap();
+    let json = text(&out);
+    let passed = json_passed(&json);
+    assert!(
+        out.status.success(),
+        "lab verify {n}:\n{json}\n{}",
+        err(&out)
+    );
+    assert_check_names(n, &json);
+    // Alone, only "other containers answer" has nothing to check.
+    let skipped = if n >= 5 { 1 } else { 0 };
+    assert_eq!(
+        passed.iter().filter(|p| **p).count(),
+        check_names(n).len() - skipped - machine_skips(&json),
+        "{json}"
+    );
+    assert_escape_arc(n, &json);
+    if n >= 6 {
+        // The CPU quota is shown by the kernel's own count of the stop.
+        assert!(
+            json.contains("busy loops got ")
+                && json.contains("then none until the next (cpu.stat nr_throttled 0 -> 1)"),
+            "{json}"
+        );
+    }
+    assert!(json.trim_start().starts_with('[') && json.trim_end().ends_with(']'));
+    assert_eq!(
+        mountinfo(),
+        before,
+        "lab verify {n} changed the host's mount table"
+    );
+    assert!(leftover_containers().is_empty());
+}
+
+/// The reviewed lists of checks (snapshots/checks-N.snap) grow with the steps:
+/// step N runs every check of step N-1, in the same order, and adds checks of its
+/// own layer only. Needs no root: it reads the snapshots, which the verify tests
+/// compare with what lab runs.
+#[test]
+fn each_steps_checks_are_the_step_befores_and_its_layers_own() {
+    let layer = |c: &String| -> u8 {
+        c.strip_prefix("layer ")
+            .and_then(|r| r.split(':').next())
+            .and_then(|l| l.parse().ok())
+            .unwrap_or_else(|| panic!("not `layer L: NAME`: {c}"))
+    };
+    let mut before: Vec<String> = Vec::new();
+    for n in STEPS {
+        let names = check_names(n);
+        let kept: Vec<&String> = names.iter().filter(|c| before.contains(c)).collect();
+        assert_eq!(
+            kept,
+            before.iter().collect::<Vec<_>>(),
+            "step {n} lost or reordered a check of the step before"
+        );
+        let added: Vec<&String> = names.iter().filter(|c| !before.contains(c)).collect();
+        assert!(
+            !added.is_empty() && added.iter().all(|c| layer(c) == n),
+            "step {n} adds checks of layer {n} alone: {added:?}"
+        );
+        before = names;
     }
 }
 
 #[test]
-fn verify_passes_every_check_of_every_step() {
-    let _g = privileged!();
-    for (n, _) in STEPS {
-        let before = mountinfo();
-        let mut cmd = lab_isolated();
-        cmd.args(["verify", &n.to_string(), "--json"]);
-        if n >= 5 {
-            // So that the published-port check has something to prove.
-            cmd.args(["--publish", "18080:80"]);
-        }
-        let out = cmd.output().unwrap();
-        let json = text(&out);
-        let passed = json_passed(&json);
-        assert!(
-            out.status.success(),
-            "lab verify {n}:\n{json}\n{}",
-            err(&out)
-        );
-        assert_eq!(passed.len(), checks_of(n), "step {n} checks:\n{json}");
-        // Alone, only "other containers answer" has nothing to check.
-        let skipped = if n >= 5 { 1 } else { 0 };
-        assert_eq!(
-            passed.iter().filter(|p| **p).count(),
-            checks_of(n) - skipped - machine_skips(&json),
-            "{json}"
-        );
-        assert_escape_arc(n, &json);
-        if n >= 6 {
-            // The CPU quota is shown by the kernel's own count of the stop.
-            assert!(
-                json.contains("busy loops got ")
-                    && json.contains("then none until the next (cpu.stat nr_throttled 0 -> 1)"),
-                "{json}"
-            );
-        }
-        assert!(json.trim_start().starts_with('[') && json.trim_end().ends_with(']'));
-        assert_eq!(
-            mountinfo(),
-            before,
-            "lab verify {n} changed the host's mount table"
-        );
-        assert!(leftover_containers().is_empty());
-    }
+fn verify_passes_every_check_of_step_1() {
+    verify_passes_every_check_of(1);
+}
+
+#[test]
+fn verify_passes_every_check_of_step_2() {
+    verify_passes_every_check_of(2);
+}
+
+#[test]
+fn verify_passes_every_check_of_step_3() {
+    verify_passes_every_check_of(3);
+}
+
+#[test]
+fn verify_passes_every_check_of_step_4() {
+    verify_passes_every_check_of(4);
+}
+
+#[test]
+fn verify_passes_every_check_of_step_5() {
+    verify_passes_every_check_of(5);
+}
+
+#[test]
+fn verify_passes_every_check_of_step_6() {
+    verify_passes_every_check_of(6);
+}
+
+#[test]
+fn verify_passes_every_check_of_step_7() {
+    verify_passes_every_check_of(7);
+}
+
+#[test]
+fn verify_passes_every_check_of_step_8() {
+    verify_passes_every_check_of(8);
+}
+
+#[test]
+fn verify_passes_every_check_of_step_9() {
+    verify_passes_every_check_of(9);
 }
 
 #[test]
@@ -208,7 +269,7 @@ fn step_4_inside_view_is_the_containers() {
         s.matches("cannot load modules at all").count() + s.matches("no disk to read here").count();
     assert_eq!(
         s.matches("  pass  ").count(),
-        checks_of(4) - unshowable,
+        check_names(4).len() - unshowable,
         "{s}"
     );
     assert!(!s.contains("FAIL"), "{s}");
@@ -219,7 +280,7 @@ fn step_4_inside_view_is_the_containers() {
 #[test]
 fn the_script_of_each_step_passes_the_same_checks() {
     let _g = privileged!();
-    for (n, _) in STEPS {
+    for n in STEPS {
         let before = mountinfo();
         let marker = format!("{}", 4200 + n as u32 * 7 + std::process::id() % 1000);
         let script = text(
@@ -262,9 +323,14 @@ fn the_script_of_each_step_passes_the_same_checks() {
             err(&out)
         );
         // lab check runs every check but those that need a before and after.
+        let without_after_exit: Vec<String> = check_names(n)
+            .into_iter()
+            .filter(|c| !c.contains(": after exit, "))
+            .collect();
+        assert_eq!(checks_in(&json), without_after_exit, "lab script {n}");
         assert_eq!(
             json_passed(&json).iter().filter(|p| **p).count(),
-            checks_of(n) - after_exit_checks(n) - alone_skipped(n) - machine_skips(&json),
+            check_names(n).len() - after_exit_checks(n) - alone_skipped(n) - machine_skips(&json),
             "{json}"
         );
         assert_escape_arc(n, &json);
@@ -290,7 +356,7 @@ fn grading_a_hand_built_container_leaves_it_running() {
     let note = run_dir().join("hand/c1/shell");
     let progress = home().join("progress");
     let _ = std::fs::remove_file(&progress);
-    for (n, _) in STEPS {
+    for n in STEPS {
         let before = mountinfo();
         let script = text(
             &lab_isolated()

@@ -330,6 +330,47 @@ impl Drop for Background {
     }
 }
 
+/// The checks of step `n`, one line each ("layer L: NAME"), in the order lab runs
+/// and prints them: the reviewed snapshot snapshots/checks-N.snap, which
+/// [`assert_check_names`] compares with what lab ran. Tests count checks with it,
+/// never with a number of their own.
+pub fn check_names(n: u8) -> Vec<String> {
+    let path = format!("{}/snapshots/checks-{n}.snap", env!("CARGO_MANIFEST_DIR"));
+    let snap = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // insta's header (between two `---` lines), then the contents.
+    snap.splitn(3, "---\n")
+        .nth(2)
+        .unwrap_or_else(|| panic!("{path}: no insta header"))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The checks of lab's JSON (`lab verify N --json`, `lab check N --json`) as
+/// lines "layer L: NAME", in order.
+pub fn checks_in(json: &str) -> Vec<String> {
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("not lab's JSON ({e}):\n{json}"));
+    rows.iter()
+        .map(|r| {
+            format!(
+                "layer {}: {}",
+                r["layer"],
+                r["check"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+/// The checks lab ran for step `n` are the ones of the reviewed snapshot
+/// snapshots/checks-N.snap: a check added, lost or renamed is a snapshot diff to
+/// review (`cargo insta review`), not a count to change.
+pub fn assert_check_names(n: u8, json: &str) {
+    let names = checks_in(json).join("\n");
+    snapshot_settings().bind(|| insta::assert_snapshot!(format!("checks-{n}"), names));
+}
+
 /// Every `"passed": true|false` of lab's JSON, in order.
 pub fn json_passed(json: &str) -> Vec<bool> {
     json.match_indices("\"passed\": ")
