@@ -6,6 +6,7 @@ use nix::sys::signal::Signal;
 use std::process::Command;
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn after_kill_9_the_next_run_or_lab_clean_removes_the_leftovers() {
     let _g = privileged!();
     let mut cmd = lab_isolated();
@@ -129,6 +130,7 @@ fn after_kill_9_the_next_run_or_lab_clean_removes_the_leftovers() {
 /// a file mounted on, which the walk for mounts does not look at) and never
 /// deletes a file of what was mounted there.
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn clean_never_removes_files_through_a_mount_left_below() {
     let _g = privileged!();
     let scratch = run_dir().join("mounted-below");

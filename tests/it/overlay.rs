@@ -7,6 +7,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn after_kill_9_at_step_7_the_next_run_unmounts_the_overlay() {
     let _g = privileged!();
     let before = mountinfo();
@@ -58,6 +59,7 @@ fn after_kill_9_at_step_7_the_next_run_unmounts_the_overlay() {
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn keep_leaves_the_writable_layer_to_look_at() {
     let _g = privileged!();
     let _kept = RemoveOnDrop(home().join("containers/kept"));
@@ -142,6 +144,7 @@ fn root_overlay_is_volatile(extra: &[&str]) -> bool {
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn the_writable_layer_is_volatile_unless_kept() {
     let _g = privileged!();
     let _kept = RemoveOnDrop(home().join("containers/vkept"));

@@ -7,6 +7,7 @@ use std::process::Command;
 /// Inside, `ps` shows lab's init as `lab-init` (PID 1), and the command is PID 2,
 /// its first child, even though the checks' probes ran in the container first.
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn lab_init_is_pid_1_and_the_command_is_pid_2_after_the_checks() {
     let _g = privileged!();
     let out = step(
@@ -46,6 +47,7 @@ fn lab_init_is_pid_1_and_the_command_is_pid_2_after_the_checks() {
 /// The reap check can fail: in a container built by hand whose PID 1 is `sleep`
 /// (it never waits for children), the orphan the check makes stays a zombie.
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn a_pid_1_that_does_not_reap_fails_the_reap_check() {
     let _g = privileged!();
     let marker = format!("{}", 4900 + std::process::id() % 1000);

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn provisioning_a_fresh_debian_makes_lab_verify_4_pass() {
     let Some(_g) = support::root_or_skip() else {
         return;

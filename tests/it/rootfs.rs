@@ -8,6 +8,7 @@ use crate::support::*;
 /// containers already running on it need (a later one replaced it under them),
 /// and no half-built tree is left.
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn labs_started_at_once_on_a_new_machine_share_one_root_filesystem() {
     let _g = privileged!();
     let scratch = run_dir().join("first-use-home");
@@ -40,6 +41,7 @@ fn labs_started_at_once_on_a_new_machine_share_one_root_filesystem() {
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn a_broken_root_filesystem_is_a_clear_error_that_leaves_nothing() {
     let _g = privileged!();
     let before = mountinfo();
@@ -83,6 +85,7 @@ fn a_broken_root_filesystem_is_a_clear_error_that_leaves_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn a_root_filesystem_from_host_programs_works_without_busybox() {
     let _g = privileged!();
     let home = run_dir().join("host-home");

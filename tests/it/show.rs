@@ -4,6 +4,7 @@
 use crate::support::*;
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn show_draws_a_running_container_from_the_kernel() {
     let _g = privileged!();
     let out = lab_isolated().args(["show"]).output().unwrap();

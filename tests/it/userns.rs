@@ -11,6 +11,7 @@ use std::process::Command;
 /// /etc/subuid and /etc/subgid: bind-mounted over, in a mount namespace of the
 /// test's own.
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn a_range_that_holds_a_real_users_id_is_refused() {
     let _g = privileged!();
     let fake = run_dir().join("subuid-test");
@@ -46,6 +47,7 @@ fn a_range_that_holds_a_real_users_id_is_refused() {
 /// The steps before 9 say in one line that they need root. Run as nobody, with
 /// its files in XDG directories of the test's own.
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn step_9_runs_without_root() {
     let _g = privileged!();
     let base = home().join("rootless");
@@ -157,6 +159,7 @@ fn step_9_runs_without_root() {
 /// the printed commands (cp -a, then shift_ids) make, file for file: kind, mode,
 /// owner, link target, size.
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn the_shifted_copy_lab_makes_is_the_one_the_commands_make() {
     let _g = privileged!();
     let out = step(9, &["true"]);

@@ -65,7 +65,10 @@ pub fn err(out: &Output) -> String {
 }
 
 /// The guard of a privileged test, or return from the test (having said why)
-/// when it cannot run: see [`privileged`].
+/// when it cannot run: see [`privileged`]. Every test that needs root is also
+/// `#[ignore = "needs root: sudo ./test.sh"]`, so that a run without root counts
+/// it as ignored, not passed; as root, `cargo test -- --include-ignored` runs it
+/// (test.sh does).
 macro_rules! privileged {
     () => {
         match $crate::support::privileged() {
