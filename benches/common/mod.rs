@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Child;
 
-#[path = "../../tests/support/own_cgroups.rs"]
+#[path = "../../tests/it/support/own_cgroups.rs"]
 pub mod own_cgroups;
 use std::time::Duration;
 

@@ -6,11 +6,12 @@
 //! registries (the network namespace is the machine's: the sandbox changes no
 //! interface, route or rule), and takes a few minutes.
 
-mod support;
+use crate::support;
 use std::path::Path;
 use std::process::Command;
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn provisioning_a_fresh_debian_makes_lab_verify_4_pass() {
     let Some(_g) = support::root_or_skip() else {
         return;

@@ -5,7 +5,7 @@
 //! the page Chromium rendered. Needs chromium and npm (test.sh installs them);
 //! mdBook is built from crates.io into target/tools by scripts/build-lessons.sh.
 
-mod support;
+use crate::support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -132,6 +132,19 @@ fn the_lesson_site_and_the_slides_render_offline() {
     {
         return;
     }
+    // mdBook may still be building in the background (test.sh starts it): wait
+    // for it first, then render alone (support::serial), Chromium being heavy.
+    let tools = Command::new("bash")
+        .arg(repo().join("scripts/build-lessons.sh"))
+        .arg("--tools")
+        .output()
+        .unwrap();
+    assert!(
+        tools.status.success(),
+        "scripts/build-lessons.sh --tools: {}",
+        support::err(&tools)
+    );
+    let _alone = support::serial();
     run("scripts/build-lessons.sh");
     run("slides/build.sh");
     let book = repo().join("target/book");

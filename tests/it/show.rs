@@ -1,19 +1,10 @@
 //! `lab show`: a running container drawn from the kernel's state. Needs root
 //! (a container of step 7, in a network namespace of the test's own).
 
-mod support;
-use support::*;
-
-macro_rules! privileged {
-    () => {
-        match support::privileged() {
-            Some(guard) => guard,
-            None => return,
-        }
-    };
-}
+use crate::support::*;
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn show_draws_a_running_container_from_the_kernel() {
     let _g = privileged!();
     let out = lab_isolated().args(["show"]).output().unwrap();
@@ -101,10 +92,7 @@ fn show_draws_a_running_container_from_the_kernel() {
     assert_eq!(v["root"]["type"], "overlay");
 
     // Redacted, the drawing is reviewed as a snapshot.
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path("../snapshots");
-    settings.set_prepend_module_to_snapshot(false);
-    settings.set_omit_expression(true);
+    let mut settings = snapshot_settings();
     settings.add_filter(&regex_escape(&home().to_string_lossy()), "[LAB_HOME]");
     for (from, to) in [
         (r"\b\d{9,}\b", "[INODE]"),

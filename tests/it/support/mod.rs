@@ -39,6 +39,15 @@ pub fn lab_isolated() -> Command {
     c
 }
 
+/// `lab step N -- CMD`, isolated, run to its end.
+pub fn step(n: u8, cmd: &[&str]) -> Output {
+    lab_isolated()
+        .args(["step", &n.to_string(), "--"])
+        .args(cmd)
+        .output()
+        .expect("run lab step")
+}
+
 pub fn home() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-home")
 }
@@ -53,6 +62,30 @@ pub fn text(out: &Output) -> String {
 
 pub fn err(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The guard of a privileged test, or return from the test (having said why)
+/// when it cannot run: see [`privileged`]. Every test that needs root is also
+/// `#[ignore = "needs root: sudo ./test.sh"]`, so that a run without root counts
+/// it as ignored, not passed; as root, `cargo test -- --include-ignored` runs it
+/// (test.sh does).
+macro_rules! privileged {
+    () => {
+        match $crate::support::privileged() {
+            Some(guard) => guard,
+            None => return,
+        }
+    };
+}
+
+/// Settings for the snapshots in snapshots/ at the top of the project, named by
+/// the name the test gives (no module prefix), without the asserted expression.
+pub fn snapshot_settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+    s.set_prepend_module_to_snapshot(false);
+    s.set_omit_expression(true);
+    s
 }
 
 pub fn is_root() -> bool {
@@ -88,8 +121,17 @@ pub fn root_or_skip() -> Option<MutexGuard<'static, ()>> {
         );
         return None;
     }
+    Some(serial())
+}
+
+/// One test at a time among those that take this: the privileged ones (they
+/// change the kernel's state, and some compare the host's mount table before and
+/// after, or time busy loops against a CPU quota), and the heavy ones that would
+/// load the machine's cores under them (the qemu VM, Chromium, mmdebstrap). The
+/// light tests without root (cli, most of the tutor's) run beside them.
+pub fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
-    Some(SERIAL.lock().unwrap_or_else(|e| e.into_inner()))
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Put the calling test thread (and every process it starts) in a network
@@ -289,6 +331,47 @@ impl Drop for Background {
         let _ = kill(Pid::from_raw(-self.pid()), Signal::SIGKILL);
         let _ = self.0.wait();
     }
+}
+
+/// The checks of step `n`, one line each ("layer L: NAME"), in the order lab runs
+/// and prints them: the reviewed snapshot snapshots/checks-N.snap, which
+/// [`assert_check_names`] compares with what lab ran. Tests count checks with it,
+/// never with a number of their own.
+pub fn check_names(n: u8) -> Vec<String> {
+    let path = format!("{}/snapshots/checks-{n}.snap", env!("CARGO_MANIFEST_DIR"));
+    let snap = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // insta's header (between two `---` lines), then the contents.
+    snap.splitn(3, "---\n")
+        .nth(2)
+        .unwrap_or_else(|| panic!("{path}: no insta header"))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The checks of lab's JSON (`lab verify N --json`, `lab check N --json`) as
+/// lines "layer L: NAME", in order.
+pub fn checks_in(json: &str) -> Vec<String> {
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("not lab's JSON ({e}):\n{json}"));
+    rows.iter()
+        .map(|r| {
+            format!(
+                "layer {}: {}",
+                r["layer"],
+                r["check"].as_str().unwrap_or("?")
+            )
+        })
+        .collect()
+}
+
+/// The checks lab ran for step `n` are the ones of the reviewed snapshot
+/// snapshots/checks-N.snap: a check added, lost or renamed is a snapshot diff to
+/// review (`cargo insta review`), not a count to change.
+pub fn assert_check_names(n: u8, json: &str) {
+    let names = checks_in(json).join("\n");
+    snapshot_settings().bind(|| insta::assert_snapshot!(format!("checks-{n}"), names));
 }
 
 /// Every `"passed": true|false` of lab's JSON, in order.

@@ -4,20 +4,10 @@
 //! the machine's own interfaces, routes, iptables and ip_forward are never touched,
 //! and no packet goes anywhere but into namespaces the test made.
 
-mod support;
+use crate::support::*;
 use nix::sys::signal::Signal;
 use std::io::{Read, Write};
 use std::process::Command;
-use support::*;
-
-macro_rules! privileged {
-    () => {
-        match support::privileged() {
-            Some(guard) => guard,
-            None => return,
-        }
-    };
-}
 
 /// The host's network as a student would compare it: links, routes, iptables
 /// rules (without counters) and ip_forward.
@@ -71,6 +61,7 @@ fn start(args: &[&str]) -> Background {
 /// once: its MAC is made of its address, so what the host learned of the first
 /// (its ARP entry, reachable for half a minute) is true of the second too.
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn a_later_container_with_the_same_address_is_reachable_at_once() {
     let _g = privileged!();
     let _outside = Outside::new();
@@ -93,6 +84,7 @@ fn a_later_container_with_the_same_address_is_reachable_at_once() {
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn two_containers_share_lab0_reach_each_other_and_the_host_is_restored() {
     let _g = privileged!();
     let _outside = Outside::new();
@@ -157,6 +149,7 @@ fn two_containers_share_lab0_reach_each_other_and_the_host_is_restored() {
 /// attach` or a process that joined it would): lab's removal deletes it rather
 /// than wait for the kernel to remove it with the namespace.
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn the_last_containers_veth_goes_while_its_namespace_is_held() {
     let _g = privileged!();
     let before = host_network();
@@ -175,6 +168,7 @@ fn the_last_containers_veth_goes_while_its_namespace_is_held() {
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn nat_and_published_ports_work_from_outside_even_with_forward_drop() {
     let _g = privileged!();
     let outside = Outside::new();
@@ -247,6 +241,7 @@ fn lab_rule_lines() -> Vec<String> {
 /// its rules go and the other's stay, even if one of its rules was removed by
 /// hand meanwhile (then the removal looks at what is there first).
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn a_leaving_containers_published_ports_go_and_the_others_stay() {
     let _g = privileged!();
     let _outside = Outside::new();
@@ -297,6 +292,7 @@ fn a_leaving_containers_published_ports_go_and_the_others_stay() {
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn network_errors_are_clear_and_leave_nothing() {
     let _g = privileged!();
     let _outside = Outside::new();
@@ -376,6 +372,7 @@ fn network_errors_are_clear_and_leave_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn after_kill_9_at_step_5_the_next_run_or_lab_clean_removes_lab0_and_the_rules() {
     let _g = privileged!();
     let before = host_network();
@@ -414,6 +411,7 @@ fn after_kill_9_at_step_5_the_next_run_or_lab_clean_removes_lab0_and_the_rules()
 /// that removal and starts, and never waits on its own lock (it did: it held
 /// lab's network lock while finishing the removal, which takes that lock).
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn a_start_finishes_a_removal_of_lab0_whose_process_was_killed() {
     let _g = privileged!();
     let before = host_network();
@@ -463,6 +461,7 @@ fn a_start_finishes_a_removal_of_lab0_whose_process_was_killed() {
 /// works right after another container left (whose veth the kernel may still be
 /// removing): the script waits for it instead of failing on the name.
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn a_script_beside_a_running_container_takes_the_next_address() {
     let _g = privileged!();
     let before = host_network();

@@ -7,19 +7,9 @@
 //!
 //! Runs in the test's own network namespace and below the test's own cgroup.
 
-mod support;
+use crate::support::*;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
-use support::*;
-
-macro_rules! privileged {
-    () => {
-        match support::privileged() {
-            Some(guard) => guard,
-            None => return,
-        }
-    };
-}
 
 /// Everything lab could leave on the host, as text to compare.
 fn host_state() -> Vec<(&'static str, String)> {
@@ -161,6 +151,7 @@ fn fault_every_point(before: &[(&str, String)], mode: &str, step: &str, args: &[
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn killed_failing_or_panicking_at_any_point_lab_leaves_nothing() {
     let _g = privileged!();
     remove_test_cgroup_parents();

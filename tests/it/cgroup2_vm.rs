@@ -3,9 +3,8 @@
 //! holding lab (scripts/cgroup2-vm.sh), run `lab verify` of steps 6 to 9
 //! there, and read the results from the serial console. About a minute.
 
-mod support;
+use crate::support::*;
 use std::process::Command;
-use support::*;
 
 #[test]
 fn steps_6_to_9_pass_on_pure_cgroup_v2_in_a_vm() {
@@ -37,6 +36,8 @@ fn steps_6_to_9_pass_on_pure_cgroup_v2_in_a_vm() {
         let _ = writeln!(std::io::stderr(), "SKIPPED the cgroup v2 VM test: {why}");
         return;
     }
+    // Alone: the VM keeps a core busy for a minute (support::serial).
+    let _alone = serial();
     let out = Command::new("scripts/cgroup2-vm.sh")
         .arg(LAB)
         .arg(&work)

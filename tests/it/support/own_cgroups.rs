@@ -1,6 +1,6 @@
 //! The calling process's own cgroup in every hierarchy it belongs to: what tests
 //! and benchmarks make their cgroups below (never elsewhere). Shared by
-//! tests/support and benches/common.
+//! tests/it/support and benches/common.
 
 use std::path::{Path, PathBuf};
 

@@ -2,8 +2,8 @@
 //! and the messages for bad input. Snapshots live in snapshots/ at the top of the
 //! project: review them like code (`cargo insta review`).
 
-mod support;
-use support::{err, lab, text};
+use crate::support;
+use crate::support::{err, lab, text};
 
 /// Every step of the curriculum.
 const BUILT: [u8; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
@@ -26,10 +26,7 @@ fn print(what: &str, n: u8) -> std::process::Output {
 /// What depends on the machine is redacted: the interface of the default route
 /// (or none), and where the host's resolver configuration lives.
 fn snapshot_settings() -> insta::Settings {
-    let mut s = insta::Settings::clone_current();
-    s.set_snapshot_path("../snapshots");
-    s.set_prepend_module_to_snapshot(false);
-    s.set_omit_expression(true);
+    let mut s = support::snapshot_settings();
     s.add_filter(r"(! )?-o [^ ]+ -j MASQUERADE", "-o [UPLINK] -j MASQUERADE");
     s.add_filter(
         r"(/run/systemd/resolve|/etc)/resolv\.conf >",

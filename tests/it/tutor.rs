@@ -6,11 +6,10 @@
 //! after a failed check, Tab completion; and the same commands without a
 //! terminal.
 
-mod support;
+use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::*;
 
 /// A tmux server of the test's own (its own socket), with one window running a
 /// command; removed when dropped, even when the test fails.
@@ -292,6 +291,7 @@ fn host_state() -> (String, String, String, String) {
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn a_walk_on_a_terminal_explains_runs_to_the_end_or_stops_on_ctrl_c() {
     let Some(_g) = privileged_terminal() else {
         return;
@@ -369,6 +369,7 @@ fn a_walk_on_a_terminal_explains_runs_to_the_end_or_stops_on_ctrl_c() {
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn the_shell_inside_says_where_it_is_and_a_command_gets_no_prompt() {
     let Some(_g) = privileged_terminal() else {
         return;
@@ -402,6 +403,7 @@ fn the_shell_inside_says_where_it_is_and_a_command_gets_no_prompt() {
 }
 
 #[test]
+#[ignore = "needs root: sudo ./test.sh"]
 fn hints_escalate_from_the_cause_to_the_fix() {
     let Some(_g) = privileged() else {
         return;
