@@ -22,7 +22,7 @@ pub struct Cli {
 
 /// A step number of the curriculum, or a message that says which there are.
 pub fn step_number(s: &str) -> Result<u8, String> {
-    let last = layers::last_step();
+    let last = crate::engine::curriculum::last_step();
     match s.parse::<u8>() {
         Ok(n) if (1..=last).contains(&n) => Ok(n),
         _ => Err(format!("lab has steps 1 to {last} (see lab steps)")),

@@ -5,8 +5,8 @@
 //! throws away what it makes: it creates each kind of namespace, and a bridge and a
 //! veth pair inside a network namespace of its own, so nothing on the host changes.
 
+use crate::engine::namespace::{made_at, Namespace, NAMESPACES, UNMADE};
 use crate::layers::{cgroups, network};
-use crate::namespace::{made_at, Namespace, NAMESPACES, UNMADE};
 use crate::netlink::Netlink;
 use crate::rootfs::which;
 use crate::sys;
@@ -75,7 +75,7 @@ pub fn examine() -> Vec<Finding> {
 
 // ── Kernel features ────────────────────────────────────────────────────────────
 
-/// Every namespace of crate::namespace, made by lab or not: its file, its word,
+/// Every namespace of crate::engine::namespace, made by lab or not: its file, its word,
 /// its flag, and the step that makes it (from the curriculum). In the order of
 /// those steps, the ones no step makes after them, and the user namespace,
 /// which owns all the others, last.

@@ -10,10 +10,10 @@
 //! the cgroups). setns into a pid namespace only applies to the children made
 //! afterwards, so the program is started by one more fork.
 
-use crate::namespace::{Row, NAMESPACES};
-use crate::plan::{join_quoted, quote};
-use crate::state::{self, Running};
-use crate::{check, container, sys};
+use crate::engine::namespace::{Row, NAMESPACES};
+use crate::engine::plan::{join_quoted, quote};
+use crate::engine::state::{self, Running};
+use crate::{engine::check, engine::container, sys};
 use anyhow::{Context, Result};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, Pid};
@@ -51,12 +51,12 @@ pub fn ps() -> String {
 pub struct Entry {
     pub pid: Pid,
     /// What to do before entering its namespaces: join its cgroups (from step 6).
-    pub first: Vec<Box<dyn crate::plan::Action>>,
+    pub first: Vec<Box<dyn crate::engine::plan::Action>>,
     /// The namespaces the container does not share with us.
     pub namespaces: Vec<&'static Row>,
     /// What to take on last, as docker exec does: the restrictions of the
     /// container's processes (from step 8: capabilities, no_new_privs, seccomp).
-    pub last: Vec<Box<dyn crate::plan::Action>>,
+    pub last: Vec<Box<dyn crate::engine::plan::Action>>,
 }
 
 impl Entry {
@@ -125,7 +125,7 @@ pub fn exec(name: &str, command: &[String]) -> Result<i32> {
     let entry = Entry::of(&container, pid)?;
     let step = container.step.unwrap_or(0);
     // On stderr: what the program prints on stdout stays its own.
-    crate::render::err(&crate::render::command_block(
+    crate::engine::render::err(&crate::engine::render::command_block(
         &format!("Entering container {name} (step {step}, host PID {pid})"),
         &entry.shell(command),
         &entry.why(),
@@ -167,7 +167,7 @@ fn enter_and_run(entry: &Entry, command: &[String], (name, step): (&str, u8)) ->
                     std::process::exit(125);
                 }
             }
-            crate::init::exec_inside(command, (name, step), None)
+            crate::engine::init::exec_inside(command, (name, step), None)
         }
         ForkResult::Parent { child } => Ok(container::exit_code(waitpid(child, None)?)),
     }

@@ -1,8 +1,9 @@
 //! lab: rebuild a Linux container one kernel feature at a time.
 //!
-//! Start reading at `layers/` (one file or folder per layer), then `plan.rs` (how a
-//! layer is described), `container.rs` and `init.rs` (how a step runs) and
-//! `check/` (how it is proved). ARCHITECTURE.md has the map. This file parses
+//! Start reading at `layers/` (one file or folder per layer), then the engine
+//! they plug into: `engine/layer.rs` and `engine/plan.rs` (how a layer is
+//! described), `engine/container.rs` and `engine/init.rs` (how a step runs) and
+//! `engine/check/` (how it is proved). ARCHITECTURE.md has the map. This file parses
 //! the command line (`cli.rs`) and hands each subcommand to its file in
 //! `commands/`.
 
@@ -11,38 +12,32 @@
 
 /// `println!`, but a reader that went away does not stop lab (see render::out).
 macro_rules! outln {
-    ($($arg:tt)*) => { $crate::render::out(&format!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::engine::render::out(&format!("{}\n", format_args!($($arg)*))) };
 }
 
 /// `eprintln!`, but a closed stderr (`lab step 3 2>&1 | head`) is no panic.
 macro_rules! errln {
-    ($($arg:tt)*) => { $crate::render::err(&format!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::engine::render::err(&format!("{}\n", format_args!($($arg)*))) };
 }
 
-mod check;
 mod cli;
 mod commands;
-mod container;
+#[cfg(test)]
+mod dependencies;
 mod devices;
 mod dirs;
 mod doctor;
-mod error;
+mod engine;
 mod exec;
 mod image;
-mod init;
 mod layers;
 mod lesson;
-mod message;
 mod mountinfo;
-mod namespace;
 mod netlink;
 mod options;
-mod plan;
 mod progress;
-mod render;
 mod rootfs;
 mod show;
-mod state;
 #[allow(unsafe_code)]
 mod sys;
 mod tutor;
@@ -57,6 +52,8 @@ fn main() -> ExitCode {
     // Whether lab runs without root is decided now, before any namespace changes
     // what geteuid says.
     dirs::rootless();
+    // The engine runs the curriculum it is handed: the layers, one per step.
+    engine::curriculum::set(layers::STEPS);
     if !std::io::stdout().is_terminal() {
         colored::control::set_override(false);
     }
@@ -64,7 +61,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            if let Some(i) = e.downcast_ref::<container::Interrupted>() {
+            if let Some(i) = e.downcast_ref::<engine::container::Interrupted>() {
                 errln!("lab: {i}");
                 return ExitCode::from(128 + i.0 as u8);
             }
@@ -73,7 +70,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(130);
             }
             let mut lines = format!("{e:#}");
-            if let Some(hint) = error::hint_of(&e) {
+            if let Some(hint) = engine::error::hint_of(&e) {
                 lines = format!("{lines}\n  hint: {hint}");
             }
             errln!("lab: {lines}");
@@ -92,7 +89,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         // Piped, or without a terminal: the help, as clap prints it without a
         // subcommand.
         let help = <Cli as clap::CommandFactory>::command().render_help();
-        render::err(&help.to_string());
+        engine::render::err(&help.to_string());
         return Ok(ExitCode::from(2));
     };
     match command {

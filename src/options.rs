@@ -4,15 +4,18 @@
 //! their part of the Spec (`layers::*::Options`); this file puts the parts
 //! together with the root filesystem and the command.
 
-use crate::{cli::Target, layers, plan, rootfs};
+use crate::{cli::Target, engine::plan, rootfs};
 use anyhow::{bail, Result};
 
 /// The spec of a command line. `for_real`: the root filesystem must exist (and
 /// the default one is built on first use).
 pub fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<plan::Spec> {
-    let step = layers::step(target.step).expect("clap checked the range");
+    let step = crate::engine::curriculum::step(target.step).expect("clap checked the range");
     if step.layer.is_none() {
-        let built: Vec<String> = layers::built().iter().map(u8::to_string).collect();
+        let built: Vec<String> = crate::engine::curriculum::built()
+            .iter()
+            .map(u8::to_string)
+            .collect();
         bail!(
             "step {} ({}) is not built yet: steps {} are. See `lab steps`.",
             step.number,
@@ -69,8 +72,9 @@ pub fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<pla
         image_config,
         user,
         keep: target.overlay.keep,
-        limits,
-        network: target.network.clone(),
+        options: plan::LayerOptions::default()
+            .with(limits)
+            .with(target.network.clone()),
         by_hand: !for_real,
     })
 }

@@ -9,19 +9,19 @@
 //! /proc/PID/status; its cgroups are the lines of /proc/PID/cgroup, with the
 //! usage and limit files of each; its root is the first line of its mount table.
 
+use crate::engine::namespace::{NAMESPACES, UNMADE};
+use crate::engine::state::{self, Running};
 use crate::mountinfo::parse_mountinfo;
-use crate::namespace::{NAMESPACES, UNMADE};
-use crate::state::{self, Running};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// The order `lab show` lists the namespaces in, by their file in /proc/PID/ns;
-/// what each one holds comes from crate::namespace (one not listed here goes last).
+/// what each one holds comes from crate::engine::namespace (one not listed here goes last).
 const ORDER: [&str; 7] = ["mnt", "uts", "ipc", "pid", "net", "cgroup", "user"];
 
-/// Every namespace of crate::namespace, made by lab or not: its file and what it
+/// Every namespace of crate::engine::namespace, made by lab or not: its file and what it
 /// holds, in [`ORDER`].
 fn namespace_kinds() -> Vec<(&'static str, &'static str)> {
     let made = NAMESPACES.iter().map(|r| (r.file, r.holds));

@@ -2,7 +2,7 @@
 //! that is already running, lab's or one built by hand.
 
 use super::{need_root_below_9, note_progress, print_verdict};
-use crate::{check, cli::Target, options::spec, state};
+use crate::{cli::Target, engine::check, engine::state, options::spec};
 use anyhow::Result;
 use std::process::ExitCode;
 

@@ -2,7 +2,7 @@
 //! host (state/clean.rs).
 
 use super::need_root;
-use crate::state;
+use crate::engine::state;
 use anyhow::Result;
 use std::process::ExitCode;
 

@@ -2,7 +2,7 @@
 //! prints calls at each Tab: one family, in one file, since the second exists
 //! only for the first (tutor/completions.rs has both).
 
-use crate::{cli::Cli, render, tutor};
+use crate::{cli::Cli, engine::render, tutor};
 use anyhow::Result;
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `lab doctor`: what this machine has and lacks (doctor.rs); exits 1 when
 //! something lab needs is missing.
 
-use crate::{doctor, render};
+use crate::{doctor, engine::render};
 use anyhow::Result;
 use std::process::ExitCode;
 

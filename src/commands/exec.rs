@@ -2,7 +2,7 @@
 //! (exec.rs); lab exits with its code.
 
 use super::need_root;
-use crate::{exec, plan};
+use crate::{engine::plan, exec};
 use anyhow::Result;
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `lab explain N [--only L]`: the commands that build step N by hand; and the
 //! same text for the lessons and hints, which quote it as this machine needs it.
 
-use crate::{cli::Target, options::spec, plan::Plan, render};
+use crate::{cli::Target, engine::plan::Plan, engine::render, options::spec};
 use anyhow::{bail, Result};
 use std::process::ExitCode;
 

@@ -2,7 +2,7 @@
 //! last run (tutor/hint.rs), with the commands of that layer as `lab explain`
 //! prints them on this machine.
 
-use crate::{render, tutor};
+use crate::{engine::render, tutor};
 use anyhow::Result;
 use std::process::ExitCode;
 

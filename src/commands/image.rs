@@ -1,7 +1,7 @@
 //! `lab image import|ls|rm`: the images of step 7, in the store (image/).
 
 use super::need_root;
-use crate::{cli::ImageCmd, image, render};
+use crate::{cli::ImageCmd, engine::render, image};
 use anyhow::Result;
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `lab lesson [WHICH] [--answers]`: the list of lessons, or one of them in the
 //! terminal with the commands as this machine needs them, through a pager.
 
-use crate::{layers, lesson, render};
+use crate::{engine::render, lesson};
 use anyhow::{bail, Result};
 use std::process::ExitCode;
 
@@ -28,7 +28,8 @@ pub fn run(which: Option<&str>, answers: bool) -> Result<ExitCode> {
     // The commands as this machine needs them (its cgroup version, its uplink).
     let explain = super::explain::text;
     let text = lesson::fill(l.text, explain);
-    let machine = lesson::Machine::from_explain(&explain(layers::last_step(), None));
+    let machine =
+        lesson::Machine::from_explain(&explain(crate::engine::curriculum::last_step(), None));
     page(&lesson::for_terminal(
         &text,
         &lesson::number(l).to_string(),

@@ -22,7 +22,7 @@ pub mod step;
 pub mod steps;
 pub mod verify;
 
-use crate::{check::Report, layers, progress, render, tutor};
+use crate::{engine::check::Report, engine::render, layers, progress, tutor};
 use anyhow::{bail, Result};
 use std::process::ExitCode;
 

@@ -1,6 +1,6 @@
 //! `lab ps`: the running containers (exec.rs).
 
-use crate::{exec, render};
+use crate::{engine::render, exec};
 use anyhow::Result;
 use std::process::ExitCode;
 

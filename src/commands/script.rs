@@ -1,7 +1,7 @@
 //! `lab script N [-- COMMAND]`: a bash script that builds step N with the
 //! commands of `lab explain N` only.
 
-use crate::{cli::Target, options::spec, plan::Plan, render};
+use crate::{cli::Target, engine::plan::Plan, engine::render, options::spec};
 use anyhow::Result;
 use std::process::ExitCode;
 

@@ -1,7 +1,7 @@
 //! `lab show [NAME] [--json]`: a running container drawn from the kernel's
 //! state (show.rs).
 
-use crate::{render, show};
+use crate::{engine::render, show};
 use anyhow::Result;
 use std::process::ExitCode;
 

@@ -2,7 +2,7 @@
 //! inside (container.rs), and note the step completed when every check passed.
 
 use super::{need_root_below_9, note_progress};
-use crate::{cli::Target, container, options::spec};
+use crate::{cli::Target, engine::container, options::spec};
 use anyhow::Result;
 use std::process::ExitCode;
 

@@ -1,6 +1,6 @@
 //! `lab steps`: the curriculum, with the steps and quizzes completed.
 
-use crate::{progress, render};
+use crate::{engine::render, progress};
 use anyhow::Result;
 use std::process::ExitCode;
 

@@ -2,7 +2,7 @@
 //! only if all passed.
 
 use super::{need_root_below_9, note_progress, print_verdict};
-use crate::{cli::Target, container, options::spec};
+use crate::{cli::Target, engine::container, options::spec};
 use anyhow::Result;
 use std::process::ExitCode;
 

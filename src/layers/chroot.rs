@@ -8,8 +8,8 @@
 //! namespace and pivot_root.
 
 use super::Layer;
-use crate::check::{Check, Kind, Outcome, Probe};
-use crate::plan::{quote, quote_path, Action, Command, Spec};
+use crate::engine::check::{Check, Kind, Outcome, Probe};
+use crate::engine::plan::{quote, quote_path, Action, Command, Spec};
 use anyhow::{Context, Result};
 use nix::unistd;
 use std::os::unix::fs::MetadataExt;

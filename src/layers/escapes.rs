@@ -26,7 +26,7 @@
 //! Step 9 (a user namespace) closes the last one, and the others a second time:
 //! root inside is not root on the host.
 
-use crate::check::{Attempt, Check, Escape, Kind, Probe};
+use crate::engine::check::{Attempt, Check, Escape, Kind, Probe};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::path::{Path, PathBuf};
@@ -210,7 +210,7 @@ fn host_disk(p: &Probe) -> Attempt {
             Err(why) => Attempt::Untried(format!(
                 "made the device node b {major}:{minor}, but there is no disk to read here: {why}"
             )),
-            Ok(host) => match crate::check::read_superblock(&node) {
+            Ok(host) => match crate::engine::check::read_superblock(&node) {
                 Err(e) => Attempt::Stopped(format!("made b {major}:{minor}, but reading it: {e}")),
                 Ok(inside) if inside == *host => Attempt::Reached(format!(
                     "mknod b {major} {minor} (the host's {}), read its superblock: the same bytes the host reads{}",
@@ -409,7 +409,7 @@ fn open_root_file(p: &Probe) -> Attempt {
     }
     use nix::sys::stat::Mode;
     use std::os::fd::AsFd;
-    let name = crate::check::ROOT_ONLY;
+    let name = crate::engine::check::ROOT_ONLY;
     match openat(p.host_dir.as_fd(), name, OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()) {
         Ok(_) => Attempt::Reached(format!(
             "opened the host's {}/{name} (root's, mode 0600) for reading and writing, and wrote nothing: a volume of the host's would be root's here",

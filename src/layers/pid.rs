@@ -14,8 +14,8 @@
 //! its child, as `docker run --init` does. Typed by hand, the shell you exec is PID 1.
 
 use super::Layer;
-use crate::check::{ns_inode, pids_in, Check, Kind, Outcome, Probe};
-use crate::plan::{Action, Command, Namespace, Phase, Spec};
+use crate::engine::check::{ns_inode, pids_in, Check, Kind, Outcome, Probe};
+use crate::engine::plan::{Action, Command, Namespace, Phase, Spec};
 use crate::sys;
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
@@ -72,7 +72,7 @@ impl Action for MountProc {
     fn shell(&self) -> String {
         format!(
             "mount -t proc -o nosuid,nodev,noexec proc {}",
-            crate::plan::quote_path(&self.0)
+            crate::engine::plan::quote_path(&self.0)
         )
     }
     fn apply(&self) -> Result<()> {
@@ -127,7 +127,7 @@ impl super::Hooks for PidHooks {
     fn probe_data(&self, _p: &Probe) -> Result<Option<super::Gathered>> {
         super::gathered(Ok(HostPids {
             namespace: ns_inode("self", "pid").unwrap_or(0),
-            processes: crate::check::count_processes(Path::new("/proc")),
+            processes: crate::engine::check::count_processes(Path::new("/proc")),
         }))
     }
 }
@@ -228,7 +228,7 @@ fn waits_at_a_terminal(pid: &str) -> Option<String> {
     // lab's own init waits too while the checks run (for lab to let the command
     // start), on the same terminal; it reaps whenever an orphan comes.
     let comm = comm.trim();
-    (waiting && comm != crate::init::NAME).then(|| comm.to_string())
+    (waiting && comm != crate::engine::init::NAME).then(|| comm.to_string())
 }
 
 fn orphans_are_reaped(p: &Probe) -> Outcome {

@@ -7,8 +7,8 @@
 //! them by number, so the container gets its own, empty set.
 
 use super::Layer;
-use crate::check::{host_hostname, Before, Check, Kind, Outcome, Probe};
-use crate::plan::{quote, Action, Command, Namespace, Spec};
+use crate::engine::check::{host_hostname, Before, Check, Kind, Outcome, Probe};
+use crate::engine::plan::{quote, Action, Command, Namespace, Spec};
 use crate::sys;
 use anyhow::{Context, Result};
 use std::any::Any;
@@ -98,7 +98,7 @@ impl super::Hooks for UtsIpcHooks {
         };
         // Written down for `lab clean`, should lab be killed before it removes it.
         std::fs::write(p.fixtures.join(QUEUE_RECORD), format!("{queue}\n"))?;
-        crate::state::fault_point("the checks' message queue")?;
+        crate::engine::state::fault_point("the checks' message queue")?;
         super::gathered(Ok(made))
     }
     fn remove_left_fixtures(&self, dir: &Path) {

@@ -155,7 +155,7 @@ fn lines(explain: &str, layer: u8) -> Vec<Line<'_>> {
                 .or_else(|| head.strip_prefix("Layer "))
                 .is_some_and(|list| list.split(", ").any(|n| n == layer.to_string()));
             note = line == "This terminal";
-            terminal = match (unshared, line.ends_with(crate::render::SECOND_TERMINAL)) {
+            terminal = match (unshared, line.ends_with(super::SECOND_TERMINAL)) {
                 (_, true) => Terminal::Second,
                 (true, false) => Terminal::Inside,
                 (false, false) => Terminal::Host,

@@ -45,6 +45,10 @@ pub use blocks::fill;
 #[cfg(test)]
 use blocks::{layer_commands, MARKER};
 
+/// How `lab explain` titles a section typed in a second terminal (render.rs
+/// prints it; the lessons and slides find those sections by it).
+pub const SECOND_TERMINAL: &str = "in a second terminal, on the host";
+
 /// A lesson by its number (`0`, `03`, `10`) or its name (`intro`, `closing`).
 pub fn find(key: &str) -> Option<&'static Lesson> {
     match key.parse::<u8>() {
@@ -304,8 +308,9 @@ mod tests {
             unreachable!()
         };
         let plan =
-            crate::plan::Plan::new(crate::options::spec(&target, vec![], false).unwrap()).unwrap();
-        let text = crate::render::explain(&plan, only);
+            crate::engine::plan::Plan::new(crate::options::spec(&target, vec![], false).unwrap())
+                .unwrap();
+        let text = crate::engine::render::explain(&plan, only);
         // The classroom VM finds cgroup v2 itself (the test asks for it).
         let text = text.replace(
             "cgroup v2, as --cgroup asks",
@@ -397,7 +402,7 @@ mod tests {
         assert_eq!(expected, deck);
         // Every step has its commands on a slide, and every command slide can be
         // read from the back of a room: 15 lines at most.
-        for n in 1..=crate::layers::last_step() {
+        for n in 1..=crate::engine::curriculum::last_step() {
             assert!(
                 deck.contains(&format!("{MARKER}{n} ")),
                 "no commands of step {n}"

@@ -45,7 +45,10 @@ _lab() {
 /// `lab names WHAT`: the names Tab completes, one per line.
 pub fn names(what: &str) -> Vec<String> {
     match what {
-        "steps" => crate::layers::built().iter().map(u8::to_string).collect(),
+        "steps" => crate::engine::curriculum::built()
+            .iter()
+            .map(u8::to_string)
+            .collect(),
         "lessons" => crate::lesson::LESSONS
             .iter()
             .flat_map(|l| {
@@ -62,7 +65,7 @@ pub fn names(what: &str) -> Vec<String> {
             .into_iter()
             .map(|(name, _, _)| name)
             .collect(),
-        "containers" => crate::state::live_containers()
+        "containers" => crate::engine::state::live_containers()
             .iter()
             .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
             .collect(),

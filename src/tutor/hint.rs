@@ -13,7 +13,7 @@
 //! one line per failed check: `step N<TAB>LEVEL<TAB>LAYER<TAB>CHECK<TAB>WHAT IT SAW`.
 //! A run of step N's checks replaces step N's lines; once they all pass, none is left.
 
-use crate::check::Report;
+use crate::engine::check::Report;
 use anyhow::{Context, Result};
 use colored::Colorize;
 
@@ -97,7 +97,7 @@ pub fn next(step: u8, explain: impl Fn(u8, u8) -> String) -> Result<String> {
             "No failed check of step {step} is on record: nothing to hint at. Run the checks first (sudo lab verify {step}, or lab check {step} --pid PID for a container you built by hand)."
         ));
     };
-    let Some(check) = crate::check::checks_for(step)
+    let Some(check) = crate::engine::check::checks_for(step)
         .into_iter()
         .find(|c| c.name == f.name)
     else {
@@ -121,7 +121,7 @@ pub fn next(step: u8, explain: impl Fn(u8, u8) -> String) -> Result<String> {
                 f.saw
             ));
             let commands = to_look(check.hint, &explain(step, f.layer));
-            let layer = crate::layers::step(f.layer).and_then(|s| s.layer);
+            let layer = crate::engine::curriculum::step(f.layer).and_then(|s| s.layer);
             out.push_str(&format!("{}\n", "See the cause yourself:".bold()));
             if commands.is_empty() {
                 if let Some(l) = layer {

@@ -17,7 +17,7 @@ pub fn run(run: impl Fn(Vec<String>) -> Result<ExitCode>) -> Result<ExitCode> {
     loop {
         take_back_terminal();
         let done = crate::progress::completed();
-        let built = crate::layers::built();
+        let built = crate::engine::curriculum::built();
         let next = built.iter().copied().find(|n| !done.contains(n));
         let mut items = vec![match next {
             Some(n) => format!("Continue: build step {n}, {} (lab next)", title(n)),
@@ -109,12 +109,12 @@ fn words(w: &[&str]) -> Vec<String> {
 }
 
 fn title(n: u8) -> &'static str {
-    crate::layers::step(n).map_or("", |s| s.title)
+    crate::engine::curriculum::step(n).map_or("", |s| s.title)
 }
 
 /// A step, chosen from the built ones (the next to do first); None on Esc.
 fn step(verb: &str, next: Option<u8>) -> Result<Option<u8>> {
-    let built = crate::layers::built();
+    let built = crate::engine::curriculum::built();
     let items: Vec<String> = built
         .iter()
         .map(|n| format!("{n}  {}", title(*n)))

@@ -7,7 +7,7 @@
 //! /sys/fs/cgroup.
 
 use super::hierarchy::*;
-use crate::check::{Check, Kind, Outcome, Probe};
+use crate::engine::check::{Check, Kind, Outcome, Probe};
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::io::{Read, Write as _};
@@ -317,7 +317,7 @@ fn cpu_share_limited(p: &Probe) -> Outcome {
             std::hint::spin_loop();
         }
     };
-    let started = match crate::check::start_inside(p.target, loops, spin) {
+    let started = match crate::engine::check::start_inside(p.target, loops, spin) {
         Ok(s) => s,
         Err(e) => return Outcome::Fail(format!("{e:#}")),
     };

@@ -4,7 +4,7 @@
 //! mounted on its own. lab finds out which by the filesystem type of the mounts
 //! (statfs), never from the name of the distribution. Next: `syscalls.rs`.
 
-use crate::plan::Limits;
+use super::options::Limits;
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 

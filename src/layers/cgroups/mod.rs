@@ -28,10 +28,10 @@ mod options;
 mod syscalls;
 
 pub use hierarchy::{detect, Version};
-pub use options::Options;
+pub use options::{Limits, Options};
 
 use super::Layer;
-use crate::plan::{Action, Command, Phase, Spec};
+use crate::engine::plan::{Action, Command, Phase, Spec};
 use anyhow::Context;
 use hierarchy::*;
 use nix::unistd::Pid;
@@ -63,7 +63,10 @@ impl super::Hooks for CgroupHooks {
             ),
         }
     }
-    fn probe_data(&self, p: &crate::check::Probe) -> anyhow::Result<Option<super::Gathered>> {
+    fn probe_data(
+        &self,
+        p: &crate::engine::check::Probe,
+    ) -> anyhow::Result<Option<super::Gathered>> {
         super::gathered(checks::probe_dirs(&p.target.to_string()))
     }
     /// Join the container's cgroups, as its own processes are (what `docker exec`
@@ -88,7 +91,7 @@ impl super::Hooks for CgroupHooks {
     /// teardown typed by hand removes the container's cgroup, and the parent
     /// stays when another container was still in it then.
     fn tidy(&self) -> Vec<String> {
-        let mut limits = crate::plan::Limits::default();
+        let mut limits = Limits::default();
         if let Ok(parent) = std::env::var("LAB_CGROUP_PARENT") {
             limits.parent = parent;
         }
@@ -131,8 +134,8 @@ impl super::Hooks for CgroupHooks {
 fn commands(spec: &Spec) -> anyhow::Result<Vec<Command>> {
     // Without cgroups here, lab explain prints this line and why it cannot be
     // done; lab step's preflight says so before anything is made.
-    let cg = locate(&spec.name, &spec.limits).context("find the cgroup controllers")?;
-    let l = &spec.limits;
+    let l = &spec.options.get::<Limits>();
+    let cg = locate(&spec.name, l).context("find the cgroup controllers")?;
     let found = match (l.version, cg.version) {
         (Some(_), Version::V2) => "cgroup v2, as --cgroup asks",
         (Some(_), Version::V1) => "cgroup v1, as --cgroup asks",

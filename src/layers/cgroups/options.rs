@@ -4,7 +4,6 @@
 //! the limits of the Spec they make (`spec.limits`, read by mod.rs).
 
 use super::{Version, LAYER};
-use crate::plan::Limits;
 use anyhow::{bail, Result};
 
 /// What the student chose for the cgroups; nothing given is the default of
@@ -101,5 +100,31 @@ fn cpu_share(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{s:?}: give a share of one CPU from 0.01 to {cpus} (0.5 is half a CPU)"
         )),
+    }
+}
+
+/// What step 6 limits, and where its cgroups live.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub memory_bytes: u64,
+    /// CPU time per period, as a share of one CPU (0.2: 20 ms every 100 ms).
+    pub cpus: f64,
+    pub pids: u64,
+    /// Where the container's cgroup goes in each hierarchy: absolute from the
+    /// hierarchy's root, or relative to lab's own cgroup in it.
+    pub parent: String,
+    /// Print the commands of this version instead of the one in use (lab explain).
+    pub version: Option<super::Version>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            memory_bytes: 64 << 20,
+            cpus: 0.5,
+            pids: 64,
+            parent: "/lab".into(),
+            version: None,
+        }
     }
 }

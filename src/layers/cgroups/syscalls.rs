@@ -5,7 +5,7 @@
 //! by every container and removed by the last one out. Next: `checks.rs`.
 
 use super::hierarchy::*;
-use crate::plan::{quote_path, Action, MakeDirs};
+use crate::engine::plan::{quote_path, Action, MakeDirs};
 use anyhow::{Context, Result};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -48,7 +48,7 @@ impl Action for MakeCgroups {
         // this run creates (removed when no other container uses them). Under a
         // lock: a parent must not be removed between another run's check that it
         // exists and its mkdir of a cgroup inside.
-        let _lock = crate::state::lock("cgroups")?;
+        let _lock = crate::engine::state::lock("cgroups")?;
         let mut made = Vec::new();
         let mut parents = Vec::new();
         for d in &self.dirs {
@@ -212,7 +212,7 @@ pub fn remove_unused_parents() -> Result<()> {
     if !record.exists() {
         return Ok(());
     }
-    let _lock = crate::state::lock("cgroups")?;
+    let _lock = crate::engine::state::lock("cgroups")?;
     let text = std::fs::read_to_string(&record).unwrap_or_default();
     let mut dirs: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
@@ -303,7 +303,7 @@ impl Action for JoinFromHost {
         if self.done_at_birth() {
             return Ok(());
         }
-        let pid = crate::state::first_pid(&self.container)?;
+        let pid = crate::engine::state::first_pid(&self.container)?;
         for d in &self.dirs {
             WriteFile::new(d.join("cgroup.procs"), pid).apply()?;
         }
@@ -327,7 +327,7 @@ pub(super) fn remove_recorded(state: &Path, wait: bool) {
     dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
     {
         // (The lock: see MakeCgroups.)
-        let _lock = crate::state::lock("cgroups");
+        let _lock = crate::engine::state::lock("cgroups");
         for d in dirs {
             let _ = if wait {
                 remove_cgroup(Path::new(d))
@@ -377,7 +377,7 @@ pub fn cgroups_to_join(target: &str) -> Result<Vec<(Version, PathBuf)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Action;
+    use crate::engine::plan::Action;
 
     /// On v2 the container's first process is born in its one cgroup, from the
     /// inside (step 6) and from the host (step 9); on v1, with a cgroup per

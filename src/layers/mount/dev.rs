@@ -12,9 +12,9 @@
 //! bound over empty files instead, while the host's tree is still in view under
 //! /.oldroot.
 
-use crate::check::{Check, Kind, Outcome, Probe};
+use crate::engine::check::{Check, Kind, Outcome, Probe};
+use crate::engine::plan::{quote_path, Action, Command, Phase, Spec};
 use crate::mountinfo::parse_mountinfo;
-use crate::plan::{quote_path, Action, Command, Phase, Spec};
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};

@@ -13,9 +13,9 @@
 pub mod dev;
 
 use super::{Gathered, Layer};
-use crate::check::{Before, Check, Kind, Outcome, Probe};
+use crate::engine::check::{Before, Check, Kind, Outcome, Probe};
+use crate::engine::plan::{quote_path, Action, Command, Namespace, Phase, Spec};
 use crate::mountinfo::parse_mountinfo;
-use crate::plan::{quote_path, Action, Command, Namespace, Phase, Spec};
 use anyhow::{Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd;
@@ -234,7 +234,7 @@ impl Action for PivotRoot {
         unistd::pivot_root(".", OLD_ROOT).map_err(|errno| {
             let e = anyhow::Error::new(errno).context(format!("pivot_root(\".\", \"{OLD_ROOT}\")"));
             match errno {
-                nix::errno::Errno::EINVAL => crate::error::hinted(e, PIVOT_ROOT_REFUSED),
+                nix::errno::Errno::EINVAL => crate::engine::error::hinted(e, PIVOT_ROOT_REFUSED),
                 _ => e,
             }
         })

@@ -107,7 +107,7 @@ pub(super) fn default_subnet() -> Subnet {
 /// containers share, so that the last container leaving never takes lab0 away
 /// from one arriving.
 pub(super) fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
-    crate::state::lock("network")
+    crate::engine::state::lock("network")
 }
 
 /// Is lab0 used by anything but the container being torn down: another running
@@ -117,7 +117,7 @@ pub(super) fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
 /// their namespaces: they are waited for (at most 2 s), but for `own`, the
 /// leaving container's, which is not counted.
 pub(super) fn in_use(nl: &mut Netlink, leaving: &str, own: Option<&str>) -> Result<bool> {
-    if !crate::state::any_live(|d| {
+    if !crate::engine::state::any_live(|d| {
         (!d.ends_with(leaving) || leaving.is_empty()) && reserved(d).is_some()
     }) {
         let Some(bridge) = nl.link(BRIDGE)? else {
@@ -191,7 +191,7 @@ pub(super) fn reserve(options: &mut Options, claim_dir: &Path) -> Result<()> {
         }
         (None, None) => free_subnet(Some(&mut nl))?,
     };
-    let others = crate::state::containers_holding_addresses();
+    let others = crate::engine::state::containers_holding_addresses();
     for p in &options.publish {
         if options.publish.iter().filter(|q| q.host == p.host).count() > 1 {
             bail!("port {} is published twice", p.host);
@@ -238,7 +238,7 @@ pub(super) fn reserve(options: &mut Options, claim_dir: &Path) -> Result<()> {
 /// The first container address of `subnet` that no running container of lab
 /// holds and whose veth is not on the host (without reserving it).
 pub(super) fn first_free_address(subnet: Subnet) -> Ipv4Addr {
-    let others = crate::state::live_containers();
+    let others = crate::engine::state::live_containers();
     Netlink::open()
         .and_then(|mut nl| free_address(&mut nl, subnet, &others, Path::new("")))
         .ok()

@@ -9,7 +9,7 @@ use super::iptables::*;
 use super::ping::*;
 use super::syscalls::IP_FORWARD;
 use super::BRIDGE;
-use crate::check::{Before, Check, Kind, Outcome, Probe};
+use crate::engine::check::{Before, Check, Kind, Outcome, Probe};
 use crate::netlink::Netlink;
 use anyhow::{bail, Context, Result};
 use std::net::Ipv4Addr;
@@ -52,7 +52,7 @@ pub(super) fn probe_net(pid: i32, name: Option<&str>, root: &Path) -> Result<Pro
     .flatten();
     let mut others = Vec::new();
     let mut publish = Vec::new();
-    for dir in crate::state::live_containers() {
+    for dir in crate::engine::state::live_containers() {
         let theirs = dir
             .file_name()
             .unwrap_or_default()

@@ -9,7 +9,7 @@ use super::bridge::*;
 use super::syscalls::UNUSED;
 use super::teardown::*;
 use super::{Net, BRIDGE};
-use crate::plan::Action;
+use crate::engine::plan::Action;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 

@@ -51,7 +51,7 @@ pub fn host_end_of(address: &str) -> Option<String> {
 }
 
 use super::Layer;
-use crate::plan::{Action, Command, MakeDirs, Namespace, Phase, Spec};
+use crate::engine::plan::{Action, Command, MakeDirs, Namespace, Phase, Spec};
 use bridge::*;
 use iptables::*;
 use std::any::Any;
@@ -81,10 +81,15 @@ impl super::Hooks for NetworkHooks {
     }
     /// The container's address, reserved before anything is made.
     fn reserve(&self, spec: &mut Spec, state: &Path) -> anyhow::Result<()> {
-        bridge::reserve(&mut spec.network, state)?;
-        crate::state::fault_point("the address reserved")
+        let mut options = spec.options.get::<Options>();
+        bridge::reserve(&mut options, state)?;
+        spec.options.set(options);
+        crate::engine::state::fault_point("the address reserved")
     }
-    fn probe_data(&self, p: &crate::check::Probe) -> anyhow::Result<Option<super::Gathered>> {
+    fn probe_data(
+        &self,
+        p: &crate::engine::check::Probe,
+    ) -> anyhow::Result<Option<super::Gathered>> {
         super::gathered(checks::probe_net(
             p.target.as_raw(),
             p.name.as_deref(),
@@ -159,15 +164,14 @@ struct Net {
 
 impl Net {
     fn of(spec: &Spec) -> Net {
-        let subnet = spec
-            .network
+        let options = spec.options.get::<Options>();
+        let subnet = options
             .subnet
             .or_else(|| bridge_subnet().ok().flatten())
             .unwrap_or_else(|| free_subnet(None).unwrap_or(default_subnet()));
         // lab step reserved one; for lab explain and lab script, the first that no
         // running container holds, so that the printed commands work as they are.
-        let address = spec
-            .network
+        let address = options
             .address
             .unwrap_or_else(|| first_free_address(subnet));
         let veth = host_veth(address, subnet);
@@ -186,7 +190,7 @@ impl Net {
             } else {
                 "/etc/resolv.conf".into()
             },
-            publish: spec.network.publish.clone(),
+            publish: options.publish,
             name: spec.name.clone(),
         }
     }

@@ -7,8 +7,8 @@
 use super::bridge::*;
 use super::teardown::*;
 use super::{Net, BRIDGE};
+use crate::engine::plan::{quote_path, Action};
 use crate::netlink::Netlink;
-use crate::plan::{quote_path, Action};
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use std::net::Ipv4Addr;
@@ -272,7 +272,7 @@ impl Action for Veth {
         netlink(|nl| {
             match self {
                 Veth::Add(a, container, mac) => {
-                    let pid = crate::state::first_pid(container)?;
+                    let pid = crate::engine::state::first_pid(container)?;
                     nl.add_veth(a, "eth0", Some(*mac), Some(pid))
                     .with_context(|| format!("{a} exists already: is another container using this address? (sudo lab clean removes what lab left)"))
                 }

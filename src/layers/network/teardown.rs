@@ -10,8 +10,8 @@ use super::bridge::*;
 use super::iptables::*;
 use super::syscalls::*;
 use super::{Net, BRIDGE};
+use crate::engine::plan::Action;
 use crate::netlink::Netlink;
-use crate::plan::Action;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -68,14 +68,14 @@ fn sweep_now(leaving: &str) -> Result<bool> {
     // The leaving container's own veth: the removal of lab0 deletes it (the
     // kernel would too, with its namespace); this need not wait for it.
     let own = (!leaving.is_empty())
-        .then(|| reserved(&crate::state::container_dir(leaving)))
+        .then(|| reserved(&crate::engine::state::container_dir(leaving)))
         .flatten()
         .map(|(address, subnet)| host_veth(address, subnet));
     if !leaving.is_empty() {
         // Give up this container's address first, under the lock: of several
         // containers leaving at once, each sees the others still holding theirs,
         // except the last to get here, which then finds lab0 unused.
-        let _ = std::fs::remove_file(crate::state::container_dir(leaving).join("address"));
+        let _ = std::fs::remove_file(crate::engine::state::container_dir(leaving).join("address"));
     }
     let mut nl = Netlink::open()?;
     if in_use(&mut nl, leaving, own.as_deref())? {
@@ -258,7 +258,7 @@ fn take_down_later(own: Option<&str>) -> Result<()> {
     let record = removal_record();
     // Written first, by lab: a note of a removal is never missing while one runs.
     std::fs::write(&record, "").context("writing the note of lab0's removal")?;
-    crate::state::fault_point("the note of lab0's removal")?;
+    crate::engine::state::fault_point("the note of lab0's removal")?;
     match crate::sys::fork()? {
         ForkResult::Child => {
             // On its own: no terminal, no pipe of whoever ran lab held open, no
@@ -279,7 +279,7 @@ fn take_down_later(own: Option<&str>) -> Result<()> {
         }
         ForkResult::Parent { child } => {
             // (Gone already: it finished, or the next run will.)
-            if let Some(id) = crate::state::ProcessId::of(child.as_raw()) {
+            if let Some(id) = crate::engine::state::ProcessId::of(child.as_raw()) {
                 std::fs::write(&record, id.text()).context("writing the note of lab0's removal")?;
             }
             Ok(())
@@ -310,7 +310,7 @@ pub(super) fn settle_removal() {
     let record = removal_record();
     let start = std::time::Instant::now();
     while let Ok(text) = std::fs::read_to_string(&record) {
-        let alive = crate::state::ProcessId::parse(&text).is_some_and(|p| p.alive());
+        let alive = crate::engine::state::ProcessId::parse(&text).is_some_and(|p| p.alive());
         // (Empty: lab wrote the note and has not yet named the process; if that
         // lab is gone too, nobody will.)
         let young = text.is_empty() && start.elapsed() < std::time::Duration::from_millis(200);

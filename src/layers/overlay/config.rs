@@ -5,7 +5,7 @@
 //! as (User, or `--user`), looked up here in the image's own /etc/passwd and
 //! /etc/group.
 
-use crate::plan::{quote_path, Action, Command, RunAs, Spec};
+use crate::engine::plan::{quote_path, Action, Command, RunAs, Spec};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -184,10 +184,10 @@ struct Remark(String);
 
 impl Action for Export {
     fn shell(&self) -> String {
-        format!("export {}={}", self.0, crate::plan::quote(&self.1))
+        format!("export {}={}", self.0, crate::engine::plan::quote(&self.1))
     }
     fn apply(&self) -> Result<()> {
-        crate::init::set_env(&self.0, &self.1);
+        crate::engine::init::set_env(&self.0, &self.1);
         Ok(())
     }
 }
@@ -200,7 +200,7 @@ impl Action for StartIn {
         // Docker makes a missing WorkingDir; so does lab, in the container's layer.
         std::fs::create_dir_all(&self.0)
             .with_context(|| format!("making the working directory {}", self.0.display()))?;
-        crate::init::set_workdir(&self.0);
+        crate::engine::init::set_workdir(&self.0);
         Ok(())
     }
 }

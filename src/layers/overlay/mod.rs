@@ -18,8 +18,8 @@ pub use config::run_as;
 pub use options::Options;
 
 use super::Layer;
-use crate::check::{Check, Kind, Outcome, Probe};
-use crate::plan::{quote_path, Action, Command, MakeDirs, Phase, Spec};
+use crate::engine::check::{Check, Kind, Outcome, Probe};
+use crate::engine::plan::{quote_path, Action, Command, MakeDirs, Phase, Spec};
 use anyhow::{Context, Result};
 use nix::fcntl::AtFlags;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -215,7 +215,7 @@ impl Action for MountOverlay {
     fn shell(&self) -> String {
         format!(
             "mount -t overlay overlay -o {} {}",
-            crate::plan::quote(&self.options()),
+            crate::engine::plan::quote(&self.options()),
             quote_path(&self.merged)
         )
     }
@@ -371,7 +371,7 @@ fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
     // student's, and their teardown removes it.
     let pid = target.parse().unwrap_or(0);
     if let (Some(c), Some(v)) = (
-        crate::state::container_of(pid),
+        crate::engine::state::container_of(pid),
         victim(&dirs.upper, &dirs.lower),
     ) {
         let source = lower
@@ -388,7 +388,10 @@ fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
             }
             dir = d.parent();
         }
-        std::fs::write(crate::state::container_dir(&c.name).join(TRACES), note)?;
+        std::fs::write(
+            crate::engine::state::container_dir(&c.name).join(TRACES),
+            note,
+        )?;
     }
     Ok(dirs)
 }

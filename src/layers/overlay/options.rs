@@ -5,7 +5,7 @@
 //! run makes them. What the layer does with those is in mod.rs and config.rs.
 
 use super::{run_as, LAYER};
-use crate::{image, plan::RunAs};
+use crate::{engine::plan::RunAs, image};
 use anyhow::{bail, ensure, Result};
 use std::path::PathBuf;
 

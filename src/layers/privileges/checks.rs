@@ -7,7 +7,7 @@
 //! (escapes.rs): from step 8 they must fail, with the errno that says why.
 
 use super::{capabilities, masks};
-use crate::check::{Check, Kind, Outcome, Probe};
+use crate::engine::check::{Check, Kind, Outcome, Probe};
 use nix::errno::Errno;
 use std::path::Path;
 

@@ -14,7 +14,7 @@
 //! Paths that this kernel does not have are skipped (`[ ! -e P ] || ...`): which
 //! exist depends on how the kernel was built.
 
-use crate::plan::Action;
+use crate::engine::plan::Action;
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use std::path::Path;
@@ -58,7 +58,7 @@ impl Action for MountSys {
     fn shell(&self) -> String {
         format!(
             "mount -t sysfs -o ro,nosuid,nodev,noexec sysfs {}",
-            crate::plan::quote_path(&self.0)
+            crate::engine::plan::quote_path(&self.0)
         )
     }
     fn apply(&self) -> Result<()> {

@@ -32,7 +32,7 @@ mod masks;
 mod seccomp;
 
 use super::Layer;
-use crate::plan::{join_quoted, quote_path, Action, Command, MakeDirs, Phase, RunAs, Spec};
+use crate::engine::plan::{join_quoted, quote_path, Action, Command, MakeDirs, Phase, RunAs, Spec};
 use anyhow::{Context, Result};
 use nix::unistd::Pid;
 use std::path::PathBuf;

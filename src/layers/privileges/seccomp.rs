@@ -15,7 +15,7 @@
 //! lab must print one by one anyway, and seccompiler or libseccomp would compile
 //! rules into a program lab would then have to take apart to show it.
 
-use crate::plan::{quote_path, Action};
+use crate::engine::plan::{quote_path, Action};
 use anyhow::{bail, Context, Result};
 use nix::libc;
 use std::path::PathBuf;

@@ -8,7 +8,7 @@
 
 use super::range::{self, Range};
 
-use crate::check::{Check, Kind, Outcome, Probe};
+use crate::engine::check::{Check, Kind, Outcome, Probe};
 use anyhow::{Context, Result};
 use std::fs::File;
 use std::os::fd::AsFd;

@@ -24,7 +24,7 @@ pub mod range;
 pub mod shift;
 
 use super::Layer;
-use crate::plan::{Action, Command, Namespace, Phase, Spec};
+use crate::engine::plan::{Action, Command, Namespace, Phase, Spec};
 use anyhow::{Context, Result};
 
 pub const LAYER: Layer = Layer {
@@ -102,7 +102,7 @@ impl Action for WriteMap {
         format!("echo '{}' > /proc/$PID/{}", self.line, self.file)
     }
     fn apply(&self) -> Result<()> {
-        let pid = crate::state::first_pid(&self.container)?;
+        let pid = crate::engine::state::first_pid(&self.container)?;
         let path = format!("/proc/{pid}/{}", self.file);
         // One write: the kernel takes the whole map at once, and only once.
         std::fs::write(&path, &self.line)
@@ -185,7 +185,7 @@ impl super::Hooks for UserHooks {
         }
         Ok(())
     }
-    fn probe_data(&self, p: &crate::check::Probe) -> Result<Option<super::Gathered>> {
+    fn probe_data(&self, p: &crate::engine::check::Probe) -> Result<Option<super::Gathered>> {
         super::gathered(checks::gather(p))
     }
 }

@@ -19,7 +19,7 @@
 //! the host's capability attributes would not apply anyway).
 
 use super::range::Range;
-use crate::plan::{quote_path, Action};
+use crate::engine::plan::{quote_path, Action};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -10,10 +10,10 @@
 //! child, passes SIGTERM and SIGHUP on, and exits with the command's status.
 //! "stop" (`lab verify`) ends the container without running the command.
 
-use crate::container::{exit_code, failed, timed, Interrupted, Show};
-use crate::message::{Setup, Word};
-use crate::plan::{Plan, RunAs, Spec};
-use crate::render::{self, Item, Printer};
+use crate::engine::container::{exit_code, failed, timed, Interrupted, Show};
+use crate::engine::message::{Setup, Word};
+use crate::engine::plan::{Plan, RunAs, Spec};
+use crate::engine::render::{self, Item, Printer};
 use crate::sys;
 use anyhow::{anyhow, Context, Result};
 use nix::errno::Errno;
@@ -127,7 +127,7 @@ fn apply_inside(
         // Ctrl-C here, without a terminal in raw mode, reaches lab too, which
         // then takes the container down; at a menu, this process tells lab.
         if show.walk {
-            crate::tutor::walk::before(plan, c).map_err(|e| match e.is::<Interrupted>() {
+            crate::engine::walk::before(plan, c).map_err(|e| match e.is::<Interrupted>() {
                 true => Setup::Interrupted,
                 false => Setup::failed(&e),
             })?;
@@ -310,7 +310,7 @@ pub fn exec_inside(command: &[String], (name, step): (&str, u8), user: Option<&R
                 user.map_or("/root".into(), |u| u.home.clone()),
             ),
         ];
-        if command == [crate::plan::Spec::DEFAULT_COMMAND] {
+        if command == [crate::engine::plan::Spec::DEFAULT_COMMAND] {
             let here = format!("{name} · step {step}");
             env.push(("PS1".into(), format!("[{here}] \\w \\$ ")));
             // Debian's and Ubuntu's /etc/bash.bashrc set PS1 anew, with this in it.

@@ -16,7 +16,7 @@
 //! by tabs (a field of free text writes its backslashes, newlines and tabs as
 //! `\\`, `\n` and `\t`, so that an error arrives whole, its hint beside it).
 
-use crate::check::Outcome;
+use crate::engine::check::Outcome;
 use anyhow::{bail, Context, Result};
 use nix::unistd::Pid;
 use std::time::Duration;
@@ -71,11 +71,11 @@ pub enum Setup {
 }
 
 impl Setup {
-    /// An error inside, with its hint (crate::error::Hinted) kept apart.
+    /// An error inside, with its hint (crate::engine::error::Hinted) kept apart.
     pub fn failed(e: &anyhow::Error) -> Setup {
         Setup::Failed {
             error: format!("{e:#}"),
-            hint: crate::error::hint_of(e).map(String::from),
+            hint: crate::engine::error::hint_of(e).map(String::from),
         }
     }
 
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn a_setup_error_keeps_its_hint() {
-        let e = crate::error::hinted(anyhow::anyhow!("EINVAL"), "bind it first")
+        let e = crate::engine::error::hinted(anyhow::anyhow!("EINVAL"), "bind it first")
             .context("`pivot_root . .oldroot` failed");
         assert_eq!(
             Setup::failed(&e),

@@ -26,12 +26,12 @@
 //! its state directory first (state/), and removed on every way out: normal exit,
 //! error, Ctrl-C, a closed terminal; after `kill -9`, by the next run or `lab clean`.
 
-use crate::check::{self, Before, Report};
-use crate::init;
-use crate::message::{Setup, Word};
-use crate::plan::{Phase, Plan, Spec};
-use crate::render::{self, Item, Printer};
-use crate::state::{fault_point, Claim};
+use crate::engine::check::{self, Before, Report};
+use crate::engine::init;
+use crate::engine::message::{Setup, Word};
+use crate::engine::plan::{Phase, Plan, Spec};
+use crate::engine::render::{self, Item, Printer};
+use crate::engine::state::{fault_point, Claim};
 use crate::sys;
 use anyhow::{anyhow, bail, Context, Result};
 use colored::Colorize;
@@ -109,7 +109,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     // command runs is acted on there: run_command).
     sys::catch_terminating_signals()?;
     // 1. What the kernel lacks is said before anything is made.
-    crate::layers::preflight(&spec)?;
+    crate::engine::curriculum::preflight(&spec)?;
     mark("preflight");
     // 2. A name and a state directory, and what the container takes from what
     //    containers share (its address), written down before anything is made.
@@ -181,7 +181,7 @@ fn reserve(spec: &mut Spec, name: Option<&str>) -> Result<Claim> {
     let claim = Claim::take(name)?;
     spec.name = claim.name.clone();
     fault_point("the container's state directory")?;
-    for layer in crate::layers::active(spec.step) {
+    for layer in crate::engine::curriculum::active(spec.step) {
         layer.hooks.reserve(spec, &claim.dir)?;
     }
     Ok(claim)
@@ -280,7 +280,7 @@ impl Child {
                 self.guard.wait();
                 let error = anyhow!(error);
                 Err(match hint {
-                    Some(hint) => crate::error::hinted(error, hint),
+                    Some(hint) => crate::engine::error::hinted(error, hint),
                     None => error,
                 })
             }
@@ -315,7 +315,7 @@ fn run_command(
         && std::io::IsTerminal::is_terminal(&std::io::stdin())
     {
         // What to try: the step's own layer says (the last one switched on).
-        let look = crate::layers::active(plan.spec.step)
+        let look = crate::engine::curriculum::active(plan.spec.step)
             .last()
             .map(|l| l.look)
             .unwrap_or_default();
@@ -391,7 +391,7 @@ fn on_host(items: &[Item], plan: &Plan, printer: &mut Printer, show: Show) -> Re
         show.say(&printer.item(plan, item));
         if let Item::Command(c) = item {
             if show.walk {
-                crate::tutor::walk::before(plan, c)?;
+                crate::engine::walk::before(plan, c)?;
             }
             timed(c).map_err(|e| failed(c, e))?;
             fault_point(&c.action.shell())?;
@@ -439,7 +439,7 @@ impl Drop for Undo<'_, '_> {
 
 /// Apply a command. With `LAB_TIMINGS=1` in the environment, also say on stderr
 /// how long it took: where the time of a step goes (the README's Benchmark).
-pub(crate) fn timed(c: &crate::plan::Command) -> Result<()> {
+pub(crate) fn timed(c: &crate::engine::plan::Command) -> Result<()> {
     if std::env::var_os("LAB_TIMINGS").is_none() {
         return c.action.apply();
     }
@@ -473,11 +473,11 @@ fn mark(milestone: &str) {
 }
 
 /// A command that failed, said with the command and a hint for the student.
-pub(crate) fn failed(c: &crate::plan::Command, e: anyhow::Error) -> anyhow::Error {
+pub(crate) fn failed(c: &crate::engine::plan::Command, e: anyhow::Error) -> anyhow::Error {
     let hint = hint_for(&e);
     let e = anyhow!("`{}` failed: {e:#}", c.action.shell());
     match hint {
-        Some(hint) => crate::error::hinted(e, hint),
+        Some(hint) => crate::engine::error::hinted(e, hint),
         None => e,
     }
 }
@@ -558,7 +558,7 @@ pub fn exit_code(status: WaitStatus) -> i32 {
 /// What usually causes an error, and what to do, for a student: the hint it
 /// carries (an action that knows why it failed gives one), else one for its errno.
 fn hint_for(e: &anyhow::Error) -> Option<String> {
-    if let Some(hint) = crate::error::hint_of(e) {
+    if let Some(hint) = crate::engine::error::hint_of(e) {
         return Some(hint.into());
     }
     let errno = e.chain().find_map(|c| c.downcast_ref::<Errno>().copied())?;
@@ -580,7 +580,7 @@ mod tests {
     fn a_hint_given_where_it_failed_comes_before_the_errnos() {
         let e = anyhow::Error::new(Errno::EINVAL).context("pivot_root(\".\", \".oldroot\")");
         assert_eq!(hint_for(&e), None, "EINVAL alone says nothing");
-        let e = crate::error::hinted(e, "bind it onto itself first");
+        let e = crate::engine::error::hinted(e, "bind it onto itself first");
         assert_eq!(hint_for(&e).as_deref(), Some("bind it onto itself first"));
         let e = anyhow::Error::new(Errno::EBUSY).context("umount /.oldroot");
         let hint = hint_for(&e);

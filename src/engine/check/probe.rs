@@ -3,8 +3,8 @@
 //! restrictions of the container's processes.
 
 use super::{ns_inode, Check, Kind, Outcome, Probe};
-use crate::message::{Answer, Joined};
-use crate::namespace::{join_order, Row};
+use crate::engine::message::{Answer, Joined};
+use crate::engine::namespace::{join_order, Row};
 use crate::sys;
 use anyhow::{Context, Result};
 use nix::sched::{setns, CloneFlags};
@@ -56,7 +56,7 @@ fn probe_main(
     checks: &[Check],
     which: &[usize],
     probe: &Probe,
-    confine: &[Box<dyn crate::plan::Action>],
+    confine: &[Box<dyn crate::engine::plan::Action>],
     out: OwnedFd,
 ) -> Result<()> {
     join(probe.target)?;
@@ -188,7 +188,7 @@ impl Drop for Started {
 /// that writing there makes in an overlay's upper layer).
 fn confined(
     probe: &Probe,
-    confine: &[Box<dyn crate::plan::Action>],
+    confine: &[Box<dyn crate::engine::plan::Action>],
     check: impl FnOnce() -> Outcome,
 ) -> Outcome {
     let (rd, wr) = match nix::unistd::pipe() {
@@ -259,7 +259,7 @@ fn private_tmp() {
 /// --root` does (nsenter leaves the cgroups alone).
 pub fn join(target: Pid) -> Result<()> {
     // What layers do first, while the host's files are still in view (its cgroups).
-    for action in join_first(target, crate::layers::last_step())? {
+    for action in join_first(target, crate::engine::curriculum::last_step())? {
         action.apply()?;
     }
     enter(target)
@@ -268,15 +268,15 @@ pub fn join(target: Pid) -> Result<()> {
 /// The cgroup (v2) of `target` that a process joining it can be born in
 /// (sys::fork_into), instead of moving there: joining then finds it done.
 pub fn birth_cgroup(target: Pid) -> Option<std::path::PathBuf> {
-    let first = join_first(target, crate::layers::last_step()).ok()?;
+    let first = join_first(target, crate::engine::curriculum::last_step()).ok()?;
     first.iter().find_map(|a| a.born_in().map(Into::into))
 }
 
 /// What the layers up to `step` do first when a process joins the container of
 /// `target` (step 6: join its cgroups).
-pub fn join_first(target: Pid, step: u8) -> Result<Vec<Box<dyn crate::plan::Action>>> {
+pub fn join_first(target: Pid, step: u8) -> Result<Vec<Box<dyn crate::engine::plan::Action>>> {
     let mut all = Vec::new();
-    for layer in crate::layers::active(step) {
+    for layer in crate::engine::curriculum::active(step) {
         all.extend(layer.hooks.join_first(target)?);
     }
     Ok(all)
@@ -285,16 +285,16 @@ pub fn join_first(target: Pid, step: u8) -> Result<Vec<Box<dyn crate::plan::Acti
 /// What every layer takes away from a process that joins the container of
 /// `target`, prepared on the host, applied after joining (step 8: the
 /// capabilities, no_new_privs and seccomp filters of its processes).
-pub fn join_last(target: Pid) -> Result<Vec<Box<dyn crate::plan::Action>>> {
+pub fn join_last(target: Pid) -> Result<Vec<Box<dyn crate::engine::plan::Action>>> {
     let mut all = Vec::new();
-    for layer in crate::layers::all() {
+    for layer in crate::engine::curriculum::all() {
         all.extend(layer.hooks.join_last(target)?);
     }
     Ok(all)
 }
 
 /// The namespaces of `target` this process does not share, in the order a
-/// process joins them (crate::namespace: the user namespace first).
+/// process joins them (crate::engine::namespace: the user namespace first).
 pub fn namespaces_to_enter(target: Pid) -> Vec<&'static Row> {
     let t = target.to_string();
     join_order()

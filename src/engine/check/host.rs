@@ -3,7 +3,7 @@
 //! the container, and the process a student names (`lab check N --pid`).
 
 use super::{Probe, ROOT_ONLY};
-use crate::layers::Layer;
+use crate::engine::layer::Layer;
 use anyhow::{Context, Result};
 use nix::unistd::Pid;
 use std::any::Any;
@@ -108,8 +108,8 @@ struct HostState {
 
 impl Before {
     pub fn take(step: u8, name: &str) -> Before {
-        let state = crate::state::container_dir(name);
-        let layers = crate::layers::active(step);
+        let state = crate::engine::state::container_dir(name);
+        let layers = crate::engine::curriculum::active(step);
         let states = layers
             .iter()
             .filter_map(|l| {
@@ -123,7 +123,7 @@ impl Before {
         Before {
             name: name.to_string(),
             layers,
-            others_before: crate::state::live_names_but(name),
+            others_before: crate::engine::state::live_names_but(name),
             others_after: vec![],
             states,
         }
@@ -135,7 +135,7 @@ impl Before {
                 s.after = layer.hooks.host_after(s.before.as_ref());
             }
         }
-        self.others_after = crate::state::live_names_but(&self.name);
+        self.others_after = crate::engine::state::live_names_but(&self.name);
         self
     }
     /// What layer `layer` recorded before and after, if it did.
@@ -198,7 +198,7 @@ impl Fixtures {
                 data: vec![],
             },
         };
-        crate::state::fault_point("the checks' fixtures")?;
+        crate::engine::state::fault_point("the checks' fixtures")?;
         std::fs::write(
             &fixtures.probe.marker,
             "this file lives on the host, outside the container\n",
@@ -215,7 +215,7 @@ impl Fixtures {
                 .and_then(|mut f| f.write_all(b"the host's root alone may read this\n"))
                 .with_context(|| format!("writing {}", secret.display()))?;
         }
-        for layer in crate::layers::active(step) {
+        for layer in crate::engine::curriculum::active(step) {
             if let Some(data) = layer.hooks.probe_data(&fixtures.probe)? {
                 fixtures.probe.data.push((layer.number, data));
             }
@@ -235,7 +235,7 @@ impl Drop for Fixtures {
 
 /// `lab clean`, or the next run: the checks' fixtures of a run that was killed.
 pub fn remove_left_fixtures(dir: &Path) {
-    for layer in crate::layers::all() {
+    for layer in crate::engine::curriculum::all() {
         layer.hooks.remove_left_fixtures(dir);
     }
 }

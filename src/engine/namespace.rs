@@ -168,7 +168,7 @@ pub fn join_order() -> Vec<&'static Row> {
 
 /// The step whose layer makes `ns` first, from the curriculum.
 pub fn made_at(ns: Namespace) -> Option<u8> {
-    crate::layers::all()
+    crate::engine::curriculum::all()
         .into_iter()
         .find(|l| l.namespaces.contains(&ns))
         .map(|l| l.number)
@@ -205,7 +205,7 @@ mod tests {
 
     #[test]
     fn the_curriculum_uses_only_namespaces_of_the_table() {
-        for layer in crate::layers::all() {
+        for layer in crate::engine::curriculum::all() {
             for ns in layer.namespaces {
                 assert_eq!(NAMESPACES.iter().filter(|r| r.ns == *ns).count(), 1);
             }

@@ -7,9 +7,9 @@
 //! prints, what `lab script` turns into bash, and what `lab step` executes, so the
 //! three cannot drift apart.
 
-use crate::layers::{self, Layer};
+use super::layer::Layer;
 /// The layers name their namespaces by this path.
-pub use crate::namespace::Namespace;
+pub use crate::engine::namespace::Namespace;
 use anyhow::{Context, Result};
 use nix::sched::CloneFlags;
 use std::path::{Path, PathBuf};
@@ -35,10 +35,9 @@ pub struct Spec {
     pub user: Option<RunAs>,
     /// Keep the container's writable layer after exit (step 7).
     pub keep: bool,
-    /// Resource limits and where the cgroups go (step 6).
-    pub limits: Limits,
-    /// The subnet, published ports and the container's address (step 5).
-    pub network: crate::layers::network::Options,
+    /// What the layers were asked for on the command line (step 5's subnet and
+    /// published ports, step 6's limits), each layer's own.
+    pub options: LayerOptions,
     /// Built by hand from the printed commands (`lab explain`, `lab script`), not
     /// by `lab step`: its files go where lab keeps none of its own.
     pub by_hand: bool,
@@ -75,29 +74,38 @@ impl RunAs {
     }
 }
 
-/// What step 6 limits, and where its cgroups live.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub memory_bytes: u64,
-    /// CPU time per period, as a share of one CPU (0.2: 20 ms every 100 ms).
-    pub cpus: f64,
-    pub pids: u64,
-    /// Where the container's cgroup goes in each hierarchy: absolute from the
-    /// hierarchy's root, or relative to lab's own cgroup in it.
-    pub parent: String,
-    /// Print the commands of this version instead of the one in use (lab explain).
-    pub version: Option<crate::layers::cgroups::Version>,
+/// Each layer's own options (its `clap::Args` struct: `--publish`, `--memory`,
+/// ...; and what it reserved for this container), kept in the Spec for it. The
+/// engine carries them without knowing what they are: a layer reads its own
+/// with [`LayerOptions::get`] (its defaults when none were given).
+#[derive(Clone, Default)]
+pub struct LayerOptions(Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
+
+impl LayerOptions {
+    /// These options with `value` in place of any of its type.
+    pub fn with<T: std::any::Any + Send + Sync>(mut self, value: T) -> Self {
+        self.set(value);
+        self
+    }
+
+    pub fn set<T: std::any::Any + Send + Sync>(&mut self, value: T) {
+        self.0.retain(|o| !o.is::<T>());
+        self.0.push(std::sync::Arc::new(value));
+    }
+
+    /// The options of type `T`, or its defaults.
+    pub fn get<T: std::any::Any + Clone + Default>(&self) -> T {
+        self.0
+            .iter()
+            .find_map(|o| o.downcast_ref::<T>())
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            memory_bytes: 64 << 20,
-            cpus: 0.5,
-            pids: 64,
-            parent: "/lab".into(),
-            version: None,
-        }
+impl std::fmt::Debug for LayerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "LayerOptions({} set)", self.0.len())
     }
 }
 
@@ -118,14 +126,14 @@ impl Spec {
     pub fn files_dir(&self) -> PathBuf {
         match self.by_hand {
             true => crate::dirs::run_dir().join("hand").join(&self.name),
-            false => crate::state::container_dir(&self.name),
+            false => crate::engine::state::container_dir(&self.name),
         }
     }
 
     /// The directory that becomes the container's `/`: the root filesystem, or from
     /// step 7 the merged view of the overlay mount.
     pub fn new_root(&self) -> PathBuf {
-        layers::active(self.step)
+        crate::engine::curriculum::active(self.step)
             .iter()
             .rev()
             .find_map(|l| l.hooks.new_root(self))
@@ -138,7 +146,7 @@ impl Spec {
     pub fn in_user_namespace(&self) -> bool {
         // Every layer up to the step, as for the clone flags: without root, a
         // layer left out keeps its namespaces.
-        layers::up_to(self.step)
+        crate::engine::curriculum::up_to(self.step)
             .iter()
             .any(|l| l.namespaces.contains(&Namespace::User))
     }
@@ -245,13 +253,13 @@ impl Plan {
     /// machine (no cgroups, no range of IDs) stops lab here, before anything is
     /// made; printed for a person to type, its line says so instead.
     pub fn new(spec: Spec) -> Result<Plan> {
-        let all = layers::up_to(spec.step);
+        let all = crate::engine::curriculum::up_to(spec.step);
         // (Without root, a layer that needs it keeps its namespaces, not its commands.)
         let namespaces = all
             .iter()
             .flat_map(|l| l.namespaces.iter().map(move |ns| (l.number, *ns)))
             .collect();
-        let layers = layers::active(spec.step);
+        let layers = crate::engine::curriculum::active(spec.step);
         let mut commands: Vec<Command> = Vec::new();
         for l in &layers {
             // What this machine lacks (cgroups, a range of IDs): printed, the rest

@@ -4,9 +4,9 @@
 //! All of them walk the same [`Plan::sequence`], so a command reads the same
 //! wherever it is printed.
 
-use crate::check::{Outcome, Report};
-use crate::layers::Layer;
-use crate::plan::{join_quoted, Command, Phase, Plan, Unshare};
+use crate::engine::check::{Outcome, Report};
+use crate::engine::layer::Layer;
+use crate::engine::plan::{join_quoted, Command, Phase, Plan, Unshare};
 use colored::Colorize;
 use std::fmt::Write;
 
@@ -102,9 +102,9 @@ fn section(plan: &Plan, c: &Command) -> String {
     }
 }
 
-/// How a section typed in a second terminal says so (lessons and slides find
+/// How a section typed in a second terminal says so (the lessons' blocks find
 /// those sections by it).
-pub const SECOND_TERMINAL: &str = "in a second terminal, on the host";
+pub use crate::lesson::SECOND_TERMINAL;
 
 /// Prints section headers only when the section changes.
 #[derive(Clone, Default)]
@@ -161,13 +161,13 @@ fn command_lines(out: &mut String, shell: &str, why: &str) {
 }
 
 pub fn step_title(plan: &Plan) -> String {
-    let title = crate::layers::step(plan.spec.step).map_or("", |s| s.title);
+    let title = crate::engine::curriculum::step(plan.spec.step).map_or("", |s| s.title);
     format!("Step {} · {}", plan.spec.step, title)
 }
 
 /// "Layers 5, 6 are not built yet: ..." when the step runs without some layers.
 pub fn missing(plan: &Plan) -> Option<String> {
-    let missing: Vec<String> = crate::layers::missing_before(plan.spec.step)
+    let missing: Vec<String> = crate::engine::curriculum::missing_before(plan.spec.step)
         .iter()
         .map(u8::to_string)
         .collect();
@@ -182,7 +182,7 @@ pub fn missing(plan: &Plan) -> Option<String> {
 
 /// Without root: one line per layer left out of the step, with why.
 pub fn left_out(step: u8) -> Vec<String> {
-    crate::layers::left_out(step)
+    crate::engine::curriculum::left_out(step)
         .into_iter()
         .map(|(l, why)| {
             format!(
@@ -239,12 +239,12 @@ pub fn explain(plan: &Plan, only: Option<u8>) -> String {
 }
 
 /// How a student grades the container they typed: `lab check` with the PID of
-/// the newest child of the shell that [`crate::plan::NoteShell`] noted (chroot's
+/// the newest child of the shell that [`crate::engine::plan::NoteShell`] noted (chroot's
 /// shell at step 1, unshare from step 2; lab follows unshare down to the
 /// container's process).
 pub fn grade(plan: &Plan) -> (String, String) {
     let sudo = if crate::dirs::rootless() { "" } else { "sudo " };
-    let note = crate::plan::quote_path(&plan.spec.files_dir().join("shell"));
+    let note = crate::engine::plan::quote_path(&plan.spec.files_dir().join("shell"));
     (
         format!(
             "{sudo}lab check {} --pid \"$(pgrep -n -P \"$(cat {note})\")\"",
@@ -393,7 +393,7 @@ pub fn steps(completed: &[u8], quizzes: &[(u8, usize, usize)]) -> String {
             })
             .unwrap_or_default()
     };
-    for s in crate::layers::STEPS {
+    for s in crate::engine::curriculum::steps() {
         let status = match s.layer {
             None => " (not built yet)".dimmed().to_string(),
             Some(_) if completed.contains(&s.number) => " (completed)".green().to_string(),
@@ -403,7 +403,7 @@ pub fn steps(completed: &[u8], quizzes: &[(u8, usize, usize)]) -> String {
     }
     let others: Vec<String> = [
         (0, "introduction"),
-        (crate::layers::last_step() + 1, "closing"),
+        (crate::engine::curriculum::last_step() + 1, "closing"),
     ]
     .iter()
     .filter(|(n, _)| !quiz(*n).is_empty())

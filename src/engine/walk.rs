@@ -5,8 +5,8 @@
 //! Ctrl-C). Without a terminal (a pipe, a test), lab waits for a line on standard
 //! input as it always did: Enter runs the command.
 
-use crate::container::Interrupted;
-use crate::plan::{Command, Plan};
+use crate::engine::container::Interrupted;
+use crate::engine::plan::{Command, Plan};
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -18,7 +18,7 @@ const CHECK: usize = 2;
 /// Wait for the student's word before `command`. Ctrl-C, Esc or "stop" come
 /// back as [`Interrupted`]: the caller tears the container down.
 pub fn before(plan: &Plan, command: &Command) -> Result<()> {
-    if !super::interactive() {
+    if !super::prompt::interactive() {
         return wait_for_enter();
     }
     let items = [
@@ -28,12 +28,14 @@ pub fn before(plan: &Plan, command: &Command) -> Result<()> {
         "stop: remove everything and leave".into(),
     ];
     loop {
-        match super::select("--walk", &items, RUN) {
+        match super::prompt::select("--walk", &items, RUN) {
             Ok(RUN) => return Ok(()),
-            Ok(MORE) => crate::render::out(&more(plan, command)),
-            Ok(CHECK) => crate::render::out(&checks(plan, command)),
+            Ok(MORE) => crate::engine::render::out(&more(plan, command)),
+            Ok(CHECK) => crate::engine::render::out(&checks(plan, command)),
             Ok(_) => return Err(Interrupted(Signal::SIGINT).into()),
-            Err(e) if e.is::<super::Stopped>() => return Err(Interrupted(Signal::SIGINT).into()),
+            Err(e) if e.is::<super::prompt::Stopped>() => {
+                return Err(Interrupted(Signal::SIGINT).into())
+            }
             Err(e) => return Err(e),
         }
     }
@@ -186,7 +188,7 @@ fn checks(plan: &Plan, command: &Command) -> String {
 /// byte from standard input, so that a signal interrupts the wait.
 pub fn wait_for_enter() -> Result<()> {
     use colored::Colorize;
-    crate::render::out(&format!(
+    crate::engine::render::out(&format!(
         "    {}",
         "[--walk] press Enter to run it, Ctrl-C to stop and remove everything ".bold()
     ));
@@ -197,7 +199,7 @@ pub fn wait_for_enter() -> Result<()> {
             Ok(_) if byte[0] == b'\n' => {
                 // A terminal echoes the Enter; from a pipe, end the line here.
                 if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                    crate::render::out("\n");
+                    crate::engine::render::out("\n");
                 }
                 return Ok(());
             }

@@ -173,7 +173,7 @@ impl Claim {
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         if is_stale(&path) {
                             remove_container(&path)?;
-                            let _ = crate::layers::remove_shared_if_unused();
+                            let _ = crate::engine::curriculum::remove_shared_if_unused();
                             continue;
                         }
                         break;
@@ -207,7 +207,7 @@ impl Drop for Claim {
         // have kept it on purpose) and its cgroups; what is left is lab's own
         // bookkeeping: what the layers recorded here (the cgroup parents this run
         // created, if no other container uses them now), and the run state.
-        for layer in crate::layers::all() {
+        for layer in crate::engine::curriculum::all() {
             layer.hooks.release(&self.dir);
         }
         let _ = remove_tree(&self.dir);

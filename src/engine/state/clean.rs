@@ -70,7 +70,7 @@ pub(super) fn remove_stale() -> Result<Vec<String>> {
             continue;
         };
         if ProcessId::of(pid).is_none() {
-            crate::check::remove_left_fixtures(&e.path());
+            crate::engine::check::remove_left_fixtures(&e.path());
             let result = remove_tree(&e.path());
             if e.path().exists() {
                 result?;
@@ -91,7 +91,7 @@ pub(super) fn remove_stale() -> Result<Vec<String>> {
         }
     }
     if !said.is_empty() {
-        said.extend(crate::layers::remove_shared_if_unused()?);
+        said.extend(crate::engine::curriculum::remove_shared_if_unused()?);
     }
     Ok(said)
 }
@@ -130,7 +130,7 @@ pub(super) fn remove_container(dir: &Path) -> Result<()> {
     }
     // What each layer made for it on the host (step 5: its published ports'
     // rules; step 6: its cgroups, once its processes are gone).
-    for layer in crate::layers::all() {
+    for layer in crate::engine::curriculum::all() {
         layer.hooks.forget(dir);
     }
     remove_tree(dir)
@@ -163,15 +163,15 @@ pub fn clean(all: bool) -> Result<Vec<String>> {
             });
         }
     }
-    done.extend(crate::layers::remove_shared_if_unused()?);
-    for layer in crate::layers::all() {
+    done.extend(crate::engine::curriculum::remove_shared_if_unused()?);
+    for layer in crate::engine::curriculum::all() {
         done.extend(layer.hooks.tidy());
     }
     // Only what lab makes in its two directories, whatever LAB_HOME and LAB_RUN
     // point at; then the directories themselves if nothing else is in them.
     let (run, home) = (run_dir(), home());
     let mut ours = vec![run.join("containers")];
-    for layer in crate::layers::all() {
+    for layer in crate::engine::curriculum::all() {
         ours.extend(layer.hooks.run_files().iter().map(|f| run.join(f)));
     }
     // What lab keeps on purpose: built or imported once, or kept with --keep.
@@ -194,7 +194,7 @@ pub fn clean(all: bool) -> Result<Vec<String>> {
             || n.contains(".new-")
             || n.contains(".old-")
         {
-            crate::check::remove_left_fixtures(&name.path());
+            crate::engine::check::remove_left_fixtures(&name.path());
             ours.push(name.path());
         }
     }

@@ -29,7 +29,7 @@ pub use host::{
 use probe::run_inside;
 pub use probe::{enter, join_first, join_last, namespaces_to_enter, start_inside};
 
-use crate::layers::Gathered;
+use crate::engine::layer::Gathered;
 use anyhow::Result;
 use nix::unistd::Pid;
 use std::any::Any;
@@ -185,7 +185,7 @@ impl Probe {
 
 /// Every check of layers 1..=step.
 pub fn checks_for(step: u8) -> Vec<Check> {
-    crate::layers::active(step)
+    crate::engine::curriculum::active(step)
         .iter()
         .flat_map(|l| (l.checks)(step))
         .collect()
@@ -199,7 +199,7 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result
         .filter(|c| !matches!(c.kind, Kind::AfterExit(_)))
         .collect();
     // Before any fixture is made: a wrong PID leaves nothing behind.
-    if crate::state::ProcessId::of(target.as_raw()).is_none() {
+    if crate::engine::state::ProcessId::of(target.as_raw()).is_none() {
         anyhow::bail!(
             "process {target} not found: is the container still running? (lab ps lists lab's)"
         );
