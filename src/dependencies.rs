@@ -30,6 +30,7 @@ const LEVELS: &[(&str, &[&str])] = &[
     (
         "what the engine and the layers build on",
         &[
+            "output",
             "sys",
             "netlink",
             "mountinfo",
@@ -192,4 +193,16 @@ fn uses_reads_both_forms_of_path_and_skips_only_the_unit_tests() {
     );
     let text = "fn a() { crate::x::y(); }\n#[cfg(test)]\nmod tests {\n    fn t() { crate::layers::z(); format!(\"{n}\"); }\n}\nfn b() { crate::w::v(); }\n";
     assert_eq!(uses(text), ["x", "w"]);
+}
+
+/// A file a student opens next to a lesson reads in one sitting: none of src/
+/// runs past 600 lines (a long layer is a folder, a chapter per file).
+#[test]
+fn no_file_of_src_is_longer_than_600_lines() {
+    let long: Vec<String> = files()
+        .into_iter()
+        .filter(|(_, _, text)| text.lines().count() > 600)
+        .map(|(file, _, text)| format!("src/{file}: {} lines", text.lines().count()))
+        .collect();
+    assert!(long.is_empty(), "split these: {long:?}");
 }

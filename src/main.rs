@@ -10,14 +10,14 @@
 // Every unsafe block lives in sys/, each with its reason: nowhere else.
 #![deny(unsafe_code)]
 
-/// `println!`, but a reader that went away does not stop lab (see render::out).
+/// `println!`, but a reader that went away does not stop lab (see output.rs).
 macro_rules! outln {
-    ($($arg:tt)*) => { $crate::engine::render::out(&format!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::output::out(&format!("{}\n", format_args!($($arg)*))) };
 }
 
 /// `eprintln!`, but a closed stderr (`lab step 3 2>&1 | head`) is no panic.
 macro_rules! errln {
-    ($($arg:tt)*) => { $crate::engine::render::err(&format!("{}\n", format_args!($($arg)*))) };
+    ($($arg:tt)*) => { $crate::output::err(&format!("{}\n", format_args!($($arg)*))) };
 }
 
 mod cli;
@@ -35,6 +35,7 @@ mod lesson;
 mod mountinfo;
 mod netlink;
 mod options;
+mod output;
 mod progress;
 mod rootfs;
 mod show;

@@ -10,8 +10,9 @@
 //!
 //! - `layer.rs`: what a layer is (its description, its hooks, a step);
 //! - `curriculum.rs`: the steps handed over, and the layers of a step;
-//! - `plan.rs`: what the student asked for (`Spec`), a layer's lines as data
-//!   (`Command`, `Action`), and the plan of a step;
+//! - `spec.rs`: what the student asked for (`Spec`);
+//! - `plan.rs`: a layer's lines as data (`Command`, `Action`), and the plan of
+//!   a step;
 //! - `namespace.rs`: the one table of namespaces;
 //! - `container.rs`: one run, phase by phase; `init.rs`: the container's first
 //!   process; `walk.rs` and `prompt.rs`: `--walk`'s question at each line;
@@ -32,5 +33,6 @@ pub mod namespace;
 pub mod plan;
 pub mod prompt;
 pub mod render;
+pub mod spec;
 pub mod state;
 pub mod walk;

@@ -10,20 +10,7 @@ use crate::engine::plan::{join_quoted, Command, Phase, Plan, Unshare};
 use colored::Colorize;
 use std::fmt::Write;
 
-/// Write to stdout, ignoring errors: a reader that went away (`lab step 7 | head`)
-/// must not stop lab halfway through building or tearing down a container.
-pub fn out(text: &str) {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
-}
-
-/// Write to stderr, ignoring errors, for the same reason.
-pub fn err(text: &str) {
-    use std::io::Write;
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
-}
+pub use crate::output::{err, out};
 
 /// One printable piece of a plan, in the order a person would type it.
 pub enum Item<'a> {
@@ -469,99 +456,6 @@ pub fn json(reports: &[Report]) -> String {
         })
         .collect();
     format!("[\n{}\n]\n", rows.join(",\n"))
-}
-
-/// What `lab image import` did, with the whiteouts explained when there are any.
-pub fn imported(done: &crate::image::Imported) -> String {
-    let mut out = format!(
-        "Imported {} ({}), {} layer(s), bottom first:\n",
-        done.name,
-        done.format,
-        done.layers.len()
-    );
-    let (mut whiteouts, mut opaque, mut implicit, mut copied) = (0, 0, 0, 0);
-    let mut devices = Vec::new();
-    for (i, l) in done.layers.iter().enumerate() {
-        let counted = |n: usize, what: &str| {
-            if n > 0 {
-                format!(", {n} {what}")
-            } else {
-                String::new()
-            }
-        };
-        let _ = writeln!(
-            out,
-            "  {}. {}  {} entries{}{}{}{}{}{}",
-            i + 1,
-            l.id,
-            l.entries,
-            counted(l.whiteouts, "whiteouts"),
-            counted(l.opaque, "opaque directories"),
-            counted(l.implicit, "directories from below"),
-            counted(l.copied_up, "files copied up"),
-            counted(l.devices_skipped.len(), "device nodes skipped"),
-            if l.reused {
-                " (already in the store: shared)"
-            } else {
-                ""
-            }
-        );
-        whiteouts += l.whiteouts;
-        opaque += l.opaque;
-        implicit += l.implicit;
-        copied += l.copied_up;
-        devices.extend(l.devices_skipped.iter().cloned());
-    }
-    if done.layers.iter().any(|l| l.verified) {
-        out.push_str("Verified: every blob against its SHA-256 in the manifest, every layer against the config's diff_ids.\n");
-    }
-    if whiteouts > 0 {
-        out.push_str("Whiteouts: a layer's .wh.NAME file deletes NAME from the layers below it. overlayfs marks the same thing with a character device 0/0 named NAME, so lab made those.\n");
-    }
-    if opaque > 0 {
-        out.push_str("Opaque directories: .wh..wh..opq in a directory hides everything the layers below have in it. overlayfs marks that with the xattr trusted.overlay.opaque=y on the directory.\n");
-    }
-    if implicit > 0 {
-        out.push_str("Directories from below: a layer held dir/file without dir/ itself. The image spec applies each layer on top of the ones below, where dir keeps its owner and mode; lab made dir in this layer with them. Such a layer is stored once per stack below it (its name is a chain ID).\n");
-    }
-    if copied > 0 {
-        out.push_str("Files copied up: a hard link to a file of a lower layer. A link cannot cross layers, so lab copied the file into this layer first, as overlayfs copies a file up before it is changed.\n");
-    }
-    if !devices.is_empty() {
-        let _ = writeln!(
-            out,
-            "Device nodes skipped: {}. A node is a door to a device of the host (b 254:0 would be its disk); the container gets null, zero, full, random, urandom and tty, nothing else.",
-            devices.join(", ")
-        );
-    }
-    let c = &done.config;
-    let mut took = Vec::new();
-    if !c.entrypoint.is_empty() {
-        took.push(format!("Entrypoint {:?}", c.entrypoint));
-    }
-    if !c.cmd.is_empty() {
-        took.push(format!("Cmd {:?}", c.cmd));
-    }
-    if !c.env.is_empty() {
-        took.push(format!("Env {}", c.env.join(" ")));
-    }
-    if let Some(dir) = &c.workdir {
-        took.push(format!("WorkingDir {dir}"));
-    }
-    if let Some(user) = &c.user {
-        took.push(format!(
-            "User {user} (not applied: lab runs the command as root of the container)"
-        ));
-    }
-    if !took.is_empty() {
-        let _ = writeln!(
-            out,
-            "From its config, as docker run takes them: {}.",
-            took.join("; ")
-        );
-    }
-    let _ = writeln!(out, "Run it with: sudo lab step 7 --image {}", done.name);
-    out
 }
 
 /// The command a container runs, for messages.
