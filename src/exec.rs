@@ -11,7 +11,7 @@
 //! afterwards, so the program is started by one more fork.
 
 use crate::engine::namespace::{Row, NAMESPACES};
-use crate::engine::plan::{join_quoted, quote};
+use crate::engine::plan::{join_quoted, quote, RunContext};
 use crate::engine::state::{self, Running};
 use crate::{engine::check, engine::container, sys};
 use anyhow::{Context, Result};
@@ -154,20 +154,23 @@ pub fn exec(name: &str, command: &[String]) -> Result<i32> {
 /// In a child of lab: join, then fork the program so that it is inside the pid
 /// namespace too.
 fn enter_and_run(entry: &Entry, command: &[String], (name, step): (&str, u8)) -> Result<i32> {
+    // A run of its own, with nothing learnt yet (no image's Env: the program
+    // gets the container's PATH and HOME).
+    let ctx = RunContext::default();
     // Asked again: the cgroup this process was born in (sys::fork_into) is joined.
     for action in check::join_first(entry.pid, step)? {
-        action.apply()?;
+        action.apply(&ctx)?;
     }
     check::enter(entry.pid)?;
     match sys::fork()? {
         ForkResult::Child => {
             for action in &entry.last {
-                if let Err(e) = action.apply() {
+                if let Err(e) = action.apply(&ctx) {
                     errln!("lab: cannot take on the container's restrictions: {e:#}");
                     std::process::exit(125);
                 }
             }
-            crate::engine::init::exec_inside(command, (name, step), None)
+            crate::engine::init::exec_inside(command, (name, step), None, &ctx)
         }
         ForkResult::Parent { child } => Ok(container::exit_code(waitpid(child, None)?)),
     }

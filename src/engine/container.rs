@@ -26,10 +26,11 @@
 //! its state directory first (state/), and removed on every way out: normal exit,
 //! error, Ctrl-C, a closed terminal; after `kill -9`, by the next run or `lab clean`.
 
+use crate::engine::apply::{failed, mark, timed};
 use crate::engine::check::{self, Before, Report};
 use crate::engine::init;
 use crate::engine::message::{Setup, Word};
-use crate::engine::plan::{Phase, Plan, Spec};
+use crate::engine::plan::{Phase, Plan, RunContext, Spec};
 use crate::engine::render::{self, Item, Printer};
 use crate::engine::state::{fault_point, Claim};
 use crate::sys;
@@ -127,19 +128,27 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     let parts = Parts::of(&sequence);
     // Declared before the container's guard, so dropped after it: on every way
     // out, the container is gone before its host side is taken down.
+    // What this run learns as its lines apply, for the lines after them.
+    let ctx = RunContext::default();
     let mut undo = Undo {
         items: parts.teardown,
+        ctx: &ctx,
         next: 0,
     };
     // 3. The host's side: what exists before the container does.
-    on_host(parts.before_clone, &plan, &mut printer, show)?;
+    on_host(parts.before_clone, &plan, (&mut printer, &ctx), show)?;
     mark("host side made");
     // 4. The container's first process, in its new namespaces (init.rs).
-    let mut child = clone(&plan, (parts.inside, parts.run), printer.clone(), show)?;
+    let mut child = clone(
+        &plan,
+        (parts.inside, parts.run),
+        (printer.clone(), &ctx),
+        show,
+    )?;
     claim.record(child.guard.pid, plan.spec.step);
     fault_point("the container's first process")?;
     // 5. The host's part that needs its PID; then it sets itself up inside.
-    on_host(parts.connect, &plan, &mut printer, show)?;
+    on_host(parts.connect, &plan, (&mut printer, &ctx), show)?;
     child.set_up()?;
     mark("container set up");
     // 6. The checks, while the command is held.
@@ -182,7 +191,7 @@ fn reserve(spec: &mut Spec, name: Option<&str>) -> Result<Claim> {
     spec.name = claim.name.clone();
     fault_point("the container's state directory")?;
     for layer in crate::engine::curriculum::active(spec.step) {
-        layer.hooks.reserve(spec, &claim.dir)?;
+        layer.hooks.reserve(spec, &claim)?;
     }
     Ok(claim)
 }
@@ -222,12 +231,21 @@ struct Child {
 }
 
 /// clone(2) with every namespace flag of the plan; the child runs init::main.
-fn clone(plan: &Plan, inside: (&[Item], &[Item]), printer: Printer, show: Show) -> Result<Child> {
+fn clone(
+    plan: &Plan,
+    inside: (&[Item], &[Item]),
+    (printer, ctx): (Printer, &RunContext),
+    show: Show,
+) -> Result<Child> {
     let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (connected_r, connected_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let parent = Pid::this();
-    match sys::clone_into(plan.clone_flags(), plan.born_in())? {
+    let (forked, born) = sys::clone_into(plan.clone_flags(), plan.born_in())?;
+    // Known to both processes: the line that would move the child into its
+    // cgroup finds its work done.
+    ctx.set_born_in_cgroup(born);
+    match forked {
         ForkResult::Child => {
             drop((ready_r, go_w, connected_w));
             let pipes = init::Pipes {
@@ -235,7 +253,7 @@ fn clone(plan: &Plan, inside: (&[Item], &[Item]), printer: Printer, show: Show) 
                 ready: ready_w,
                 go: go_r,
             };
-            let code = init::main(plan, inside, parent, printer, show, pipes);
+            let code = init::main(plan, inside, parent, (printer, ctx), show, pipes);
             // Leave without the parent's destructors: the claim belongs to lab.
             std::process::exit(code);
         }
@@ -386,14 +404,19 @@ impl<'a, 'p> Parts<'a, 'p> {
 
 /// Print and apply commands on the host side, one by one (with `--walk`, each
 /// after Enter).
-fn on_host(items: &[Item], plan: &Plan, printer: &mut Printer, show: Show) -> Result<()> {
+fn on_host(
+    items: &[Item],
+    plan: &Plan,
+    (printer, ctx): (&mut Printer, &RunContext),
+    show: Show,
+) -> Result<()> {
     for item in items {
         show.say(&printer.item(plan, item));
         if let Item::Command(c) = item {
             if show.walk {
                 crate::engine::walk::before(plan, c)?;
             }
-            timed(c).map_err(|e| failed(c, e))?;
+            timed(c, ctx).map_err(|e| failed(c, e))?;
             fault_point(&c.action.shell())?;
         }
     }
@@ -404,6 +427,7 @@ fn on_host(items: &[Item], plan: &Plan, printer: &mut Printer, show: Show) -> Re
 /// of an error or a panic (then quietly, each even if one before it failed).
 struct Undo<'a, 'p> {
     items: &'a [Item<'p>],
+    ctx: &'a RunContext,
     /// The first command not yet run: a panic halfway resumes from here.
     next: usize,
 }
@@ -416,7 +440,7 @@ impl Undo<'_, '_> {
         while let Some(item) = self.items.get(self.next) {
             self.next += 1;
             if let Item::Command(c) = item {
-                let done = timed(c).map_err(|e| failed(c, e));
+                let done = timed(c, self.ctx).map_err(|e| failed(c, e));
                 if let Err(e) = done.and_then(|()| fault_point(&c.action.shell())) {
                     first.get_or_insert(e);
                 }
@@ -431,54 +455,9 @@ impl Drop for Undo<'_, '_> {
         while let Some(item) = self.items.get(self.next) {
             self.next += 1;
             if let Item::Command(c) = item {
-                let _ = c.action.apply();
+                let _ = c.action.apply(self.ctx);
             }
         }
-    }
-}
-
-/// Apply a command. With `LAB_TIMINGS=1` in the environment, also say on stderr
-/// how long it took: where the time of a step goes (the README's Benchmark).
-pub(crate) fn timed(c: &crate::engine::plan::Command) -> Result<()> {
-    if std::env::var_os("LAB_TIMINGS").is_none() {
-        return c.action.apply();
-    }
-    let start = std::time::Instant::now();
-    let done = c.action.apply();
-    // (A line whose work clone3 did: see sys::clone_into.)
-    let how = match c.action.done_at_birth() {
-        true => "  [done by clone3: born in the cgroup, CLONE_INTO_CGROUP]",
-        false => "",
-    };
-    errln!(
-        "lab timing: {:7.3} ms  {}{how}",
-        start.elapsed().as_secs_f64() * 1000.0,
-        c.action.shell()
-    );
-    done
-}
-
-/// With `LAB_TIMINGS=1`: say how long the step has taken so far, at a milestone
-/// (the first call, with no milestone, starts the clock).
-fn mark(milestone: &str) {
-    use std::sync::OnceLock;
-    static START: OnceLock<std::time::Instant> = OnceLock::new();
-    let start = START.get_or_init(std::time::Instant::now);
-    if !milestone.is_empty() && std::env::var_os("LAB_TIMINGS").is_some() {
-        errln!(
-            "lab timing: {:7.3} ms since the start: {milestone}",
-            start.elapsed().as_secs_f64() * 1000.0
-        );
-    }
-}
-
-/// A command that failed, said with the command and a hint for the student.
-pub(crate) fn failed(c: &crate::engine::plan::Command, e: anyhow::Error) -> anyhow::Error {
-    let hint = hint_for(&e);
-    let e = anyhow!("`{}` failed: {e:#}", c.action.shell());
-    match hint {
-        Some(hint) => crate::engine::error::hinted(e, hint),
-        None => e,
     }
 }
 
@@ -552,41 +531,5 @@ pub fn exit_code(status: WaitStatus) -> i32 {
         WaitStatus::Exited(_, code) => code,
         WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
         _ => 1,
-    }
-}
-
-/// What usually causes an error, and what to do, for a student: the hint it
-/// carries (an action that knows why it failed gives one), else one for its errno.
-fn hint_for(e: &anyhow::Error) -> Option<String> {
-    if let Some(hint) = crate::engine::error::hint_of(e) {
-        return Some(hint.into());
-    }
-    let errno = e.chain().find_map(|c| c.downcast_ref::<Errno>().copied())?;
-    let hint = match errno {
-        Errno::EPERM | Errno::EACCES => "Permission denied: lab needs root. Run it with sudo.",
-        Errno::ENOENT => "A path is missing in the root filesystem: check --rootfs (it needs /proc, /bin/sh, ...), or rebuild it with sudo lab rootfs.",
-        Errno::EBUSY => "Something is still using that mount or directory.",
-        Errno::ENOTDIR => "The root filesystem has a file where lab mounts a directory (/proc, /dev, /sys): fix it, or rebuild the default one with sudo lab rootfs.",
-        _ => return None,
-    };
-    Some(hint.into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_hint_given_where_it_failed_comes_before_the_errnos() {
-        let e = anyhow::Error::new(Errno::EINVAL).context("pivot_root(\".\", \".oldroot\")");
-        assert_eq!(hint_for(&e), None, "EINVAL alone says nothing");
-        let e = crate::engine::error::hinted(e, "bind it onto itself first");
-        assert_eq!(hint_for(&e).as_deref(), Some("bind it onto itself first"));
-        let e = anyhow::Error::new(Errno::EBUSY).context("umount /.oldroot");
-        let hint = hint_for(&e);
-        assert_eq!(
-            hint.as_deref(),
-            Some("Something is still using that mount or directory.")
-        );
     }
 }

@@ -10,9 +10,10 @@
 //! child, passes SIGTERM and SIGHUP on, and exits with the command's status.
 //! "stop" (`lab verify`) ends the container without running the command.
 
-use crate::engine::container::{exit_code, failed, timed, Interrupted, Show};
+use crate::engine::apply::{failed, timed};
+use crate::engine::container::{exit_code, Interrupted, Show};
 use crate::engine::message::{Setup, Word};
-use crate::engine::plan::{Plan, RunAs, Spec};
+use crate::engine::plan::{Plan, RunAs, RunContext, Spec};
 use crate::engine::render::{self, Item, Printer};
 use crate::sys;
 use anyhow::{anyhow, Context, Result};
@@ -43,7 +44,7 @@ pub fn main(
     plan: &Plan,
     (inside, run): (&[Item], &[Item]),
     parent: Pid,
-    mut printer: Printer,
+    (mut printer, ctx): (Printer, &RunContext),
     show: Show,
     pipes: Pipes,
 ) -> i32 {
@@ -67,7 +68,7 @@ pub fn main(
         let _ = Setup::failed(&e).send(&mut ready);
         return 1;
     }
-    if let Err(setup) = apply_inside(plan, inside, &mut printer, show) {
+    if let Err(setup) = apply_inside(plan, inside, (&mut printer, ctx), show) {
         let _ = setup.send(&mut ready);
         return 1;
     }
@@ -76,14 +77,14 @@ pub fn main(
     // host, after the checks.
     for item in run {
         let Item::Command(c) = item else { continue };
-        if let Err(e) = timed(c) {
+        if let Err(e) = timed(c, ctx) {
             let _ = Setup::failed(&failed(c, e)).send(&mut ready);
             return 1;
         }
     }
     // The command is this process's first child, so that it is PID 2 however
     // many processes the checks start; it waits for the word to run.
-    let mut command = match Held::fork(&plan.spec) {
+    let mut command = match Held::fork(&plan.spec, ctx) {
         Ok(c) => c,
         Err(e) => {
             let e = e.context("starting the command");
@@ -116,7 +117,7 @@ pub fn main(
 fn apply_inside(
     plan: &Plan,
     inside: &[Item],
-    printer: &mut Printer,
+    (printer, ctx): (&mut Printer, &RunContext),
     show: Show,
 ) -> Result<(), Setup> {
     for item in inside {
@@ -132,7 +133,7 @@ fn apply_inside(
                 false => Setup::failed(&e),
             })?;
         }
-        timed(c).map_err(|e| Setup::failed(&failed(c, e)))?;
+        timed(c, ctx).map_err(|e| Setup::failed(&failed(c, e)))?;
     }
     Ok(())
 }
@@ -147,7 +148,7 @@ struct Held {
 }
 
 impl Held {
-    fn fork(spec: &Spec) -> Result<Held> {
+    fn fork(spec: &Spec, ctx: &RunContext) -> Result<Held> {
         let (rd, wr) = nix::unistd::pipe()?;
         match sys::fork()? {
             ForkResult::Child => {
@@ -156,9 +157,12 @@ impl Held {
                 let mut rd = File::from(rd);
                 loop {
                     match rd.read(&mut byte) {
-                        Ok(1) if Word::Go.expect(byte[0]).is_ok() => {
-                            exec_inside(&spec.command, (&spec.name, spec.step), spec.user.as_ref())
-                        }
+                        Ok(1) if Word::Go.expect(byte[0]).is_ok() => exec_inside(
+                            &spec.command,
+                            (&spec.name, spec.step),
+                            spec.user.as_ref(),
+                            ctx,
+                        ),
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         // lab stopped the container before the command ran.
                         _ => std::process::exit(0),
@@ -264,28 +268,19 @@ fn init(command: Held) -> i32 {
     }
 }
 
-/// What the layers' inside commands set for the command: variables of its
-/// environment (an image's Env) and the directory it starts in. The command
-/// process is forked from init after they ran, and so has them.
-static ENV: std::sync::Mutex<Vec<(String, String)>> = std::sync::Mutex::new(Vec::new());
-static WORKDIR: std::sync::Mutex<Option<std::path::PathBuf>> = std::sync::Mutex::new(None);
-
-pub fn set_env(key: &str, value: &str) {
-    let mut env = ENV.lock().unwrap_or_else(|e| e.into_inner());
-    env.retain(|(k, _)| k != key);
-    env.push((key.to_string(), value.to_string()));
-}
-
-pub fn set_workdir(dir: &std::path::Path) {
-    *WORKDIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(dir.to_path_buf());
-}
-
 /// Run `command` in place of this process, already inside the container, with the
 /// container's environment (its PATH, and what the layers set), as `user` if one
 /// is given. The default shell gets a prompt that names the container and its
 /// step, `[c1 · step 3] / # `; a command given after `--` gets no PS1. `lab exec`
 /// uses it too.
-pub fn exec_inside(command: &[String], (name, step): (&str, u8), user: Option<&RunAs>) -> ! {
+/// What the layers' inside commands set for the command (an image's Env and
+/// WorkingDir) comes in `ctx`.
+pub fn exec_inside(
+    command: &[String],
+    (name, step): (&str, u8),
+    user: Option<&RunAs>,
+    ctx: &RunContext,
+) -> ! {
     use std::ffi::CString;
     sys::default_signals();
     // A SIGTERM or SIGHUP that came while this process still had lab's handler
@@ -319,9 +314,9 @@ pub fn exec_inside(command: &[String], (name, step): (&str, u8), user: Option<&R
         if let Ok(term) = std::env::var("TERM") {
             env.push(("TERM".into(), term));
         }
-        for (key, value) in ENV.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            env.retain(|(k, _)| k != key);
-            env.push((key.clone(), value.clone()));
+        for (key, value) in ctx.env() {
+            env.retain(|(k, _)| *k != key);
+            env.push((key, value));
         }
         let path = env
             .iter()
@@ -335,7 +330,7 @@ pub fn exec_inside(command: &[String], (name, step): (&str, u8), user: Option<&R
         if let Some(u) = user {
             switch_user(u)?;
         }
-        let workdir = WORKDIR.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let workdir = ctx.workdir();
         let _ = std::env::set_current_dir(workdir.unwrap_or_else(|| "/".into()));
         // PATH of the container, not lab's: the program is looked up inside.
         std::env::set_var("PATH", path);

@@ -5,6 +5,7 @@
 
 use super::check::{Check, Kind, Probe};
 use super::plan::{Action, Command, Phase, Spec};
+use super::state::Claim;
 use crate::engine::namespace::Namespace;
 use anyhow::Result;
 use nix::unistd::Pid;
@@ -79,8 +80,8 @@ pub trait Hooks: Sync {
     }
     /// Before the plan is made: claim what this container takes from what all
     /// containers share (step 5: its address), written into its state
-    /// directory `state` so that a killed run can be cleaned up.
-    fn reserve(&self, _spec: &mut Spec, _state: &Path) -> Result<()> {
+    /// directory (`claim.dir`) so that a killed run can be cleaned up.
+    fn reserve(&self, _spec: &mut Spec, _claim: &Claim) -> Result<()> {
         Ok(())
     }
     /// The directory that becomes the container's `/`, when this layer decides it

@@ -11,6 +11,7 @@
 //! - `layer.rs`: what a layer is (its description, its hooks, a step);
 //! - `curriculum.rs`: the steps handed over, and the layers of a step;
 //! - `spec.rs`: what the student asked for (`Spec`);
+//! - `context.rs`: what a run learns as its lines apply, for the lines after;
 //! - `plan.rs`: a layer's lines as data (`Command`, `Action`), and the plan of
 //!   a step;
 //! - `namespace.rs`: the one table of namespaces;
@@ -22,8 +23,10 @@
 //! - `render.rs`: plans and reports as text and JSON;
 //! - `error.rs`: an error with a hint for the student.
 
+pub mod apply;
 pub mod check;
 pub mod container;
+pub mod context;
 pub mod curriculum;
 pub mod error;
 pub mod init;

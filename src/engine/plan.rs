@@ -7,6 +7,7 @@
 //! prints, what `lab script` turns into bash, and what `lab step` executes, so the
 //! three cannot drift apart.
 
+pub use super::context::RunContext;
 use super::layer::Layer;
 pub use super::spec::{LayerOptions, RunAs, Spec};
 /// The layers name their namespaces by this path.
@@ -57,7 +58,7 @@ pub trait Action {
         self.shell()
     }
     /// Do it with system calls, the way the shell command would.
-    fn apply(&self) -> Result<()>;
+    fn apply(&self, run: &RunContext) -> Result<()>;
     /// A line that puts the container's first process in a cgroup (v2) names
     /// it here: lab starts that process in it (`clone3` with `CLONE_INTO_CGROUP`,
     /// see sys::clone_into), and `apply` finds the work done.
@@ -66,8 +67,8 @@ pub trait Action {
     }
     /// Whether clone3 did this line's work: this run's container's first
     /// process was born in the cgroup it names.
-    fn done_at_birth(&self) -> bool {
-        self.born_in().is_some() && crate::sys::born_in_cgroup()
+    fn done_at_birth(&self, run: &RunContext) -> bool {
+        self.born_in().is_some() && run.born_in_cgroup()
     }
 }
 
@@ -244,7 +245,7 @@ impl Action for NotPossibleHere {
     fn shell(&self) -> String {
         format!("# not possible here: {}", self.0)
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         anyhow::bail!("{}", self.0)
     }
 }
@@ -324,7 +325,7 @@ impl Action for NoteShell {
             quote_path(&self.0)
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         // lab's own PID: lab is what starts this container, as the shell does
         // by hand (its newest child is the container's first process).
         let dir = self.0.parent().unwrap_or(&self.0);
@@ -370,7 +371,7 @@ impl Action for ForgetShell {
             ),
         }
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
         match std::fs::remove_file(&self.note) {
             Err(e) if !gone(&e) => {
@@ -407,7 +408,7 @@ impl Action for FindPid {
         // script; wait until it has made its namespaces.
         "for i in $(seq 1000); do PID=$(pgrep -P $$ -x unshare) && [ \"$(readlink /proc/$PID/ns/mnt)\" != \"$(readlink /proc/self/ns/mnt)\" ] && break; sleep 0.01; done".into()
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         // lab made the process itself: it knows the PID (and noted it in its state).
         Ok(())
     }
@@ -421,7 +422,7 @@ impl Action for MakeDirs {
         let dirs: Vec<String> = self.0.iter().map(|d| quote_path(d)).collect();
         format!("mkdir -p {}", dirs.join(" "))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         for d in &self.0 {
             anyhow::Context::with_context(std::fs::create_dir_all(d), || {
                 format!("mkdir {}", d.display())
@@ -455,7 +456,7 @@ impl Action for Exec {
     fn script(&self) -> String {
         self.line("\"$@\"")
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         Ok(())
     }
 }

@@ -9,7 +9,7 @@
 
 use super::Layer;
 use crate::engine::check::{Check, Kind, Outcome, Probe};
-use crate::engine::plan::{quote, quote_path, Action, Command, Spec};
+use crate::engine::plan::{quote, quote_path, Action, Command, RunContext, Spec};
 use anyhow::{Context, Result};
 use nix::unistd;
 use std::os::unix::fs::MetadataExt;
@@ -65,7 +65,7 @@ impl Action for Chroot {
     fn script(&self) -> String {
         format!("chroot {} \"$@\"", quote_path(&self.root))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         unistd::chroot(&self.root).with_context(|| format!("chroot {}", self.root.display()))?;
         // chroot does not move the current directory: without this the process would
         // still stand in the host's tree.

@@ -15,7 +15,7 @@
 
 use super::Layer;
 use crate::engine::check::{ns_inode, pids_in, Check, Kind, Outcome, Probe};
-use crate::engine::plan::{Action, Command, Namespace, Phase, Spec};
+use crate::engine::plan::{Action, Command, Namespace, Phase, RunContext, Spec};
 use crate::sys;
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
@@ -75,7 +75,7 @@ impl Action for MountProc {
             crate::engine::plan::quote_path(&self.0)
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         // As runc: made where the root filesystem has none.
         let at = super::mount::mount_point(&self.0)?;
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;

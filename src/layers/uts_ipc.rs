@@ -8,7 +8,7 @@
 
 use super::Layer;
 use crate::engine::check::{host_hostname, Before, Check, Kind, Outcome, Probe};
-use crate::engine::plan::{quote, Action, Command, Namespace, Spec};
+use crate::engine::plan::{quote, Action, Command, Namespace, RunContext, Spec};
 use crate::sys;
 use anyhow::{Context, Result};
 use std::any::Any;
@@ -44,7 +44,7 @@ impl Action for SetHostname {
     fn shell(&self) -> String {
         format!("hostname {}", quote(&self.0))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         nix::unistd::sethostname(&self.0).with_context(|| format!("sethostname({})", self.0))
     }
 }

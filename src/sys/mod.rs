@@ -23,8 +23,7 @@ pub use privileges::{
     try_finit_module,
 };
 pub use process::{
-    born_in_cgroup, clone_into, close_inherited, fork, fork_into, set_claim_lock, set_process_name,
-    spawn_sleeper,
+    clone_into, close_inherited, fork, fork_into, set_claim_lock, set_process_name, spawn_sleeper,
 };
 pub use signals::{
     catch_terminating_signals, default_signals, forward_to, ignore_keyboard_signals, take_signal,

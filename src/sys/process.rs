@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use nix::sched::CloneFlags;
 use nix::unistd::{ForkResult, Pid};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// `clone(2)` used like `fork(2)`, but the child starts in the new namespaces named by
 /// `flags`. With `CLONE_NEWPID` the child is PID 1 of the new pid namespace, which is
@@ -19,13 +19,12 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 /// for an RCU grace period (about 10 ms here, each time); a process born there
 /// is counted in at fork, under the lock's cheap reader side. Should clone3
 /// refuse (an older kernel), the child is born where lab is, and joins as a
-/// shell would: [`born_in_cgroup`] says which happened.
-pub fn clone_into(flags: CloneFlags, cgroup: Option<&Path>) -> Result<ForkResult> {
+/// shell would. Says which happened (in both processes).
+pub fn clone_into(flags: CloneFlags, cgroup: Option<&Path>) -> Result<(ForkResult, bool)> {
     flush_stdio();
     if let Some(dir) = cgroup {
         if let Ok(forked) = clone3_into_cgroup(flags, dir) {
-            BORN_IN_CGROUP.store(true, Ordering::SeqCst);
-            return Ok(forked);
+            return Ok((forked, true));
         }
     }
     // SAFETY: a NULL stack makes clone behave like fork: the child continues on a
@@ -46,21 +45,16 @@ pub fn clone_into(flags: CloneFlags, cgroup: Option<&Path>) -> Result<ForkResult
         -1 => Err(std::io::Error::last_os_error()).context(format!("clone({flags:?})")),
         0 => {
             drop_claim_lock();
-            Ok(ForkResult::Child)
+            Ok((ForkResult::Child, false))
         }
-        pid => Ok(ForkResult::Parent {
-            child: Pid::from_raw(pid as i32),
-        }),
+        pid => Ok((
+            ForkResult::Parent {
+                child: Pid::from_raw(pid as i32),
+            },
+            false,
+        )),
     }
 }
-
-/// Whether this run's container's first process was born in its cgroup by
-/// [`clone_into`] (known to lab and to that process), so that joining it is done.
-pub fn born_in_cgroup() -> bool {
-    BORN_IN_CGROUP.load(Ordering::SeqCst)
-}
-
-static BORN_IN_CGROUP: AtomicBool = AtomicBool::new(false);
 
 /// `struct clone_args` of linux/sched.h, up to `cgroup` (CLONE_ARGS_SIZE_VER2).
 #[repr(C)]

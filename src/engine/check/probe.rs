@@ -5,6 +5,7 @@
 use super::{ns_inode, Check, Kind, Outcome, Probe};
 use crate::engine::message::{Answer, Joined};
 use crate::engine::namespace::{join_order, Row};
+use crate::engine::plan::RunContext;
 use crate::sys;
 use anyhow::{Context, Result};
 use nix::sched::{setns, CloneFlags};
@@ -125,7 +126,11 @@ pub fn start_inside(target: Pid, n: usize, body: fn() -> !) -> Result<Started> {
                         // Without lab's pipe: lab reads until every writer is gone.
                         sys::close_inherited();
                         let _ = nix::sys::prctl::set_pdeathsig(SIGKILL);
-                        if confine.iter().try_for_each(|a| a.apply()).is_err() {
+                        if confine
+                            .iter()
+                            .try_for_each(|a| a.apply(&RunContext::default()))
+                            .is_err()
+                        {
                             std::process::exit(1);
                         }
                         body();
@@ -203,7 +208,10 @@ fn confined(
             if !probe.host.shares_mount_namespace() {
                 private_tmp();
             }
-            let outcome = match confine.iter().try_for_each(|a| a.apply()) {
+            let outcome = match confine
+                .iter()
+                .try_for_each(|a| a.apply(&RunContext::default()))
+            {
                 Ok(()) => check(),
                 Err(e) => Outcome::Fail(format!(
                     "the probe could not take on the container's restrictions: {e:#}"
@@ -259,8 +267,10 @@ fn private_tmp() {
 /// --root` does (nsenter leaves the cgroups alone).
 pub fn join(target: Pid) -> Result<()> {
     // What layers do first, while the host's files are still in view (its cgroups).
+    // (A joiner is a run of its own, with nothing learnt yet.)
+    let ctx = RunContext::default();
     for action in join_first(target, crate::engine::curriculum::last_step())? {
-        action.apply()?;
+        action.apply(&ctx)?;
     }
     enter(target)
 }

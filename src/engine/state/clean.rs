@@ -32,9 +32,11 @@ pub(super) fn is_stale(dir: &Path) -> bool {
 }
 
 /// What runs that were killed (kill -9, a crash) left: their containers and the
-/// checks' fixtures. Removed, and said, at the start of the next run.
-pub(super) fn remove_stale() -> Result<Vec<String>> {
+/// checks' fixtures. Removed, and said, at the start of the next run. Returns
+/// what it said, and the containers it found running.
+pub(super) fn remove_stale() -> Result<(Vec<String>, Vec<PathBuf>)> {
     let mut said = Vec::new();
+    let mut running = Vec::new();
     for e in std::fs::read_dir(containers_dir())
         .into_iter()
         .flatten()
@@ -44,9 +46,7 @@ pub(super) fn remove_stale() -> Result<Vec<String>> {
         // Each is checked again under its own name by take() too; here only the
         // ones whose lab is gone.
         if !is_stale(&dir) {
-            if let Ok(mut seen) = super::SEEN_LIVE.lock() {
-                seen.push(dir);
-            }
+            running.push(dir);
             continue;
         }
         if read_id(&dir, "owner").is_some() {
@@ -93,7 +93,7 @@ pub(super) fn remove_stale() -> Result<Vec<String>> {
     if !said.is_empty() {
         said.extend(crate::engine::curriculum::remove_shared_if_unused()?);
     }
-    Ok(said)
+    Ok((said, running))
 }
 
 /// The `NAME.new-PID` directories one level below `dir`'s subdirectories whose

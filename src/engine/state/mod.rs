@@ -87,6 +87,11 @@ impl ProcessId {
 pub struct Claim {
     pub name: String,
     pub dir: PathBuf,
+    /// The containers this run's start found running (each looked at once):
+    /// what a new container must not take (an address, a port) counts them
+    /// without asking again, where one that has just ended counts a few
+    /// milliseconds too long.
+    pub seen_running: Vec<PathBuf>,
     /// Its `owner` file, locked (flock) while this lab runs: another lab sees
     /// the container running by a lock it cannot take, without reading the
     /// owner's /proc/PID/stat (see clean.rs, is_stale).
@@ -97,7 +102,8 @@ impl Claim {
     /// Take `name`, or the first free `c1`, `c2`, ... Directory creation is atomic,
     /// so two lab processes starting at once never get the same name.
     pub fn take(name: Option<&str>) -> Result<Claim> {
-        for line in remove_stale()? {
+        let (said, running) = remove_stale()?;
+        for line in said {
             errln!("lab: {line}");
         }
         let dir = containers_dir();
@@ -109,7 +115,6 @@ impl Claim {
         // Read once, not for each name tried: the containers the start found
         // running (remove_stale), whose names are taken, and the names under the
         // directories of containers typed by hand.
-        let running = SEEN_LIVE.lock().map(|s| s.clone()).unwrap_or_default();
         let hands = [run_dir().join("hand"), home().join("hand")];
         let in_hand: Vec<std::ffi::OsString> = hands
             .iter()
@@ -167,6 +172,7 @@ impl Claim {
                         return Ok(Claim {
                             name: candidate.clone(),
                             dir: path,
+                            seen_running: running,
                             _owner: owner,
                         });
                     }
@@ -234,15 +240,12 @@ pub fn live_containers() -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// The containers this run's start found running (remove_stale looks at each).
-static SEEN_LIVE: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
-
-/// Like live_containers, but a container this run already found running counts
-/// without asking again: for what a new container must not take (an address, a
-/// port), where one that has just ended counts a few milliseconds too long, and
-/// each start looks at every running container once, not twice.
-pub fn containers_holding_addresses() -> Vec<PathBuf> {
-    let seen = SEEN_LIVE.lock().map(|s| s.clone()).unwrap_or_default();
+/// Like live_containers, but a container this run's start found running
+/// (`seen`, Claim::seen_running) counts without asking again: for what a new
+/// container must not take (an address, a port), where one that has just ended
+/// counts a few milliseconds too long, and each start looks at every running
+/// container once, not twice.
+pub fn containers_holding_addresses(seen: &[PathBuf]) -> Vec<PathBuf> {
     std::fs::read_dir(containers_dir())
         .map(|d| {
             d.flatten()

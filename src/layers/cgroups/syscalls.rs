@@ -5,7 +5,7 @@
 //! by every container and removed by the last one out. Next: `checks.rs`.
 
 use super::hierarchy::*;
-use crate::engine::plan::{quote_path, Action, MakeDirs};
+use crate::engine::plan::{quote_path, Action, MakeDirs, RunContext};
 use anyhow::{Context, Result};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ impl Action for MakeCgroups {
     fn shell(&self) -> String {
         MakeDirs(self.dirs.clone()).shell()
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, run: &RunContext) -> Result<()> {
         // Recorded before they are made: the container's cgroups, and the parents
         // this run creates (removed when no other container uses them). Under a
         // lock: a parent must not be removed between another run's check that it
@@ -85,7 +85,7 @@ impl Action for MakeCgroups {
             .join("cgroups");
         std::fs::write(&record, made.join("\n") + "\n")
             .with_context(|| format!("recording {}", record.display()))?;
-        MakeDirs(self.dirs.clone()).apply()
+        MakeDirs(self.dirs.clone()).apply(run)
     }
 }
 
@@ -99,7 +99,7 @@ impl Action for WriteFile {
         };
         format!("echo {value} > {}", quote_path(&self.file))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .open(&self.file)
@@ -135,8 +135,8 @@ impl Action for JoinCgroups {
             .collect();
         lines.join("; ")
     }
-    fn apply(&self) -> Result<()> {
-        if self.done_at_birth() {
+    fn apply(&self, run: &RunContext) -> Result<()> {
+        if self.done_at_birth(run) {
             return Ok(());
         }
         for d in &self.1 {
@@ -167,7 +167,7 @@ fn move_self_into(dir: &Path, version: Version) -> Result<()> {
         // does for `echo $$`.
         Version::V2 => ("cgroup.procs", std::process::id().to_string()),
     };
-    WriteFile::new(dir.join(file), &value).apply()
+    WriteFile::new(dir.join(file), &value).apply(&RunContext::default())
 }
 
 impl Action for RemoveCgroups {
@@ -175,7 +175,7 @@ impl Action for RemoveCgroups {
         let dirs: Vec<String> = self.0.iter().map(|d| quote_path(d)).collect();
         format!("rmdir {}", dirs.join(" "))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         for d in &self.0 {
             remove_cgroup(d)?;
         }
@@ -191,7 +191,7 @@ impl Action for RemoveParents {
         // While another container is in it, rmdir refuses: that is fine.
         format!("{} 2>/dev/null || true", self.shell())
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         // lab removes only the parents it made (a delegated or pre-existing one
         // is not its own), under its lock, as every run does when it leaves.
         remove_unused_parents()
@@ -262,7 +262,7 @@ impl Action for JoinCgroupsOf {
             .collect();
         lines.join(" && ")
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         for (version, dir) in &self.0 {
             move_self_into(dir, *version).context("joining the container's cgroups")?;
         }
@@ -299,13 +299,13 @@ impl Action for JoinFromHost {
             lines.join("; ")
         )
     }
-    fn apply(&self) -> Result<()> {
-        if self.done_at_birth() {
+    fn apply(&self, run: &RunContext) -> Result<()> {
+        if self.done_at_birth(run) {
             return Ok(());
         }
         let pid = crate::engine::state::first_pid(&self.container)?;
         for d in &self.dirs {
-            WriteFile::new(d.join("cgroup.procs"), pid).apply()?;
+            WriteFile::new(d.join("cgroup.procs"), pid).apply(run)?;
         }
         Ok(())
     }

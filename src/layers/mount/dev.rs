@@ -13,7 +13,7 @@
 //! /.oldroot.
 
 use crate::engine::check::{Check, Kind, Outcome, Probe};
-use crate::engine::plan::{quote_path, Action, Command, Phase, Spec};
+use crate::engine::plan::{quote_path, Action, Command, Phase, RunContext, Spec};
 use crate::mountinfo::parse_mountinfo;
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
@@ -108,7 +108,7 @@ impl Action for MountDev {
     fn shell(&self) -> String {
         "mkdir -p /dev && mount -t tmpfs -o nosuid,mode=755,size=64k tmpfs /dev".into()
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         // As runc: a root filesystem without /dev gets one.
         let at = super::mount_point(Path::new("/dev"))?;
         mount(
@@ -131,7 +131,7 @@ impl Action for MakeDevice {
             self.2
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         mknod(
             &dev(self.0),
             SFlag::S_IFCHR,
@@ -158,7 +158,7 @@ impl Action for BindDevice {
             quote_path(&to)
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         let to = dev(self.0);
         std::fs::write(&to, "").with_context(|| format!("creating {}", to.display()))?;
         mount(
@@ -177,7 +177,7 @@ impl Action for MountPts {
         "mkdir /dev/pts && mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts"
             .into()
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         std::fs::create_dir("/dev/pts").context("mkdir /dev/pts")?;
         mount(
             Some("devpts"),
@@ -194,7 +194,7 @@ impl Action for MountShm {
     fn shell(&self) -> String {
         "mkdir /dev/shm && mount -t tmpfs -o nosuid,nodev,noexec,mode=1777 shm /dev/shm".into()
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         std::fs::create_dir("/dev/shm").context("mkdir /dev/shm")?;
         mount(
             Some("shm"),
@@ -211,7 +211,7 @@ impl Action for MakeLink {
     fn shell(&self) -> String {
         format!("ln -s {} {}", self.1, quote_path(&dev(self.0)))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         std::os::unix::fs::symlink(self.1, dev(self.0))
             .with_context(|| format!("ln -s {} /dev/{}", self.1, self.0))
     }

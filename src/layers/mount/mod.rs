@@ -14,7 +14,7 @@ pub mod dev;
 
 use super::{Gathered, Layer};
 use crate::engine::check::{Before, Check, Kind, Outcome, Probe};
-use crate::engine::plan::{quote_path, Action, Command, Namespace, Phase, Spec};
+use crate::engine::plan::{quote_path, Action, Command, Namespace, Phase, RunContext, Spec};
 use crate::mountinfo::parse_mountinfo;
 use anyhow::{Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -179,7 +179,7 @@ impl Action for MakePrivate {
     fn shell(&self) -> String {
         "mount --make-rprivate /".into()
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         mount(
             None::<&str>,
             "/",
@@ -196,7 +196,7 @@ impl Action for BindSelf {
         let p = quote_path(&self.0);
         format!("mount --bind {p} {p}")
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         mount(
             Some(&self.0),
             &self.0,
@@ -212,7 +212,7 @@ impl Action for ChangeDir {
     fn shell(&self) -> String {
         format!("cd {}", quote_path(&self.0))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         unistd::chdir(&self.0).with_context(|| format!("chdir {}", self.0.display()))
     }
 }
@@ -221,7 +221,7 @@ impl Action for MakeDir {
     fn shell(&self) -> String {
         format!("mkdir -p {}", quote_path(&self.0))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         std::fs::create_dir_all(&self.0).with_context(|| format!("mkdir {}", self.0.display()))
     }
 }
@@ -230,7 +230,7 @@ impl Action for PivotRoot {
     fn shell(&self) -> String {
         format!("pivot_root . {OLD_ROOT}")
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         unistd::pivot_root(".", OLD_ROOT).map_err(|errno| {
             let e = anyhow::Error::new(errno).context(format!("pivot_root(\".\", \"{OLD_ROOT}\")"));
             match errno {
@@ -249,7 +249,7 @@ impl Action for ForgetProgramPaths {
     fn shell(&self) -> String {
         "hash -r".into()
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         // A shell caches the path of every program it ran (`mount` was /usr/bin/mount
         // on the host). lab keeps no such cache: it looks the command up when it runs
         // it, inside the new root, so there is nothing to forget.
@@ -261,7 +261,7 @@ impl Action for DetachOldRoot {
     fn shell(&self) -> String {
         format!("umount -l /{OLD_ROOT}")
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         // Lazy (MNT_DETACH): the old root is busy (lab's own binary came from it).
         umount2(format!("/{OLD_ROOT}").as_str(), MntFlags::MNT_DETACH)
             .with_context(|| format!("umount2(/{OLD_ROOT}, MNT_DETACH)"))

@@ -173,7 +173,8 @@ pub(super) fn reserved(dir: &Path) -> Option<(Ipv4Addr, Subnet)> {
 /// Before a container of step 5 is built: make sure it can be (iptables, the
 /// bridge, the subnet, the ports), then reserve its address in its state
 /// directory. Nothing is made on the host yet.
-pub(super) fn reserve(options: &mut Options, claim_dir: &Path) -> Result<()> {
+pub(super) fn reserve(options: &mut Options, claim: &crate::engine::state::Claim) -> Result<()> {
+    let claim_dir = &claim.dir;
     iptables_path()?;
     let _lock = lock()?;
     let mut nl = Netlink::open()?;
@@ -191,7 +192,7 @@ pub(super) fn reserve(options: &mut Options, claim_dir: &Path) -> Result<()> {
         }
         (None, None) => free_subnet(Some(&mut nl))?,
     };
-    let others = crate::engine::state::containers_holding_addresses();
+    let others = crate::engine::state::containers_holding_addresses(&claim.seen_running);
     for p in &options.publish {
         if options.publish.iter().filter(|q| q.host == p.host).count() > 1 {
             bail!("port {} is published twice", p.host);

@@ -9,7 +9,7 @@ use super::bridge::*;
 use super::syscalls::UNUSED;
 use super::teardown::*;
 use super::{Net, BRIDGE};
-use crate::engine::plan::Action;
+use crate::engine::plan::{Action, RunContext};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -211,9 +211,9 @@ impl Action for Iptables {
             body
         }
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, run: &RunContext) -> Result<()> {
         if self.shared && matches!(self.op, Op::Delete | Op::Flush | Op::DeleteChain) {
-            return sweep(&self.leaving);
+            return sweep(&self.leaving, run);
         }
         if self.carried {
             return Ok(());

@@ -80,9 +80,9 @@ impl super::Hooks for NetworkHooks {
         iptables_path().map(|_| ())
     }
     /// The container's address, reserved before anything is made.
-    fn reserve(&self, spec: &mut Spec, state: &Path) -> anyhow::Result<()> {
+    fn reserve(&self, spec: &mut Spec, claim: &crate::engine::state::Claim) -> anyhow::Result<()> {
         let mut options = spec.options.get::<Options>();
-        bridge::reserve(&mut options, state)?;
+        bridge::reserve(&mut options, claim)?;
         spec.options.set(options);
         crate::engine::state::fault_point("the address reserved")
     }

@@ -7,7 +7,7 @@
 use super::bridge::*;
 use super::teardown::*;
 use super::{Net, BRIDGE};
-use crate::engine::plan::{quote_path, Action};
+use crate::engine::plan::{quote_path, Action, RunContext};
 use crate::netlink::Netlink;
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
@@ -115,7 +115,7 @@ impl Action for Bridge {
             Bridge::Delete(_) => format!("{UNUSED} || {} 2>/dev/null || true", self.shell()),
         }
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, run: &RunContext) -> Result<()> {
         match self {
             Bridge::Add(mac) => {
                 // The last container's lab0 may still be on its way out: wait
@@ -143,7 +143,7 @@ impl Action for Bridge {
                 let index = nl.index(BRIDGE)?;
                 nl.set_up(index)
             }),
-            Bridge::Delete(leaving) => sweep(leaving),
+            Bridge::Delete(leaving) => sweep(leaving, run),
         }
     }
 }
@@ -216,7 +216,7 @@ impl Action for Forwarding {
             Forwarding::Restore(_) => format!("{UNUSED} || {}", self.shell()),
         }
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, run: &RunContext) -> Result<()> {
         match self {
             Forwarding::On => {
                 let _lock = lock()?;
@@ -229,7 +229,7 @@ impl Action for Forwarding {
                 }
                 Ok(())
             }
-            Forwarding::Restore(leaving) => sweep(leaving),
+            Forwarding::Restore(leaving) => sweep(leaving, run),
         }
     }
 }
@@ -260,7 +260,7 @@ impl Action for Veth {
             _ => self.shell(),
         }
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         if let Veth::Gone(_) = self {
             // The kernel removes the pair in the background, after lab has gone,
             // batched with other namespaces: removing it here would cost 15-40 ms,
@@ -312,7 +312,7 @@ impl Action for EtcFile {
             }
         }
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         let text = match &self.content {
             EtcContent::Lines(lines) => lines.iter().map(|l| format!("{l}\n")).collect(),
             EtcContent::Resolv(from) => std::fs::read_to_string(from)
@@ -338,7 +338,7 @@ impl Action for Inside {
         }
     }
 
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         // No lock here: this namespace is the container's alone.
         let mut nl = Netlink::open()?;
         match self {
@@ -377,7 +377,7 @@ impl Action for BindFile {
             quote_path(&self.to)
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         if self.to.metadata().is_err() {
             // A mount needs something to cover: an empty file (from step 7 it lands
             // in the container's writable layer), where the image's symbolic link
@@ -416,7 +416,7 @@ impl Action for RemoveDir {
             quote_path(parent)
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         match std::fs::remove_dir_all(&self.0) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(e).with_context(|| format!("removing {}", self.0.display()))

@@ -10,7 +10,7 @@ use super::bridge::*;
 use super::iptables::*;
 use super::syscalls::*;
 use super::{Net, BRIDGE};
-use crate::engine::plan::Action;
+use crate::engine::plan::{Action, RunContext};
 use crate::netlink::Netlink;
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -45,17 +45,16 @@ pub(super) fn shared_teardown(
 
 /// Take down everything containers share, in one go under the network lock, if no
 /// container but `leaving` uses lab0. Every line of the shared teardown calls this;
-/// the first decides for all of them. Two containers leaving at the same moment
+/// the first decides for all of them (this run's context remembers it). Two containers leaving at the same moment
 /// never both leave lab0 to the other: the first to take the lock gives up its
 /// address, so the second finds lab0 unused.
-pub(super) fn sweep(leaving: &str) -> Result<()> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static DECIDED: AtomicBool = AtomicBool::new(false);
-    if DECIDED.load(Ordering::SeqCst) {
+pub(super) fn sweep(leaving: &str, run: &RunContext) -> Result<()> {
+    const SWEPT: &str = "what containers share on the network, taken down if unused";
+    if run.decided(SWEPT) {
         return Ok(());
     }
     sweep_now(leaving)?;
-    DECIDED.store(true, Ordering::SeqCst);
+    run.decide(SWEPT);
     Ok(())
 }
 
@@ -339,7 +338,7 @@ pub(super) fn forget(dir: &Path) {
         publish: vec![],
         name: String::new(),
     };
-    let _ = Veth::Delete(host_veth(address, subnet)).apply();
+    let _ = Veth::Delete(host_veth(address, subnet)).apply(&RunContext::default());
     let published = std::fs::read_to_string(dir.join("published")).unwrap_or_default();
     // The container port is not kept: delete the DNAT rules by what they send to.
     let _ = (|| -> Result<()> {

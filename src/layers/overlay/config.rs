@@ -5,7 +5,7 @@
 //! as (User, or `--user`), looked up here in the image's own /etc/passwd and
 //! /etc/group.
 
-use crate::engine::plan::{quote_path, Action, Command, RunAs, Spec};
+use crate::engine::plan::{quote_path, Action, Command, RunAs, RunContext, Spec};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -186,8 +186,9 @@ impl Action for Export {
     fn shell(&self) -> String {
         format!("export {}={}", self.0, crate::engine::plan::quote(&self.1))
     }
-    fn apply(&self) -> Result<()> {
-        crate::engine::init::set_env(&self.0, &self.1);
+    fn apply(&self, run: &RunContext) -> Result<()> {
+        // For the command's exec (init.rs), which this run's context carries.
+        run.set_env(&self.0, &self.1);
         Ok(())
     }
 }
@@ -196,11 +197,11 @@ impl Action for StartIn {
     fn shell(&self) -> String {
         format!("cd {}", quote_path(&self.0))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, run: &RunContext) -> Result<()> {
         // Docker makes a missing WorkingDir; so does lab, in the container's layer.
         std::fs::create_dir_all(&self.0)
             .with_context(|| format!("making the working directory {}", self.0.display()))?;
-        crate::engine::init::set_workdir(&self.0);
+        run.set_workdir(self.0.clone());
         Ok(())
     }
 }
@@ -209,7 +210,7 @@ impl Action for Remark {
     fn shell(&self) -> String {
         format!("# {}", self.0)
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ pub use options::Options;
 
 use super::Layer;
 use crate::engine::check::{Check, Kind, Outcome, Probe};
-use crate::engine::plan::{quote_path, Action, Command, MakeDirs, Phase, Spec};
+use crate::engine::plan::{quote_path, Action, Command, MakeDirs, Phase, RunContext, Spec};
 use anyhow::{Context, Result};
 use nix::fcntl::AtFlags;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -219,7 +219,7 @@ impl Action for MountOverlay {
             quote_path(&self.merged)
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         let options = self.options();
         mount(
             Some("overlay"),
@@ -236,7 +236,7 @@ impl Action for Unmount {
     fn shell(&self) -> String {
         format!("umount {}", quote_path(&self.0))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         umount2(&self.0, MntFlags::empty()).with_context(|| format!("umount {}", self.0.display()))
     }
 }
@@ -250,7 +250,7 @@ impl Action for RemoveAll {
         }
         format!("rm -rf {}", paths(&self.0))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         for d in &self.0 {
             crate::dirs::remove_tree(d)?;
         }
@@ -353,7 +353,7 @@ fn probe_dirs(target: &str, scratch: &Path) -> Result<ProbeDirs> {
             merged: s_merged.clone(),
             volatile: true,
         };
-        second.apply()?;
+        second.apply(&RunContext::default())?;
         let merged = File::open(&s_merged);
         // Detach it at once: the host's mount table is as before, the open
         // directory keeps the second overlay alive for the probe.

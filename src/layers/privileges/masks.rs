@@ -14,7 +14,7 @@
 //! Paths that this kernel does not have are skipped (`[ ! -e P ] || ...`): which
 //! exist depends on how the kernel was built.
 
-use crate::engine::plan::Action;
+use crate::engine::plan::{Action, RunContext};
 use anyhow::{Context, Result};
 use nix::mount::{mount, MsFlags};
 use std::path::Path;
@@ -61,7 +61,7 @@ impl Action for MountSys {
             crate::engine::plan::quote_path(&self.0)
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         let at = crate::layers::mount::mount_point(&self.0)?;
         let flags =
             MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
@@ -74,7 +74,7 @@ impl Action for MaskFile {
     fn shell(&self) -> String {
         format!("[ ! -e {0} ] || mount --bind /dev/null {0}", self.0)
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         if !Path::new(self.0).exists() {
             return Ok(());
         }
@@ -98,7 +98,7 @@ impl Action for MaskDir {
     fn shell(&self) -> String {
         format!("[ ! -e {0} ] || mount -t tmpfs -o ro tmpfs {0}", self.0)
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         if !Path::new(self.0).exists() {
             return Ok(());
         }
@@ -120,7 +120,7 @@ impl Action for ReadOnly {
             self.0
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         if !Path::new(self.0).exists() {
             return Ok(());
         }

@@ -32,7 +32,9 @@ mod masks;
 mod seccomp;
 
 use super::Layer;
-use crate::engine::plan::{join_quoted, quote_path, Action, Command, MakeDirs, Phase, RunAs, Spec};
+use crate::engine::plan::{
+    join_quoted, quote_path, Action, Command, MakeDirs, Phase, RunAs, RunContext, Spec,
+};
 use anyhow::{Context, Result};
 use nix::unistd::Pid;
 use std::path::PathBuf;
@@ -188,7 +190,7 @@ impl Action for RestrictedExec {
     /// that loading the filter needs no CAP_SYS_ADMIN any more; the bounding set
     /// before the permitted set, because dropping from it needs CAP_SETPCAP;
     /// the filter last, so that no rule of it can stop the calls before it.
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         nix::sys::prctl::set_no_new_privs().context("prctl(PR_SET_NO_NEW_PRIVS)")?;
         let kept = capabilities::kept_set();
         capabilities::apply(capabilities::Sets {
@@ -219,7 +221,7 @@ impl Action for RemoveFile {
             quote_path(parent)
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         match std::fs::remove_file(&self.0) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 Err(e).with_context(|| format!("removing {}", self.0.display()))
@@ -292,7 +294,7 @@ impl Action for TakeOn {
             self.filters.len()
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         let load = |filters: &[Vec<nix::libc::sock_filter>]| -> Result<()> {
             filters.iter().try_for_each(|f| crate::sys::load_seccomp(f))
         };

@@ -15,7 +15,7 @@
 //! lab must print one by one anyway, and seccompiler or libseccomp would compile
 //! rules into a program lab would then have to take apart to show it.
 
-use crate::engine::plan::{quote_path, Action};
+use crate::engine::plan::{quote_path, Action, RunContext};
 use anyhow::{bail, Context, Result};
 use nix::libc;
 use std::path::PathBuf;
@@ -363,7 +363,7 @@ impl Action for DefineIns {
     fn shell(&self) -> String {
         r#"ins() { printf "$(printf '\\x%02x' $(($1 & 255)) $(($1 >> 8)) $2 $3 $(($4 & 255)) $(($4 >> 8 & 255)) $(($4 >> 16 & 255)) $(($4 >> 24)))"; }"#.into()
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         // lab writes the bytes itself (WriteInsn).
         Ok(())
     }
@@ -373,7 +373,7 @@ impl Action for Opcodes {
     fn shell(&self) -> String {
         format!("LD={LD:#x} JEQ={JEQ:#x} JGE={JGE:#x} JSET={JSET:#x} RET={RET:#x}")
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         Ok(())
     }
 }
@@ -382,7 +382,7 @@ impl Action for StartFile {
     fn shell(&self) -> String {
         format!("BPF={}; : > \"$BPF\"", quote_path(&self.0))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         std::fs::write(&self.0, b"").with_context(|| format!("creating {}", self.0.display()))
     }
 }
@@ -398,7 +398,7 @@ impl Action for WriteInsn {
             i.k_text()
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
             .append(true)
@@ -413,7 +413,7 @@ impl Action for OpenFilter {
     fn shell(&self) -> String {
         format!("exec {FD}< {}", quote_path(&self.0))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         // lab loads the same program from memory with seccomp(2) in the last line
         // (RestrictedExec), so it keeps no descriptor open.
         Ok(())

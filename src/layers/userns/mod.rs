@@ -24,7 +24,7 @@ pub mod range;
 pub mod shift;
 
 use super::Layer;
-use crate::engine::plan::{Action, Command, Namespace, Phase, Spec};
+use crate::engine::plan::{Action, Command, Namespace, Phase, RunContext, Spec};
 use anyhow::{Context, Result};
 
 pub const LAYER: Layer = Layer {
@@ -101,7 +101,7 @@ impl Action for WriteMap {
     fn shell(&self) -> String {
         format!("echo '{}' > /proc/$PID/{}", self.line, self.file)
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         let pid = crate::engine::state::first_pid(&self.container)?;
         let path = format!("/proc/{pid}/{}", self.file);
         // One write: the kernel takes the whole map at once, and only once.
@@ -142,7 +142,7 @@ impl Action for BecomeRoot {
     }
     /// lab's first process was cloned with every capability in the new
     /// namespace and has not exec'd since: it may take IDs that the map holds.
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
         let (root, group) = (Uid::from_raw(0), Gid::from_raw(0));
         setresgid(group, group, group).context("setresgid(0, 0, 0) in the user namespace")?;

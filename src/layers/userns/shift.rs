@@ -19,7 +19,7 @@
 //! the host's capability attributes would not apply anyway).
 
 use super::range::Range;
-use crate::engine::plan::{quote_path, Action};
+use crate::engine::plan::{quote_path, Action, RunContext};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -44,7 +44,7 @@ impl Action for DefineShiftIds {
     fn shell(&self) -> String {
         r#"shift_ids() { find "$2" -printf '%U %G %m %p\0' | while IFS=' ' read -r -d '' u g m p; do chown -h "$((u + $1)):$((g + $1))" "$p" && { [ -L "$p" ] || chmod "$m" "$p"; }; done; }"#.into()
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         // lab does it itself (Shift).
         Ok(())
     }
@@ -74,7 +74,7 @@ impl Action for Shift {
             self.range.base
         )
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         let copy = self.copy();
         // The default root filesystem changes (steps 1 to 6 write into it): a
         // copy made before is made again, unless a container runs on it. The
@@ -262,7 +262,7 @@ impl Action for OwnBy {
         let dirs: Vec<String> = self.dirs.iter().map(|d| quote_path(d)).collect();
         format!("chown {0}:{0} {1}", self.range.base, dirs.join(" "))
     }
-    fn apply(&self) -> Result<()> {
+    fn apply(&self, _run: &RunContext) -> Result<()> {
         let id = self.range.base;
         for d in &self.dirs {
             nix::unistd::chown(
