@@ -9,7 +9,7 @@
 #
 # It builds in a copy (/opt/lab), not in the shared folder, which may be slow or
 # read-only. Running it again updates the copy and rebuilds. Tested on a fresh
-# Debian 12 root filesystem by tests/provision.rs.
+# Debian 12 root filesystem by tests/it/provision.rs.
 set -euo pipefail
 if [ "$(id -u)" != 0 ]; then echo "run it as root: sudo $0 $*" >&2; exit 1; fi
 src=${1:-/vagrant}
