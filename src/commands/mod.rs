@@ -59,13 +59,26 @@ fn note_progress(step: u8, reports: &[Report]) {
             .filter(|n| !done.contains(n))
             .map(|n| n.to_string())
             .collect();
-        if !before.is_empty() {
-            errln!(
-                "lab: step {step} completed; before it, step(s) {} are not yet: sudo lab next runs the first of them, sudo lab steps shows your progress",
-                before.join(", ")
-            );
+        if let Some(said) = left_before(step, &before) {
+            errln!("{said}");
         }
     }
+}
+
+/// What a student who started in the middle still has before `step`, said
+/// in one sentence (`lab steps` needs no sudo; `lab next` does).
+fn left_before(step: u8, before: &[String]) -> Option<String> {
+    let (which, are) = match before {
+        [] => return None,
+        [one] => (format!("step {one} is"), "it"),
+        [first @ .., last] => (
+            format!("steps {} and {last} are", first.join(", ")),
+            "the first of them",
+        ),
+    };
+    Some(format!(
+        "lab: step {step} completed. Before it, {which} not completed yet: `sudo lab next` builds {are}, and `lab steps` shows your progress."
+    ))
 }
 
 /// The checks as text (or JSON), and the exit code: 0 only if none failed.
@@ -87,5 +100,24 @@ fn print_verdict(reports: &[Report], json: bool) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::left_before;
+
+    #[test]
+    fn what_is_left_before_a_step_is_one_sentence_in_good_grammar() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(left_before(5, &[]), None);
+        assert_eq!(
+            left_before(5, &s(&["4"])).unwrap(),
+            "lab: step 5 completed. Before it, step 4 is not completed yet: `sudo lab next` builds it, and `lab steps` shows your progress."
+        );
+        assert_eq!(
+            left_before(5, &s(&["1", "2", "4"])).unwrap(),
+            "lab: step 5 completed. Before it, steps 1, 2 and 4 are not completed yet: `sudo lab next` builds the first of them, and `lab steps` shows your progress."
+        );
     }
 }

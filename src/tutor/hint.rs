@@ -94,7 +94,7 @@ pub fn next(step: u8, explain: impl Fn(u8, u8) -> String) -> Result<String> {
     let mut all = read();
     let Some(f) = all.iter_mut().find(|f| f.step == step) else {
         return Ok(format!(
-            "No failed check of step {step} is on record: nothing to hint at. Run the checks first (sudo lab verify {step}, or lab check {step} --pid PID for a container you built by hand)."
+            "No failed check of step {step} is on record: nothing to hint at. Run the checks first (sudo lab verify {step}, or lab check {step} --pid PID for a container you built by hand).\n"
         ));
     };
     let Some(check) = crate::engine::check::checks_for(step)
@@ -102,7 +102,7 @@ pub fn next(step: u8, explain: impl Fn(u8, u8) -> String) -> Result<String> {
         .find(|c| c.name == f.name)
     else {
         return Ok(format!(
-            "The check {:?} of step {step} is not one of this lab's: run the checks of step {step} again.",
+            "The check {:?} of step {step} is not one of this lab's: run the checks of step {step} again.\n",
             f.name
         ));
     };

@@ -780,7 +780,9 @@ fn progress_marks_completed_steps_and_next_builds_the_first_left() {
     let four = lab_isolated().args(["verify", "4"]).output().unwrap();
     assert!(four.status.success(), "{}", err(&four));
     assert!(
-        err(&four).contains("step 4 completed; before it, step(s) 3 are not yet: sudo lab next"),
+        err(&four).contains(
+            "step 4 completed. Before it, step 3 is not completed yet: `sudo lab next` builds it"
+        ),
         "{}",
         err(&four)
     );

@@ -420,6 +420,11 @@ fn hints_escalate_from_the_cause_to_the_fix() {
         "{}",
         text(&out)
     );
+    assert!(
+        text(&out).ends_with(".\n"),
+        "a line ends the output: {:?}",
+        text(&out)
+    );
     // A process of the host is no container of step 3: its checks fail.
     let host = Background::spawn({
         let mut c = Command::new("sleep");
@@ -503,4 +508,63 @@ fn tab_completes_commands_steps_lessons_and_images() {
             "{shell}"
         );
     }
+}
+
+/// The menu through a step with a shell, and back, from an interactive bash as
+/// a student's terminal runs it: from step 3 the container's shell (busybox sh
+/// with job control) makes its own process group the terminal's foreground,
+/// and lab, once it exits, must take the terminal back before it draws the
+/// menu again. Without that the kernel stops lab (SIGTTOU), bash says
+/// `[1]+ Stopped`, and the keys go to bash. Every step; failures are listed
+/// together, so that one does not hide the others.
+#[test]
+#[ignore = "needs root: sudo ./test.sh"]
+fn the_menu_gets_the_terminal_back_after_a_steps_shell_at_every_step() {
+    let Some(_g) = privileged_terminal() else {
+        return;
+    };
+    let home = fresh_home("menu-steps");
+    let copied = Command::new("cp")
+        .args(["-a"])
+        .arg(crate::support::home().join("rootfs"))
+        .arg(home.join("rootfs"))
+        .status()
+        .unwrap();
+    assert!(copied.success(), "copying the test's root filesystem");
+    let mut failed = Vec::new();
+    for step in 1..=9u8 {
+        // The steps before it completed: "Continue" (the first item) builds it.
+        let progress: String = (1..step)
+            .map(|n| format!("step {n} completed 2026-01-01 00:00:00 UTC\n"))
+            .collect();
+        std::fs::write(home.join("progress"), progress).unwrap();
+        let env = [
+            ("LAB_HOME", home.clone()),
+            ("LAB_RUN", run_dir()),
+            ("LAB_CGROUP_PARENT", PathBuf::from(CGROUP_PARENT)),
+        ];
+        let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        let s = Screen::start("PS1='host$ ' exec bash --norc --noprofile -i", &env);
+        s.wait_for("host$ ", 1);
+        s.keys(&[LAB, "Enter"]);
+        let menu = s.wait_for("What next?", 1);
+        assert!(
+            menu.contains(&format!("Continue: build step {step},")),
+            "{menu}"
+        );
+        s.keys(&["Enter"]);
+        s.wait_for(&format!(" · step {step}] / #"), 1);
+        s.keys(&["exit", "Enter"]);
+        s.wait_for("What next?", 2);
+        // Quit (Up from the first item goes round to the last).
+        s.keys(&["Up", "Enter"]);
+        s.wait_for("host$ ", 2);
+        s.keys(&["echo DONE=$?", "Enter"]);
+        let shown = s.wait_for("DONE=", 2);
+        if shown.contains("Stopped") || !shown.contains("DONE=0") {
+            failed.push(format!("step {step}:\n{shown}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+    assert_eq!(leftover_containers(), Vec::<String>::new());
 }
