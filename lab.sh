@@ -13,8 +13,15 @@ system_packages
 find_cargo
 run_cargo build --release --locked --quiet
 install -m 0755 target/release/lab /usr/local/bin/lab
-# Tab completion in bash (bash-completion loads it the first time lab is typed).
-mkdir -p /usr/local/share/bash-completion/completions
-/usr/local/bin/lab completions bash > /usr/local/share/bash-completion/completions/lab
+# Tab completion in bash (bash-completion loads it the first time lab is typed,
+# in a shell that loaded bash-completion: a user's, or any login shell; root's
+# ~/.bashrc on Debian does not load it, and the file works alone when sourced).
+completion=/usr/local/share/bash-completion/completions/lab
+first=false; [ -e "$completion" ] || first=true
+mkdir -p "$(dirname "$completion")"
+/usr/local/bin/lab completions bash > "$completion"
+if $first; then
+  echo "Tab completion for lab: in a new shell (bash -l), or in this one: source $completion" >&2
+fi
 if [ $# -eq 0 ]; then set -- steps; fi
 exec /usr/local/bin/lab "$@"

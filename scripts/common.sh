@@ -8,8 +8,26 @@ need_packages() {
   done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "Installing ${missing[*]} (apt-get)"
-    apt-get update -qq
+    apt_update || return 1
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# Like need_packages, for what lab can do without (Tab completion): a machine
+# that cannot install them still gets lab, and is told what it lacks.
+want_packages() {
+  need_packages "$@" || echo "Could not install $* (optional): lab works without it." >&2
+  return 0
+}
+
+# apt-get update, said before it starts, and given LAB_APT_TIMEOUT seconds
+# (default 120): without a network it would otherwise wait for minutes, silent.
+apt_update() {
+  local limit=${LAB_APT_TIMEOUT:-120}
+  echo "Updating the package lists (apt-get update; at most ${limit} s)..."
+  if ! timeout "$limit" apt-get update -qq; then
+    echo "apt-get update did not finish in ${limit} s: check the network (or the mirror in /etc/apt/sources.list), then run this again." >&2
+    return 1
   fi
 }
 
@@ -19,7 +37,8 @@ need_packages() {
 # NAT of step 5, iproute2 and procps for the `ip`, `sysctl` and `pgrep` that
 # `lab script 5` and the lessons use, a C toolchain to link Rust programs.
 system_packages() {
-  need_packages busybox-static util-linux iptables iproute2 procps bubblewrap gcc libc6-dev ca-certificates bash-completion
+  need_packages busybox-static util-linux iptables iproute2 procps bubblewrap gcc libc6-dev ca-certificates
+  want_packages bash-completion
 }
 
 # Rust 1.75 or newer (Cargo.toml's rust-version). Looks in PATH, in rustup's place in

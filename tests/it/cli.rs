@@ -513,3 +513,56 @@ fn the_vagrantfile_is_valid() {
         err(&out)
     );
 }
+
+/// The setup's package step without a network: apt-get update is said before it
+/// starts, gives up after LAB_APT_TIMEOUT seconds with what to check, and an
+/// optional package (Tab completion) does not stop the setup. A fake apt-get
+/// that hangs, as one does with no network, and a dpkg-query that finds nothing.
+#[test]
+fn the_setup_says_what_it_waits_for_and_gives_up_on_a_dead_network() {
+    let fake = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fake-apt");
+    let _ = std::fs::remove_dir_all(&fake);
+    std::fs::create_dir_all(&fake).unwrap();
+    for (name, body) in [("apt-get", "sleep 30"), ("dpkg-query", "exit 1")] {
+        let path = fake.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        let mut p = std::fs::metadata(&path).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut p, 0o755);
+        std::fs::set_permissions(&path, p).unwrap();
+    }
+    let run = |script: &str| {
+        let start = std::time::Instant::now();
+        let out = std::process::Command::new("bash")
+            .args(["-c", &format!(". scripts/common.sh; {script}")])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("PATH", format!("{}:/usr/bin:/bin", fake.display()))
+            .env("LAB_APT_TIMEOUT", "1")
+            .output()
+            .unwrap();
+        (out, start.elapsed())
+    };
+    let (out, took) = run("need_packages some-package");
+    assert!(!out.status.success());
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "it waited {took:?}"
+    );
+    assert!(
+        text(&out).contains("Updating the package lists (apt-get update; at most 1 s)..."),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        err(&out).contains("apt-get update did not finish in 1 s: check the network"),
+        "{}",
+        err(&out)
+    );
+    let (out, _) = run("want_packages bash-completion && echo went-on");
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(text(&out).contains("went-on"), "{}", text(&out));
+    assert!(
+        err(&out).contains("Could not install bash-completion (optional): lab works without it."),
+        "{}",
+        err(&out)
+    );
+}
