@@ -55,12 +55,12 @@ fn checks(_step: u8) -> Vec<Check> {
     vec![
         LAYER.check(
             "the hostname inside is the container's",
-            "The hostname inside is the host's: no uts namespace, or `hostname NAME` did not run inside it. Compare `hostname` inside and on the host.",
+            "The hostname inside is the host's: no uts namespace, or the line that names the container (hostname NAME) did not run inside it. Compare `cat /proc/sys/kernel/hostname` inside and on the host.",
             Kind::Inside(hostname_is_own),
         ),
         LAYER.check(
             "a System V message queue made on the host is invisible",
-            "The host's message queue is visible: the container shares the host's ipc namespace. Compare `ipcs -q` inside and on the host.",
+            "The host's message queue is visible: the container shares the host's ipc namespace. Compare `cat /proc/sysvipc/msg` inside and on the host (the file `ipcs -q` reads; the root filesystem has no ipcs).",
             Kind::Inside(host_queue_invisible),
         ),
         LAYER.check(

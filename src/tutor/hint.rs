@@ -115,6 +115,7 @@ pub fn next(step: u8, explain: impl Fn(u8, u8) -> String) -> Result<String> {
     );
     match f.level {
         2 => {
+            out.push_str("(Hint 1 of 3 was the one printed under the failed check.)\n\n");
             out.push_str(&format!(
                 "{}\n  {}\n\n",
                 "What the check saw:".bold(),
@@ -168,7 +169,10 @@ fn quoted(hint: &str) -> Vec<String> {
 }
 
 /// The commands of a hint that show the cause, not the ones that fix it: the
-/// layer's own lines (`umount -l /.oldroot`, in `fix`) wait for level 3.
+/// layer's own lines (`umount -l /.oldroot`, in `fix`) wait for level 3, and a
+/// command that would change something (`hostname NAME`: typed where the
+/// container has no uts namespace, it renames the host) is never offered as a
+/// way to look.
 fn to_look(hint: &str, fix: &str) -> Vec<String> {
     quoted(hint)
         .into_iter()
@@ -177,7 +181,25 @@ fn to_look(hint: &str, fix: &str) -> Vec<String> {
                 .lines()
                 .any(|l| l.trim() == c)
         })
+        .filter(|c| only_looks(c))
         .collect()
+}
+
+/// Whether a command only reads: a path to look at, or a program that prints
+/// what it is asked (ip and iptables only when they list).
+fn only_looks(command: &str) -> bool {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    match words.as_slice() {
+        [path] if path.starts_with('/') => true,
+        ["cat" | "ls" | "grep" | "findmnt" | "ps" | "readlink" | "stat" | "capsh", ..] => true,
+        ["hostname"] | ["id"] | ["mount"] => true,
+        ["bridge", "link"] => true,
+        ["ip", rest @ ..] => !rest
+            .iter()
+            .any(|w| ["add", "del", "delete", "set", "change", "replace", "flush"].contains(w)),
+        ["iptables", rest @ ..] => rest.iter().any(|w| *w == "-S" || *w == "-L"),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -191,6 +213,21 @@ mod tests {
                 "Layer 2\n  pivot_root . .oldroot\n  \x1b[36mumount -l /.oldroot\x1b[0m\n"
             ),
             vec!["cat /proc/mounts".to_string()]
+        );
+    }
+
+    #[test]
+    fn a_command_that_changes_something_is_never_a_way_to_look() {
+        assert_eq!(
+            super::to_look(
+                "Not named: `hostname NAME` did not run. Compare `cat /proc/sys/kernel/hostname`, `ip link set lo up`, `ip -br link` and `iptables -S FORWARD`; then `sudo lab clean`.",
+                ""
+            ),
+            vec![
+                "cat /proc/sys/kernel/hostname".to_string(),
+                "ip -br link".into(),
+                "iptables -S FORWARD".into()
+            ]
         );
     }
 
