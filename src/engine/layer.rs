@@ -149,6 +149,14 @@ pub trait Hooks: Sync {
     fn without_root(&self) -> Option<&'static str> {
         None
     }
+    /// Without root, when this layer is left out: the lines a user can still
+    /// have in the namespace it makes (step 5: bring its lo up), and their checks.
+    fn without_root_commands(&self, _spec: &Spec) -> Vec<Command> {
+        vec![]
+    }
+    fn without_root_checks(&self, _step: u8) -> Vec<Check> {
+        vec![]
+    }
 }
 
 /// What a layer gathered for its checks, or why it could not.

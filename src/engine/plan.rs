@@ -129,6 +129,10 @@ impl Plan {
                 Err(e) => return Err(e),
             }
         }
+        // Without root, what a left-out layer still does in its namespace.
+        for (l, _) in crate::engine::curriculum::left_out(spec.step) {
+            commands.extend(l.hooks.without_root_commands(&spec));
+        }
         // The last line starts the command; a layer may write it (step 8 runs the
         // command with fewer privileges).
         let run_given = commands.iter().any(|c| c.phase == Phase::Run);

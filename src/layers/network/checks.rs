@@ -166,6 +166,28 @@ pub(super) fn checks(_step: u8) -> Vec<Check> {
     ]
 }
 
+/// Without root, the network layer's part (a namespace with only lo, up).
+pub(super) fn without_root() -> Vec<Check> {
+    vec![super::LAYER.check(
+        "without root: only lo inside, and it is up",
+        "lo is down, or the container shares the host's network namespace: `ip link set lo up` did not run inside (without root, in the user namespace that owns the network namespace). Look with `ip link` inside.",
+        Kind::Inside(only_lo_up),
+    )]
+}
+
+fn only_lo_up(_p: &Probe) -> Outcome {
+    match Netlink::open().and_then(|mut nl| nl.links()) {
+        Ok(links) => {
+            let seen: Vec<String> = links
+                .iter()
+                .map(|l| format!("{} {}", l.name, if l.up { "up" } else { "down" }))
+                .collect();
+            Outcome::from(seen == ["lo up"], format!("inside: {}", seen.join(", ")))
+        }
+        Err(e) => Outcome::Fail(format!("{e:#}")),
+    }
+}
+
 fn net(p: &Probe) -> Result<&ProbeNet, Outcome> {
     p.data(super::LAYER.number)
 }

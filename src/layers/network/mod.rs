@@ -136,7 +136,19 @@ impl super::Hooks for NetworkHooks {
         &["network.lock", "network-rules", "lab0-removal"]
     }
     fn without_root(&self) -> Option<&'static str> {
-        Some("the bridge lab0, the veth pair and NAT need root on the host (rootless Podman runs a helper, slirp4netns or pasta, for that): the container gets a network namespace with only lo")
+        Some("the bridge lab0, the veth pair and NAT need root on the host (rootless Podman runs a helper, slirp4netns or pasta, for that): the container gets a network namespace with only lo, brought up")
+    }
+    fn without_root_commands(&self, _spec: &Spec) -> Vec<Command> {
+        // Root of the user namespace that owns this network namespace may: its
+        // capabilities hold there until the last line.
+        vec![LAYER.at(
+            Phase::Enter,
+            "without root, no cable to the host: only the loopback interface, which starts down",
+            Inside::LoUp,
+        )]
+    }
+    fn without_root_checks(&self, _step: u8) -> Vec<crate::engine::check::Check> {
+        checks::without_root()
     }
 }
 
