@@ -272,12 +272,24 @@ fn cgroup_version() -> Finding {
             what,
             "cgroup v1 hierarchies for memory, cpu, cpuacct and pids, for step 6",
         ),
+        // `ip netns exec` mounts a fresh /sys for the namespace, without the
+        // cgroup filesystem: the machine has cgroups, this shell does not see them.
+        Err(_) if nothing_in("/sys/fs/cgroup") => missing(
+            what,
+            "/sys/fs/cgroup is empty in this shell: its /sys is not the host's (ip netns exec mounts a fresh one) (step 6 needs the cgroups)",
+            "run lab doctor from a shell in the host's mounts, or enter a named network namespace with nsenter --net=/run/netns/NAME, which keeps them",
+        ),
         Err(e) => missing(
             what,
             format!("{e:#} (step 6 needs them)"),
             "boot with systemd.unified_cgroup_hierarchy=1 for cgroup v2",
         ),
     }
+}
+
+/// Whether `dir` is missing or holds nothing.
+fn nothing_in(dir: &str) -> bool {
+    std::fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
 }
 
 /// Whether this kernel has `name` as a module (modules.dep lists every one).

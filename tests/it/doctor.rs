@@ -62,3 +62,30 @@ fn doctor_tries_every_feature_and_changes_nothing() {
     assert!(s.contains("fix: apt-get install busybox-static"), "{s}");
     assert!(s.contains("1 missing: run the fix lines above"), "{s}");
 }
+
+/// Under `ip netns exec` (a fresh /sys, without the cgroup filesystem), the
+/// doctor says that this shell does not see the cgroups, not that the machine
+/// should boot into cgroup v2. The fresh /sys is made as ip netns exec makes
+/// it, in a mount namespace of the test's own.
+#[test]
+#[ignore = "needs root: sudo ./test.sh"]
+fn doctor_tells_an_empty_sys_fs_cgroup_from_a_machine_without_cgroup_v2() {
+    let _g = privileged!();
+    let out = Command::new("unshare")
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            "mount -t sysfs sysfs /sys && exec \"$0\" doctor",
+        ])
+        .arg(LAB)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let said = format!("{}{}", text(&out), err(&out));
+    assert!(
+        said.contains("/sys/fs/cgroup is empty in this shell: its /sys is not the host's"),
+        "{said}"
+    );
+    assert!(!said.contains("systemd.unified_cgroup_hierarchy"), "{said}");
+}
