@@ -545,7 +545,7 @@ fn the_menu_gets_the_terminal_back_after_a_steps_shell_at_every_step() {
         ];
         let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
         let s = Screen::start("PS1='host$ ' exec bash --norc --noprofile -i", &env);
-        s.wait_for("host$ ", 1);
+        s.wait_for("host$", 1);
         s.keys(&[LAB, "Enter"]);
         let menu = s.wait_for("What next?", 1);
         assert!(
@@ -558,7 +558,7 @@ fn the_menu_gets_the_terminal_back_after_a_steps_shell_at_every_step() {
         s.wait_for("What next?", 2);
         // Quit (Up from the first item goes round to the last).
         s.keys(&["Up", "Enter"]);
-        s.wait_for("host$ ", 2);
+        s.wait_for("host$", 2);
         s.keys(&["echo DONE=$?", "Enter"]);
         let shown = s.wait_for("DONE=", 2);
         if shown.contains("Stopped") || !shown.contains("DONE=0") {
