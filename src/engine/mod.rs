@@ -15,8 +15,8 @@
 //! - `plan.rs`: a layer's lines as data (`Command`, `Action`), and the plan of
 //!   a step;
 //! - `namespace.rs`: the one table of namespaces;
-//! - `container.rs`: one run, phase by phase; `init.rs`: the container's first
-//!   process; `walk.rs` and `prompt.rs`: `--walk`'s question at each line;
+//! - `container.rs`: one run, phase by phase; `apply.rs`: one line applied;
+//!   `init.rs`: the container's first process; `walk.rs` and `prompt.rs`: `--walk`'s question at each line;
 //! - `check/`: what a check is, how a step's checks run, the probe;
 //! - `message.rs`: what lab, its init and the probe say to each other;
 //! - `state/`: what lab leaves on the host, and how it is found and cleaned;
