@@ -64,7 +64,7 @@ fn main() -> ExitCode {
         Err(e) => {
             if let Some(i) = e.downcast_ref::<engine::container::Interrupted>() {
                 errln!("lab: {i}");
-                return ExitCode::from(128 + i.0 as u8);
+                return ExitCode::from(128 + i.signal as u8);
             }
             if let Some(s) = e.downcast_ref::<tutor::Stopped>() {
                 errln!("lab: {s}: nothing was recorded");

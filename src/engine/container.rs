@@ -62,13 +62,42 @@ pub struct Finished {
     pub exit_code: i32,
 }
 
-/// lab was stopped by a signal before the command started.
+/// lab was stopped before the command started: by a signal (Ctrl-C is
+/// SIGINT), or by the student's "stop" at a --walk prompt (exit status as for
+/// Ctrl-C).
 #[derive(Debug)]
-pub struct Interrupted(pub Signal);
+pub struct Interrupted {
+    pub signal: Signal,
+    pub chosen: bool,
+}
+
+impl Interrupted {
+    pub fn by(signal: Signal) -> Interrupted {
+        Interrupted {
+            signal,
+            chosen: false,
+        }
+    }
+
+    /// "stop" at a --walk prompt.
+    pub fn chosen() -> Interrupted {
+        Interrupted {
+            signal: Signal::SIGINT,
+            chosen: true,
+        }
+    }
+}
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "interrupted by {}: the container was removed", self.0)
+        match self.chosen {
+            true => write!(f, "stopped at a --walk prompt: the container was removed"),
+            false => write!(
+                f,
+                "interrupted by {}: the container was removed",
+                self.signal
+            ),
+        }
     }
 }
 
@@ -160,7 +189,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     };
     show.say(&render::reports("Checks", &reports));
     if let Some(signal) = sys::take_signal() {
-        return Err(Interrupted(signal).into());
+        return Err(Interrupted::by(signal).into());
     }
     // 7. The command (lab step), or the end (lab verify).
     let exit_code = run_command(child, &plan, parts.run, &mut printer, show)?;
@@ -288,10 +317,14 @@ impl Child {
         }
         match Setup::decode(&answer) {
             Ok(Setup::Ready) => fault_point("the container set up"),
-            // Stopped at a --walk prompt inside: as Ctrl-C would.
+            // Ctrl-C or "stop" at a --walk prompt inside: as Ctrl-C would.
             Ok(Setup::Interrupted) => {
                 self.guard.wait();
-                Err(Interrupted(Signal::SIGINT).into())
+                Err(Interrupted::by(Signal::SIGINT).into())
+            }
+            Ok(Setup::Stopped) => {
+                self.guard.wait();
+                Err(Interrupted::chosen().into())
             }
             // A command failed inside: its hint came as a field of its own.
             Ok(Setup::Failed { error, hint }) => {
@@ -351,7 +384,7 @@ fn run_command(
         }
         Some(sig) => {
             sys::forward_to(None);
-            return Err(Interrupted(sig).into());
+            return Err(Interrupted::by(sig).into());
         }
         None => {}
     }
@@ -473,7 +506,7 @@ fn read_answer(fd: OwnedFd) -> Result<String> {
             Ok(_) => buf.push(byte[0]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
                 if let Some(signal) = sys::take_signal() {
-                    return Err(Interrupted(signal).into());
+                    return Err(Interrupted::by(signal).into());
                 }
             }
             Err(e) => return Err(e).context("reading from the container"),

@@ -128,9 +128,12 @@ fn apply_inside(
         // Ctrl-C here, without a terminal in raw mode, reaches lab too, which
         // then takes the container down; at a menu, this process tells lab.
         if show.walk {
-            crate::engine::walk::before(plan, c).map_err(|e| match e.is::<Interrupted>() {
-                true => Setup::Interrupted,
-                false => Setup::failed(&e),
+            crate::engine::walk::before(plan, c).map_err(|e| {
+                match e.downcast_ref::<Interrupted>().map(|i| i.chosen) {
+                    Some(true) => Setup::Stopped,
+                    Some(false) => Setup::Interrupted,
+                    None => Setup::failed(&e),
+                }
             })?;
         }
         timed(c, ctx).map_err(|e| Setup::failed(&failed(c, e)))?;

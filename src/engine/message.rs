@@ -64,8 +64,10 @@ impl Word {
 pub enum Setup {
     /// The inside commands are applied and the command is held: "ok".
     Ready,
-    /// The student stopped at a --walk prompt (lab tears down, as on Ctrl-C).
+    /// Ctrl-C or Esc at a --walk prompt (lab tears down, as on Ctrl-C).
     Interrupted,
+    /// "stop" chosen at a --walk prompt (lab tears down the same way).
+    Stopped,
     /// A command failed: what lab shows the student, and the hint if there is one.
     Failed { error: String, hint: Option<String> },
 }
@@ -84,6 +86,7 @@ impl Setup {
         match self {
             Setup::Ready => "ok\n".into(),
             Setup::Interrupted => "interrupted\n".into(),
+            Setup::Stopped => "stopped\n".into(),
             Setup::Failed { error, hint: None } => format!("error\t{}\n", escape(error)),
             Setup::Failed {
                 error,
@@ -103,6 +106,7 @@ impl Setup {
         let setup = match (fields.next(), fields.next(), fields.next(), fields.next()) {
             (Some("ok"), None, ..) => Setup::Ready,
             (Some("interrupted"), None, ..) => Setup::Interrupted,
+            (Some("stopped"), None, ..) => Setup::Stopped,
             (Some("error"), Some(error), hint, None) => Setup::Failed {
                 error: unescape(error)?,
                 hint: hint.map(unescape).transpose()?,
@@ -282,6 +286,7 @@ mod tests {
         for s in [
             Setup::Ready,
             Setup::Interrupted,
+            Setup::Stopped,
             Setup::Failed {
                 error: "`mount` failed:\tEINVAL\\n".into(),
                 hint: None,

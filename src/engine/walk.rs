@@ -32,9 +32,9 @@ pub fn before(plan: &Plan, command: &Command) -> Result<()> {
             Ok(RUN) => return Ok(()),
             Ok(MORE) => crate::engine::render::out(&more(plan, command)),
             Ok(CHECK) => crate::engine::render::out(&checks(plan, command)),
-            Ok(_) => return Err(Interrupted(Signal::SIGINT).into()),
+            Ok(_) => return Err(Interrupted::chosen().into()),
             Err(e) if e.is::<super::prompt::Stopped>() => {
-                return Err(Interrupted(Signal::SIGINT).into())
+                return Err(Interrupted::by(Signal::SIGINT).into())
             }
             Err(e) => return Err(e),
         }
@@ -206,7 +206,7 @@ pub fn wait_for_enter() -> Result<()> {
             Ok(_) => {}
             Err(Errno::EINTR) => {
                 if let Some(signal) = crate::sys::take_signal() {
-                    return Err(Interrupted(signal).into());
+                    return Err(Interrupted::by(signal).into());
                 }
             }
             Err(e) => return Err(e).context("--walk: reading standard input"),

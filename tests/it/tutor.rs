@@ -568,3 +568,50 @@ fn the_menu_gets_the_terminal_back_after_a_steps_shell_at_every_step() {
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
     assert_eq!(leftover_containers(), Vec::<String>::new());
 }
+
+/// "stop" at a --walk prompt says so (not "interrupted by SIGINT"), inside the
+/// container (at pivot_root, a prompt of lab's init) as on the host (the first
+/// prompt), removes everything, and exits as Ctrl-C would.
+#[test]
+#[ignore = "needs root: sudo ./test.sh"]
+fn stop_at_a_walk_prompt_says_it_was_stopped() {
+    let Some(_g) = privileged_terminal() else {
+        return;
+    };
+    let env = [
+        ("LAB_HOME", home()),
+        ("LAB_RUN", run_dir()),
+        ("LAB_CGROUP_PARENT", PathBuf::from(CGROUP_PARENT)),
+    ];
+    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    for inside in [false, true] {
+        let s = Screen::start(&format!("{LAB} step 2 --walk -- true"), &env);
+        let mut answered = 0;
+        loop {
+            let shown = s
+                .walk_prompt(answered)
+                .expect("lab ended before the prompt to stop at");
+            let at_pivot_root = shown
+                .lines()
+                .rev()
+                .filter(|l| !l.trim().is_empty())
+                .take(10)
+                .any(|l| l.trim() == "pivot_root . .oldroot");
+            if !inside || at_pivot_root {
+                break;
+            }
+            s.keys(&["Enter"]);
+            answered += 1;
+        }
+        s.keys(&["Down", "Down", "Down", "Enter"]);
+        assert_eq!(s.exit(), 130, "{}", s.screen());
+        let shown = s.screen();
+        assert!(
+            shown.contains("lab: stopped at a --walk prompt: the container was removed"),
+            "{shown}"
+        );
+        assert!(!shown.contains("SIGINT"), "{shown}");
+        drop(s);
+        assert_eq!(leftover_containers(), Vec::<String>::new());
+    }
+}
