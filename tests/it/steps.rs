@@ -141,59 +141,32 @@ fn each_steps_checks_are_the_step_befores_and_its_layers_own() {
     }
 }
 
-#[test]
-#[ignore = "needs root: sudo ./test.sh"]
-fn verify_passes_every_check_of_step_1() {
-    verify_passes_every_check_of(1);
+/// One test per step for a check that holds at every step, so that the first
+/// step to fail does not hide the others: `per_step!(helper, name_1, ..., name_9)`.
+macro_rules! per_step {
+    ($helper:ident, $($name:ident = $n:literal),+ $(,)?) => {
+        $(
+            #[test]
+            #[ignore = "needs root: sudo ./test.sh"]
+            fn $name() {
+                $helper($n);
+            }
+        )+
+    };
 }
 
-#[test]
-#[ignore = "needs root: sudo ./test.sh"]
-fn verify_passes_every_check_of_step_2() {
-    verify_passes_every_check_of(2);
-}
-
-#[test]
-#[ignore = "needs root: sudo ./test.sh"]
-fn verify_passes_every_check_of_step_3() {
-    verify_passes_every_check_of(3);
-}
-
-#[test]
-#[ignore = "needs root: sudo ./test.sh"]
-fn verify_passes_every_check_of_step_4() {
-    verify_passes_every_check_of(4);
-}
-
-#[test]
-#[ignore = "needs root: sudo ./test.sh"]
-fn verify_passes_every_check_of_step_5() {
-    verify_passes_every_check_of(5);
-}
-
-#[test]
-#[ignore = "needs root: sudo ./test.sh"]
-fn verify_passes_every_check_of_step_6() {
-    verify_passes_every_check_of(6);
-}
-
-#[test]
-#[ignore = "needs root: sudo ./test.sh"]
-fn verify_passes_every_check_of_step_7() {
-    verify_passes_every_check_of(7);
-}
-
-#[test]
-#[ignore = "needs root: sudo ./test.sh"]
-fn verify_passes_every_check_of_step_8() {
-    verify_passes_every_check_of(8);
-}
-
-#[test]
-#[ignore = "needs root: sudo ./test.sh"]
-fn verify_passes_every_check_of_step_9() {
-    verify_passes_every_check_of(9);
-}
+per_step!(
+    verify_passes_every_check_of,
+    verify_passes_every_check_of_step_1 = 1,
+    verify_passes_every_check_of_step_2 = 2,
+    verify_passes_every_check_of_step_3 = 3,
+    verify_passes_every_check_of_step_4 = 4,
+    verify_passes_every_check_of_step_5 = 5,
+    verify_passes_every_check_of_step_6 = 6,
+    verify_passes_every_check_of_step_7 = 7,
+    verify_passes_every_check_of_step_8 = 8,
+    verify_passes_every_check_of_step_9 = 9,
+);
 
 #[test]
 #[ignore = "needs root: sudo ./test.sh"]
@@ -285,74 +258,96 @@ fn step_4_inside_view_is_the_containers() {
     assert!(!s.contains("FAIL"), "{s}");
 }
 
+per_step!(
+    the_script_passes_the_same_checks,
+    the_script_of_step_1_passes_the_same_checks = 1,
+    the_script_of_step_2_passes_the_same_checks = 2,
+    the_script_of_step_3_passes_the_same_checks = 3,
+    the_script_of_step_4_passes_the_same_checks = 4,
+    the_script_of_step_5_passes_the_same_checks = 5,
+    the_script_of_step_6_passes_the_same_checks = 6,
+    the_script_of_step_7_passes_the_same_checks = 7,
+    the_script_of_step_8_passes_the_same_checks = 8,
+    the_script_of_step_9_passes_the_same_checks = 9,
+);
+
 /// The honesty check of what lab prints: run `lab script N` with bash, and the
 /// checks of step N pass against the container it builds, as they do for lab step.
-#[test]
-#[ignore = "needs root: sudo ./test.sh"]
-fn the_script_of_each_step_passes_the_same_checks() {
+fn the_script_passes_the_same_checks(n: u8) {
     let _g = privileged!();
-    for n in STEPS {
-        let before = mountinfo();
-        let marker = format!("{}", 4200 + n as u32 * 7 + std::process::id() % 1000);
-        let script = text(
-            &lab_isolated()
-                .args(["script", &n.to_string(), "--rootfs"])
-                .arg(rootfs())
-                .output()
-                .unwrap(),
-        );
-        let path = run_dir().join(format!("script-{n}.sh"));
-        std::fs::create_dir_all(run_dir()).unwrap();
-        std::fs::write(&path, &script).unwrap();
-        let mut cmd = Command::new("bash");
-        cmd.arg(&path)
-            .args(["sh", "-c", &format!("sleep {marker}; true")]);
-        let running = Background::spawn(cmd);
-        let pid = wait_for_process(&format!("sleep {marker}"));
-        let out = lab_isolated()
-            .args([
-                "check",
-                &n.to_string(),
-                "--json",
-                "--pid",
-                &pid.to_string(),
-                "--rootfs",
-            ])
+    let before = mountinfo();
+    let marker = format!("{}", 4200 + n as u32 * 7 + std::process::id() % 1000);
+    let script = text(
+        &lab_isolated()
+            .args(["script", &n.to_string(), "--rootfs"])
             .arg(rootfs())
             .output()
-            .unwrap();
-        // End the command, as a user would: the script then runs its teardown trap
-        // (SIGKILL to the script would skip it and leave step 7's overlay mounted).
-        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        running.wait();
-        kill_leftovers(&format!("sleep {marker}"));
-        std::fs::remove_file(&path).unwrap();
-        let json = text(&out);
-        assert!(
-            out.status.success(),
-            "lab script {n}: the checks failed:\n{json}{}",
-            err(&out)
-        );
-        // lab check runs every check but those that need a before and after.
-        let without_after_exit: Vec<String> = check_names(n)
-            .into_iter()
-            .filter(|c| !c.contains(": after exit, "))
-            .collect();
-        assert_eq!(checks_in(&json), without_after_exit, "lab script {n}");
-        assert_eq!(
-            json_passed(&json).iter().filter(|p| **p).count(),
-            check_names(n).len() - after_exit_checks(n) - alone_skipped(n) - machine_skips(&json),
-            "{json}"
-        );
-        assert_escape_arc(n, &json);
-        assert_eq!(
-            mountinfo(),
-            before,
-            "lab script {n} left a mount on the host"
-        );
-        remove_test_cgroup_parents();
-    }
+            .unwrap(),
+    );
+    let path = run_dir().join(format!("script-{n}.sh"));
+    std::fs::create_dir_all(run_dir()).unwrap();
+    std::fs::write(&path, &script).unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.arg(&path)
+        .args(["sh", "-c", &format!("sleep {marker}; true")]);
+    let running = Background::spawn(cmd);
+    let pid = wait_for_process(&format!("sleep {marker}"));
+    let out = lab_isolated()
+        .args([
+            "check",
+            &n.to_string(),
+            "--json",
+            "--pid",
+            &pid.to_string(),
+            "--rootfs",
+        ])
+        .arg(rootfs())
+        .output()
+        .unwrap();
+    // End the command, as a user would: the script then runs its teardown trap
+    // (SIGKILL to the script would skip it and leave step 7's overlay mounted).
+    let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+    running.wait();
+    kill_leftovers(&format!("sleep {marker}"));
+    std::fs::remove_file(&path).unwrap();
+    let json = text(&out);
+    assert!(
+        out.status.success(),
+        "lab script {n}: the checks failed:\n{json}{}",
+        err(&out)
+    );
+    // lab check runs every check but those that need a before and after.
+    let without_after_exit: Vec<String> = check_names(n)
+        .into_iter()
+        .filter(|c| !c.contains(": after exit, "))
+        .collect();
+    assert_eq!(checks_in(&json), without_after_exit, "lab script {n}");
+    assert_eq!(
+        json_passed(&json).iter().filter(|p| **p).count(),
+        check_names(n).len() - after_exit_checks(n) - alone_skipped(n) - machine_skips(&json),
+        "{json}"
+    );
+    assert_escape_arc(n, &json);
+    assert_eq!(
+        mountinfo(),
+        before,
+        "lab script {n} left a mount on the host"
+    );
+    remove_test_cgroup_parents();
 }
+
+per_step!(
+    grading_a_hand_built_container_leaves_it_running,
+    grading_a_hand_built_container_of_step_1_leaves_it_running = 1,
+    grading_a_hand_built_container_of_step_2_leaves_it_running = 2,
+    grading_a_hand_built_container_of_step_3_leaves_it_running = 3,
+    grading_a_hand_built_container_of_step_4_leaves_it_running = 4,
+    grading_a_hand_built_container_of_step_5_leaves_it_running = 5,
+    grading_a_hand_built_container_of_step_6_leaves_it_running = 6,
+    grading_a_hand_built_container_of_step_7_leaves_it_running = 7,
+    grading_a_hand_built_container_of_step_8_leaves_it_running = 8,
+    grading_a_hand_built_container_of_step_9_leaves_it_running = 9,
+);
 
 /// The workshop's promise for self-study: a student types a step by hand (here:
 /// its script, with an interactive shell on a terminal, idle at its prompt),
@@ -360,165 +355,161 @@ fn the_script_of_each_step_passes_the_same_checks() {
 /// container is still there afterwards, with the same processes, for every step.
 /// The shell as PID 1 does not reap while it waits at its prompt: that check
 /// says so (skipped), it does not fail the student.
-#[test]
-#[ignore = "needs root: sudo ./test.sh"]
-fn grading_a_hand_built_container_leaves_it_running() {
+fn grading_a_hand_built_container_leaves_it_running(n: u8) {
     use std::io::Write;
     let _g = privileged!();
     let note = run_dir().join("hand/c1/shell");
     let progress = home().join("progress");
     let _ = std::fs::remove_file(&progress);
-    for n in STEPS {
-        let before = mountinfo();
-        let script = text(
-            &lab_isolated()
-                .args(["script", &n.to_string(), "--rootfs"])
-                .arg(rootfs())
-                .output()
-                .unwrap(),
-        );
-        let grade = script
-            .lines()
-            .find_map(|l| l.strip_prefix("# Grade it in a second terminal while it runs: sudo "))
-            .unwrap_or_else(|| panic!("lab script {n} does not say how to grade it"))
-            .to_string();
-        let path = run_dir().join(format!("hand-{n}.sh"));
-        std::fs::write(&path, &script).unwrap();
-        // `script` gives the shell a terminal, as a student's has.
-        let terminal = run_dir().join(format!("hand-{n}.out"));
-        let mut cmd = Command::new("script");
-        cmd.args(["-qfec"])
-            .arg(format!("bash {} /bin/sh -i", path.display()))
-            .arg("/dev/null")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::fs::File::create(&terminal).unwrap());
-        let mut running = Background::spawn(cmd);
-        // Up when a shell below the noted one's newest child waits at its prompt;
-        // the container is that child (chroot's shell, or unshare) and below.
-        let container = || -> Option<Vec<i32>> {
-            let shell = std::fs::read_to_string(&note).ok()?;
-            let first = *pids_of_children(shell.trim().parse().ok()?).last()?;
-            let mut all = vec![first];
-            all.extend(descendants(first));
-            let prompt = all.iter().any(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "sh\n")
-                    && std::fs::read_to_string(format!("/proc/{p}/wchan"))
-                        .is_ok_and(|w| w.contains("poll") || w.contains("select"))
-            });
-            prompt.then_some(all)
-        };
-        let mut found = None;
-        for _ in 0..1000 {
-            found = container();
-            if found.is_some() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
+    let before = mountinfo();
+    let script = text(
+        &lab_isolated()
+            .args(["script", &n.to_string(), "--rootfs"])
+            .arg(rootfs())
+            .output()
+            .unwrap(),
+    );
+    let grade = script
+        .lines()
+        .find_map(|l| l.strip_prefix("# Grade it in a second terminal while it runs: sudo "))
+        .unwrap_or_else(|| panic!("lab script {n} does not say how to grade it"))
+        .to_string();
+    let path = run_dir().join(format!("hand-{n}.sh"));
+    std::fs::write(&path, &script).unwrap();
+    // `script` gives the shell a terminal, as a student's has.
+    let terminal = run_dir().join(format!("hand-{n}.out"));
+    let mut cmd = Command::new("script");
+    cmd.args(["-qfec"])
+        .arg(format!("bash {} /bin/sh -i", path.display()))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&terminal).unwrap());
+    let mut running = Background::spawn(cmd);
+    // Up when a shell below the noted one's newest child waits at its prompt;
+    // the container is that child (chroot's shell, or unshare) and below.
+    let container = || -> Option<Vec<i32>> {
+        let shell = std::fs::read_to_string(&note).ok()?;
+        let first = *pids_of_children(shell.trim().parse().ok()?).last()?;
+        let mut all = vec![first];
+        all.extend(descendants(first));
+        let prompt = all.iter().any(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c == "sh\n")
+                && std::fs::read_to_string(format!("/proc/{p}/wchan"))
+                    .is_ok_and(|w| w.contains("poll") || w.contains("select"))
+        });
+        prompt.then_some(all)
+    };
+    let mut found = None;
+    for _ in 0..1000 {
+        found = container();
+        if found.is_some() {
+            break;
         }
-        let Some(processes) = found else {
-            panic!(
-                "step {n}: the hand-built container did not come up:\n{}",
-                std::fs::read_to_string(&terminal).unwrap_or_default()
-            )
-        };
-        let upper = home().join("hand/c1/upper");
-        let upper_before = tree(&upper);
-        // The student's command, word for word, in bash (with lab and the
-        // test's directories in place of the defaults).
-        let out = Command::new("bash")
-            .arg("-c")
-            .arg(format!(
-                "exec {} --json",
-                grade.replacen("lab ", "\"$LAB\" ", 1)
-            ))
-            .env("LAB", LAB)
-            .env("LAB_HOME", home())
-            .env("LAB_RUN", run_dir())
-            .env("LAB_CGROUP_PARENT", CGROUP_PARENT)
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let Some(processes) = found else {
+        panic!(
+            "step {n}: the hand-built container did not come up:\n{}",
+            std::fs::read_to_string(&terminal).unwrap_or_default()
+        )
+    };
+    let upper = home().join("hand/c1/upper");
+    let upper_before = tree(&upper);
+    // The student's command, word for word, in bash (with lab and the
+    // test's directories in place of the defaults).
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec {} --json",
+            grade.replacen("lab ", "\"$LAB\" ", 1)
+        ))
+        .env("LAB", LAB)
+        .env("LAB_HOME", home())
+        .env("LAB_RUN", run_dir())
+        .env("LAB_CGROUP_PARENT", CGROUP_PARENT)
+        .output()
+        .unwrap();
+    let json = text(&out);
+    // lab beside it takes neither its name nor its files (nor, at step 5,
+    // its address), and leaves it running.
+    let (beside, refused) = if n == 5 {
+        let beside = lab_isolated()
+            .args(["step", "5", "--", "true"])
             .output()
             .unwrap();
-        let json = text(&out);
-        // lab beside it takes neither its name nor its files (nor, at step 5,
-        // its address), and leaves it running.
-        let (beside, refused) = if n == 5 {
-            let beside = lab_isolated()
-                .args(["step", "5", "--", "true"])
-                .output()
-                .unwrap();
-            let refused = lab_isolated()
-                .args(["step", "5", "--name", "c1", "--", "true"])
-                .output()
-                .unwrap();
-            (Some(beside), Some(refused))
-        } else {
-            (None, None)
-        };
-        let after = container();
-        let upper_after = tree(&upper);
-        // Leave as the student does: exit at the prompt; the script tears down.
-        let _ = running.0.stdin.as_mut().unwrap().write_all(b"exit\n");
-        running.wait();
-        std::fs::remove_file(&path).unwrap();
-        let _ = std::fs::remove_file(&terminal);
+        let refused = lab_isolated()
+            .args(["step", "5", "--name", "c1", "--", "true"])
+            .output()
+            .unwrap();
+        (Some(beside), Some(refused))
+    } else {
+        (None, None)
+    };
+    let after = container();
+    let upper_after = tree(&upper);
+    // Leave as the student does: exit at the prompt; the script tears down.
+    let _ = running.0.stdin.as_mut().unwrap().write_all(b"exit\n");
+    running.wait();
+    std::fs::remove_file(&path).unwrap();
+    let _ = std::fs::remove_file(&terminal);
+    assert!(
+        out.status.success(),
+        "step {n}: grading the hand-built container failed:\n{json}{}",
+        err(&out)
+    );
+    // Passed: the step typed by hand is completed.
+    let done = std::fs::read_to_string(&progress).unwrap_or_default();
+    assert!(done.contains(&format!("step {n} completed ")), "{done}");
+    assert_eq!(
+        after.as_ref(),
+        Some(&processes),
+        "step {n}: after lab check, the container's processes changed"
+    );
+    if let (Some(beside), Some(refused)) = (beside, refused) {
+        let said = text(&beside);
+        assert!(beside.status.success(), "{said}{}", err(&beside));
+        assert!(said.contains("container c2 ·"), "{said}");
+        assert_eq!(refused.status.code(), Some(1));
         assert!(
-            out.status.success(),
-            "step {n}: grading the hand-built container failed:\n{json}{}",
-            err(&out)
+            err(&refused).contains("a container typed by hand uses the name c1"),
+            "{}",
+            err(&refused)
         );
-        // Passed: the step typed by hand is completed.
-        let done = std::fs::read_to_string(&progress).unwrap_or_default();
-        assert!(done.contains(&format!("step {n} completed ")), "{done}");
-        assert_eq!(
-            after.as_ref(),
-            Some(&processes),
-            "step {n}: after lab check, the container's processes changed"
-        );
-        if let (Some(beside), Some(refused)) = (beside, refused) {
-            let said = text(&beside);
-            assert!(beside.status.success(), "{said}{}", err(&beside));
-            assert!(said.contains("container c2 ·"), "{said}");
-            assert_eq!(refused.status.code(), Some(1));
-            assert!(
-                err(&refused).contains("a container typed by hand uses the name c1"),
-                "{}",
-                err(&refused)
-            );
-        }
-        if n >= 3 {
-            let reap = json
-                .lines()
-                .find(|l| l.contains("PID 1 reaps orphaned processes"))
-                .unwrap();
-            assert!(
-                reap.contains("\"skipped\": true") && reap.contains("waits for you at its prompt"),
-                "step {n}: {reap}"
-            );
-        }
-        assert_eq!(
-            mountinfo(),
-            before,
-            "step {n}: a mount was left on the host"
-        );
-        assert!(
-            !exists(&note),
-            "step {n}: the script left {}",
-            note.display()
-        );
-        // In the student's layer, only the copy the whiteout check writes back
-        // (the lesson says so; their teardown removes the layer).
-        let added: Vec<&String> = upper_after
-            .iter()
-            .filter(|p| !upper_before.contains(p))
-            .collect();
-        if n >= 7 {
-            assert_eq!(added, ["etc", "etc/lab-rootfs"], "step {n}");
-        }
-        // The teardown typed by hand removes the parent cgroup too, once empty.
-        for parent in test_cgroup_parents() {
-            assert!(!parent.exists(), "step {n}: {} is left", parent.display());
-        }
-        remove_test_cgroup_parents();
     }
+    if n >= 3 {
+        let reap = json
+            .lines()
+            .find(|l| l.contains("PID 1 reaps orphaned processes"))
+            .unwrap();
+        assert!(
+            reap.contains("\"skipped\": true") && reap.contains("waits for you at its prompt"),
+            "step {n}: {reap}"
+        );
+    }
+    assert_eq!(
+        mountinfo(),
+        before,
+        "step {n}: a mount was left on the host"
+    );
+    assert!(
+        !exists(&note),
+        "step {n}: the script left {}",
+        note.display()
+    );
+    // In the student's layer, only the copy the whiteout check writes back
+    // (the lesson says so; their teardown removes the layer).
+    let added: Vec<&String> = upper_after
+        .iter()
+        .filter(|p| !upper_before.contains(p))
+        .collect();
+    if n >= 7 {
+        assert_eq!(added, ["etc", "etc/lab-rootfs"], "step {n}");
+    }
+    // The teardown typed by hand removes the parent cgroup too, once empty.
+    for parent in test_cgroup_parents() {
+        assert!(!parent.exists(), "step {n}: {} is left", parent.display());
+    }
+    remove_test_cgroup_parents();
     let _ = std::fs::remove_file(&progress);
 }
 
