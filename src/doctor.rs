@@ -5,7 +5,7 @@
 //! throws away what it makes: it creates each kind of namespace, and a bridge and a
 //! veth pair inside a network namespace of its own, so nothing on the host changes.
 
-use crate::engine::namespace::{made_at, Namespace, NAMESPACES, UNMADE};
+use crate::engine::namespace::{made_at, Namespace, NAMESPACES};
 use crate::layers::{cgroups, network};
 use crate::netlink::Netlink;
 use crate::rootfs::which;
@@ -75,16 +75,14 @@ pub fn examine() -> Vec<Finding> {
 
 // ── Kernel features ────────────────────────────────────────────────────────────
 
-/// Every namespace of crate::engine::namespace, made by lab or not: its file, its word,
-/// its flag, and the step that makes it (from the curriculum). In the order of
-/// those steps, the ones no step makes after them, and the user namespace,
-/// which owns all the others, last.
+/// Every namespace of crate::engine::namespace: its file, its word, its flag,
+/// and the step that makes it (from the curriculum). In the order of those
+/// steps, and the user namespace, which owns all the others, last.
 fn namespace_kinds() -> Vec<(&'static str, &'static str, CloneFlags, Option<u8>)> {
-    let made = NAMESPACES
+    let mut all: Vec<_> = NAMESPACES
         .iter()
-        .map(|r| (r.file, r.word, r.flag, made_at(r.ns)));
-    let unmade = UNMADE.iter().map(|u| (u.file, u.word, u.flag, None));
-    let mut all: Vec<_> = made.chain(unmade).collect();
+        .map(|r| (r.file, r.word, r.flag, made_at(r.ns)))
+        .collect();
     all.sort_by_key(|(file, _, _, step)| {
         (
             *file == Namespace::User.proc_name(),
@@ -446,7 +444,7 @@ mod tests {
                 ("uts", Some(4)),
                 ("ipc", Some(4)),
                 ("network", Some(5)),
-                ("cgroup", None),
+                ("cgroup", Some(6)),
                 ("user", Some(9)),
             ]
         );

@@ -9,7 +9,7 @@
 //! /proc/PID/status; its cgroups are the lines of /proc/PID/cgroup, with the
 //! usage and limit files of each; its root is the first line of its mount table.
 
-use crate::engine::namespace::{NAMESPACES, UNMADE};
+use crate::engine::namespace::NAMESPACES;
 use crate::engine::state::{self, Running};
 use crate::mountinfo::parse_mountinfo;
 use anyhow::{bail, Result};
@@ -21,13 +21,10 @@ use std::path::{Path, PathBuf};
 /// what each one holds comes from crate::engine::namespace (one not listed here goes last).
 const ORDER: [&str; 7] = ["mnt", "uts", "ipc", "pid", "net", "cgroup", "user"];
 
-/// Every namespace of crate::engine::namespace, made by lab or not: its file and what it
-/// holds, in [`ORDER`].
+/// Every namespace of crate::engine::namespace: its file and what it holds,
+/// in [`ORDER`].
 fn namespace_kinds() -> Vec<(&'static str, &'static str)> {
-    let made = NAMESPACES.iter().map(|r| (r.file, r.holds));
-    let mut all: Vec<_> = made
-        .chain(UNMADE.iter().map(|u| (u.file, u.holds)))
-        .collect();
+    let mut all: Vec<_> = NAMESPACES.iter().map(|r| (r.file, r.holds)).collect();
     all.sort_by_key(|(file, _)| ORDER.iter().position(|o| o == file).unwrap_or(ORDER.len()));
     all
 }

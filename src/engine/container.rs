@@ -170,7 +170,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     // 4. The container's first process, in its new namespaces (init.rs).
     let mut child = clone(
         &plan,
-        (parts.inside, parts.run),
+        (parts.join, parts.inside, parts.run),
         (printer.clone(), &ctx),
         show,
     )?;
@@ -262,7 +262,7 @@ struct Child {
 /// clone(2) with every namespace flag of the plan; the child runs init::main.
 fn clone(
     plan: &Plan,
-    inside: (&[Item], &[Item]),
+    inside: (&[Item], &[Item], &[Item]),
     (printer, ctx): (Printer, &RunContext),
     show: Show,
 ) -> Result<Child> {
@@ -270,7 +270,8 @@ fn clone(
     let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let (connected_r, connected_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).context("pipe")?;
     let parent = Pid::this();
-    let (forked, born) = sys::clone_into(plan.clone_flags(), plan.born_in())?;
+    let cgroup = plan.born_in().map(|dir| (dir, plan.after_join_flags()));
+    let (forked, born) = sys::clone_into(plan.clone_flags(), cgroup)?;
     // Known to both processes: the line that would move the child into its
     // cgroup finds its work done.
     ctx.set_born_in_cgroup(born);
@@ -402,6 +403,9 @@ fn run_command(
 /// command, and the teardown after exit.
 struct Parts<'a, 'p> {
     before_clone: &'a [Item<'p>],
+    /// The lines of Phase::Join: typed in the unshare line, done by the first
+    /// process itself before it makes the namespaces that need them.
+    join: &'a [Item<'p>],
     connect: &'a [Item<'p>],
     inside: &'a [Item<'p>],
     run: &'a [Item<'p>],
@@ -419,14 +423,16 @@ impl<'a, 'p> Parts<'a, 'p> {
                 .position(|i| phase(i) >= Some(p))
                 .unwrap_or(seq.len())
         };
-        let (connect, inside, run, teardown) = (
+        let (join, connect, inside, run, teardown) = (
+            first(Phase::Join),
             first(Phase::Connect),
             first(Phase::Wait),
             first(Phase::Run),
             first(Phase::Teardown),
         );
         Parts {
-            before_clone: &seq[..connect],
+            before_clone: &seq[..join],
+            join: &seq[join..connect],
             connect: &seq[connect..inside],
             inside: &seq[inside..run],
             run: &seq[run..teardown],

@@ -42,7 +42,7 @@ pub struct Pipes {
 /// The container's first process, from clone to exit. Returns its exit status.
 pub fn main(
     plan: &Plan,
-    (inside, run): (&[Item], &[Item]),
+    (join, inside, run): (&[Item], &[Item], &[Item]),
     parent: Pid,
     (mut printer, ctx): (Printer, &RunContext),
     show: Show,
@@ -67,6 +67,26 @@ pub fn main(
     if let Err(e) = Word::Connected.expect(byte[0]) {
         let _ = Setup::failed(&e).send(&mut ready);
         return 1;
+    }
+    // The lines of Phase::Join (step 6: into its cgroups; done at birth by
+    // clone3 on v2), then the namespaces that take their root from where this
+    // process is (a cgroup namespace), unless it was born there with them. Its
+    // user is still the host's root here, even in a new user namespace (step 9
+    // becomes root inside only later): the host's cgroup files are its to write.
+    for item in join {
+        let Item::Command(c) = item else { continue };
+        if let Err(e) = timed(c, ctx) {
+            let _ = Setup::failed(&failed(c, e)).send(&mut ready);
+            return 1;
+        }
+    }
+    let after_join = plan.after_join_flags();
+    if !ctx.born_in_cgroup() && !after_join.is_empty() {
+        if let Err(e) = nix::sched::unshare(after_join) {
+            let e = anyhow::Error::new(e).context(format!("unshare({after_join:?})"));
+            let _ = Setup::failed(&e).send(&mut ready);
+            return 1;
+        }
     }
     if let Err(setup) = apply_inside(plan, inside, (&mut printer, ctx), show) {
         let _ = setup.send(&mut ready);

@@ -18,6 +18,7 @@ pub enum Namespace {
     Ipc,
     Net,
     Pid,
+    Cgroup,
 }
 
 /// One namespace, as each tool and the kernel name it.
@@ -37,11 +38,16 @@ pub struct Row {
     pub holds: &'static str,
     /// Its place in the order a process joins them with setns(2), 0 first.
     pub join: u8,
+    /// Made by the container's first process itself, once it is where the
+    /// lines of `Phase::Join` put it: a cgroup namespace's root is the cgroup of
+    /// the process that makes it. (lab's clone3 into the cgroup makes it at
+    /// birth, already there.)
+    pub after_join: bool,
 }
 
 /// Every namespace lab makes, once, in the order nsenter(1) lists its options
 /// with the user namespace first (as `lab exec` prints them).
-pub static NAMESPACES: [Row; 6] = [
+pub static NAMESPACES: [Row; 7] = [
     Row {
         ns: Namespace::User,
         flag: CloneFlags::CLONE_NEWUSER,
@@ -56,6 +62,7 @@ pub static NAMESPACES: [Row; 6] = [
         // First: it owns the others, and in it a process that joins holds the
         // capabilities that joining them takes (nsenter does the same).
         join: 0,
+        after_join: false,
     },
     Row {
         ns: Namespace::Mount,
@@ -68,7 +75,8 @@ pub static NAMESPACES: [Row; 6] = [
         // Last, as nsenter does: joining it moves the caller's root and working
         // directory to the namespace's, just before the probe takes the
         // container's root.
-        join: 5,
+        join: 6,
+        after_join: false,
     },
     Row {
         ns: Namespace::Uts,
@@ -78,7 +86,8 @@ pub static NAMESPACES: [Row; 6] = [
         nsenter: "-u",
         word: "uts",
         holds: "hostname",
-        join: 3,
+        join: 4,
+        after_join: false,
     },
     Row {
         ns: Namespace::Ipc,
@@ -88,7 +97,8 @@ pub static NAMESPACES: [Row; 6] = [
         nsenter: "-i",
         word: "ipc",
         holds: "System V IPC",
-        join: 2,
+        join: 3,
+        after_join: false,
     },
     Row {
         ns: Namespace::Net,
@@ -98,7 +108,8 @@ pub static NAMESPACES: [Row; 6] = [
         nsenter: "-n",
         word: "network",
         holds: "network stack",
-        join: 1,
+        join: 2,
+        after_join: false,
     },
     Row {
         ns: Namespace::Pid,
@@ -110,26 +121,24 @@ pub static NAMESPACES: [Row; 6] = [
         nsenter: "-p",
         word: "pid",
         holds: "process numbers",
-        join: 4,
+        join: 5,
+        after_join: false,
+    },
+    Row {
+        ns: Namespace::Cgroup,
+        flag: CloneFlags::CLONE_NEWCGROUP,
+        file: "cgroup",
+        unshare: "--cgroup",
+        nsenter: "-C",
+        word: "cgroup",
+        holds: "cgroup paths",
+        // Right after the user namespace, as nsenter does.
+        join: 1,
+        // Its root is the cgroup of the process that makes it: the container's
+        // only once it has joined it.
+        after_join: true,
     },
 ];
-
-/// A namespace of the kernel that no step makes (yet). `lab doctor` tries it
-/// and `lab show` reads it all the same: Docker makes it. To make one, move it
-/// to [`NAMESPACES`] and list it in a layer's `namespaces`.
-pub struct Unmade {
-    pub flag: CloneFlags,
-    pub file: &'static str,
-    pub word: &'static str,
-    pub holds: &'static str,
-}
-
-pub static UNMADE: [Unmade; 1] = [Unmade {
-    flag: CloneFlags::CLONE_NEWCGROUP,
-    file: "cgroup",
-    word: "cgroup",
-    holds: "cgroup paths",
-}];
 
 impl Namespace {
     /// Its row of [`NAMESPACES`].
@@ -187,6 +196,7 @@ mod tests {
             Namespace::Ipc,
             Namespace::Net,
             Namespace::Pid,
+            Namespace::Cgroup,
         ];
         assert_eq!(all.len(), NAMESPACES.len());
         for ns in all {
@@ -199,7 +209,6 @@ mod tests {
         let files: Vec<&str> = NAMESPACES.iter().map(|r| r.file).collect();
         for r in &NAMESPACES {
             assert_eq!(files.iter().filter(|f| **f == r.file).count(), 1);
-            assert!(UNMADE.iter().all(|u| u.file != r.file), "{} twice", r.file);
         }
     }
 
@@ -215,7 +224,7 @@ mod tests {
     #[test]
     fn a_process_joins_the_user_namespace_first_and_the_mount_namespace_last() {
         let order: Vec<&str> = join_order().iter().map(|r| r.file).collect();
-        assert_eq!(order, ["user", "net", "ipc", "uts", "pid", "mnt"]);
+        assert_eq!(order, ["user", "cgroup", "net", "ipc", "uts", "pid", "mnt"]);
         let mut places: Vec<u8> = NAMESPACES.iter().map(|r| r.join).collect();
         places.sort();
         assert_eq!(places, (0..NAMESPACES.len() as u8).collect::<Vec<_>>());

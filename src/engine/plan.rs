@@ -21,6 +21,14 @@ use std::path::{Path, PathBuf};
 pub enum Phase {
     /// On the host, before the container exists.
     Host,
+    /// On the host, in the process that becomes the container's first process,
+    /// before it makes the namespaces: where it must be when they are made
+    /// (step 6: in its cgroups, so that its cgroup namespace has the container's
+    /// cgroup as its root). Typed, these lines start the unshare line (`bash -c
+    /// '...; exec unshare ...'`). lab does them from the host as soon as the
+    /// process exists (or starts it there, clone3), and the process makes the
+    /// namespaces that need them (`Row::after_join`) once the host is done.
+    Join,
     /// On the host, as soon as the container's first process exists: what needs
     /// its PID. A person types these in a second terminal; `lab script` runs them in
     /// the background while unshare runs in the foreground.
@@ -201,9 +209,21 @@ impl Plan {
         })
     }
 
+    /// The namespaces the first process is born in (clone(2)'s flags).
     pub fn clone_flags(&self) -> CloneFlags {
+        self.namespace_flags(false)
+    }
+
+    /// The namespaces it makes itself once the `Join` lines are done (unshare(2)),
+    /// unless it is born where they put it (clone3 into its cgroup).
+    pub fn after_join_flags(&self) -> CloneFlags {
+        self.namespace_flags(true)
+    }
+
+    fn namespace_flags(&self, after_join: bool) -> CloneFlags {
         self.namespaces
             .iter()
+            .filter(|(_, ns)| ns.row().after_join == after_join)
             .fold(CloneFlags::empty(), |f, (_, ns)| f | ns.clone_flag())
     }
 
@@ -216,6 +236,14 @@ impl Plan {
     pub fn unshare(&self) -> Option<Unshare> {
         (!self.namespaces.is_empty()).then(|| Unshare {
             namespaces: self.namespaces.clone(),
+            joins: self
+                .commands_in(Phase::Join)
+                .map(|c| Joined {
+                    shell: c.action.shell(),
+                    script: c.action.script(),
+                    why: c.why.clone(),
+                })
+                .collect(),
         })
     }
 
@@ -256,8 +284,20 @@ impl Action for NotPossibleHere {
 
 /// `unshare --mount --pid --fork ... bash`: a new shell in new namespaces. lab does
 /// the same with one `clone(2)` that carries every namespace flag (see container.rs).
+/// With lines of `Phase::Join`, a shell does them first and then becomes unshare
+/// (`bash -c 'JOIN; exec unshare ... bash'`): the namespaces are made by a process
+/// that is already where they need it.
 pub struct Unshare {
     pub namespaces: Vec<(u8, Namespace)>,
+    /// The `Join` lines.
+    pub joins: Vec<Joined>,
+}
+
+/// A `Join` line, as the unshare line takes it in.
+pub struct Joined {
+    pub shell: String,
+    pub script: String,
+    pub why: String,
 }
 
 impl Unshare {
@@ -271,14 +311,17 @@ impl Unshare {
     }
 
     pub fn shell(&self) -> String {
-        format!("unshare {} bash", self.options())
+        let joins: Vec<&str> = self.joins.iter().map(|j| j.shell.as_str()).collect();
+        first(&joins, &format!("unshare {} bash", self.options()), "")
     }
 
     pub fn script(&self) -> String {
-        format!(
+        let joins: Vec<&str> = self.joins.iter().map(|j| j.script.as_str()).collect();
+        let unshare = format!(
             "unshare {} bash -c 'inside \"$@\"' inside \"$@\"",
             self.options()
-        )
+        );
+        first(&joins, &unshare, " join \"$@\"")
     }
 
     pub fn why(&self) -> String {
@@ -294,7 +337,7 @@ impl Unshare {
                 .collect();
             parts.push(format!("{} (layer {layer})", words.join(" and ")));
         }
-        if self.namespaces.len() == 1 {
+        let start = if self.namespaces.len() == 1 {
             format!(
                 "start a shell in a new {} namespace; type the rest in that shell",
                 parts[0]
@@ -304,6 +347,14 @@ impl Unshare {
                 "start a shell in new {} namespaces; type the rest in that shell",
                 parts.join(", ")
             )
+        };
+        let first: Vec<&str> = self.joins.iter().map(|j| j.why.as_str()).collect();
+        match first.as_slice() {
+            [] => start,
+            whys => format!(
+                "{}; then it becomes unshare (exec: the same process): {start}",
+                whys.join("; ")
+            ),
         }
     }
 
@@ -314,6 +365,19 @@ impl Unshare {
         let s = if layers.len() == 1 { "" } else { "s" };
         format!("Layer{s} {} · new namespaces", layers.join(", "))
     }
+}
+
+/// `unshare`, or, with `Join` lines, a shell that does them, then becomes
+/// unshare (exec: the same process), so the namespaces are made where it
+/// joined. `args` pass the script's arguments on.
+fn first(joins: &[&str], unshare: &str, args: &str) -> String {
+    if joins.is_empty() {
+        return unshare.to_string();
+    }
+    format!(
+        "bash -c {}{args}",
+        quote(&format!("set -e; {}; exec {unshare}", joins.join("; ")))
+    )
 }
 
 /// `mkdir -p DIR && echo $$ > DIR/shell`: the PID of the shell that will run

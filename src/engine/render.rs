@@ -39,6 +39,9 @@ impl Plan {
         if let Some(unshare) = self.unshare() {
             items.push(Item::Unshare(unshare));
         }
+        // Typed at the start of the unshare line (Unshare::shell); listed here
+        // for lab, which does them from the host once the process exists.
+        items.extend(self.commands_in(Phase::Join).map(Item::Command));
         items.extend(self.commands_in(Phase::Connect).map(Item::Command));
         let inside: Vec<&Command> = self
             .commands
@@ -111,6 +114,8 @@ impl Printer {
                 self.header(&mut out, &u.title(), None);
                 command_lines(&mut out, &u.shell(), &u.why());
             }
+            // Printed within the unshare line.
+            Item::Command(c) if c.phase == Phase::Join => {}
             Item::Command(c) => {
                 let idea = plan.layer(c.layer).filter(|_| c.phase != Phase::Run);
                 self.header(&mut out, &section(plan, c), idea.map(|l| l.idea));
@@ -328,7 +333,8 @@ pub fn script(plan: &Plan) -> String {
                 in_function = true;
                 last_section = None;
             }
-            Item::Command(c) if matches!(c.phase, Phase::Teardown | Phase::Connect) => {}
+            Item::Command(c)
+                if matches!(c.phase, Phase::Teardown | Phase::Join | Phase::Connect) => {}
             Item::Command(c) => {
                 let title = section(plan, c);
                 if last_section.as_ref() != Some(&title) {

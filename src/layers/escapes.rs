@@ -373,7 +373,8 @@ fn lift_limits(p: &Probe) -> Attempt {
             let _ = umount2(&dir, MntFlags::MNT_DETACH);
             match opened {
                 Ok(_) => Attempt::Reached(format!(
-                    "{how}, then opened its own {path}/{limit} for writing (and wrote nothing): it could lift the limit of step 6"
+                    "{how}, then opened its own {}/{limit} for writing (and wrote nothing): it could lift the limit of step 6",
+                    path.trim_end_matches('/')
                 )),
                 Err(e) => Attempt::Stopped(format!("{how} worked, but opening {limit}: {e}")),
             }

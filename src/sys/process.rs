@@ -13,17 +13,22 @@ use std::sync::atomic::{AtomicI32, Ordering};
 /// `flags`. With `CLONE_NEWPID` the child is PID 1 of the new pid namespace, which is
 /// why lab does not need the extra process that `unshare --fork` makes.
 ///
-/// With `cgroup`, a cgroup v2 directory, the child is born in that cgroup:
+/// With `cgroup`, a cgroup v2 directory, the child is born in that cgroup, and
+/// in the namespaces `at_birth` names too (those it would otherwise make once
+/// it is there, a cgroup namespace):
 /// `clone3(2)` with `CLONE_INTO_CGROUP` (Linux 5.7). Moving a process there
 /// afterwards through `cgroup.procs` takes a machine-wide lock whose writer waits
 /// for an RCU grace period (about 10 ms here, each time); a process born there
 /// is counted in at fork, under the lock's cheap reader side. Should clone3
 /// refuse (an older kernel), the child is born where lab is, and joins as a
 /// shell would. Says which happened (in both processes).
-pub fn clone_into(flags: CloneFlags, cgroup: Option<&Path>) -> Result<(ForkResult, bool)> {
+pub fn clone_into(
+    flags: CloneFlags,
+    cgroup: Option<(&Path, CloneFlags)>,
+) -> Result<(ForkResult, bool)> {
     flush_stdio();
-    if let Some(dir) = cgroup {
-        if let Ok(forked) = clone3_into_cgroup(flags, dir) {
+    if let Some((dir, at_birth)) = cgroup {
+        if let Ok(forked) = clone3_into_cgroup(flags | at_birth, dir) {
             return Ok((forked, true));
         }
     }

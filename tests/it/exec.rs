@@ -74,7 +74,7 @@ fn ps_and_exec_enter_a_running_container() {
     );
 
     // Every namespace is the container's, and so is the cgroup.
-    let out = exec(&["sh", "-c", "for n in mnt uts ipc net pid; do readlink /proc/self/ns/$n; done; cat /proc/self/cgroup; exit 7"]);
+    let out = exec(&["sh", "-c", "for n in mnt uts ipc net pid cgroup; do readlink /proc/self/ns/$n; done; cat /proc/self/cgroup; exit 7"]);
     assert_eq!(
         out.status.code(),
         Some(7),
@@ -82,7 +82,7 @@ fn ps_and_exec_enter_a_running_container() {
         err(&out)
     );
     let inside = text(&out);
-    for ns in ["mnt", "uts", "ipc", "net", "pid"] {
+    for ns in ["mnt", "uts", "ipc", "net", "pid", "cgroup"] {
         let theirs = std::fs::read_link(format!("/proc/{sleeper}/ns/{ns}")).unwrap();
         // This test thread's (its network namespace is its own), not the main thread's.
         let ours = std::fs::read_link(format!("/proc/thread-self/ns/{ns}")).unwrap();
@@ -92,11 +92,20 @@ fn ps_and_exec_enter_a_running_container() {
             "not in the container's {ns} namespace:\n{inside}"
         );
     }
+    // In the container's cgroup namespace its cgroup is the root, /; the host
+    // sees where that is.
     let cgroup_line = inside
         .lines()
         .find(|l| l.contains(":memory:") || l.starts_with("0::"))
         .unwrap_or_else(|| panic!("{inside}"));
-    assert!(cgroup_line.ends_with("/exectest"), "{inside}");
+    assert!(cgroup_line.ends_with(":/"), "{inside}");
+    let host_view = std::fs::read_to_string(format!("/proc/{sleeper}/cgroup")).unwrap();
+    assert!(
+        host_view
+            .lines()
+            .any(|l| (l.contains(":memory:") || l.starts_with("0::")) && l.ends_with("/exectest")),
+        "{host_view}"
+    );
 
     // What lab printed works when a person types it.
     let out = exec(&["hostname"]);
@@ -106,7 +115,9 @@ fn ps_and_exec_enter_a_running_container() {
         .find(|l| l.contains("nsenter -t"))
         .unwrap_or_else(|| panic!("no nsenter command in:\n{printed}"));
     assert!(
-        line.contains(&format!("nsenter -t {init} -m -u -i -n -p -r -w hostname")),
+        line.contains(&format!(
+            "nsenter -t {init} -m -u -i -n -p -C -r -w hostname"
+        )),
         "{line}"
     );
     let typed = Command::new("bash")

@@ -18,9 +18,14 @@ use std::path::PathBuf;
 pub(super) fn checks(_step: u8) -> Vec<Check> {
     vec![
         super::LAYER.check(
-            "the container's /proc/self/cgroup names its own cgroup",
-            "The container is still in lab's cgroup: it must join its own (its PID in cgroup.procs, or on v1 0 in tasks) before it runs anything. Compare `cat /proc/self/cgroup` inside and on the host.",
-            Kind::Inside(names_own_cgroup),
+            "the container's first process is in its own cgroup",
+            "The container is still in lab's cgroup: the shell that becomes unshare must join its own cgroup (its PID in cgroup.procs) before it starts anything. Look with `cat /proc/PID/cgroup` on the host, PID the container's first process.",
+            Kind::Host(in_own_cgroup),
+        ),
+        super::LAYER.check(
+            "a cgroup namespace of its own: inside, its cgroup is the root, /",
+            "Inside, /proc/self/cgroup shows the host's cgroup paths: no cgroup namespace (unshare --cgroup), or one made before the shell joined its cgroup, whose root is then the cgroup it was in. Compare `cat /proc/self/cgroup` inside and on the host.",
+            Kind::Inside(own_cgroup_namespace),
         ),
         super::LAYER.check(
             "allocating over the memory limit is OOM-killed; the container lives on",
@@ -52,6 +57,9 @@ pub(super) struct ProbeDirs {
     pub memory_path: String,
     /// lab's own memory cgroup, read on the host before the probe joined.
     pub host_memory_path: String,
+    /// The cgroup namespaces of lab (the host's) and of the container.
+    pub host_cgroup_ns: Option<u64>,
+    pub cgroup_ns: Option<u64>,
 }
 
 /// The cgroups process `target` is in, as /proc/PID/cgroup says.
@@ -78,6 +86,8 @@ pub(super) fn probe_dirs(target: &str) -> Result<ProbeDirs> {
         own_cgroup(if version == Version::V2 { "" } else { "memory" }).unwrap_or_default();
     Ok(ProbeDirs {
         host_memory_path,
+        host_cgroup_ns: crate::engine::check::ns_inode("self", "cgroup"),
+        cgroup_ns: crate::engine::check::ns_inode(target, "cgroup"),
         version,
         memory,
         cpu: dir("cpu")?.0,
@@ -110,7 +120,7 @@ pub(super) fn field(text: &str, key: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
 }
 
-fn names_own_cgroup(p: &Probe) -> Outcome {
+fn in_own_cgroup(p: &Probe) -> Outcome {
     let d = match dirs(p) {
         Ok(d) => d,
         Err(o) => return o,
@@ -120,19 +130,42 @@ fn names_own_cgroup(p: &Probe) -> Outcome {
     } else {
         "memory"
     };
-    // Read inside the container: its own /proc.
-    let mine = cgroup_of("self", key);
+    // Read on the host, which sees the whole tree.
     let host = &d.host_memory_path;
-    match mine {
+    match cgroup_of(&p.target.to_string(), key) {
         Some(path) => Outcome::from(
             path == d.memory_path && path != *host,
             format!(
-                "memory cgroup inside: {path}; the container's: {}; lab's: {host}",
+                "memory cgroup of the first process, as the host sees it: {path}; the container's: {}; lab's: {host}",
                 d.memory_path
             ),
         ),
-        None => Outcome::Fail("no /proc/self/cgroup inside".into()),
+        None => Outcome::Fail(format!("no /proc/{}/cgroup", p.target)),
     }
+}
+
+fn own_cgroup_namespace(p: &Probe) -> Outcome {
+    let d = match dirs(p) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    // Read inside: the container's first process's cgroups, as its cgroup
+    // namespace shows them (paths from that namespace's root).
+    let text = std::fs::read_to_string("/proc/1/cgroup").unwrap_or_default();
+    let paths: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .collect();
+    let at_root = !paths.is_empty() && paths.iter().all(|p| *p == "/");
+    let own = d.cgroup_ns.is_some() && d.cgroup_ns != d.host_cgroup_ns;
+    Outcome::from(
+        at_root && own,
+        format!(
+            "/proc/1/cgroup inside: {}; its cgroup namespace is {}",
+            text.lines().collect::<Vec<_>>().join(", "),
+            if own { "its own" } else { "the host's" }
+        ),
+    )
 }
 
 fn memory_limit_kills(p: &Probe) -> Outcome {

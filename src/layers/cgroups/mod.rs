@@ -31,7 +31,7 @@ pub use hierarchy::{detect, Version};
 pub use options::{Limits, Options};
 
 use super::Layer;
-use crate::engine::plan::{Action, Command, Phase, Spec};
+use crate::engine::plan::{Action, Command, Namespace, Phase, Spec};
 use anyhow::Context;
 use hierarchy::*;
 use nix::unistd::Pid;
@@ -43,7 +43,7 @@ pub const LAYER: Layer = Layer {
     title: "cgroup limits: memory, cpu, pids",
     idea: "the container gets limits the kernel enforces: memory, CPU time, number of processes",
     look: "cat /proc/self/cgroup: the cgroups that hold this container and its limits (memory, CPU time, processes).",
-    namespaces: &[],
+    namespaces: &[Namespace::Cgroup],
     commands,
     note: |_| None,
     checks: checks::checks,
@@ -219,31 +219,14 @@ fn commands(spec: &Spec) -> anyhow::Result<Vec<Command>> {
             ));
         }
     }
-    if spec.in_user_namespace() {
-        // In a user namespace the container's root is an ordinary user of the
-        // host, who may not write the host's cgroup files: the host moves it.
-        c.push(LAYER.at(
-            Phase::Connect,
-            match cg.version {
-                Version::V2 => "from the host: put the container's first process in its cgroup (root inside, an ordinary user of the host, may not); every process it starts is born there. (lab starts that process right in the cgroup instead: clone3 with CLONE_INTO_CGROUP)",
-                Version::V1 => "from the host: put the container's first process in its cgroups (root inside, an ordinary user of the host, may not); every process it starts is born there",
-            },
-            JoinFromHost {
-                version: cg.version,
-                dirs: cg.dirs(),
-                container: spec.name.clone(),
-            },
-        ));
-    } else {
-        c.push(LAYER.at(
-            Phase::Enter,
-            match cg.version {
-                Version::V2 => "first thing inside: this shell (the container's first process) joins the cgroup, and every process it starts is born in it. (lab starts its first process right in the cgroup instead: clone3 with CLONE_INTO_CGROUP, without the machine-wide lock that a move through cgroup.procs takes, about 10 ms each time)",
-                Version::V1 => "first thing inside: this shell (the container's first process) joins the cgroups, and every process it starts is born in them. (lab itself writes 0 to each tasks file instead: for a process of one thread the same move, without the machine-wide lock that cgroup.procs takes: well under 1 ms, where this takes about 7 on an idle machine)",
-            },
-            JoinCgroups(cg.version, cg.dirs()),
-        ));
-    }
+    c.push(LAYER.at(
+        Phase::Join,
+        match cg.version {
+            Version::V2 => "a shell of its own joins the container's cgroup first: every process it starts is born in it, and the cgroup namespace it makes has that cgroup as its root, /. (lab starts the first process right in the cgroup, with its cgroup namespace: clone3 with CLONE_INTO_CGROUP, without the machine-wide lock of a move through cgroup.procs, about 10 ms each time)",
+            Version::V1 => "a shell of its own joins the container's cgroups first: every process it starts is born in them, and the cgroup namespace it makes has them as its root, /. (lab's first process writes 0 to each tasks file instead: for a process of one thread the same move, without the machine-wide lock that cgroup.procs takes)",
+        },
+        Join(cg.version, cg.dirs()),
+    ));
     c.push(LAYER.at(
         Phase::Teardown,
         "after exit, when no process is left in it, remove the cgroup",

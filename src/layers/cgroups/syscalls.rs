@@ -21,8 +21,9 @@ pub(super) struct WriteFile {
     pub(super) file: PathBuf,
     pub(super) value: String,
 }
-/// `echo $$ > DIR/cgroup.procs` (v2), `echo 0 > DIR/tasks` for every DIR (v1)
-pub(super) struct JoinCgroups(pub(super) Version, pub(super) Vec<PathBuf>);
+/// `echo $$ > DIR/cgroup.procs` for every DIR, by the shell that becomes the
+/// container's first process (Phase::Join), before it makes its namespaces.
+pub(super) struct Join(pub(super) Version, pub(super) Vec<PathBuf>);
 /// `rmdir DIR...`
 pub(super) struct RemoveCgroups(pub(super) Vec<PathBuf>);
 /// `rmdir PARENT...`: the parents of the containers' cgroups, when empty.
@@ -126,7 +127,7 @@ fn explain_write_error(e: std::io::Error, file: &Path, value: &str) -> anyhow::E
     anyhow::anyhow!("writing {value} to {}: {e}{why}", file.display())
 }
 
-impl Action for JoinCgroups {
+impl Action for Join {
     fn shell(&self) -> String {
         let lines: Vec<String> = self
             .1
@@ -139,6 +140,7 @@ impl Action for JoinCgroups {
         if self.done_at_birth(run) {
             return Ok(());
         }
+        // The first process moves itself (see move_self_into).
         for d in &self.1 {
             move_self_into(d, self.0)?;
         }
@@ -278,46 +280,6 @@ impl Action for JoinCgroupsOf {
     }
 }
 
-/// `echo "$PID" > DIR/cgroup.procs` for every DIR, from the host (step 9).
-pub(super) struct JoinFromHost {
-    pub(super) version: Version,
-    pub(super) dirs: Vec<PathBuf>,
-    pub(super) container: String,
-}
-
-impl Action for JoinFromHost {
-    fn shell(&self) -> String {
-        // unshare --fork waits outside; its child is the container's first
-        // process, which waits for the maps of layer 9 before it starts anything.
-        let lines: Vec<String> = self
-            .dirs
-            .iter()
-            .map(|d| format!("echo \"$p\" > {}", quote_path(&d.join("cgroup.procs"))))
-            .collect();
-        format!(
-            "for p in \"$PID\" $(pgrep -P \"$PID\"); do {}; done",
-            lines.join("; ")
-        )
-    }
-    fn apply(&self, run: &RunContext) -> Result<()> {
-        if self.done_at_birth(run) {
-            return Ok(());
-        }
-        let pid = crate::engine::state::first_pid(&self.container)?;
-        for d in &self.dirs {
-            WriteFile::new(d.join("cgroup.procs"), pid).apply(run)?;
-        }
-        Ok(())
-    }
-    /// As for [`JoinCgroups`]: lab (root) starts the process in it.
-    fn born_in(&self) -> Option<&Path> {
-        match (self.version, self.dirs.as_slice()) {
-            (Version::V2, [dir]) => Some(dir),
-            _ => None,
-        }
-    }
-}
-
 /// rmdir the cgroups a run recorded in its state directory, deepest first: all
 /// of them once its processes are gone (`wait`: give the kernel a moment), or
 /// only those that are empty (a parent another container uses stays).
@@ -379,9 +341,8 @@ mod tests {
     use super::*;
     use crate::engine::plan::Action;
 
-    /// On v2 the container's first process is born in its one cgroup, from the
-    /// inside (step 6) and from the host (step 9); on v1, with a cgroup per
-    /// controller, it joins them.
+    /// On v2 the container's first process is born in its one cgroup; on v1,
+    /// with a cgroup per controller, the host moves it.
     #[test]
     fn only_v2_joins_are_done_at_birth() {
         let v2 = vec![PathBuf::from("/sys/fs/cgroup/lab/c1")];
@@ -389,27 +350,14 @@ mod tests {
             PathBuf::from("/sys/fs/cgroup/memory/lab/c1"),
             PathBuf::from("/sys/fs/cgroup/pids/lab/c1"),
         ];
-        let inside = |version, dirs: &Vec<PathBuf>| {
-            JoinCgroups(version, dirs.clone())
-                .born_in()
-                .map(Path::to_path_buf)
+        let born = |version, dirs: &Vec<PathBuf>| {
+            Join(version, dirs.clone()).born_in().map(Path::to_path_buf)
         };
-        let host = |version, dirs: &Vec<PathBuf>| {
-            JoinFromHost {
-                version,
-                dirs: dirs.clone(),
-                container: "c1".into(),
-            }
-            .born_in()
-            .map(Path::to_path_buf)
-        };
-        assert_eq!(inside(Version::V2, &v2), Some(v2[0].clone()));
-        assert_eq!(host(Version::V2, &v2), Some(v2[0].clone()));
-        assert_eq!(inside(Version::V1, &v1), None);
-        assert_eq!(host(Version::V1, &v1), None);
+        assert_eq!(born(Version::V2, &v2), Some(v2[0].clone()));
+        assert_eq!(born(Version::V1, &v1), None);
         // What a shell types stays the move through cgroup.procs.
         assert_eq!(
-            JoinCgroups(Version::V2, v2.clone()).shell(),
+            Join(Version::V2, v2.clone()).shell(),
             "echo $$ > /sys/fs/cgroup/lab/c1/cgroup.procs"
         );
     }
