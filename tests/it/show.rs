@@ -35,24 +35,22 @@ fn show_draws_a_running_container_from_the_kernel() {
     let out = lab_isolated().args(["show", "shown"]).output().unwrap();
     let t = text(&out);
     assert!(out.status.success(), "{t}{}", err(&out));
-    // From the kernel, each part: its own namespaces but cgroup and user (steps
-    // 8 and 9 do not exist at step 7), lab-init as PID 1 and the command as 2,
+    // From the kernel, each part: its own namespaces but the user namespace
+    // (step 9 does not exist at step 7), lab-init as PID 1 and the command as 2,
     // both with the host's numbers, the network path with the real names, the
     // cgroup limits of step 6, the overlay's layers.
-    for line in ["mnt", "uts", "ipc", "pid", "net"] {
+    for line in ["mnt", "uts", "ipc", "pid", "net", "cgroup"] {
         assert!(
             t.lines()
                 .any(|l| l.trim_start().starts_with(line) && l.contains("its own")),
             "{line}: {t}"
         );
     }
-    for line in ["cgroup", "user"] {
-        assert!(
-            t.lines()
-                .any(|l| l.trim_start().starts_with(line) && l.contains("the host's")),
-            "{line}: {t}"
-        );
-    }
+    assert!(
+        t.lines()
+            .any(|l| l.trim_start().starts_with("user") && l.contains("the host's")),
+        "user: {t}"
+    );
     assert!(t.contains(&format!(" 2 {sleeper:>8}  sleep 4495")), "{t}");
     assert!(
         t.lines()
