@@ -6,7 +6,7 @@
 //! (on cgroup v1 lab writes 0 to `tasks`, the same move for a process of one
 //! thread, and quicker: layers/cgroups/syscalls.rs), `setns(2)` into each of its
 //! namespaces, and take its root. That is what
-//! `nsenter -t PID -m -u -i -n -p -r -w` does (and `docker exec`, which also joins
+//! `nsenter -t PID -m -u -i -n -p -C -r -w` does (and `docker exec`, which also joins
 //! the cgroups). setns into a pid namespace only applies to the children made
 //! afterwards, so the program is started by one more fork.
 
@@ -77,7 +77,7 @@ impl Entry {
         })
     }
 
-    /// `nsenter -t PID -m -u -i -n -p -r -w CMD`; with cgroups to join, inside a
+    /// `nsenter -t PID -m -u -i -n -p -C -r -w CMD`; with cgroups to join, inside a
     /// `sh -c` that first writes the shell's own PID ($$) to each cgroup.procs.
     pub fn shell(&self, command: &[String]) -> String {
         let flags: Vec<&str> = self.namespaces.iter().map(|r| r.nsenter).collect();

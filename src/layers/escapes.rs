@@ -5,10 +5,10 @@
 //! power away from its root. Each escape here is a real way out, tried for real
 //! by the checks of every step (they run in a probe that can do exactly what the
 //! container's processes can), and made harmless: it reads, or opens for writing
-//! without writing, or asks the kernel for something with an argument that makes
-//! it fail after the permission check. At the steps before the one that closes
+//! without writing (or writes back what is there), or asks the kernel for
+//! something with an argument that makes it fail after the permission check. At the steps before the one that closes
 //! it, its check passes when the escape works: `lab verify N` proves what step N
-//! does not protect against. From that step on, it passes when the escape fails,
+//! does not protect against (or that this machine closes it earlier, said so). From that step on, it passes when the escape fails,
 //! with the error that says why. Each check is made by the layer that first
 //! shows it (`mount::LAYER.check`), and its `closed_at` is the number of the
 //! layer that closes it.
@@ -20,11 +20,15 @@
 //! | a device node for the host's disk         | 2-7      | 8: no CAP_MKNOD               |
 //! | loading a kernel module                   | 2-7      | 8: no CAP_SYS_MODULE, seccomp |
 //! | writing the host's kernel settings        | 3-7      | 8: /proc/sys read-only        |
-//! | mounting cgroupfs to lift its own limits  | 6-7      | 8: no CAP_SYS_ADMIN, seccomp  |
+//! | mounting cgroupfs to lift its own limits  | 6-7 (1)  | 8: no CAP_SYS_ADMIN, seccomp  |
 //! | a host file of root's that reaches it     | 8        | 9: root inside is not root    |
 //!
 //! Step 9 (a user namespace) closes the last one, and the others a second time:
 //! root inside is not root on the host.
+//!
+//! (1) On cgroup v1 and on a cgroup v2 mounted without `nsdelegate`. With it (as
+//! systemd mounts v2), step 6's cgroup namespace closes it already: from inside,
+//! the files of the namespace's root cgroup are read-only.
 
 use crate::engine::check::{Attempt, Check, Escape, Kind, Probe};
 use nix::errno::Errno;
@@ -326,14 +330,16 @@ pub fn cgroup_limits() -> Check {
         Kind::Escape(Escape {
             closed_at: super::privileges::LAYER.number,
             attempt: lift_limits,
-            hint_open: "Until step 8 root inside may mount the cgroup filesystem and open its own memory limit for writing. Look at the detail.",
+            hint_open: "Until step 8 root inside may mount the cgroup filesystem and write its own memory limit (unless cgroup v2 is mounted with nsdelegate, which makes the cgroup namespace's root read-only from inside). Look at the detail.",
         }),
     )
 }
 
 /// Mount the cgroup filesystem (v2, or v1's memory hierarchy), find the
-/// container's own cgroup, and open its memory limit for writing, writing
-/// nothing: with it, a process could raise the limit of step 6.
+/// container's own cgroup, and write its memory limit back, unchanged: with that
+/// write, a process could raise the limit of step 6. (Opening the file is not
+/// enough: on a cgroup v2 mounted with nsdelegate, the kernel refuses the write
+/// itself, EPERM, to a process inside the cgroup namespace whose root it is.)
 fn lift_limits(p: &Probe) -> Attempt {
     let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     // A v1 memory hierarchy if there is one, else the v2 tree.
@@ -369,19 +375,38 @@ fn lift_limits(p: &Probe) -> Attempt {
         ),
         Ok(()) => {
             let file = dir.join(path.trim_start_matches('/')).join(limit);
-            let opened = std::fs::OpenOptions::new().write(true).open(&file);
+            let shown = format!("{}/{limit}", path.trim_end_matches('/'));
+            let nsdelegate = mounted_with(&dir, "nsdelegate");
+            let written = std::fs::read_to_string(&file).and_then(|now| {
+                use std::io::Write;
+                let mut f = std::fs::OpenOptions::new().write(true).open(&file)?;
+                f.write_all(now.trim().as_bytes())
+            });
             let _ = umount2(&dir, MntFlags::MNT_DETACH);
-            match opened {
-                Ok(_) => Attempt::Reached(format!(
-                    "{how}, then opened its own {}/{limit} for writing (and wrote nothing): it could lift the limit of step 6",
-                    path.trim_end_matches('/')
+            match written {
+                Ok(()) => Attempt::Reached(format!(
+                    "{how}, then wrote its own {shown} back, unchanged: it could lift the limit of step 6"
                 )),
-                Err(e) => Attempt::Stopped(format!("{how} worked, but opening {limit}: {e}")),
+                Err(e) if e.raw_os_error() == Some(nix::libc::EPERM) && nsdelegate => {
+                    Attempt::ClosedEarly(format!(
+                        "{how} worked, but writing its own {shown}: {e}: this cgroup v2 is mounted with nsdelegate (systemd does so), and from inside a cgroup namespace its root's files are read-only: step 6's cgroup namespace closes this escape here"
+                    ))
+                }
+                Err(e) => Attempt::Stopped(format!("{how} worked, but writing {shown}: {e}")),
             }
         }
     };
     let _ = std::fs::remove_dir(&dir);
     result
+}
+
+/// Whether the filesystem mounted on `dir` has `option` among its superblock's.
+fn mounted_with(dir: &Path, option: &str) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    crate::mountinfo::parse_mountinfo(&text)
+        .iter()
+        .filter(|m| Path::new(&crate::mountinfo::unescape(&m.mount_point)) == dir)
+        .any(|m| m.options.split(',').any(|o| o == option))
 }
 
 // ── 7. A host file of root's that reaches the container (layer 8; closed by 9) ──

@@ -73,6 +73,9 @@ pub enum Attempt {
     Stopped(String),
     /// Nothing to try here, and why.
     Untried(String),
+    /// Stopped before the step that closes it everywhere, by what this machine
+    /// adds (step 6 on a cgroup v2 mounted with nsdelegate): what stopped it.
+    ClosedEarly(String),
 }
 
 impl Escape {
@@ -93,6 +96,12 @@ impl Escape {
             (Attempt::Reached(d), false) => Outcome::Fail(format!(
                 "still works at step {step}, though step {closer} should close it: {d}"
             )),
+            (Attempt::ClosedEarly(d), true) => Outcome::Pass(format!(
+                "closed already here, before step {closer} closes it everywhere: {d}"
+            )),
+            (Attempt::ClosedEarly(d), false) => {
+                Outcome::Pass(format!("closed since step {closer}: {d}"))
+            }
             (Attempt::Untried(d), _) => Outcome::Skip(d),
         }
     }

@@ -24,7 +24,7 @@ pub(super) fn checks(_step: u8) -> Vec<Check> {
         ),
         super::LAYER.check(
             "a cgroup namespace of its own: inside, its cgroup is the root, /",
-            "Inside, /proc/self/cgroup shows the host's cgroup paths: no cgroup namespace (unshare --cgroup), or one made before the shell joined its cgroup, whose root is then the cgroup it was in. Compare `cat /proc/self/cgroup` inside and on the host.",
+            "Inside, /proc/self/cgroup shows paths other than /: no cgroup namespace (unshare --cgroup), or one made before the shell joined its cgroup, whose root is then the cgroup it was in (paths like /../../lab/c1). Compare `cat /proc/self/cgroup` inside and on the host.",
             Kind::Inside(own_cgroup_namespace),
         ),
         super::LAYER.check(
@@ -54,7 +54,6 @@ pub(super) struct ProbeDirs {
     pub memory: File,
     pub cpu: File,
     pub pids: File,
-    pub memory_path: String,
     /// lab's own memory cgroup, read on the host before the probe joined.
     pub host_memory_path: String,
     /// The cgroup namespaces of lab (the host's) and of the container.
@@ -81,7 +80,7 @@ pub(super) fn probe_dirs(target: &str) -> Result<ProbeDirs> {
             path,
         ))
     };
-    let (memory, memory_path) = dir("memory")?;
+    let (memory, _) = dir("memory")?;
     let host_memory_path =
         own_cgroup(if version == Version::V2 { "" } else { "memory" }).unwrap_or_default();
     Ok(ProbeDirs {
@@ -92,7 +91,6 @@ pub(super) fn probe_dirs(target: &str) -> Result<ProbeDirs> {
         memory,
         cpu: dir("cpu")?.0,
         pids: dir("pids")?.0,
-        memory_path,
     })
 }
 
@@ -130,16 +128,24 @@ fn in_own_cgroup(p: &Probe) -> Outcome {
     } else {
         "memory"
     };
-    // Read on the host, which sees the whole tree.
+    // Read on the host, which sees the whole tree: a cgroup named after the
+    // container (lab's containers, and those typed by hand, name theirs so),
+    // not lab's own.
     let host = &d.host_memory_path;
     match cgroup_of(&p.target.to_string(), key) {
-        Some(path) => Outcome::from(
-            path == d.memory_path && path != *host,
-            format!(
-                "memory cgroup of the first process, as the host sees it: {path}; the container's: {}; lab's: {host}",
-                d.memory_path
-            ),
-        ),
+        Some(path) => {
+            let named = p
+                .name
+                .as_deref()
+                .map_or(true, |n| path.rsplit('/').next() == Some(n));
+            Outcome::from(
+                named && path != *host,
+                format!(
+                    "memory cgroup of the first process, as the host sees it: {path}; lab's: {host}{}",
+                    p.name.as_deref().map(|n| format!("; the container's is named {n}")).unwrap_or_default()
+                ),
+            )
+        }
         None => Outcome::Fail(format!("no /proc/{}/cgroup", p.target)),
     }
 }
