@@ -86,6 +86,11 @@ fn section(plan: &Plan, c: &Command) -> String {
         (_, Phase::Run) => "Run".into(),
         // Typed elsewhere: a section of its own, which says where.
         (Some(layer), Phase::Connect) => format!("{} · {SECOND_TERMINAL}", layer_title(layer)),
+        // The teardown is typed where the container ran, once it has exited:
+        // some lines read what that terminal noted (step 5's IP_FORWARD_WAS).
+        (Some(layer), Phase::Teardown) => {
+            format!("{} · this terminal, after exit", layer_title(layer))
+        }
         (Some(layer), _) => layer_title(layer),
         (None, Phase::Teardown) => "This terminal, after exit".into(),
         (None, _) => "This terminal".into(),

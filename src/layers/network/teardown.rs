@@ -37,7 +37,7 @@ pub(super) fn shared_teardown(
         Box::new(Bridge::Delete(leaving.to_string())),
     ));
     out.push((
-        "when no other container uses lab0: switch forwarding back off, unless it was on before (Docker or libvirt may need it on)",
+        "when no other container uses lab0: switch forwarding back off, unless it was on before (Docker or libvirt may need it on). IP_FORWARD_WAS is what this terminal noted when it switched forwarding on: in another shell it is unset, and the line leaves forwarding on",
         Box::new(Forwarding::Restore(leaving.to_string())),
     ));
     out
