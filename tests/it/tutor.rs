@@ -149,6 +149,31 @@ fn privileged_terminal() -> Option<std::sync::MutexGuard<'static, ()>> {
     tmux_or_skip().then_some(guard)
 }
 
+/// lab's directories for a test on a terminal: `home`, the test run's
+/// LAB_RUN, and cgroups below the test's own.
+fn isolated(home: PathBuf) -> [(&'static str, PathBuf); 3] {
+    [
+        ("LAB_HOME", home),
+        ("LAB_RUN", run_dir()),
+        ("LAB_CGROUP_PARENT", PathBuf::from(CGROUP_PARENT)),
+    ]
+}
+
+/// The environment as [`Screen::start`] takes it.
+fn as_env<'a>(pairs: &'a [(&'static str, PathBuf)]) -> Vec<(&'static str, &'a Path)> {
+    pairs.iter().map(|(k, v)| (*k, v.as_path())).collect()
+}
+
+/// Whether a walk prompt on the screen is the one before pivot_root.
+fn at_pivot_root(shown: &str) -> bool {
+    shown
+        .lines()
+        .rev()
+        .filter(|l| !l.trim().is_empty())
+        .take(10)
+        .any(|l| l.trim() == "pivot_root . .oldroot")
+}
+
 /// A home of the test's own: the progress file and the hints go there.
 fn fresh_home(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("tutor-{name}"));
@@ -296,23 +321,14 @@ fn a_walk_on_a_terminal_explains_runs_to_the_end_or_stops_on_ctrl_c() {
     let Some(_g) = privileged_terminal() else {
         return;
     };
-    let env = [
-        ("LAB_HOME", home()),
-        ("LAB_RUN", run_dir()),
-        ("LAB_CGROUP_PARENT", PathBuf::from(CGROUP_PARENT)),
-    ];
-    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let env = isolated(home());
+    let env = as_env(&env);
     // Step 2 to the end: at pivot_root, more from the lesson and its checks.
     let s = Screen::start(&format!("{LAB} step 2 --walk -- echo walked"), &env);
     let mut answered = 0;
     let mut explained = false;
     while let Some(shown) = s.walk_prompt(answered) {
-        let at_pivot_root = shown
-            .lines()
-            .rev()
-            .filter(|l| !l.trim().is_empty())
-            .take(10)
-            .any(|l| l.trim() == "pivot_root . .oldroot");
+        let at_pivot_root = at_pivot_root(&shown);
         if at_pivot_root && !explained {
             s.keys(&["Down", "Enter"]);
             let more = s.wait_for("From lesson 2:", 1);
@@ -538,12 +554,8 @@ fn the_menu_gets_the_terminal_back_after_a_steps_shell_at_every_step() {
             .map(|n| format!("step {n} completed 2026-01-01 00:00:00 UTC\n"))
             .collect();
         std::fs::write(home.join("progress"), progress).unwrap();
-        let env = [
-            ("LAB_HOME", home.clone()),
-            ("LAB_RUN", run_dir()),
-            ("LAB_CGROUP_PARENT", PathBuf::from(CGROUP_PARENT)),
-        ];
-        let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        let env = isolated(home.clone());
+        let env = as_env(&env);
         let s = Screen::start("PS1='host$ ' exec bash --norc --noprofile -i", &env);
         s.wait_for("host$", 1);
         s.keys(&[LAB, "Enter"]);
@@ -578,12 +590,8 @@ fn stop_at_a_walk_prompt_says_it_was_stopped() {
     let Some(_g) = privileged_terminal() else {
         return;
     };
-    let env = [
-        ("LAB_HOME", home()),
-        ("LAB_RUN", run_dir()),
-        ("LAB_CGROUP_PARENT", PathBuf::from(CGROUP_PARENT)),
-    ];
-    let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
+    let env = isolated(home());
+    let env = as_env(&env);
     for inside in [false, true] {
         let s = Screen::start(&format!("{LAB} step 2 --walk -- true"), &env);
         let mut answered = 0;
@@ -591,12 +599,7 @@ fn stop_at_a_walk_prompt_says_it_was_stopped() {
             let shown = s
                 .walk_prompt(answered)
                 .expect("lab ended before the prompt to stop at");
-            let at_pivot_root = shown
-                .lines()
-                .rev()
-                .filter(|l| !l.trim().is_empty())
-                .take(10)
-                .any(|l| l.trim() == "pivot_root . .oldroot");
+            let at_pivot_root = at_pivot_root(&shown);
             if !inside || at_pivot_root {
                 break;
             }
