@@ -1,8 +1,10 @@
 //! `lab check N --pid PID [--json]`: the checks of step N against a container
-//! that is already running, lab's or one built by hand.
+//! that is already running: lab's, one built by hand from the lessons, or one
+//! of another runtime (Docker, Podman, runc, ...), graded on what it has.
 
 use super::{need_root_below_9, note_progress, print_verdict};
-use crate::{cli::Target, engine::check, engine::state, options::spec};
+use crate::engine::check::{self, Maker};
+use crate::{cli::Target, engine::state, options::spec};
 use anyhow::Result;
 use std::process::ExitCode;
 
@@ -14,16 +16,33 @@ pub fn run(target: &Target, pid: i32, json: bool) -> Result<ExitCode> {
         errln!("lab: {way}");
     }
     // A container of lab's keeps its files where lab keeps them.
-    let name = match state::container_of(pid.as_raw()) {
+    let (name, maker) = match state::container_of(pid.as_raw()) {
         Some(running) => {
             spec.by_hand = false;
             spec.name = running.name.clone();
-            Some(running.name)
+            (Some(running.name), Maker::Lab)
         }
-        None => target.name.clone(),
+        None => (target.name.clone(), check::maker_of(pid.as_raw())),
     };
-    let reports = check::run(spec.step, pid, &spec.new_root(), name)?;
-    // A container typed by hand that passes completes its step too.
-    note_progress(spec.step, &reports);
+    // The directory its / should be: the one given, at every step; lab's own
+    // place for its containers and the recipe's; for another runtime's, where
+    // the host sees the container's root (its mount table says).
+    let root = match (&target.rootfs, &maker) {
+        (_, Maker::Lab) => spec.new_root(),
+        (Some(_), _) => spec.rootfs.clone(),
+        (None, Maker::ByHand) => spec.new_root(),
+        (None, Maker::Other(who)) => {
+            let found = check::find_root(pid.as_raw());
+            errln!("lab: a container of {who}: each check says what it found, and the hints speak of that runtime's settings");
+            errln!("lab: its root: {} (give --rootfs DIR to compare it with another)", found.how);
+            found.path
+        }
+    };
+    let reports = check::run(spec.step, pid, &root, name, maker.clone())?;
+    // A container typed by hand that passes completes its step too (another
+    // runtime's is not the student's work).
+    if !maker.is_other() {
+        note_progress(spec.step, &reports);
+    }
     Ok(print_verdict(&reports, json))
 }

@@ -183,7 +183,13 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     // 6. The checks, while the command is held.
     let mut reports = if show.checks {
         let name = Some(plan.spec.name.clone());
-        check::run(plan.spec.step, child.guard.pid, &plan.spec.new_root(), name)?
+        check::run(
+            plan.spec.step,
+            child.guard.pid,
+            &plan.spec.new_root(),
+            name,
+            check::Maker::Lab,
+        )?
     } else {
         vec![]
     };

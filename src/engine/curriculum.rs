@@ -85,6 +85,11 @@ pub fn all() -> Vec<&'static Layer> {
     steps().iter().filter_map(|s| s.layer).collect()
 }
 
+/// The built layer of this number.
+pub fn layer(number: u8) -> Option<&'static Layer> {
+    all().into_iter().find(|l| l.number == number)
+}
+
 /// Before `lab step N` makes anything: what the layers up to N need from the
 /// kernel and the host, in one line for the first thing missing.
 pub fn preflight(spec: &Spec) -> Result<()> {

@@ -21,6 +21,10 @@ pub struct Layer {
     /// What to try in the container's shell to see this layer (printed when
     /// `lab step N` opens a shell at this step).
     pub look: &'static str,
+    /// For a container lab did not make (Docker's, Podman's, ...), the hint of
+    /// every check of this layer: which of its runtime's settings give or take
+    /// this layer, and where to look. lab's own hints speak of its recipe.
+    pub elsewhere: &'static str,
     /// The namespaces this layer adds to the `unshare`/`clone` of the step.
     pub namespaces: &'static [Namespace],
     /// Its commands at a given step (a later layer may take over an earlier one's job),

@@ -20,6 +20,7 @@ pub const LAYER: Layer = Layer {
     title: "chroot",
     idea: "the container gets its own files: a root filesystem becomes its /",
     look: "ps prints only its header: nothing is mounted on /proc. mount -t proc proc /proc, then ps: the host's processes. umount /proc before you leave: at step 1 that mount is in the host's mount table.",
+    elsewhere: "Every container runtime (Docker, Podman, runc, systemd-nspawn, bwrap) gives a container a root of its own; a process started by plain `unshare` or `nsenter` keeps the host's. Compare `sudo ls /proc/PID/root/` with `ls /`.",
     namespaces: &[],
     commands,
     note,
@@ -106,6 +107,13 @@ fn root_is_rootfs(p: &Probe) -> Outcome {
             p.root_path.display()
         ));
     };
+    // A root of its own: never the host's, whatever directory was named.
+    if (dev, ino) == (p.host.root_dev, p.host.root_ino) {
+        return Outcome::Fail(format!(
+            "{} is the host's own / (device {dev} inode {ino}): the container has no root of its own",
+            p.root_path.display()
+        ));
+    }
     match std::fs::metadata("/") {
         Ok(m) => Outcome::from(
             (m.dev(), m.ino()) == (dev, ino),

@@ -30,6 +30,7 @@ pub const LAYER: Layer = Layer {
     title: "pid namespace and /proc",
     idea: "the container gets its own process numbers: its first process is PID 1 and it sees only its own processes",
     look: "ps: lab-init is PID 1, this shell is PID 2, and no process of the host is there.",
+    elsewhere: "`--pid host` (Docker, Podman) shares the host's process numbers. PID 1 reaps orphans only when it is an init (`docker run --init`, `podman run --init`), not a program such as `sleep`. Compare `sudo readlink /proc/PID/ns/pid` with `readlink /proc/self/ns/pid`; `ps -o pid,stat,comm` inside shows zombies as Z.",
     namespaces: &[Namespace::Pid],
     commands,
     note,
@@ -297,7 +298,7 @@ fn orphans_are_reaped(p: &Probe) -> Outcome {
         std::thread::sleep(Duration::from_millis(1));
     }
     Outcome::Fail(if state == "Z" {
-        format!("orphan PID {pid} is still a zombie after 3 s: PID 1 does not reap it")
+        format!("orphan PID {pid} is still a zombie after 3 s: PID 1 does not reap it (the zombie stays until the container ends: it holds no memory, only its number)")
     } else {
         format!("orphan PID {pid} is still there after 3 s, in state {state}")
     })

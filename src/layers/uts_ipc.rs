@@ -19,6 +19,7 @@ pub const LAYER: Layer = Layer {
     title: "uts and ipc namespaces",
     idea: "the container gets its own hostname and its own System V IPC objects",
     look: "hostname: the container's own; hostname other renames it in here only. cat /proc/sysvipc/msg: no message queue of the host.",
+    elsewhere: "`--uts host` and `--ipc host` (Docker, Podman) share the host's hostname and System V IPC. Compare `sudo readlink /proc/PID/ns/uts /proc/PID/ns/ipc` with the same files of /proc/self.",
     namespaces: &[Namespace::Uts, Namespace::Ipc],
     commands,
     note: |_| None,

@@ -612,6 +612,22 @@ fn checks_of_a_step_fail_on_the_step_before() {
             if kept && !skipped {
                 assert!(passed, "step {n}, a check of layer {layer} failed: {row}");
             }
+            // The negative control: a container without layer n passes none of
+            // layer n's own checks (an escape it lists, closed by a later step,
+            // still works here and passes as it should).
+            let escape_of_later = row.contains("escape:") && !closed_now;
+            if layer == n && !escape_of_later {
+                assert!(
+                    !passed,
+                    "step {n}: a check of layer {n} passed on a container without that layer: {row}"
+                );
+            }
+            if closed_now {
+                assert!(
+                    !passed && !skipped || skipped && machine_skips(row) == 1,
+                    "step {n}: an escape it closes still works on the step before, and must fail: {row}"
+                );
+            }
         }
         let failed = json
             .lines()

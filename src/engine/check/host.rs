@@ -14,8 +14,9 @@ use std::path::Path;
 
 /// Facts about the host, read in lab before the probe joins the container.
 pub struct HostFacts {
-    /// The device of the host's `/` (st_dev), and what is mounted there.
+    /// The device of the host's `/` (st_dev), its inode, and what is mounted there.
     pub root_dev: u64,
+    pub root_ino: u64,
     pub root_source: String,
     /// The superblock of that device (bytes 1024-2047) as lab reads it on the
     /// host, or why it cannot (not a block device; a sandbox around this machine).
@@ -28,7 +29,9 @@ pub struct HostFacts {
 
 impl HostFacts {
     fn read() -> HostFacts {
-        let root_dev = std::fs::metadata("/").map(|m| m.dev()).unwrap_or(0);
+        let (root_dev, root_ino) = std::fs::metadata("/")
+            .map(|m| (m.dev(), m.ino()))
+            .unwrap_or((0, 0));
         let (major, minor) = (
             nix::sys::stat::major(root_dev),
             nix::sys::stat::minor(root_dev),
@@ -61,6 +64,7 @@ impl HostFacts {
         };
         HostFacts {
             root_dev,
+            root_ino,
             root_source,
             root_superblock,
             mnt_ns: ns_inode("self", "mnt"),
@@ -179,6 +183,7 @@ impl Fixtures {
         target: Pid,
         rootfs: &Path,
         name: Option<String>,
+        maker: super::Maker,
     ) -> Result<Fixtures> {
         let dir = crate::dirs::run_dir().join(format!("check-{}", std::process::id()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -189,6 +194,7 @@ impl Fixtures {
                 step,
                 target,
                 name,
+                maker,
                 root: std::fs::metadata(rootfs).ok().map(|m| (m.dev(), m.ino())),
                 root_path: rootfs.to_path_buf(),
                 marker: dir.join("host-file"),

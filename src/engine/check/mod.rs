@@ -20,6 +20,7 @@
 
 mod host;
 mod probe;
+mod whose;
 
 use host::Fixtures;
 pub use host::{
@@ -28,6 +29,7 @@ pub use host::{
 };
 use probe::run_inside;
 pub use probe::{enter, join_first, join_last, namespaces_to_enter, start_inside};
+pub use whose::{find_root, maker_of, Maker};
 
 use crate::engine::layer::Gathered;
 use anyhow::Result;
@@ -154,6 +156,9 @@ pub struct Probe {
     pub target: Pid,
     /// The container's name, when lab knows it (its hostname from step 4).
     pub name: Option<String>,
+    /// Who made it: lab, the lessons' recipe by hand, or another runtime, whose
+    /// container is then graded on what it has, never on lab's recipe.
+    pub maker: Maker,
     /// Device and inode of the directory that should be the container's `/` (None:
     /// it does not exist on the host).
     pub root: Option<(u64, u64)>,
@@ -207,7 +212,13 @@ pub fn checks_for(step: u8) -> Vec<Check> {
 
 /// Run the `Inside` and `Host` checks of `step` against the container that `target`
 /// belongs to. `AfterExit` checks are left for [`after_exit`].
-pub fn run(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result<Vec<Report>> {
+pub fn run(
+    step: u8,
+    target: Pid,
+    rootfs: &Path,
+    name: Option<String>,
+    maker: Maker,
+) -> Result<Vec<Report>> {
     let checks: Vec<Check> = checks_for(step)
         .into_iter()
         .filter(|c| !matches!(c.kind, Kind::AfterExit(_)))
@@ -219,7 +230,7 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result
         );
     }
     let started = std::time::Instant::now();
-    let fixtures = Fixtures::make(step, target, rootfs, name)?;
+    let fixtures = Fixtures::make(step, target, rootfs, name, maker)?;
     let probe = &fixtures.probe;
     let made = started.elapsed();
     // How long each check took (LAB_TIMINGS=1 prints it).
@@ -268,6 +279,7 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result
             ms(started.elapsed())
         );
     }
+    let other = probe.maker.is_other();
     Ok(checks
         .into_iter()
         .zip(outcomes)
@@ -275,6 +287,8 @@ pub fn run(step: u8, target: Pid, rootfs: &Path, name: Option<String>) -> Result
             layer: c.layer,
             name: c.name,
             hint: match c.kind {
+                // Another runtime's container: what its settings are, in its terms.
+                _ if other => crate::engine::curriculum::layer(c.layer).map_or("", |l| l.elsewhere),
                 // An escape that failed where it should still work.
                 Kind::Escape(e) if step < e.closed_at => e.hint_open,
                 _ => c.hint,

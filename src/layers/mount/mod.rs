@@ -28,6 +28,7 @@ pub const LAYER: Layer = Layer {
     title: "mount namespace and pivot_root",
     idea: "the container gets its own mount table, and its root is a mount the host's tree is detached from",
     look: "cat /proc/mounts fails: no /proc yet. mount -t proc proc /proc, then ps: still the host's processes (no pid namespace), while cat /proc/mounts lists this namespace's mounts only. ls -l /dev: six devices of its own on a tmpfs, a devpts and a shm (the root filesystem's /dev is covered).",
+    elsewhere: "Docker, Podman and runc always give a container a mount namespace, pivot_root into its root and a /dev of its own. Look at its mount table from the host, `sudo cat /proc/PID/mountinfo`, and compare `sudo readlink /proc/PID/ns/mnt` with `readlink /proc/self/ns/mnt`.",
     namespaces: &[Namespace::Mount],
     commands,
     note: |_| None,

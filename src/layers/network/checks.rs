@@ -31,15 +31,27 @@ pub(super) struct ProbeNet {
     pub rootfs_hosts: String,
     /// The host's address a client would use to reach a published port.
     pub host_address: Option<Ipv4Addr>,
+    /// The host's network namespace (lab's own), by inode.
+    pub host_netns: Option<u64>,
+    /// Another runtime's container: its way out is its default route's
+    /// interface and gateway (not eth0 and lab0), and lab knows nothing of its
+    /// neighbours or published ports.
+    pub foreign: Option<String>,
 }
 
 /// Gather [`ProbeNet`] for the container of process `pid`.
-pub(super) fn probe_net(pid: i32, name: Option<&str>, root: &Path) -> Result<ProbeNet> {
+pub(super) fn probe_net(
+    pid: i32,
+    name: Option<&str>,
+    root: &Path,
+    foreign: bool,
+) -> Result<ProbeNet> {
     let mut nl = Netlink::open()?;
     let links = nl.links()?;
     let addresses = nl.addresses()?;
     let bridge = links.iter().find(|l| l.name == BRIDGE);
-    let gateway = bridge.and_then(|b| addresses.iter().find(|a| a.index == b.index).map(|a| a.ip));
+    let mut gateway =
+        bridge.and_then(|b| addresses.iter().find(|a| a.index == b.index).map(|a| a.ip));
     let address = in_netns(pid, |nl| {
         let eth0 = nl.index("eth0")?;
         Ok(nl
@@ -50,9 +62,35 @@ pub(super) fn probe_net(pid: i32, name: Option<&str>, root: &Path) -> Result<Pro
     })
     .ok()
     .flatten();
+    let (mut address, mut way_out) = (address, None);
+    if foreign {
+        // Its way out, read inside: the default route's interface and gateway.
+        let out = in_netns(pid, |nl| {
+            let Some(route) = nl.routes()?.into_iter().find(|r| r.prefix == 0) else {
+                return Ok(None);
+            };
+            let link = nl.links()?.into_iter().find(|l| Some(l.index) == route.oif);
+            let addr = nl
+                .addresses()?
+                .into_iter()
+                .find(|a| Some(a.index) == route.oif)
+                .map(|a| (a.ip, a.prefix));
+            Ok(Some((link.map(|l| l.name), addr, route.gateway)))
+        })
+        .ok()
+        .flatten();
+        (address, gateway, way_out) = match out {
+            Some((link, addr, via)) => (addr, via, link),
+            None => (None, None, None),
+        };
+    }
     let mut others = Vec::new();
     let mut publish = Vec::new();
-    for dir in crate::engine::state::live_containers() {
+    let lab_containers = match foreign {
+        true => vec![],
+        false => crate::engine::state::live_containers(),
+    };
+    for dir in lab_containers {
         let theirs = dir
             .file_name()
             .unwrap_or_default()
@@ -91,6 +129,8 @@ pub(super) fn probe_net(pid: i32, name: Option<&str>, root: &Path) -> Result<Pro
         publish,
         rootfs_hosts: std::fs::read_to_string(root.join("etc/hosts")).unwrap_or_default(),
         host_address,
+        host_netns: crate::engine::check::ns_inode("self", "net"),
+        foreign: foreign.then(|| way_out.unwrap_or_default()),
     })
 }
 
@@ -192,15 +232,25 @@ fn net(p: &Probe) -> Result<&ProbeNet, Outcome> {
     p.data(super::LAYER.number)
 }
 
-fn only_lo_and_eth0(_p: &Probe) -> Outcome {
+fn only_lo_and_eth0(p: &Probe) -> Outcome {
+    let foreign = p.maker.is_other();
     match Netlink::open().and_then(|mut nl| nl.links()) {
         Ok(links) => {
             let mut names: Vec<&str> = links.iter().map(|l| l.name.as_str()).collect();
             names.sort();
-            Outcome::from(
-                names == ["eth0", "lo"],
-                format!("inside: {}", names.join(", ")),
-            )
+            let detail = format!("inside: {}", names.join(", "));
+            match foreign {
+                // Another runtime names its link as it likes (eth0, host0):
+                // lo and one way out.
+                true => Outcome::from(
+                    names.len() == 2 && names.contains(&"lo"),
+                    match names.len() {
+                        1 => format!("{detail}: no interface to the outside, as with --network none"),
+                        _ => detail,
+                    },
+                ),
+                false => Outcome::from(names == ["eth0", "lo"], detail),
+            }
         }
         Err(e) => Outcome::Fail(format!("{e:#}")),
     }
@@ -211,6 +261,9 @@ fn host_links_invisible(p: &Probe) -> Outcome {
         Ok(n) => n,
         Err(o) => return o,
     };
+    if n.host_netns.is_some() && crate::engine::check::ns_inode("self", "net") == n.host_netns {
+        return Outcome::Fail("the container is in the host's network namespace".into());
+    }
     match Netlink::open().and_then(|mut nl| nl.links()) {
         Ok(links) => {
             let seen: Vec<&str> = links
@@ -243,16 +296,23 @@ fn eth0_configured(p: &Probe) -> Outcome {
         Ok(n) => n,
         Err(o) => return o,
     };
+    let wanted = match &n.foreign {
+        Some(link) if link.is_empty() => {
+            return Outcome::Fail("no default route inside: no way out".into())
+        }
+        Some(link) => link.as_str(),
+        None => "eth0",
+    };
     let result = (|| -> Result<Outcome> {
         let mut nl = Netlink::open()?;
-        let Some(eth0) = nl.link("eth0")? else {
-            return Ok(Outcome::Fail("no eth0 inside".into()));
+        let Some(eth0) = nl.link(wanted)? else {
+            return Ok(Outcome::Fail(format!("no {wanted} inside")));
         };
         let addr = nl.addresses()?.into_iter().find(|a| a.index == eth0.index);
         let route = nl.routes()?.into_iter().find(|r| r.prefix == 0);
         let via = route.as_ref().and_then(|r| r.gateway);
         let detail = format!(
-            "eth0 {}, {}, default via {}",
+            "{wanted} {}, {}, default via {}",
             if eth0.up { "up" } else { "down" },
             addr.as_ref()
                 .map_or("no address".into(), |a| format!("{}/{}", a.ip, a.prefix)),
@@ -279,6 +339,9 @@ fn gateway_answers(p: &Probe) -> Outcome {
         Ok(ProbeNet {
             gateway: Some(gw), ..
         }) => ping_outcome(*gw, "the gateway"),
+        Ok(ProbeNet {
+            foreign: Some(_), ..
+        }) => Outcome::Fail("its default route names no gateway".into()),
         Ok(_) => Outcome::Fail(format!("the host has no {BRIDGE} with an address")),
         Err(o) => o,
     }
@@ -289,6 +352,11 @@ fn others_answer(p: &Probe) -> Outcome {
         Ok(n) => n,
         Err(o) => return o,
     };
+    if n.foreign.is_some() {
+        return Outcome::Skip(format!(
+            "lab's own containers on {BRIDGE}: this container's neighbours are its runtime's"
+        ));
+    }
     if n.others.is_empty() {
         return Outcome::Skip("no other container is running: start one in a second terminal (sudo lab step 5) and run lab verify 5".into());
     }
@@ -313,7 +381,10 @@ fn own_etc_hosts(p: &Probe) -> Outcome {
     };
     let inside = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
     let Some((ip, _)) = n.address else {
-        return Outcome::Fail("eth0 has no address".into());
+        return Outcome::Fail(match n.foreign {
+            Some(_) => "no address on a way out".into(),
+            None => "eth0 has no address".into(),
+        });
     };
     let own = inside
         .lines()
@@ -339,6 +410,9 @@ fn container_answers(p: &Probe) -> Outcome {
             address: Some((ip, _)),
             ..
         }) => ping_outcome(*ip, "the container"),
+        Ok(ProbeNet {
+            foreign: Some(_), ..
+        }) => Outcome::Fail("no address on a way out".into()),
         Ok(_) => Outcome::Fail("the container's eth0 has no address".into()),
         Err(o) => o,
     }
@@ -349,6 +423,12 @@ fn published_port_reaches(p: &Probe) -> Outcome {
         Ok(n) => n,
         Err(o) => return o,
     };
+    if n.foreign.is_some() {
+        return Outcome::Skip(
+            "lab knows only the ports it published itself (`docker port NAME` lists Docker's)"
+                .into(),
+        );
+    }
     let Some(port) = n.publish.first() else {
         return Outcome::Skip("no port published: try sudo lab step 5 --publish 8080:80".into());
     };

@@ -65,6 +65,7 @@ pub const LAYER: Layer = Layer {
     title: "network namespace, veth pair, bridge, NAT",
     idea: "the container gets its own network stack, cabled to a bridge on the host, with NAT to the outside",
     look: "ip addr: lo and eth0 only; ip route: the way out through the gateway; ping -c 1 with the gateway's address.",
+    elsewhere: "`--network host` shares the host's network stack, `--network none` leaves only lo; a runtime's bridge network gives the container eth0 and a default route. Look with `sudo nsenter -t PID -n ip addr` and `sudo nsenter -t PID -n ip route`.",
     namespaces: &[Namespace::Net],
     commands,
     note: |_| None,
@@ -94,6 +95,7 @@ impl super::Hooks for NetworkHooks {
             p.target.as_raw(),
             p.name.as_deref(),
             &p.root_path,
+            p.maker.is_other(),
         ))
     }
     fn host_before(&self, state: &Path) -> Option<Box<dyn Any>> {

@@ -34,6 +34,7 @@ pub const LAYER: Layer = Layer {
     title: "overlay filesystem",
     idea: "the image stays read-only: the container's writes go to a layer of its own",
     look: "touch /new-file: the write lands in this container's own writable layer, and the image below stays as it was.",
+    elsewhere: "Docker's overlay2 driver and Podman's storage mount the image's layers read-only under the container's own writable layer; runc, bwrap and systemd-nspawn use a directory as it is. The line for / in `sudo cat /proc/PID/mountinfo` shows which: `overlay ... lowerdir=...,upperdir=...`.",
     namespaces: &[],
     commands,
     note: |_| None,

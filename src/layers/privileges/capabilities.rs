@@ -56,6 +56,45 @@ pub fn kept_set() -> u64 {
     KEPT.iter().fold(0, |set, (n, _, _)| set | 1 << n)
 }
 
+/// CAP_MKNOD, which Docker keeps and lab drops.
+const MKNOD: u32 = 27;
+
+/// Docker's default set: lab's and CAP_MKNOD (0xa80425fb, 14 capabilities).
+pub fn docker_set() -> u64 {
+    kept_set() | 1 << MKNOD
+}
+
+/// Podman's default set (its containers.conf): Docker's without mknod,
+/// net_raw and audit_write (0x800405fb, 11).
+pub fn podman_set() -> u64 {
+    kept_set() & !(1 << 13) & !(1 << 29)
+}
+
+/// The name of a well-known set, when `set` is one: what a student reads in
+/// place of a hexadecimal number.
+pub fn known(set: u64) -> Option<&'static str> {
+    let all = (1u64 << (last_cap() + 1)) - 1;
+    match set {
+        0 => Some("none"),
+        s if s & all == all => Some("all of them, as the host's root has"),
+        s if s == docker_set() => Some("Docker's default"),
+        s if s == kept_set() => Some("lab's: Docker's default without mknod"),
+        s if s == podman_set() => Some("Podman's default"),
+        _ => None,
+    }
+}
+
+/// A set in words: its known name or "N capabilities", then its members.
+pub fn described(set: u64) -> String {
+    let count = set.count_ones();
+    match known(set) {
+        Some(name) if count == 0 || count > 20 => format!("{set:#x}, {name}"),
+        Some(name) => format!("{set:#x}, {name} ({count}: {})", names(set)),
+        None if count > 20 => format!("{set:#x} ({count} capabilities)"),
+        None => format!("{set:#x} ({count}: {})", names(set)),
+    }
+}
+
 /// The highest capability this kernel knows.
 pub fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")

@@ -14,14 +14,19 @@ use std::path::Path;
 pub(super) fn checks(_step: u8) -> Vec<Check> {
     vec![
         super::LAYER.check(
-            "the container's processes hold Docker's default capabilities, without mknod",
+            "the container's processes hold no capability beyond Docker's default 14 (lab's: those but mknod)",
             "The capability sets are not cut: the last line must run the command through `setpriv --bounding-set ... --inh-caps -all` (or lab's init must drop them). Look at CapBnd, CapEff, CapInh in /proc/PID/status and decode them with `capsh --decode=HEX`.",
             Kind::Host(capabilities_cut),
         ),
         super::LAYER.check(
-            "no_new_privs is set and a seccomp filter is installed",
-            "No seccomp filter (or no no_new_privs): the last line must run through `bwrap --seccomp 10 ...` with the filter open as descriptor 10. Look at NoNewPrivs, Seccomp and Seccomp_filters in /proc/PID/status.",
+            "a seccomp filter is installed",
+            "No seccomp filter: the last line must run through `bwrap --seccomp 10 ...` with the filter open as descriptor 10. Look at Seccomp and Seccomp_filters in /proc/PID/status.",
             Kind::Host(filter_installed),
+        ),
+        super::LAYER.check(
+            "no_new_privs is set: no program it runs can gain privileges",
+            "no_new_privs is not set: bwrap sets it when it installs the filter (`bwrap --seccomp 10 ...`), setpriv with --no-new-privs. Look at NoNewPrivs in /proc/PID/status.",
+            Kind::Host(no_new_privs_set),
         ),
         super::LAYER.check(
             "mount inside fails with EPERM",
@@ -64,23 +69,43 @@ fn capabilities_cut(p: &Probe) -> Outcome {
         Err(o) => return o,
     };
     let all = (1u64 << (capabilities::last_cap() + 1)) - 1;
-    let kept = capabilities::kept_set();
     let c = s.caps;
-    let ok = c.bounding & all == kept
-        && c.permitted == kept
-        && c.effective == kept
-        && c.inheritable == 0
-        && c.ambient == 0;
-    let detail = format!(
-        "process {}: bounding {:#x}, permitted {:#x}, effective {:#x}, inheritable {:#x}, ambient {:#x}; Docker's without mknod is {kept:#x} ({})",
-        p.target,
-        c.bounding,
-        c.permitted,
-        c.effective,
-        c.inheritable,
-        c.ambient,
-        capabilities::names(kept)
-    );
+    let ok = match p.maker.is_other() {
+        // Another runtime's container: cut at least as far as Docker's default.
+        true => {
+            let docker = capabilities::docker_set();
+            [c.bounding, c.permitted, c.effective, c.ambient]
+                .iter()
+                .all(|set| set & all & !docker == 0)
+        }
+        // lab's recipe: exactly its set.
+        false => {
+            let kept = capabilities::kept_set();
+            c.bounding & all == kept
+                && c.permitted == kept
+                && c.effective == kept
+                && c.inheritable == 0
+                && c.ambient == 0
+        }
+    };
+    let detail = match (c.bounding & all) == c.effective && c.effective == c.permitted {
+        true => format!(
+            "process {}: bounding, permitted and effective {}; inheritable {:#x}, ambient {:#x}",
+            p.target,
+            capabilities::described(c.bounding & all),
+            c.inheritable,
+            c.ambient
+        ),
+        false => format!(
+            "process {}: bounding {}; permitted {}; effective {}; inheritable {:#x}, ambient {:#x}",
+            p.target,
+            capabilities::described(c.bounding & all),
+            capabilities::described(c.permitted),
+            capabilities::described(c.effective),
+            c.inheritable,
+            c.ambient
+        ),
+    };
     Outcome::from(ok, detail)
 }
 
@@ -90,13 +115,36 @@ fn filter_installed(p: &Probe) -> Outcome {
         Err(o) => return o,
     };
     Outcome::from(
-        s.no_new_privs && s.seccomp == 2 && s.seccomp_filters >= 1,
+        s.seccomp == 2 && s.seccomp_filters >= 1,
         format!(
-            "process {}: NoNewPrivs {}, Seccomp {} (2: filter), {} filter(s)",
+            "process {}: Seccomp {} ({}), {} filter(s)",
+            p.target,
+            s.seccomp,
+            match s.seccomp {
+                0 => "none",
+                1 => "strict",
+                _ => "filter",
+            },
+            s.seccomp_filters
+        ),
+    )
+}
+
+fn no_new_privs_set(p: &Probe) -> Outcome {
+    let s = match status(p) {
+        Ok(s) => s,
+        Err(o) => return o,
+    };
+    Outcome::from(
+        s.no_new_privs,
+        format!(
+            "process {}: NoNewPrivs {}{}",
             p.target,
             u8::from(s.no_new_privs),
-            s.seccomp,
-            s.seccomp_filters
+            match s.no_new_privs {
+                true => "",
+                false => " (Docker and Podman set it only with --security-opt no-new-privileges)",
+            }
         ),
     )
 }
@@ -182,6 +230,15 @@ fn sys_read_only(_p: &Probe) -> Outcome {
 }
 
 fn ordinary_work(_p: &Probe) -> Outcome {
+    // This probe took on the container's restrictions: with none, ordinary
+    // work proves nothing about them.
+    let me = capabilities::Status::of("self").unwrap_or_default();
+    let all = (1u64 << (capabilities::last_cap() + 1)) - 1;
+    if me.seccomp == 0 && me.caps.effective & all == all {
+        return Outcome::Skip(
+            "nothing restricts the container's processes (every capability, no seccomp filter): ordinary work proves nothing here".into(),
+        );
+    }
     let script = "echo ok > /tmp/.lab-work-$$ && cat /tmp/.lab-work-$$ && rm /tmp/.lab-work-$$ && ps >/dev/null && echo done";
     let out = std::process::Command::new("/bin/sh")
         .args(["-c", script])

@@ -44,6 +44,7 @@ pub const LAYER: Layer = Layer {
     title: "capabilities, seccomp, no_new_privs, masked paths",
     idea: "root inside loses what it could turn against the host: most capabilities, dangerous system calls, the kernel's files in /proc and /sys",
     look: "grep Cap /proc/self/status: cut capability sets; mount -t tmpfs t /mnt: permission denied; cat /proc/keys: empty.",
+    elsewhere: "`--privileged`, `--cap-add` and `--security-opt seccomp=unconfined` (Docker, Podman) switch parts of this off; no_new_privs is set only with `--security-opt no-new-privileges`. Look at the Cap*, NoNewPrivs and Seccomp lines of /proc/PID/status (`capsh --decode=HEX` names the capabilities).",
     namespaces: &[],
     commands,
     note: |_| None,

@@ -36,12 +36,17 @@ pub(super) fn checks(_step: u8) -> Vec<Check> {
 /// What the checks compare with: lab's range, and the container's upper
 /// directory, opened on the host.
 pub(super) struct Ids {
-    range: Range,
+    /// lab's range, for its own containers and the recipe's; None for another
+    /// runtime's, which is graded on its own map.
+    range: Option<Range>,
     upper: Option<File>,
 }
 
 pub(super) fn gather(p: &Probe) -> Result<Ids> {
-    let range = range::maps()?.uid;
+    let range = match p.maker.is_other() {
+        true => None,
+        false => Some(range::maps()?.uid),
+    };
     let upper = crate::layers::overlay::layers_of(&p.target.to_string())
         .ok()
         .map(|(upper, _)| File::open(&upper).with_context(|| format!("opening {upper}")))
@@ -70,9 +75,27 @@ fn mapped_outside(p: &Probe) -> Outcome {
         .unwrap_or_default();
     let map = std::fs::read_to_string(format!("/proc/{}/uid_map", p.target)).unwrap_or_default();
     let map_words: Vec<&str> = map.split_whitespace().collect();
-    let expected = ids.range.map_line();
+    let Some(range) = &ids.range else {
+        // Another runtime's container: whatever its map, root must not be root.
+        let root = host_id_of_root(&map);
+        return Outcome::from(
+            root.is_some_and(|r| r != 0) && !uids.is_empty() && !uids.contains(&0),
+            format!(
+                "process {}: Uid {:?} on the host; uid_map \"{}\": {}",
+                p.target,
+                uids,
+                map_words.join(" "),
+                match root {
+                    Some(0) => "root inside is the host's root".to_string(),
+                    Some(r) => format!("root inside is user {r} on the host"),
+                    None => "root inside is mapped to no user of the host".to_string(),
+                }
+            ),
+        );
+    };
+    let expected = range.map_line();
     let ok = !uids.is_empty()
-        && uids.iter().all(|u| *u == ids.range.base)
+        && uids.iter().all(|u| *u == range.base)
         && map_words == expected.split_whitespace().collect::<Vec<_>>();
     Outcome::from(
         ok,
@@ -85,14 +108,23 @@ fn mapped_outside(p: &Probe) -> Outcome {
     )
 }
 
+/// The host's user that user 0 of a namespace is, by its uid_map (lines of
+/// "first-inside first-outside count").
+fn host_id_of_root(map: &str) -> Option<u32> {
+    map.lines().find_map(|l| {
+        let w: Vec<u64> = l.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+        match w[..] {
+            [inside, outside, count] if inside == 0 && count > 0 => u32::try_from(outside).ok(),
+            _ => None,
+        }
+    })
+}
+
 fn root_inside(_p: &Probe) -> Outcome {
     let (uid, euid) = (nix::unistd::getuid(), nix::unistd::geteuid());
     let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
     Outcome::from(
-        uid.is_root()
-            && euid.is_root()
-            && !map.trim().is_empty()
-            && !map.trim().starts_with("0 0 "),
+        uid.is_root() && euid.is_root() && host_id_of_root(&map).is_some_and(|r| r != 0),
         format!(
             "uid {uid}, euid {euid} inside; /proc/self/uid_map: {}",
             map.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -129,8 +161,12 @@ fn files_shifted(p: &Probe) -> Outcome {
     // as 65534, nobody.
     let image_root = !image.is_empty() && image.iter().all(|(_, u)| *u == 0);
     let written = outside.as_ref().ok().copied();
+    // The owner on the host, through this namespace's own map (read here,
+    // inside it: never lab's range, which another runtime does not use).
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let root = host_id_of_root(&map);
     Outcome::from(
-        image_root && written == Some(0),
+        image_root && written == Some(0) && root.is_some_and(|r| r != 0),
         format!(
             "inside, {}; /{name} written inside is user {} in the upper directory, seen from here: through the map \"{}\", user {} on the host",
             image
@@ -139,8 +175,24 @@ fn files_shifted(p: &Probe) -> Outcome {
                 .collect::<Vec<_>>()
                 .join(", "),
             written.map_or("?".into(), |u| u.to_string()),
-            ids.range.map_line(),
-            written.map_or("?".into(), |u| (u + ids.range.base).to_string())
+            map.split_whitespace().collect::<Vec<_>>().join(" "),
+            match (written, root) {
+                (Some(w), Some(r)) => (u64::from(w) + u64::from(r)).to_string(),
+                _ => "?".into(),
+            }
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_id_of_root;
+
+    #[test]
+    fn the_hosts_user_for_root_comes_from_the_map() {
+        assert_eq!(host_id_of_root("         0          0 4294967295\n"), Some(0));
+        assert_eq!(host_id_of_root("0 100000 65536\n"), Some(100000));
+        assert_eq!(host_id_of_root("1 100000 65535\n0 1000 1\n"), Some(1000));
+        assert_eq!(host_id_of_root("1 100000 65535\n"), None);
+    }
 }
