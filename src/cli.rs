@@ -177,6 +177,17 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// What is this container, layer by layer? Any container: Docker's, Podman's,
+    /// runc's, lab's. Changes nothing in it
+    Inspect {
+        /// A process of the container, as the host numbers it, or the name of
+        /// one of lab's containers
+        #[arg(value_name = "PID|NAME")]
+        target: String,
+        /// JSON, for scripts
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a program (default: a shell) in a running container, like nsenter
     Exec {
         /// The container's name, as `lab ps` lists it

@@ -19,6 +19,7 @@ const LEVELS: &[(&str, &[&str])] = &[
             "options",
             "exec",
             "show",
+            "inspect",
             "doctor",
             "tutor",
             "progress",

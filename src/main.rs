@@ -30,6 +30,7 @@ mod doctor;
 mod engine;
 mod exec;
 mod image;
+mod inspect;
 mod layers;
 mod lesson;
 mod mountinfo;
@@ -115,6 +116,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Image { command } => commands::image::run(command),
         Cmd::Ps => commands::ps::run(),
         Cmd::Show { name, json } => commands::show::run(name.as_deref(), json),
+        Cmd::Inspect { target, json } => commands::inspect::run(&target, json),
         Cmd::Exec { name, command } => commands::exec::run(&name, command),
         Cmd::Doctor => commands::doctor::run(),
         Cmd::Clean { all } => commands::clean::run(all),

@@ -57,10 +57,10 @@ struct Cgroup {
     limit: Option<String>,
 }
 
-struct Root {
-    fs_type: String,
-    lower: Vec<String>,
-    upper: Option<String>,
+pub struct Root {
+    pub fs_type: String,
+    pub lower: Vec<String>,
+    pub upper: Option<String>,
     upper_bytes: Option<u64>,
     source: String,
 }
@@ -177,7 +177,7 @@ pub fn look(c: &Running) -> Result<Shown> {
         .into_iter()
         .filter(|g| g.path.ends_with(&format!("/{}", c.name)))
         .collect();
-    let root = root(pid);
+    let root = root_filesystem(pid);
     Ok(Shown {
         name: c.name.clone(),
         step: c.step,
@@ -227,6 +227,28 @@ fn network(address: &str, published: &[String]) -> Network {
         uplink,
         published: published.to_vec(),
     }
+}
+
+/// Its memory, CPU and pids limits in words, None for "no limit" (`lab
+/// inspect`).
+pub fn cgroup_limits(pid: i32) -> Vec<(String, Option<String>)> {
+    let all = cgroups(pid);
+    ["memory", "cpu", "pids"]
+        .iter()
+        .map(|c| {
+            let limit = all
+                .iter()
+                .find(|g| g.controller == *c)
+                .and_then(|g| g.limit.clone())
+                .map(|l| match *c {
+                    "memory" => bytes(&l),
+                    "cpu" => cpu_share(&l),
+                    _ => l,
+                })
+                .filter(|l| l != "no limit" && l != "max");
+            (c.to_string(), limit)
+        })
+        .collect()
 }
 
 /// Its cgroup in each hierarchy, with what it uses against its limit.
@@ -288,7 +310,7 @@ fn cgroups(pid: i32) -> Vec<Cgroup> {
 }
 
 /// What its `/` is: the root filesystem, or an overlay of layers.
-fn root(pid: i32) -> Root {
+pub fn root_filesystem(pid: i32) -> Root {
     let mounts = parse_mountinfo(
         &std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default(),
     );

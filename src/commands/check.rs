@@ -34,7 +34,10 @@ pub fn run(target: &Target, pid: i32, json: bool) -> Result<ExitCode> {
         (None, Maker::Other(who)) => {
             let found = check::find_root(pid.as_raw());
             errln!("lab: a container of {who}: each check says what it found, and the hints speak of that runtime's settings");
-            errln!("lab: its root: {} (give --rootfs DIR to compare it with another)", found.how);
+            errln!(
+                "lab: its root: {} (give --rootfs DIR to compare it with another)",
+                found.how
+            );
             found.path
         }
     };

@@ -11,6 +11,7 @@ pub mod exec;
 pub mod explain;
 pub mod hint;
 pub mod image;
+pub mod inspect;
 pub mod lesson;
 pub mod next;
 pub mod ps;

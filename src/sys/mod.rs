@@ -20,7 +20,7 @@ pub use ipc::{msg_queue_exists, msg_queue_remove, msgget_private};
 pub use memory::fill_memory;
 pub use privileges::{
     capset, clear_ambient, drop_bounding, load_seccomp, raise_ambient, seccomp_filters_of,
-    try_finit_module,
+    try_finit_module, try_harmless, Harmless,
 };
 pub use process::{
     clone_into, close_inherited, fork, fork_into, set_claim_lock, set_process_name, spawn_sleeper,

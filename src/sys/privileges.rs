@@ -225,3 +225,63 @@ pub fn try_finit_module() -> nix::errno::Errno {
         nix::errno::Errno::last()
     }
 }
+
+/// A system call made so that it can do nothing: arguments the kernel rejects
+/// (a null pointer, a descriptor of -1, unknown flags) once it has let the call
+/// through. What comes back tells who stopped it: EPERM (a missing capability,
+/// or a seccomp filter's answer), ENOSYS (a filter's answer for "no such call",
+/// or a kernel without it), or the kernel's complaint about the arguments
+/// (EFAULT, EBADF, EINVAL, ...): allowed.
+#[derive(Clone, Copy, Debug)]
+pub enum Harmless {
+    /// mount(NULL, "/", NULL, 0, NULL): EINVAL (no filesystem type) once allowed.
+    Mount,
+    /// unshare(CLONE_NEWUSER) in this throwaway process: 0 once allowed.
+    UnshareUser,
+    /// keyctl(KEYCTL_GET_KEYRING_ID, 0, 0): EINVAL once allowed.
+    Keyctl,
+    /// bpf(BPF_PROG_LOAD, NULL, 0): EINVAL or EFAULT once allowed.
+    Bpf,
+    /// perf_event_open(NULL, 0, -1, -1, 0): EFAULT once allowed.
+    PerfEventOpen,
+    /// io_uring_setup(0, NULL): EINVAL or EFAULT once allowed.
+    IoUringSetup,
+    /// userfaultfd(unknown flags): EINVAL once allowed.
+    Userfaultfd,
+    /// open_by_handle_at(-1, NULL, 0): EBADF or EFAULT once allowed.
+    OpenByHandleAt,
+    /// clone3(NULL, 0): EINVAL once allowed.
+    Clone3,
+    /// finit_module(-1, "", 0): EBADF once allowed.
+    FinitModule,
+}
+
+/// Make the call `call` and say what the kernel answered (Errno::UnknownErrno
+/// for success).
+pub fn try_harmless(call: Harmless) -> nix::errno::Errno {
+    use nix::libc::{self, syscall};
+    let null = std::ptr::null::<libc::c_void>();
+    // SAFETY: every call below passes a null pointer, a descriptor of -1, a
+    // size of 0 or flags the kernel rejects, so it reads and writes no memory
+    // of this process and acts on nothing; unshare(CLONE_NEWUSER) changes only
+    // this process (a probe that exits right after).
+    let ret = unsafe {
+        match call {
+            Harmless::Mount => syscall(libc::SYS_mount, null, b"/\0".as_ptr(), null, 0, null),
+            Harmless::UnshareUser => syscall(libc::SYS_unshare, libc::CLONE_NEWUSER),
+            Harmless::Keyctl => syscall(libc::SYS_keyctl, 0, 0, 0),
+            Harmless::Bpf => syscall(libc::SYS_bpf, 5, null, 0),
+            Harmless::PerfEventOpen => syscall(libc::SYS_perf_event_open, null, 0, -1, -1, 0),
+            Harmless::IoUringSetup => syscall(libc::SYS_io_uring_setup, 0, null),
+            Harmless::Userfaultfd => syscall(libc::SYS_userfaultfd, 0x7fff_0000),
+            Harmless::OpenByHandleAt => syscall(libc::SYS_open_by_handle_at, -1, null, 0),
+            Harmless::Clone3 => syscall(libc::SYS_clone3, null, 0),
+            Harmless::FinitModule => syscall(libc::SYS_finit_module, -1, b"\0".as_ptr(), 0),
+        }
+    };
+    if ret >= 0 {
+        nix::errno::Errno::UnknownErrno
+    } else {
+        nix::errno::Errno::last()
+    }
+}

@@ -223,6 +223,19 @@ pub fn run(
         .into_iter()
         .filter(|c| !matches!(c.kind, Kind::AfterExit(_)))
         .collect();
+    run_these(checks, step, target, rootfs, name, maker)
+}
+
+/// Run these checks (none of them `AfterExit`) as if at `step`: what `lab
+/// inspect` runs, the escapes and a table of its own, goes through here too.
+pub fn run_these(
+    checks: Vec<Check>,
+    step: u8,
+    target: Pid,
+    rootfs: &Path,
+    name: Option<String>,
+    maker: Maker,
+) -> Result<Vec<Report>> {
     // Before any fixture is made: a wrong PID leaves nothing behind.
     if crate::engine::state::ProcessId::of(target.as_raw()).is_none() {
         anyhow::bail!(

@@ -56,11 +56,12 @@ const RUNTIMES: [(&str, &str); 8] = [
 /// ancestors.
 pub fn maker_of(pid: i32) -> Maker {
     let mine = |p: &str| {
-        ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup"]
-            .map(|ns| super::ns_inode(p, ns))
+        ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup"].map(|ns| super::ns_inode(p, ns))
     };
     if mine(&pid.to_string()) == mine("self") {
-        return Maker::Other("no runtime: a plain process, in every namespace of the host's".into());
+        return Maker::Other(
+            "no runtime: a plain process, in every namespace of the host's".into(),
+        );
     }
     let chain = ancestors(pid);
     let shells = hand_shells();
@@ -78,9 +79,9 @@ pub fn maker_of(pid: i32) -> Maker {
             return Maker::Other(who);
         }
     }
-    let parent = chain
-        .get(1)
-        .map_or("no parent".into(), |(p, c)| format!("its parent is {c}, PID {p}"));
+    let parent = chain.get(1).map_or("no parent".into(), |(p, c)| {
+        format!("its parent is {c}, PID {p}")
+    });
     Maker::Other(format!("a runtime lab does not know ({parent})"))
 }
 

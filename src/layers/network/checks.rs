@@ -134,6 +134,42 @@ pub(super) fn probe_net(
     })
 }
 
+/// For `lab inspect`: the interfaces of the network namespace of `pid` (name
+/// and address), and its way out (the default route), in words.
+pub fn links_and_way_out(pid: i32) -> (Vec<String>, Option<String>) {
+    in_netns(pid, |nl| {
+        let links = nl.links()?;
+        let addresses = nl.addresses()?;
+        let name = |i: Option<u32>| {
+            links
+                .iter()
+                .find(|l| Some(l.index) == i)
+                .map_or("?".to_string(), |l| l.name.clone())
+        };
+        let words = links
+            .iter()
+            .map(|l| {
+                match addresses
+                    .iter()
+                    .find(|a| a.index == l.index && l.name != "lo")
+                {
+                    Some(a) => format!("{} {}/{}", l.name, a.ip, a.prefix),
+                    None => l.name.clone(),
+                }
+            })
+            .collect();
+        let out = nl.routes()?.into_iter().find(|r| r.prefix == 0).map(|r| {
+            format!(
+                "default route via {} on {}",
+                r.gateway.map_or("no gateway".into(), |g| g.to_string()),
+                name(r.oif)
+            )
+        });
+        Ok((words, out))
+    })
+    .unwrap_or_default()
+}
+
 /// Run `f` in the network namespace of process `pid`, on a thread of its own
 /// (setns changes only the calling thread; lab's main thread stays on the host).
 /// The thread is joined before this returns, so lab is single-threaded again.
@@ -245,7 +281,9 @@ fn only_lo_and_eth0(p: &Probe) -> Outcome {
                 true => Outcome::from(
                     names.len() == 2 && names.contains(&"lo"),
                     match names.len() {
-                        1 => format!("{detail}: no interface to the outside, as with --network none"),
+                        1 => {
+                            format!("{detail}: no interface to the outside, as with --network none")
+                        }
                         _ => detail,
                     },
                 ),

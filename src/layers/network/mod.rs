@@ -41,6 +41,7 @@ mod syscalls;
 mod teardown;
 
 pub use bridge::{Publish, Subnet};
+pub use checks::links_and_way_out;
 pub use iptables::iptables_path;
 pub use options::Options;
 

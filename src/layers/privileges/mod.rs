@@ -26,7 +26,7 @@
 //! The layer reads in order: this file (the idea, the commands, the last line),
 //! `capabilities.rs`, `seccomp.rs`, `masks.rs`, `checks.rs`.
 
-mod capabilities;
+pub mod capabilities;
 mod checks;
 mod masks;
 mod seccomp;

@@ -112,7 +112,10 @@ fn mapped_outside(p: &Probe) -> Outcome {
 /// "first-inside first-outside count").
 fn host_id_of_root(map: &str) -> Option<u32> {
     map.lines().find_map(|l| {
-        let w: Vec<u64> = l.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+        let w: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
         match w[..] {
             [inside, outside, count] if inside == 0 && count > 0 => u32::try_from(outside).ok(),
             _ => None,
@@ -190,7 +193,10 @@ mod tests {
 
     #[test]
     fn the_hosts_user_for_root_comes_from_the_map() {
-        assert_eq!(host_id_of_root("         0          0 4294967295\n"), Some(0));
+        assert_eq!(
+            host_id_of_root("         0          0 4294967295\n"),
+            Some(0)
+        );
         assert_eq!(host_id_of_root("0 100000 65536\n"), Some(100000));
         assert_eq!(host_id_of_root("1 100000 65535\n0 1000 1\n"), Some(1000));
         assert_eq!(host_id_of_root("1 100000 65535\n"), None);

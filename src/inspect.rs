@@ -1,0 +1,555 @@
+//! `lab inspect PID|NAME [--json]`: what is this container, layer by layer?
+//!
+//! For any container, whoever made it (lab, Docker, Podman, runc, bwrap,
+//! systemd-nspawn, a plain `unshare`): for each of the nine layers, whether it
+//! is on and the kernel fact that shows it, then which escapes of the arc are
+//! open. Everything is read where the kernel keeps it: the namespaces' inodes
+//! in /proc/PID/ns (set against lab's own, the host's), its mount table, the
+//! status of its first process, its cgroups. Two things need a process inside:
+//! the hostname (a thread joins its uts namespace) and what a few telling
+//! system calls get, tried with harmless arguments by a probe that has taken
+//! on the container's restrictions, as `lab check` tries the escapes.
+//! Nothing is changed in the container, and it keeps running.
+
+use crate::engine::check::{self, Check, Kind, Maker, Outcome, Probe};
+use crate::layers::privileges::capabilities;
+use crate::mountinfo::parse_mountinfo;
+use crate::sys::{try_harmless, Harmless};
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
+
+/// One layer as found: on, off or in part, and the facts that say so.
+pub struct Found {
+    pub layer: u8,
+    pub title: &'static str,
+    pub on: On,
+    pub facts: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum On {
+    Yes,
+    Part,
+    No,
+}
+
+impl On {
+    fn word(self) -> &'static str {
+        match self {
+            On::Yes => "yes",
+            On::Part => "part",
+            On::No => "no",
+        }
+    }
+    fn of(all: &[bool]) -> On {
+        match (all.iter().all(|b| *b), all.iter().any(|b| *b)) {
+            (true, _) => On::Yes,
+            (false, true) => On::Part,
+            (false, false) => On::No,
+        }
+    }
+}
+
+/// What a telling system call got inside.
+pub struct Call {
+    pub name: &'static str,
+    pub answer: String,
+}
+
+/// An escape of the arc, tried.
+pub struct EscapeTried {
+    pub name: &'static str,
+    /// "open", "closed" or "not tried".
+    pub state: &'static str,
+    pub detail: String,
+}
+
+pub struct Inspected {
+    pub pid: i32,
+    pub maker: String,
+    pub root: String,
+    pub layers: Vec<Found>,
+    pub calls: Vec<Call>,
+    pub escapes: Vec<EscapeTried>,
+}
+
+/// The process to inspect: a PID, or the name of one of lab's containers.
+pub fn target(what: &str) -> Result<i32> {
+    if let Ok(pid) = what.parse::<i32>() {
+        if pid <= 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("no process {pid} runs here: give the PID of a container's process, as the host numbers it (docker inspect -f '{{{{.State.Pid}}}}' NAME)");
+        }
+        return Ok(pid);
+    }
+    match crate::engine::state::running()
+        .into_iter()
+        .find(|c| c.name == what)
+    {
+        Some(c) => c.pid.ok_or_else(|| {
+            anyhow::anyhow!("container {what} is still starting: try again in a moment")
+        }),
+        None => bail!("{what} is neither a PID nor a container of lab's (sudo lab ps lists them)"),
+    }
+}
+
+pub fn look(pid: i32) -> Result<Inspected> {
+    let (pid, _) = check::graded(nix::unistd::Pid::from_raw(pid));
+    let pid = pid.as_raw();
+    let maker = match crate::engine::state::container_of(pid) {
+        Some(c) => Maker::Other(format!(
+            "lab (container {}, step {})",
+            c.name,
+            c.step.map_or("?".into(), |s| s.to_string())
+        )),
+        None => match check::maker_of(pid) {
+            Maker::ByHand => Maker::Other("the lessons' recipe, typed by hand".into()),
+            m => m,
+        },
+    };
+    let Maker::Other(who) = &maker else {
+        unreachable!("named above")
+    };
+    let found = check::find_root(pid);
+    let status = capabilities::Status::of(&pid.to_string())
+        .ok_or_else(|| anyhow::anyhow!("process {pid} has gone"))?;
+    let ns = |kind: &str| {
+        (
+            check::ns_inode(&pid.to_string(), kind),
+            check::ns_inode("self", kind),
+        )
+    };
+    let own = |kind: &str| {
+        let (theirs, ours) = ns(kind);
+        theirs.is_some() && theirs != ours
+    };
+    let ns_fact = |kind: &str, what: &str| {
+        let (theirs, ours) = ns(kind);
+        let n = |i: Option<u64>| i.map_or("?".into(), |i| i.to_string());
+        match own(kind) {
+            true => format!(
+                "{kind} {}, its own (the host's: {}): {what}",
+                n(theirs),
+                n(ours)
+            ),
+            false => format!("{kind} {}, the host's: {what}", n(theirs)),
+        }
+    };
+    let mounts = parse_mountinfo(
+        &std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default(),
+    );
+    let root_mount = mounts.iter().rev().find(|m| m.mount_point == "/");
+    let mut layers = Vec::new();
+
+    // 1. A root of its own.
+    let host_root = std::fs::metadata("/").map(|m| (m.dev(), m.ino())).ok();
+    let its_root = std::fs::metadata(format!("/proc/{pid}/root"))
+        .map(|m| (m.dev(), m.ino()))
+        .ok();
+    let own_root = its_root.is_some() && its_root != host_root;
+    layers.push(Found {
+        layer: 1,
+        title: "a root of its own",
+        on: On::of(&[own_root]),
+        facts: vec![match own_root {
+            true => format!("its / is {}", found.path.display()),
+            false => "its / is the host's /".into(),
+        }],
+    });
+
+    // 2. A mount namespace, and its own /dev.
+    let dev = mounts
+        .iter()
+        .rev()
+        .find(|m| m.mount_point == "/dev")
+        .map_or("the root filesystem's".to_string(), |m| {
+            format!("a {}", m.fs_type)
+        });
+    layers.push(Found {
+        layer: 2,
+        title: "mount namespace, own /dev",
+        on: On::of(&[own("mnt"), dev != "the root filesystem's"]),
+        facts: vec![
+            ns_fact("mnt", &format!("{} mounts", mounts.len())),
+            format!("/dev is {dev}"),
+        ],
+    });
+
+    // 3. A pid namespace, and PID 1.
+    let first = first_process(pid);
+    layers.push(Found {
+        layer: 3,
+        title: "pid namespace",
+        on: On::of(&[own("pid")]),
+        facts: vec![ns_fact("pid", &nspid(pid)), first],
+    });
+
+    // 4. uts and ipc.
+    let hostname = hostname_of(pid).unwrap_or_else(|| "?".into());
+    layers.push(Found {
+        layer: 4,
+        title: "uts and ipc namespaces",
+        on: On::of(&[own("uts"), own("ipc")]),
+        facts: vec![
+            ns_fact(
+                "uts",
+                &format!(
+                    "hostname {hostname} (the host's: {})",
+                    check::host_hostname()
+                ),
+            ),
+            ns_fact("ipc", "System V IPC"),
+        ],
+    });
+
+    // 5. Network.
+    let (links, way_out) = crate::layers::network::links_and_way_out(pid);
+    layers.push(Found {
+        layer: 5,
+        title: "network namespace",
+        on: match (own("net"), way_out.is_some()) {
+            (true, true) => On::Yes,
+            (true, false) => On::Part,
+            _ => On::No,
+        },
+        facts: vec![
+            ns_fact("net", &format!("interfaces {}", links.join(", "))),
+            way_out.unwrap_or_else(|| "no default route: no way out".into()),
+        ],
+    });
+
+    // 6. Cgroup limits, and a cgroup namespace.
+    let limits = crate::show::cgroup_limits(pid);
+    let limited: Vec<bool> = limits.iter().map(|(_, l)| l.is_some()).collect();
+    let mut facts = vec![limits
+        .iter()
+        .map(|(c, l)| format!("{c} {}", l.as_deref().unwrap_or("no limit")))
+        .collect::<Vec<_>>()
+        .join(", ")];
+    facts.push(ns_fact("cgroup", "cgroup paths"));
+    layers.push(Found {
+        layer: 6,
+        title: "cgroup limits",
+        on: On::of(&limited),
+        facts,
+    });
+
+    // 7. An overlay: the image below, its own layer on top.
+    let root = crate::show::root_filesystem(pid);
+    layers.push(Found {
+        layer: 7,
+        title: "overlay filesystem",
+        on: On::of(&[root.fs_type == "overlay" && root.upper.is_some()]),
+        facts: vec![match root.fs_type.as_str() {
+            "overlay" => format!(
+                "/ is an overlay: {} read-only layer(s), its own layer {}",
+                root.lower.len(),
+                root.upper.as_deref().unwrap_or("none")
+            ),
+            other => format!(
+                "/ is a {other} ({}), not an overlay",
+                root_mount.map_or("?".into(), |m| m.source.clone())
+            ),
+        }],
+    });
+
+    // 8. Privileges.
+    let all = (1u64 << (capabilities::last_cap() + 1)) - 1;
+    let c = status.caps;
+    let cut = c.bounding & all & !capabilities::docker_set() == 0;
+    layers.push(Found {
+        layer: 8,
+        title: "capabilities, seccomp, no_new_privs",
+        on: On::of(&[cut, status.seccomp == 2, status.no_new_privs]),
+        facts: vec![
+            format!(
+                "capabilities: {}",
+                capabilities::described(c.bounding & all)
+            ),
+            format!(
+                "seccomp: {}; no_new_privs: {}",
+                match status.seccomp {
+                    0 => "none".to_string(),
+                    1 => "strict".to_string(),
+                    _ => format!("filter ({} installed)", status.seccomp_filters),
+                },
+                if status.no_new_privs {
+                    "set"
+                } else {
+                    "not set"
+                }
+            ),
+        ],
+    });
+
+    // 9. A user namespace.
+    let map = |f: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{f}"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let (uids, gids) = (map("uid_map"), map("gid_map"));
+    let root_is_root = uids.split("; ").any(|l| l.starts_with("0 0 "));
+    layers.push(Found {
+        layer: 9,
+        title: "user namespace",
+        on: On::of(&[own("user") && !root_is_root]),
+        facts: vec![
+            format!("uid_map {uids}; gid_map {gids}"),
+            match root_is_root {
+                true => "root inside is the host's root".into(),
+                false => match uids.split(' ').nth(1) {
+                    Some(host) => format!("root inside is user {host} of the host"),
+                    None => "root inside is no user of the host".into(),
+                },
+            },
+        ],
+    });
+
+    // What a probe with the container's restrictions meets: a few telling
+    // system calls, and the escapes.
+    let escapes: Vec<Check> = check::checks_for(crate::engine::curriculum::last_step())
+        .into_iter()
+        .filter(|c| matches!(c.kind, Kind::Escape(_)))
+        .collect();
+    let names: Vec<&'static str> = escapes.iter().map(|c| c.name).collect();
+    let mut these = escapes;
+    these.push(Check {
+        layer: 8,
+        name: "system calls",
+        hint: "",
+        kind: Kind::Confined(telling_calls),
+    });
+    let reports = check::run_these(
+        these,
+        crate::engine::curriculum::last_step(),
+        nix::unistd::Pid::from_raw(pid),
+        &found.path,
+        None,
+        maker.clone(),
+    )?;
+    let mut calls = Vec::new();
+    let mut escapes = Vec::new();
+    for r in reports {
+        if names.contains(&r.name) {
+            escapes.push(EscapeTried {
+                name: r.name,
+                state: match r.outcome {
+                    Outcome::Pass(_) => "closed",
+                    Outcome::Fail(_) => "open",
+                    Outcome::Skip(_) => "not tried",
+                },
+                detail: r.outcome.detail().to_string(),
+            });
+        } else {
+            calls = r
+                .outcome
+                .detail()
+                .split("; ")
+                .filter_map(|c| {
+                    let (name, answer) = c.split_once(": ")?;
+                    let name = TELLING.iter().find(|(n, _)| *n == name)?.0;
+                    Some(Call {
+                        name,
+                        answer: answer.to_string(),
+                    })
+                })
+                .collect();
+        }
+    }
+    Ok(Inspected {
+        pid,
+        maker: who.clone(),
+        root: found.how,
+        layers,
+        calls,
+        escapes,
+    })
+}
+
+/// The system calls the table tries, each with arguments that make it do
+/// nothing (sys::Harmless): what a seccomp profile and the capabilities let
+/// through shows in what they answer.
+const TELLING: [(&str, Harmless); 10] = [
+    ("mount", Harmless::Mount),
+    ("unshare(CLONE_NEWUSER)", Harmless::UnshareUser),
+    ("clone3", Harmless::Clone3),
+    ("keyctl", Harmless::Keyctl),
+    ("bpf", Harmless::Bpf),
+    ("perf_event_open", Harmless::PerfEventOpen),
+    ("io_uring_setup", Harmless::IoUringSetup),
+    ("userfaultfd", Harmless::Userfaultfd),
+    ("open_by_handle_at", Harmless::OpenByHandleAt),
+    ("finit_module", Harmless::FinitModule),
+];
+
+/// In a probe with the container's restrictions: each call and its answer.
+fn telling_calls(_p: &Probe) -> Outcome {
+    let answers: Vec<String> = TELLING
+        .iter()
+        .map(|(name, call)| format!("{name}: {}", answer(try_harmless(*call))))
+        .collect();
+    Outcome::Pass(answers.join("; "))
+}
+
+fn answer(e: nix::errno::Errno) -> String {
+    use nix::errno::Errno;
+    match e {
+        Errno::EPERM => "EPERM (refused)".into(),
+        Errno::ENOSYS => "ENOSYS (refused as unknown)".into(),
+        Errno::EACCES => "EACCES (refused)".into(),
+        Errno::UnknownErrno => "allowed".into(),
+        other => format!("allowed (the kernel then refused its arguments: {other:?})"),
+    }
+}
+
+/// PID 1 of its pid namespace and whether it can reap orphans: a process
+/// that catches SIGCHLD (an init waits in its handler) or ignores it (then
+/// the kernel reaps for it) does; a program like `sleep`, neither.
+fn first_process(pid: i32) -> String {
+    let own = check::ns_inode(&pid.to_string(), "pid");
+    let first = check::pids_in(std::path::Path::new("/proc"))
+        .into_iter()
+        .find(|p| {
+            check::ns_inode(&p.to_string(), "pid") == own && nspid_of(*p as i32).last() == Some(&1)
+        });
+    let Some(first) = first else {
+        return "PID 1 of its namespace: not found (the host's init, or it has ended)".into();
+    };
+    let status = std::fs::read_to_string(format!("/proc/{first}/status")).unwrap_or_default();
+    let mask = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    let chld = 1u64 << (nix::libc::SIGCHLD - 1);
+    let name = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Name:"))
+        .unwrap_or("?")
+        .trim();
+    let reaps = if mask("SigCgt:") & chld != 0 {
+        "it catches SIGCHLD: it can reap orphans"
+    } else if mask("SigIgn:") & chld != 0 {
+        "it ignores SIGCHLD: the kernel reaps its orphans"
+    } else {
+        "it neither catches nor ignores SIGCHLD: orphans stay zombies"
+    };
+    format!("PID 1 is {name} (host PID {first}): {reaps}")
+}
+
+fn nspid_of(pid: i32) -> Vec<i32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn nspid(pid: i32) -> String {
+    let n = nspid_of(pid);
+    match n.last() {
+        Some(inside) if n.len() > 1 => format!("host PID {pid} is PID {inside} inside"),
+        _ => format!("PID {pid} is the same number inside"),
+    }
+}
+
+/// The hostname of the uts namespace of `pid`, read by a thread that joins it
+/// (a uts namespace is a thread's own to join: the rest of lab stays out).
+fn hostname_of(pid: i32) -> Option<String> {
+    let file = std::fs::File::open(format!("/proc/{pid}/ns/uts")).ok()?;
+    std::thread::spawn(move || {
+        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWUTS).ok()?;
+        Some(check::host_hostname())
+    })
+    .join()
+    .ok()
+    .flatten()
+}
+
+/// One screen: a line or two for each layer, the calls, the escapes.
+pub fn text(i: &Inspected) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "Process {} · made by {}", i.pid, i.maker);
+    let _ = writeln!(o, "its root: {}", i.root);
+    let _ = writeln!(
+        o,
+        "\nLayer                                      on?   what the kernel shows"
+    );
+    for l in &i.layers {
+        let title = format!("{} {}", l.layer, l.title);
+        for (n, f) in l.facts.iter().enumerate() {
+            match n {
+                0 => {
+                    let _ = writeln!(o, "  {title:<40} {:<5} {f}", l.on.word());
+                }
+                _ => {
+                    let _ = writeln!(o, "  {:<40} {:<5} {f}", "", "");
+                }
+            }
+        }
+    }
+    if !i.calls.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nSystem calls inside (harmless arguments, the container's restrictions)"
+        );
+        for c in &i.calls {
+            let _ = writeln!(o, "  {:<24} {}", c.name, c.answer);
+        }
+    }
+    let _ = writeln!(
+        o,
+        "\nEscapes of the arc (tried harmlessly, as lab check does)"
+    );
+    for e in &i.escapes {
+        let name = e.name.trim_start_matches("escape: ");
+        let _ = writeln!(o, "  {:<10} {name}", e.state);
+    }
+    let _ = writeln!(
+        o,
+        "\nEach layer's checks prove more, and say why: sudo lab check 9 --pid {}",
+        i.pid
+    );
+    o
+}
+
+pub fn json(i: &Inspected) -> String {
+    let v: Value = json!({
+        "pid": i.pid,
+        "made_by": i.maker,
+        "root": i.root,
+        "layers": i.layers.iter().map(|l| json!({
+            "layer": l.layer,
+            "title": l.title,
+            "on": l.on.word(),
+            "facts": l.facts,
+        })).collect::<Vec<_>>(),
+        "system_calls": i.calls.iter().map(|c| json!({"call": c.name, "answer": c.answer})).collect::<Vec<_>>(),
+        "escapes": i.escapes.iter().map(|e| json!({"escape": e.name, "state": e.state, "detail": e.detail})).collect::<Vec<_>>(),
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::On;
+
+    #[test]
+    fn a_layer_is_on_in_part_or_off_by_its_facts() {
+        assert_eq!(On::of(&[true, true]), On::Yes);
+        assert_eq!(On::of(&[true, false]), On::Part);
+        assert_eq!(On::of(&[false, false]), On::No);
+    }
+}
