@@ -30,10 +30,12 @@
 //! - `iptables.rs`: the firewall rules, through the iptables program;
 //! - `bridge.rs`: what containers share (lab0, its subnet and addresses);
 //! - `teardown.rs`: who takes it down, when, and what a killed run left;
-//! - `checks.rs` (and `ping.rs`): the checks that prove the layer works.
+//! - `gather.rs`, `checks.rs` (and `ping.rs`): what the checks gather on the host,
+//!   and the checks that prove the layer works.
 
 mod bridge;
 mod checks;
+mod gather;
 mod iptables;
 mod options;
 mod ping;
@@ -41,7 +43,7 @@ mod syscalls;
 mod teardown;
 
 pub use bridge::{Publish, Subnet};
-pub use checks::links_and_way_out;
+pub use gather::links_and_way_out;
 pub use iptables::iptables_path;
 pub use options::Options;
 
@@ -92,7 +94,7 @@ impl super::Hooks for NetworkHooks {
         &self,
         p: &crate::engine::check::Probe,
     ) -> anyhow::Result<Option<super::Gathered>> {
-        super::gathered(checks::probe_net(
+        super::gathered(gather::probe_net(
             p.target.as_raw(),
             p.name.as_deref(),
             &p.root_path,

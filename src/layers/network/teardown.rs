@@ -4,7 +4,7 @@
 //! removes lab0, under the network lock, so that it never takes lab0 away from
 //! a container arriving; the bridge's removal runs in a process of its own after
 //! lab has gone. A run killed with `kill -9` leaves its published ports behind:
-//! [`forget`] removes them. Next: `checks.rs`.
+//! [`forget`] removes them. Next: `gather.rs`.
 
 use super::bridge::*;
 use super::iptables::*;
