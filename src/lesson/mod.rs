@@ -41,9 +41,11 @@ pub const LESSONS: &[Lesson] = &[
 ];
 
 mod blocks;
+mod terminal;
 pub use blocks::fill;
 #[cfg(test)]
 use blocks::{layer_commands, MARKER};
+pub use terminal::{for_terminal, words_in_lines, wrap};
 
 /// How `lab explain` titles a section typed in a second terminal (render.rs
 /// prints it; the lessons and slides find those sections by it).
@@ -132,160 +134,6 @@ impl Machine {
     }
 }
 
-/// A lesson (its blocks already filled with this machine's commands) for a
-/// terminal: headings, indented code, no HTML comments; each paragraph after a
-/// `<!-- terminal: TEXT -->` line replaced by TEXT about this machine (it names
-/// the classroom VM's commands in the browser); answers folded unless `answers`.
-pub fn for_terminal(text: &str, key: &str, answers: bool, machine: &Machine) -> String {
-    use colored::Colorize;
-    let mut out = String::new();
-    let mut lines = text.lines().peekable();
-    let mut code = false;
-    while let Some(line) = lines.next() {
-        if line.starts_with("```") {
-            code = !code;
-            continue;
-        }
-        if code {
-            out.push_str(&format!("    {}\n", line.cyan()));
-            continue;
-        }
-        if let Some(instead) = line
-            .strip_prefix("<!-- terminal: ")
-            .and_then(|l| l.strip_suffix(" -->"))
-        {
-            // The paragraph it stands for goes.
-            while lines.next_if(|l| !l.trim().is_empty()).is_some() {}
-            out.push_str(&wrap(&machine.fill(instead), 80));
-            continue;
-        }
-        if line.starts_with("<!--") {
-            continue;
-        }
-        // A diagram (an SVG made from lessons/diagrams/*.dot) is for the site.
-        if let Some((alt, file)) = line
-            .strip_prefix("![")
-            .and_then(|l| l.strip_suffix(')'))
-            .and_then(|l| l.split_once("]("))
-        {
-            out.push_str(&wrap(
-                &format!("[Diagram: {alt}. In the lesson site, or lessons/{file} once built.]"),
-                80,
-            ));
-            continue;
-        }
-        let trimmed = line.trim();
-        if trimmed == "<details><summary>Answer</summary>" {
-            let mut answer = Vec::new();
-            for l in lines.by_ref() {
-                if l.trim() == "</details>" {
-                    break;
-                }
-                answer.push(l);
-            }
-            let indent = &line[..line.len() - line.trim_start().len()];
-            if answers {
-                out.push_str(&format!("{indent}{}\n", "Answer:".bold()));
-                for l in answer {
-                    out.push_str(&inline(l));
-                    out.push('\n');
-                }
-            } else {
-                out.push_str(&format!(
-                    "{indent}{}\n",
-                    format!("(Answer folded: think first, then lab quiz {key}, or lab lesson {key} --answers)")
-                        .italic()
-                ));
-            }
-            continue;
-        }
-        if let Some(h) = line.strip_prefix("# ") {
-            out.push_str(&format!(
-                "{}\n{}\n",
-                h.bold(),
-                "=".repeat(h.chars().count())
-            ));
-        } else if let Some(h) = line.strip_prefix("## ") {
-            out.push_str(&format!(
-                "{}\n{}\n",
-                h.bold(),
-                "-".repeat(h.chars().count())
-            ));
-        } else {
-            out.push_str(&inline(line));
-            out.push('\n');
-        }
-    }
-    out
-}
-
-/// `code` and **bold** of a line of Markdown, for a terminal: with colours the
-/// marks go; without, the backticks stay (they say where a command starts).
-fn inline(line: &str) -> String {
-    use colored::Colorize;
-    let mut out = String::new();
-    let mut rest = line;
-    while let Some(i) = rest.find(['`', '*']) {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        let (mark, styled): (&str, fn(&str) -> String) = if tail.starts_with("**") {
-            ("**", |s| inline(s).bold().to_string())
-        } else if tail.starts_with('`') {
-            ("`", |s| {
-                if colored::control::SHOULD_COLORIZE.should_colorize() {
-                    s.cyan().to_string()
-                } else {
-                    format!("`{s}`")
-                }
-            })
-        } else {
-            out.push('*');
-            rest = &tail[1..];
-            continue;
-        };
-        match tail[mark.len()..].find(mark) {
-            Some(end) => {
-                out.push_str(&styled(&tail[mark.len()..mark.len() + end]));
-                rest = &tail[mark.len() + end + mark.len()..];
-            }
-            None => {
-                out.push_str(tail);
-                rest = "";
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `text` in lines of at most `width` columns (words are not broken).
-pub fn wrap(text: &str, width: usize) -> String {
-    words_in_lines(text, width)
-        .iter()
-        .map(|l| format!("{}\n", inline(l)))
-        .collect()
-}
-
-/// The words of `text` in lines of at most `width` characters (a longer word
-/// alone on its line).
-pub fn words_in_lines(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,7 +142,7 @@ mod tests {
     /// What `lab explain N` prints for the classroom VM: cgroup v2, lab0 on
     /// 10.200.0.0/24, the uplink called eth0, the resolver list of systemd-resolved
     /// (/run/systemd/resolve/resolv.conf).
-    fn classroom_explain(n: u8, only: Option<u8>) -> String {
+    pub(super) fn classroom_explain(n: u8, only: Option<u8>) -> String {
         colored::control::set_override(false);
         let n = n.to_string();
         let mut args = vec!["lab", "explain", n.as_str()];
@@ -541,44 +389,5 @@ mod tests {
         assert_eq!(find("10").unwrap().file, "10-what-comes-next.md");
         assert_eq!(find("closing").unwrap().file, "10-what-comes-next.md");
         assert!(find("11").is_none() && find("x").is_none());
-    }
-
-    /// In the terminal: no marker or fence, answers folded (or shown), and the
-    /// sentences about the classroom VM's commands say this machine's.
-    #[test]
-    fn a_lesson_for_the_terminal_speaks_of_this_machine() {
-        colored::control::set_override(false);
-        let v1 = |n: u8, only: Option<u8>| {
-            classroom_explain(n, only)
-                .replace(
-                    "cgroup v2 found here: /sys/fs/cgroup is a cgroup2 filesystem",
-                    "cgroup v1 found here: memory, cpu and pids each have a cgroup filesystem",
-                )
-                .replace("-o eth0 -j", "-o up0 -j")
-                .replace("/run/systemd/resolve/resolv.conf >", "/etc/resolv.conf >")
-        };
-        let machine = Machine::from_explain(&v1(9, None));
-        assert_eq!(machine.cgroup, "cgroup v1");
-        assert_eq!(machine.uplink, "up0");
-        assert_eq!(machine.resolv, "/etc/resolv.conf");
-        let six = for_terminal(&fill(find("6").unwrap().text, v1), "6", false, &machine);
-        assert!(six.contains("for this machine's cgroup v1"), "{six}");
-        assert!(!six.contains("as in the classroom VM"), "{six}");
-        let five = for_terminal(&fill(find("5").unwrap().text, v1), "5", false, &machine);
-        assert!(five.contains("uplink interface (up0"), "{five}");
-        assert!(!five.contains("eth0` above"), "{five}");
-        assert!(five.contains("[Diagram: The path of a packet:"), "{five}");
-        for text in [&six, &five] {
-            assert!(
-                !text.contains("<!--") && !text.contains("```") && !text.contains("!["),
-                "{text}"
-            );
-            assert!(!text.contains("<details>"), "{text}");
-        }
-        assert!(five
-            .contains("(Answer folded: think first, then lab quiz 5, or lab lesson 5 --answers)"));
-        let answered = for_terminal(&fill(find("5").unwrap().text, v1), "5", true, &machine);
-        assert!(answered.contains("Answer:") && !answered.contains("Answer folded"));
-        assert!(answered.contains("an RCU grace"), "{answered}");
     }
 }

@@ -280,6 +280,47 @@ mod tests {
         }
     }
 
+    /// The right answers are spread over the letters, so that a reader cannot
+    /// score by picking one: no lesson has all its answers at one letter, and
+    /// across the lessons every letter that questions offer is the right one
+    /// for a fair share (a fifth at least) of the questions that offer it, and
+    /// none is the right one for half of all questions. A question is moved
+    /// to another letter by reordering its choices, its answer's **x)** with it.
+    #[test]
+    fn the_right_answers_are_spread_over_the_letters() {
+        use std::collections::BTreeMap;
+        let (mut offered, mut right) = (BTreeMap::new(), BTreeMap::new());
+        let mut all = 0;
+        for l in lesson::LESSONS {
+            let qs = questions(l).unwrap();
+            let answers: String = qs.iter().map(|q| q.answer).collect();
+            assert!(
+                answers.chars().any(|c| c != qs[0].answer),
+                "{}: every answer is {}) ({answers})",
+                l.file,
+                qs[0].answer
+            );
+            for q in &qs {
+                for (letter, _) in &q.choices {
+                    *offered.entry(*letter).or_insert(0) += 1;
+                }
+                *right.entry(q.answer).or_insert(0) += 1;
+                all += 1;
+            }
+        }
+        for (letter, of) in &offered {
+            let n = right.get(letter).copied().unwrap_or(0);
+            assert!(
+                n * 5 >= *of,
+                "{letter}) is the right answer of {n} of the {of} questions that offer it: {right:?}"
+            );
+            assert!(
+                n * 2 < all,
+                "{letter}) is the right answer of {n} of {all} questions: {right:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_question_reads_across_lines() {
         let l = Lesson {

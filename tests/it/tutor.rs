@@ -209,14 +209,14 @@ fn without_a_terminal_lab_prints_its_help_and_quiz_takes_letters() {
     let out = quiz(&["--answers", "ab"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(err(&out).contains("has 3 questions"), "{}", err(&out));
-    let out = quiz(&["--answers", "bab"]);
+    let out = quiz(&["--answers", "cab"]);
     assert!(out.status.success(), "{}", err(&out));
     assert!(
         text(&out).contains("3 of 3 right. Well done."),
         "{}",
         text(&out)
     );
-    let out = quiz(&["--answers", "bbb"]);
+    let out = quiz(&["--answers", "cbb"]);
     assert_eq!(out.status.code(), Some(1));
     let t = text(&out);
     assert!(t.contains("Not quite."), "{t}");
@@ -257,7 +257,7 @@ fn the_menu_runs_what_it_names_and_a_quiz_is_answered_with_keys() {
     s.wait_for("Which lesson?", 1);
     s.keys(&["Down", "Enter"]);
     s.wait_for("$ lab quiz 1", 1);
-    // Question 1 right (a), question 2 wrong (a; b is right), question 3 right (b).
+    // Question 1 right (a), question 2 wrong (a; c is right), question 3 right (b).
     s.wait_for("your answer", 1);
     s.keys(&["Enter"]);
     s.wait_for("your answer", 2);
@@ -267,7 +267,7 @@ fn the_menu_runs_what_it_names_and_a_quiz_is_answered_with_keys() {
     let shown = s.wait_for("right: read the lesson again", 1);
     assert_eq!(shown.matches("Right.").count(), 2, "{shown}");
     assert!(
-        shown.contains("Not quite.\n   The answer is b) Everything but the view"),
+        shown.contains("Not quite.\n   The answer is c) Everything but the view"),
         "{shown}"
     );
     // Back at the menu: progress, then quit.
