@@ -13,6 +13,9 @@ if [ "$(id -u)" = 0 ]; then
   # Real images for step 7's tests: umoci makes and unpacks them (lab's tree must
   # equal umoci's), skopeo turns them into oci-archive and docker-archive files.
   need_packages umoci skopeo
+  # Real runtimes that lab grades (tests/it/peers.rs): Docker (dockerd and
+  # containerd), Podman, runc, systemd-nspawn; bwrap comes with the system's.
+  need_packages docker.io podman runc systemd-container
   # The tutor's terminal tests drive lab on a pseudo-terminal (tests/it/tutor.rs).
   need_packages tmux
   # The cgroup v2 test boots Debian's kernel under qemu (tests/it/cgroup2_vm.rs).

@@ -408,8 +408,9 @@ fn answer(e: nix::errno::Errno) -> String {
 }
 
 /// PID 1 of its pid namespace and whether it can reap orphans: a process
-/// that catches SIGCHLD (an init waits in its handler) or ignores it (then
-/// the kernel reaps for it) does; a program like `sleep`, neither.
+/// that catches SIGCHLD (an init waits in its handler), blocks it to wait for
+/// it (tini) or ignores it (then the kernel reaps for it) can; a program like
+/// `sleep`, that does none of these, cannot.
 fn first_process(pid: i32) -> String {
     let own = check::ns_inode(&pid.to_string(), "pid");
     let first = check::pids_in(std::path::Path::new("/proc"))
@@ -436,6 +437,8 @@ fn first_process(pid: i32) -> String {
         .trim();
     let reaps = if mask("SigCgt:") & chld != 0 {
         "it catches SIGCHLD: it can reap orphans"
+    } else if mask("SigBlk:") & chld != 0 {
+        "it blocks SIGCHLD to wait for it (as tini does): it can reap orphans"
     } else if mask("SigIgn:") & chld != 0 {
         "it ignores SIGCHLD: the kernel reaps its orphans"
     } else {

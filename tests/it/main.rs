@@ -31,5 +31,6 @@ mod doctor;
 mod exec; // lab ps, lab exec
 mod faults; // killed, failing or panicking at every host point
 mod lifecycle; // exit status, signals, Ctrl-C, names, several at once
+mod peers; // Docker, Podman, runc, bwrap, nspawn, unshare graded by lab
 mod provision; // the classroom VM's provisioning
 mod show;

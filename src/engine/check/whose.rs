@@ -68,12 +68,18 @@ pub fn maker_of(pid: i32) -> Maker {
     if chain.iter().any(|(p, _)| shells.contains(p)) {
         return Maker::ByHand;
     }
-    for (_, comm) in &chain {
+    for (p, comm) in &chain {
         if let Some((_, who)) = RUNTIMES.iter().find(|(c, _)| comm.starts_with(c)) {
             let mut who = who.to_string();
             // containerd's shim serves Docker and others (nerdctl, Kubernetes):
-            // Docker's containers are in a cgroup named after it.
-            if comm.starts_with("containerd-shim") && !cgroup_mentions(pid, "docker") {
+            // Docker's talks to the containerd that dockerd started
+            // (/run/docker/containerd/...) in the namespace "moby", and its
+            // containers are in a cgroup named after it.
+            if comm.starts_with("containerd-shim")
+                && !cgroup_mentions(pid, "docker")
+                && !command_line(*p).contains("docker")
+                && !command_line(*p).contains("moby")
+            {
                 who = "containerd (its shim)".into();
             }
             return Maker::Other(who);
@@ -122,6 +128,12 @@ fn hand_shells() -> Vec<i32> {
             })
             .collect()
         })
+        .unwrap_or_default()
+}
+
+fn command_line(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
         .unwrap_or_default()
 }
 

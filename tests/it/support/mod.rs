@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 pub mod own_cgroups;
+pub mod peers;
 
 pub const LAB: &str = env!("CARGO_BIN_EXE_lab");
 

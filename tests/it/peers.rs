@@ -1,0 +1,246 @@
+//! lab grades containers it did not make: real runtimes from Debian's packages
+//! (test.sh installs them), started as their users start them, in the test's
+//! own network namespace, their cgroups below the test's own. For each, what
+//! `lab inspect` and `lab check` report equals what the kernel and the
+//! runtime itself say (/proc/PID/status, `docker inspect`), and a runtime's
+//! switch changes exactly the layers it should.
+
+use crate::support::peers::{self, CgroupParent, Docker, Podman, Scratch};
+use crate::support::*;
+use serde_json::Value;
+use std::process::Command;
+
+/// `lab inspect PID --json`, from the test's network namespace.
+fn inspect(pid: i32) -> Value {
+    let out = lab_isolated()
+        .args(["inspect", &pid.to_string(), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "lab inspect {pid}: {}", err(&out));
+    serde_json::from_str(&text(&out)).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
+}
+
+/// Whether each layer is on ("yes", "part", "no"), 1 to 9.
+fn on(v: &Value) -> Vec<String> {
+    v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["on"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The facts of layer `n`, as one line.
+fn facts(v: &Value, n: usize) -> String {
+    v["layers"][n - 1]["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `lab check N --pid PID --json` and its rows, with its stderr.
+fn check(n: u8, pid: i32) -> (Vec<Value>, String) {
+    let out = lab_isolated()
+        .args(["check", &n.to_string(), "--json", "--pid", &pid.to_string()])
+        .output()
+        .unwrap();
+    let rows: Value = serde_json::from_str(&text(&out))
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out), err(&out)));
+    (rows.as_array().unwrap().clone(), err(&out))
+}
+
+fn row<'a>(rows: &'a [Value], name_starts: &str) -> &'a Value {
+    rows.iter()
+        .find(|r| r["check"].as_str().unwrap().starts_with(name_starts))
+        .unwrap_or_else(|| panic!("no check {name_starts:?} in {rows:#?}"))
+}
+
+/// The kernel's own word for a process: a line of /proc/PID/status.
+fn status(pid: i32, key: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap()
+}
+
+/// lab's facts of layer 8 equal /proc/PID/status.
+fn assert_privileges_as_the_kernel_says(v: &Value, pid: i32) {
+    let f = facts(v, 8);
+    let bnd = u64::from_str_radix(&status(pid, "CapBnd:"), 16).unwrap();
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let bnd = bnd & ((1u64 << (last + 1)) - 1);
+    assert!(f.contains(&format!("{bnd:#x}")), "CapBnd {bnd:#x}: {f}");
+    let nnp = status(pid, "NoNewPrivs:") == "1";
+    assert!(
+        f.contains(if nnp {
+            "no_new_privs: set"
+        } else {
+            "no_new_privs: not set"
+        }),
+        "{f}"
+    );
+    let seccomp = status(pid, "Seccomp:");
+    assert_eq!(
+        f.contains("seccomp: filter"),
+        seccomp == "2",
+        "Seccomp {seccomp}: {f}"
+    );
+}
+
+/// No hint of a check of another runtime's container speaks of lab's recipe.
+fn assert_hints_are_the_runtimes(rows: &[Value]) {
+    for r in rows {
+        let hint = r["hint"].as_str().unwrap_or("");
+        for recipe in [
+            "the last line",
+            "setpriv --",
+            "bwrap --seccomp",
+            "lab's init",
+            "lab0",
+        ] {
+            assert!(!hint.contains(recipe), "a hint of lab's recipe: {r}");
+        }
+    }
+}
+
+/// Docker's default container, then one switch at a time: each changes the
+/// layers it should, and lab's facts are Docker's own.
+#[test]
+#[ignore = "needs root: sudo ./test.sh"]
+fn docker_containers_are_graded_on_what_they_have() {
+    let Some(_g) = privileged() else { return };
+    if !peers::have("dockerd", "docker.io") {
+        return;
+    }
+    let cgroup = CgroupParent::new();
+    let docker = Docker::start(&cgroup, true);
+    docker.import();
+
+    let pid = docker.run("web", &[]);
+    let v = inspect(pid);
+    assert!(v["made_by"].as_str().unwrap().starts_with("Docker"), "{v}");
+    assert_eq!(
+        on(&v),
+        ["yes", "yes", "yes", "yes", "yes", "no", "yes", "part", "no"],
+        "{v:#}"
+    );
+    assert_privileges_as_the_kernel_says(&v, pid);
+    assert!(facts(&v, 8).contains("Docker's default (14"), "{v:#}");
+    let host = docker.docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.NanoCpus}}",
+        "web",
+    ]);
+    assert!(host.starts_with("0 "), "docker inspect: {host}");
+    assert!(
+        facts(&v, 6).contains("memory no limit, cpu no limit, pids no limit"),
+        "{v:#}"
+    );
+    assert!(
+        facts(&v, 3).contains("PID 1 is sleep") && facts(&v, 3).contains("orphans stay zombies"),
+        "{v:#}"
+    );
+    assert!(
+        facts(&v, 9).contains("root inside is the host's root"),
+        "{v:#}"
+    );
+    let ip = docker.docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
+    assert!(facts(&v, 5).contains(&ip), "docker's address {ip}: {v:#}");
+
+    // lab check: neutral facts, the runtime's hints, the root found.
+    let (rows, said) = check(9, pid);
+    assert!(said.contains("a container of Docker"), "{said}");
+    assert!(
+        row(&rows, "the root filesystem is")["passed"] == true,
+        "{rows:#?}"
+    );
+    let memory = row(&rows, "allocating over the memory limit");
+    assert!(
+        memory["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("no memory limit"),
+        "{memory}"
+    );
+    let nnp = row(&rows, "no_new_privs is set");
+    assert!(nnp["passed"] == false, "{nnp}");
+    assert!(row(&rows, "a seccomp filter is installed")["passed"] == true);
+    assert!(row(&rows, "the container's processes hold no capability")["passed"] == true);
+    assert!(row(&rows, "on the host, the container's root")["passed"] == false);
+    assert!(row(&rows, "inside, the container's processes are root")["passed"] == false);
+    assert!(row(&rows, "the image's files are root's inside")["passed"] == false);
+    assert_hints_are_the_runtimes(&rows);
+
+    // One switch at a time: the layers that change, and only they.
+    let base = on(&v);
+    for (name, args, changed, says) in [
+        (
+            "unconfined",
+            &[
+                "--cap-add",
+                "ALL",
+                "--cap-drop",
+                "SYS_RESOURCE",
+                "--security-opt",
+                "seccomp=unconfined",
+            ][..],
+            vec![(8, "no")],
+            (8, "seccomp: none"),
+        ),
+        (
+            "nocaps",
+            &["--cap-drop", "ALL"][..],
+            vec![],
+            (8, "capabilities: 0x0, none"),
+        ),
+        (
+            "nnp",
+            &["--security-opt", "no-new-privileges"][..],
+            vec![],
+            (8, "no_new_privs: set"),
+        ),
+        (
+            "limited",
+            &["--memory", "64m", "--pids-limit", "50"][..],
+            vec![(6, "part")],
+            (6, "memory 64.0 MB, cpu no limit, pids 50"),
+        ),
+        (
+            "hostpid",
+            &["--pid", "host"][..],
+            vec![(3, "no")],
+            (3, "the host's"),
+        ),
+        (
+            "nonet",
+            &["--network", "none"][..],
+            vec![(5, "part")],
+            (5, "no way out"),
+        ),
+        ("init", &["--init"][..], vec![], (3, "it catches SIGCHLD")),
+    ] {
+        let pid = docker.run(name, args);
+        let v = inspect(pid);
+        let mut want = base.clone();
+        for (layer, state) in &changed {
+            want[layer - 1] = state.to_string();
+        }
+        assert_eq!(on(&v), want, "docker run {args:?}: {v:#}");
+        assert!(
+            facts(&v, says.0).contains(says.1),
+            "docker run {args:?}: layer {}: {v:#}",
+            says.0
+        );
+        assert_privileges_as_the_kernel_says(&v, pid);
+        docker.docker(&["rm", "-f", name]);
+    }
+}
