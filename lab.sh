@@ -1,7 +1,8 @@
 #!/bin/bash
 # Set lab up on a Debian or Ubuntu machine and run it:   sudo ./lab.sh step 1
 # The first run installs what lab needs (distribution packages only), builds it and
-# installs it as /usr/local/bin/lab; later runs rebuild only what changed.
+# installs it as /usr/local/bin/lab (with its AppArmor profile where AppArmor
+# restricts user namespaces); later runs rebuild only what changed.
 set -euo pipefail
 cd "$(dirname "$0")"
 if [ "$(id -u)" != 0 ]; then
@@ -13,6 +14,9 @@ system_packages
 find_cargo
 run_cargo build --release --locked --quiet
 install -m 0755 target/release/lab /usr/local/bin/lab
+# Where AppArmor keeps users from making user namespaces (Ubuntu 24.04), a profile
+# that lets lab make them, for lab step 9 without sudo (nothing elsewhere).
+apparmor_profile
 # Tab completion in bash (bash-completion loads it the first time lab is typed,
 # in a shell that loaded bash-completion: a user's, or any login shell; root's
 # ~/.bashrc on Debian does not load it, and the file works alone when sourced).

@@ -21,7 +21,8 @@ if [ "$(id -u)" = 0 ]; then
   # The cgroup v2 test boots Debian's kernel under qemu (tests/it/cgroup2_vm.rs).
   need_packages qemu-system-x86 cpio kmod # kmod: depmod, for the VM's module list
   # The classroom VM: its Vagrantfile is validated, its provisioning run on a fresh
-  # Debian made by mmdebstrap (tests/it/provision.rs).
+  # Debian made by mmdebstrap (tests/it/provision.rs); lab's AppArmor profile is
+  # parsed by Debian 13's apparmor_parser in another (tests/it/apparmor.rs).
   need_packages vagrant mmdebstrap
   # Its cloud-init file (Multipass) is checked by `cloud-init schema`. Installed
   # here for that alone: switched off at boot, so that it never configures this

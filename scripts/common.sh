@@ -90,3 +90,30 @@ with_cargo_env() {
 run_cargo() {
   with_cargo_env "$CARGO" "$@"
 }
+
+# lab's AppArmor profile (scripts/apparmor/lab), installed as /etc/apparmor.d/lab and
+# loaded only where AppArmor keeps users from making user namespaces
+# (kernel.apparmor_restrict_unprivileged_userns = 1, Ubuntu 24.04's default): there,
+# rootless `lab step 9` needs it. It lets /usr/local/bin/lab make them; the
+# restriction stays on for every other program. Elsewhere this does nothing. Run
+# from lab's repository (lab.sh is).
+apparmor_profile() {
+  local restrict=/proc/sys/kernel/apparmor_restrict_unprivileged_userns
+  local profile=/etc/apparmor.d/lab
+  [ "$(cat "$restrict" 2>/dev/null)" = 1 ] || return 0
+  if ! command -v apparmor_parser >/dev/null; then
+    echo "AppArmor keeps users from making user namespaces here ($restrict is 1), and apparmor_parser, which would load lab's profile, is not installed: lab step 9 needs sudo (apt-get install apparmor, then run this again)." >&2
+    return 0
+  fi
+  if cmp -s scripts/apparmor/lab "$profile" &&
+    grep -q '^lab (' /sys/kernel/security/apparmor/profiles 2>/dev/null; then
+    return 0 # installed and loaded already
+  fi
+  echo "AppArmor keeps users from making user namespaces here ($restrict is 1, Ubuntu's default)."
+  echo "Installing lab's AppArmor profile as $profile and loading it (apparmor_parser -r $profile): it lets /usr/local/bin/lab make them, so that lab step 9 runs without sudo; the restriction stays on for every other program."
+  install -m 0644 scripts/apparmor/lab "$profile"
+  if ! apparmor_parser -r "$profile"; then
+    echo "apparmor_parser could not load $profile: lab step 9 needs sudo here until it does (lab doctor says more)." >&2
+  fi
+  return 0
+}

@@ -6,6 +6,7 @@
 //! veth pair inside a network namespace of its own, so nothing on the host changes.
 
 use crate::engine::namespace::{made_at, Namespace, NAMESPACES};
+use crate::layers::userns::apparmor;
 use crate::layers::{cgroups, network};
 use crate::netlink::Netlink;
 use crate::rootfs::which;
@@ -122,7 +123,8 @@ fn namespaces(root: bool) -> Vec<Finding> {
 }
 
 /// Step 9 without root needs a user namespace that a user may make: Ubuntu
-/// 24.04 lets AppArmor forbid it, Debian's kernels have a switch for it.
+/// 24.04 lets AppArmor forbid it to programs without a profile that allows it
+/// (lab has one: apparmor.rs), Debian's kernels have a switch for it.
 fn rootless_userns(root: bool) -> Finding {
     let what = "rootless";
     let read = |f: &str| {
@@ -130,14 +132,11 @@ fn rootless_userns(root: bool) -> Finding {
             .ok()
             .map(|s| s.trim().to_string())
     };
-    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-        return Finding {
-            what: what.into(),
-            state: State::Optional,
-            detail: "AppArmor stops users from making user namespaces (Ubuntu's default): lab step 9 needs sudo here".into(),
-            fix: Some("sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0 (for this boot; or an AppArmor profile that allows userns for lab)".into()),
-        };
-    }
+    let aa = match apparmor_says(apparmor::decide(&apparmor::Seen::read())) {
+        Ok(note) => note,
+        Err(blocked) => return blocked,
+    };
+    let ok = |what: &str, detail: &str| found(what, format!("{detail}{aa}"));
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0")
         || read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0")
     {
@@ -152,13 +151,13 @@ fn rootless_userns(root: bool) -> Finding {
         };
     }
     if root {
-        return found(
+        return ok(
             what,
             "users may make user namespaces: lab step 9 runs without sudo",
         );
     }
     match in_child(|| nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(Into::into)) {
-        Ok(()) => found(
+        Ok(()) => ok(
             what,
             "you may make a user namespace: lab step 9 runs without sudo",
         ),
@@ -168,6 +167,24 @@ fn rootless_userns(root: bool) -> Finding {
             detail: format!("you may not make a user namespace ({e}): lab step 9 needs sudo"),
             fix: Some("sudo lab doctor tells more".into()),
         },
+    }
+}
+
+/// What AppArmor's restriction of user namespaces means for lab step 9 without
+/// sudo: the finding when it stops this lab (with what to do, never to turn the
+/// restriction off), else what to add to the finding that follows.
+fn apparmor_says(r: apparmor::Restriction) -> Result<&'static str, Finding> {
+    use apparmor::Restriction::*;
+    match r {
+        Absent => Ok(""),
+        Off => Ok(" (AppArmor does not restrict them here: kernel.apparmor_restrict_unprivileged_userns = 0)"),
+        Allowed => Ok(" (AppArmor restricts them here, kernel.apparmor_restrict_unprivileged_userns = 1, and lab runs under its own profile, which allows them)"),
+        Blocked { why, fix } => Err(Finding {
+            what: "rootless".into(),
+            state: State::Optional,
+            detail: format!("{}, and {why}: lab step 9 needs sudo until then", apparmor::ON),
+            fix: Some(fix),
+        }),
     }
 }
 
@@ -430,6 +447,26 @@ pub fn report(findings: &[Finding]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{apparmor::Restriction, apparmor_says, State};
+
+    #[test]
+    fn apparmor_stopping_lab_is_a_finding_with_what_to_do() {
+        let f = apparmor_says(Restriction::Blocked {
+            why: "lab's profile is not installed".into(),
+            fix: "sudo ./lab.sh in lab's repository".into(),
+        })
+        .err()
+        .unwrap();
+        assert!(f.state == State::Optional);
+        assert_eq!(f.detail, "AppArmor keeps users from making user namespaces here (kernel.apparmor_restrict_unprivileged_userns = 1, Ubuntu 24.04's default), and lab's profile is not installed: lab step 9 needs sudo until then");
+        assert_eq!(f.fix.as_deref(), Some("sudo ./lab.sh in lab's repository"));
+        // Otherwise the finding that follows says whether the restriction is on.
+        let note = |r| apparmor_says(r).ok().unwrap();
+        assert_eq!(note(Restriction::Absent), "");
+        assert!(note(Restriction::Off).contains("= 0"));
+        assert!(note(Restriction::Allowed).contains("= 1, and lab runs under its own profile"));
+    }
+
     #[test]
     fn namespaces_come_in_the_order_of_the_steps_that_make_them() {
         let kinds: Vec<(&str, Option<u8>)> = super::namespace_kinds()

@@ -2,7 +2,8 @@
 # Provision the classroom VM (the Vagrantfile, vm/cloud-init.yaml for Multipass,
 # or Lima: see docs/classroom-vm.md): what lab needs from the
 # distribution's packages (busybox-static, iptables, iproute2, a C toolchain, Rust),
-# lab built and installed as /usr/local/bin/lab, the default root filesystem built,
+# lab built and installed as /usr/local/bin/lab (on Ubuntu 24.04 with its AppArmor
+# profile, for `lab step 9` without sudo), the default root filesystem built,
 # and `lab doctor` run, so that `sudo lab step 1` works in the VM.
 #
 #   sudo vm/provision.sh [SOURCE]     SOURCE: lab's repository [default: /vagrant]

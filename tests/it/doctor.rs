@@ -89,3 +89,83 @@ fn doctor_tells_an_empty_sys_fs_cgroup_from_a_machine_without_cgroup_v2() {
     );
     assert!(!said.contains("systemd.unified_cgroup_hierarchy"), "{said}");
 }
+
+/// Where AppArmor keeps users from making user namespaces (Ubuntu 24.04's
+/// kernel.apparmor_restrict_unprivileged_userns = 1), the doctor says so,
+/// whether lab's profile is loaded (the kernel's list, which only root may
+/// read), and what to do: never to turn the restriction off. This kernel has no
+/// AppArmor: the switch and the list are files made on tmpfs over
+/// /proc/sys/kernel and /sys/kernel/security, in a mount namespace of this
+/// command only. The lab that runs is target/'s, not /usr/local/bin/lab, the
+/// program the profile names.
+#[test]
+#[ignore = "needs root: sudo ./test.sh"]
+fn doctor_says_what_apparmors_restriction_of_user_namespaces_asks() {
+    let _g = privileged!();
+    let doctor = |switch: &str, profiles: Option<&str>, as_user: bool| {
+        let list = match profiles {
+            Some(list) => format!(
+                "mkdir -p /sys/kernel/security && mount -t tmpfs tmpfs /sys/kernel/security && mkdir /sys/kernel/security/apparmor && printf '{list}' > /sys/kernel/security/apparmor/profiles && chmod 0600 /sys/kernel/security/apparmor/profiles && "
+            ),
+            None => String::new(),
+        };
+        let user = if as_user {
+            "setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp XDG_RUNTIME_DIR=/tmp "
+        } else {
+            ""
+        };
+        let out = Command::new("unshare")
+            .args([
+                "--mount",
+                "sh",
+                "-ec",
+                &format!("mount -t tmpfs tmpfs /proc/sys/kernel && echo {switch} > /proc/sys/kernel/apparmor_restrict_unprivileged_userns && {list}exec {user}\"$0\" doctor"),
+            ])
+            .arg(LAB)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let said = format!("{}{}", text(&out), err(&out));
+        assert!(said.contains("What this machine has"), "{said}");
+        assert!(!said.contains("sysctl kernel.apparmor"), "{said}");
+        said
+    };
+    let on = "maybe   rootless           AppArmor keeps users from making user namespaces here (kernel.apparmor_restrict_unprivileged_userns = 1, Ubuntu 24.04's default), and ";
+
+    // Loaded, and this lab is not the program it names.
+    let said = doctor("1", Some("crun (unconfined)\\nlab (unconfined)\\n"), false);
+    assert!(said.contains(&format!("{on}lab's profile is loaded, for /usr/local/bin/lab only, and this lab is {LAB}: lab step 9 needs sudo until then")), "{said}");
+    assert!(
+        said.contains(
+            "fix: run /usr/local/bin/lab (sudo ./lab.sh in lab's repository installs it there)"
+        ),
+        "{said}"
+    );
+    // Not loaded: how to install or load it.
+    let said = doctor("1", Some("crun (unconfined)\\n"), false);
+    let (why, fix) = if std::path::Path::new("/etc/apparmor.d/lab").exists() {
+        (
+            "lab's profile, /etc/apparmor.d/lab, is not loaded",
+            "fix: sudo apparmor_parser -r /etc/apparmor.d/lab",
+        )
+    } else {
+        ("lab's profile is not installed", "fix: sudo ./lab.sh in lab's repository installs scripts/apparmor/lab as /etc/apparmor.d/lab and loads it (apparmor_parser -r), then run /usr/local/bin/lab, the program it names")
+    };
+    assert!(said.contains(&format!("{on}{why}")), "{said}");
+    assert!(said.contains(fix), "{said}");
+    // A user may not read the list: lab's program is named, and sudo lab doctor.
+    let said = doctor("1", Some("lab (unconfined)\\n"), true);
+    assert!(
+        said.contains(&format!(
+            "{on}lab's profile is for /usr/local/bin/lab only, and this lab is {LAB}"
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains("sudo lab doctor says whether the profile is loaded"),
+        "{said}"
+    );
+    // The switch off: users may, and the doctor says the restriction is off.
+    let said = doctor("0", None, false);
+    assert!(said.contains("ok      rootless           users may make user namespaces: lab step 9 runs without sudo (AppArmor does not restrict them here: kernel.apparmor_restrict_unprivileged_userns = 0)"), "{said}");
+}

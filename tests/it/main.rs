@@ -26,6 +26,7 @@ mod rootfs; // 1-2: the root filesystem
 mod userns; // 9
 
 // Across the layers (root).
+mod apparmor; // lab's AppArmor profile, parsed by AppArmor 4
 mod clean; // what a killed lab leaves
 mod doctor;
 mod exec; // lab ps, lab exec

@@ -17,8 +17,10 @@
 //! container copies it owns.
 //!
 //! The layer reads in order: this file (the idea, the commands), `range.rs`
-//! (which host IDs), `shift.rs` (the image), `checks.rs`.
+//! (which host IDs), `shift.rs` (the image), `checks.rs`; `apparmor.rs` is
+//! what Ubuntu's AppArmor asks of it without root.
 
+pub mod apparmor;
 mod checks;
 pub mod range;
 pub mod shift;
@@ -155,15 +157,19 @@ impl Action for BecomeRoot {
 }
 
 /// Without root: can this user make a user namespace here? Ubuntu 24.04 lets
-/// AppArmor stop it, Debian's kernels have a switch, and every kernel a limit.
+/// AppArmor stop it unless lab runs under its profile (apparmor.rs), Debian's
+/// kernels have a switch, and every kernel a limit.
 fn rootless_possible() -> Result<()> {
     let read = |f: &str| {
         std::fs::read_to_string(f)
             .ok()
             .map(|s| s.trim().to_string())
     };
-    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
-        anyhow::bail!("this system lets AppArmor stop users from making user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1, Ubuntu's default): run lab with sudo, or allow them with sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0 (see lab doctor)");
+    if let apparmor::Restriction::Blocked { why, fix } = apparmor::decide(&apparmor::Seen::read()) {
+        anyhow::bail!(
+            "{}, and {why}: {fix}; or run lab with sudo (see lab doctor)",
+            apparmor::ON
+        );
     }
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         anyhow::bail!("this kernel does not let users make user namespaces (kernel.unprivileged_userns_clone = 0): run lab with sudo, or sudo sysctl kernel.unprivileged_userns_clone=1");
