@@ -407,7 +407,20 @@ fn answer(e: nix::errno::Errno) -> String {
     }
 }
 
-/// PID 1 of its pid namespace and whether it can reap orphans: a process
+/// Small inits that runtimes put first to reap orphans (`docker run --init`
+/// is tini, as docker-init; Podman's is catatonit), and the big ones.
+const INITS: [&str; 8] = [
+    "docker-init",
+    "tini",
+    "catatonit",
+    "dumb-init",
+    "lab-init",
+    "systemd",
+    "init",
+    "runit",
+];
+
+/// PID 1 of its pid namespace and whether it can reap orphans: a known init, or a process
 /// that catches SIGCHLD (an init waits in its handler), blocks it to wait for
 /// it (tini) or ignores it (then the kernel reaps for it) can; a program like
 /// `sleep`, that does none of these, cannot.
@@ -435,7 +448,9 @@ fn first_process(pid: i32) -> String {
         .find_map(|l| l.strip_prefix("Name:"))
         .unwrap_or("?")
         .trim();
-    let reaps = if mask("SigCgt:") & chld != 0 {
+    let reaps = if INITS.contains(&name) {
+        "an init: it reaps orphans"
+    } else if mask("SigCgt:") & chld != 0 {
         "it catches SIGCHLD: it can reap orphans"
     } else if mask("SigBlk:") & chld != 0 {
         "it blocks SIGCHLD to wait for it (as tini does): it can reap orphans"

@@ -120,6 +120,7 @@ fn docker_containers_are_graded_on_what_they_have() {
     if !peers::have("dockerd", "docker.io") {
         return;
     }
+    let before = existing();
     let cgroup = CgroupParent::new();
     let docker = Docker::start(&cgroup, true);
     docker.import();
@@ -205,7 +206,7 @@ fn docker_containers_are_graded_on_what_they_have() {
         (
             "nnp",
             &["--security-opt", "no-new-privileges"][..],
-            vec![],
+            vec![(8, "yes")],
             (8, "no_new_privs: set"),
         ),
         (
@@ -226,7 +227,12 @@ fn docker_containers_are_graded_on_what_they_have() {
             vec![(5, "part")],
             (5, "no way out"),
         ),
-        ("init", &["--init"][..], vec![], (3, "it catches SIGCHLD")),
+        (
+            "init",
+            &["--init"][..],
+            vec![],
+            (3, "an init: it reaps orphans"),
+        ),
     ] {
         let pid = docker.run(name, args);
         let v = inspect(pid);
@@ -241,6 +247,64 @@ fn docker_containers_are_graded_on_what_they_have() {
             says.0
         );
         assert_privileges_as_the_kernel_says(&v, pid);
+        // And lab check proves what the switch gave, by making the kernel act.
+        match name {
+            "init" => {
+                let (rows, _) = check(3, pid);
+                assert!(
+                    row(&rows, "PID 1 reaps orphaned")["passed"] == true,
+                    "{rows:#?}"
+                );
+            }
+            "limited" => {
+                let (rows, _) = check(6, pid);
+                assert!(
+                    row(&rows, "allocating over the memory limit")["passed"] == true,
+                    "{rows:#?}"
+                );
+                assert!(
+                    row(&rows, "a fork loop stops")["passed"] == true,
+                    "{rows:#?}"
+                );
+            }
+            _ => {}
+        }
         docker.docker(&["rm", "-f", name]);
     }
+    let (rows, _) = check(3, pid);
+    assert!(
+        row(&rows, "PID 1 reaps orphaned")["passed"] == false,
+        "{rows:#?}"
+    );
+    drop(docker);
+    assert_nothing_left(&cgroup, &before);
+}
+
+/// Where the runtimes leave files outside their scratch directories.
+const OUTSIDE: [&str; 5] = [
+    "/etc/docker/key.json",
+    "/run/docker",
+    "/run/containerd",
+    "/var/lib/cni",
+    "/etc/cni/net.d/cni.lock",
+];
+
+fn existing() -> Vec<&'static str> {
+    OUTSIDE
+        .into_iter()
+        .filter(|p| std::path::Path::new(p).symlink_metadata().is_ok())
+        .collect()
+}
+
+/// What a runtime made outside its scratch directory is gone with it: no
+/// mount of it, no file that was not there before, no cgroup in its parent.
+fn assert_nothing_left(cgroup: &CgroupParent, before: &[&str]) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains("/peer-"), "mounts left:\n{mounts}");
+    assert_eq!(existing(), before, "left outside");
+    assert_eq!(
+        cgroup.children(),
+        Vec::<std::path::PathBuf>::new(),
+        "cgroups left"
+    );
 }

@@ -119,6 +119,16 @@ impl CgroupParent {
         CgroupParent { path }
     }
 
+    /// The cgroups a runtime made in this one and left.
+    pub fn children(&self) -> Vec<PathBuf> {
+        self.dirs()
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect()
+    }
+
     /// Every directory of this cgroup, in every hierarchy mounted here.
     fn dirs(&self) -> Vec<PathBuf> {
         let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
