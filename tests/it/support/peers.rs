@@ -119,27 +119,21 @@ impl CgroupParent {
         CgroupParent { path }
     }
 
-    /// The cgroups a runtime made in this one and left.
-    pub fn children(&self) -> Vec<PathBuf> {
-        self.dirs()
-            .iter()
-            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .map(|e| e.path())
-            .collect()
-    }
-
-    /// Every directory of this cgroup, in every hierarchy mounted here.
     fn dirs(&self) -> Vec<PathBuf> {
-        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        table
-            .lines()
-            .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(|m| Path::new(m).join(self.path.trim_start_matches('/')))
-            .filter(|d| d.is_dir())
-            .collect()
+        cgroup_dirs(&self.path)
     }
+}
+
+/// The directories of the cgroup `path` in every hierarchy mounted here.
+pub fn cgroup_dirs(path: &str) -> Vec<PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    table
+        .lines()
+        .filter(|l| l.contains(" - cgroup ") || l.contains(" - cgroup2 "))
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|m| Path::new(m).join(path.trim_start_matches('/')))
+        .filter(|d| d.is_dir())
+        .collect()
 }
 
 impl Drop for CgroupParent {
@@ -372,6 +366,7 @@ impl Podman {
             "/etc/cni/net.d/cni.lock",
             "/run/containers",
             "/run/libpod",
+            "/run/runc",
         ]);
         Podman {
             scratch: Scratch::new("podman"),
@@ -394,6 +389,12 @@ impl Podman {
             "file",
             "--runtime",
             "runc",
+            // Its lock files and runc's state, kept here too (they would
+            // go to /run/libpod and /run/runc).
+            "--tmpdir",
+            &d.join("tmp").display().to_string(),
+            "--runtime-flag",
+            &format!("root={}", d.join("runc").display()),
         ]);
         c
     }
