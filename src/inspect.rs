@@ -159,17 +159,22 @@ pub fn look(pid: i32) -> Result<Inspected> {
     });
 
     // 2. A mount namespace, and its own /dev.
-    let dev = mounts
+    // A tmpfs with a few nodes is its own /dev; devtmpfs is the kernel's,
+    // with every device of the host.
+    let dev_fs = mounts
         .iter()
         .rev()
         .find(|m| m.mount_point == "/dev")
-        .map_or("the root filesystem's".to_string(), |m| {
-            format!("a {}", m.fs_type)
-        });
+        .map(|m| m.fs_type.clone());
+    let dev = match dev_fs.as_deref() {
+        None => "the root filesystem's".to_string(),
+        Some("devtmpfs") => "a devtmpfs: the host's devices".to_string(),
+        Some(fs) => format!("a {fs}"),
+    };
     layers.push(Found {
         layer: 2,
         title: "mount namespace, own /dev",
-        on: On::of(&[own("mnt"), dev != "the root filesystem's"]),
+        on: On::of(&[own("mnt"), dev_fs.is_some_and(|f| f != "devtmpfs")]),
         facts: vec![
             ns_fact("mnt", &format!("{} mounts", mounts.len())),
             format!("/dev is {dev}"),

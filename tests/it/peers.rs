@@ -380,3 +380,224 @@ fn podman_containers_are_graded_on_what_they_have() {
     drop(podman);
     assert_nothing_left(cgroup, &before);
 }
+
+/// runc on a `runc spec` bundle, `bwrap --unshare-all`, systemd-nspawn and a
+/// plain `unshare`, as their users start them: what lab inspect finds.
+#[test]
+#[ignore = "needs root: sudo ./test.sh"]
+fn runc_bwrap_nspawn_and_unshare_are_graded_on_what_they_have() {
+    let Some(_g) = privileged() else { return };
+    for (program, package) in [
+        ("runc", "runc"),
+        ("bwrap", "bubblewrap"),
+        ("systemd-nspawn", "systemd-container"),
+    ] {
+        if !peers::have(program, package) {
+            return;
+        }
+    }
+    let before = existing();
+    let cgroup = CgroupParent::new();
+    let scratch = Scratch::new("others");
+    let rootfs = rootfs().display().to_string();
+    let mut seen = Vec::new();
+
+    // runc: the bundle's config.json, from `runc spec`, runs sleep.
+    let bundle = scratch.0.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let state = scratch.0.join("runc").display().to_string();
+    let mut spec = Command::new("runc");
+    spec.args(["spec", "--bundle", &bundle.display().to_string()]);
+    peers::run_ok(spec);
+    let path = bundle.join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    config["process"]["terminal"] = false.into();
+    config["root"]["path"] = rootfs.clone().into();
+    config["linux"]["cgroupsPath"] = format!("{}/runc-peer", cgroup.path).into();
+    std::fs::write(&path, config.to_string()).unwrap();
+    let pid_file = scratch.0.join("runc.pid");
+    let mut run = Command::new("runc");
+    run.args(["--root", &state, "run", "-d", "--bundle"])
+        .arg(&bundle)
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("lab-peer")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _runc = RuncContainer(state.clone());
+    assert!(run.status().unwrap().success(), "runc run");
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let v = inspect(pid);
+    assert_privileges_as_the_kernel_says(&v, pid);
+    seen.push(("runc", on(&v), v));
+    drop(_runc);
+
+    // bwrap, every namespace it can make.
+    let mut cmd = Command::new("bwrap");
+    cmd.args([
+        "--unshare-all",
+        "--die-with-parent",
+        "--ro-bind",
+        &rootfs,
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "sleep",
+        "1001",
+    ]);
+    let bwrap = Background::spawn(cmd);
+    let pid = wait_for_process("sleep 1001");
+    let _kill = KillOnDrop(pid);
+    let v = inspect(pid);
+    assert_privileges_as_the_kernel_says(&v, pid);
+    seen.push(("bwrap", on(&v), v));
+    drop(bwrap);
+
+    // systemd-nspawn on a copy (it writes into the tree), outside systemd's
+    // bookkeeping: this machine's PID 1 is not systemd.
+    let tree = scratch.0.join("nspawn-root");
+    let mut cp = Command::new("cp");
+    cp.args(["-a", &rootfs]).arg(&tree);
+    peers::run_ok(cp);
+    let machine = format!("labpeer{}", std::process::id());
+    let _propagate = RemoveOnDrop(format!("/run/systemd/nspawn/propagate/{machine}").into());
+    let mut cmd = Command::new("systemd-nspawn");
+    cmd.args(["-q", "--register=no", "--keep-unit", "-M", &machine, "-D"])
+        .arg(&tree)
+        .args(["sleep", "1002"]);
+    let nspawn = Background::spawn(cmd);
+    let pid = wait_for_process("sleep 1002");
+    let _kill = KillOnDrop(pid);
+    let v = inspect(pid);
+    assert_privileges_as_the_kernel_says(&v, pid);
+    seen.push(("systemd-nspawn", on(&v), v));
+    drop(nspawn);
+
+    // A plain unshare: namespaces, and nothing else.
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--fork",
+        "--pid",
+        "--mount-proc",
+        "--mount",
+        "--uts",
+        "--ipc",
+        "--net",
+        "sleep",
+        "1003",
+    ]);
+    let unshare = Background::spawn(cmd);
+    let pid = wait_for_process("sleep 1003");
+    let _kill = KillOnDrop(pid);
+    let v = inspect(pid);
+    assert_privileges_as_the_kernel_says(&v, pid);
+    seen.push(("unshare", on(&v), v));
+    drop(unshare);
+
+    // What each has, as measured here (runc 1.1, bubblewrap 0.8, systemd
+    // 252, util-linux 2.38), and a fact of each that says so.
+    let expected: [(&str, [&str; 9], &[(usize, &str)]); 4] = [
+        (
+            "runc",
+            ["yes", "yes", "yes", "yes", "part", "no", "no", "part", "no"],
+            &[
+                (5, "interfaces lo; no default route"),
+                (8, "seccomp: none; no_new_privs: set"),
+                (7, "not an overlay"),
+            ],
+        ),
+        (
+            "bwrap",
+            ["yes", "yes", "yes", "yes", "part", "no", "no", "part", "no"],
+            &[
+                (3, "PID 1 is bwrap"),
+                (9, "uid_map 0 0 1"),
+                (8, "no_new_privs: set"),
+            ],
+        ),
+        (
+            "systemd-nspawn",
+            ["yes", "yes", "yes", "yes", "no", "no", "no", "part", "no"],
+            &[(5, "the host's"), (8, "seccomp: filter"), (6, "cgroup 4")],
+        ),
+        (
+            "unshare",
+            ["no", "part", "yes", "yes", "part", "no", "no", "no", "no"],
+            &[
+                (1, "its / is the host's /"),
+                (2, "/dev is a devtmpfs: the host's devices"),
+                (8, "as the host's root has"),
+            ],
+        ),
+    ];
+    for ((who, layers, v), (name, want, says)) in seen.iter().zip(expected) {
+        assert_eq!(
+            (*who, layers.iter().map(String::as_str).collect::<Vec<_>>()),
+            (name, want.to_vec()),
+            "{v:#}"
+        );
+        for (n, fact) in says {
+            assert!(
+                facts(v, *n).contains(fact),
+                "{who}, layer {n}: {fact:?} in {v:#}"
+            );
+        }
+    }
+    // runc's capabilities are those its config.json lists.
+    let listed: Vec<String> = config["process"]["capabilities"]["bounding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c.as_str()
+                .unwrap()
+                .trim_start_matches("CAP_")
+                .to_lowercase()
+        })
+        .collect();
+    let said = facts(&seen[0].2, 8);
+    for c in &listed {
+        assert!(said.contains(c.as_str()), "runc's {c} in {said}");
+    }
+    assert!(said.contains(&format!("({}: ", listed.len())), "{said}");
+    drop(scratch);
+    assert_nothing_left(cgroup, &before);
+}
+
+/// A container's first process, killed when dropped: systemd-nspawn's is in
+/// a session of its own, out of reach of Background's kill of the group.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+/// A container of runc's, killed and deleted when dropped.
+struct RuncContainer(String);
+
+impl Drop for RuncContainer {
+    fn drop(&mut self) {
+        for args in [
+            &["kill", "lab-peer", "KILL"][..],
+            &["delete", "-f", "lab-peer"][..],
+        ] {
+            let _ = Command::new("runc")
+                .args(["--root", &self.0])
+                .args(args)
+                .output();
+        }
+    }
+}

@@ -85,9 +85,11 @@ pub fn maker_of(pid: i32) -> Maker {
             return Maker::Other(who);
         }
     }
-    let parent = chain.get(1).map_or("no parent".into(), |(p, c)| {
-        format!("its parent is {c}, PID {p}")
-    });
+    let parent = match chain.get(1) {
+        Some((p, c)) => format!("its parent is {c}, PID {p}"),
+        // A runtime that detached (runc run -d) leaves it to the host's init.
+        None => "started detached: its parent is the host's PID 1".into(),
+    };
     Maker::Other(format!("a runtime lab does not know ({parent})"))
 }
 

@@ -77,6 +77,11 @@ pub fn known(set: u64) -> Option<&'static str> {
     match set {
         0 => Some("none"),
         s if s & all == all => Some("all of them, as the host's root has"),
+        // A machine may withhold one from everyone (this one, CAP_SYS_RESOURCE):
+        // root's own set here is then "all".
+        s if Status::of("self").is_some_and(|me| me.caps.bounding & all == s) => {
+            Some("all of them, as the host's root has here")
+        }
         s if s == docker_set() => Some("Docker's default"),
         s if s == kept_set() => Some("lab's: Docker's default without mknod"),
         s if s == podman_set() => Some("Podman's default"),
