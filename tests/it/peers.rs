@@ -504,7 +504,7 @@ fn runc_bwrap_nspawn_and_unshare_are_graded_on_what_they_have() {
 
     // What each has, as measured here (runc 1.1, bubblewrap 0.8, systemd
     // 252, util-linux 2.38), and a fact of each that says so.
-    let expected: [(&str, [&str; 9], &[(usize, &str)]); 4] = [
+    let expected: [Expected; 4] = [
         (
             "runc",
             ["yes", "yes", "yes", "yes", "part", "no", "no", "part", "no"],
@@ -571,6 +571,9 @@ fn runc_bwrap_nspawn_and_unshare_are_graded_on_what_they_have() {
     drop(scratch);
     assert_nothing_left(cgroup, &before);
 }
+
+/// A runtime, whether each layer is on, and facts of some layers.
+type Expected<'a> = (&'a str, [&'a str; 9], &'a [(usize, &'a str)]);
 
 /// A container's first process, killed when dropped: systemd-nspawn's is in
 /// a session of its own, out of reach of Background's kill of the group.
