@@ -10,14 +10,21 @@
 //! system calls get, tried with harmless arguments by a probe that has taken
 //! on the container's restrictions, as `lab check` tries the escapes.
 //! Nothing is changed in the container, and it keeps running.
+//!
+//! This file: what is found, layer by layer. `inside.rs`: what needs a look
+//! from a process of the container (PID 1, the hostname, the system calls).
+//! `print.rs`: one screen, or JSON.
 
-use crate::engine::check::{self, Check, Kind, Maker, Outcome, Probe};
+mod inside;
+mod print;
+
+use inside::{first_process, hostname_of, nspid, telling_calls, TELLING};
+pub use print::{json, text};
+
+use crate::engine::check::{self, Check, Kind, Maker, Outcome};
 use crate::layers::privileges::capabilities;
 use crate::mountinfo::parse_mountinfo;
-use crate::sys::{try_harmless, Harmless};
 use anyhow::{bail, Result};
-use serde_json::{json, Value};
-use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
 
 /// One layer as found: on, off or in part, and the facts that say so.
@@ -25,6 +32,8 @@ pub struct Found {
     pub layer: u8,
     pub title: &'static str,
     pub on: On,
+    /// A few words, for a table's cell.
+    pub summary: String,
     pub facts: Vec<String>,
 }
 
@@ -152,6 +161,10 @@ pub fn look(pid: i32) -> Result<Inspected> {
         layer: 1,
         title: "a root of its own",
         on: On::of(&[own_root]),
+        summary: match own_root {
+            true => "a root of its own".into(),
+            false => "the host's /".into(),
+        },
         facts: vec![match own_root {
             true => format!("its / is {}", found.path.display()),
             false => "its / is the host's /".into(),
@@ -174,7 +187,19 @@ pub fn look(pid: i32) -> Result<Inspected> {
     layers.push(Found {
         layer: 2,
         title: "mount namespace, own /dev",
-        on: On::of(&[own("mnt"), dev_fs.is_some_and(|f| f != "devtmpfs")]),
+        on: On::of(&[
+            own("mnt"),
+            dev_fs.as_deref().is_some_and(|f| f != "devtmpfs"),
+        ]),
+        summary: format!(
+            "{} mount table, /dev {}",
+            if own("mnt") { "own" } else { "the host's" },
+            match dev_fs.as_deref() {
+                Some("devtmpfs") => "the host's (devtmpfs)",
+                Some(_) => "its own",
+                None => "of the root filesystem",
+            }
+        ),
         facts: vec![
             ns_fact("mnt", &format!("{} mounts", mounts.len())),
             format!("/dev is {dev}"),
@@ -183,10 +208,30 @@ pub fn look(pid: i32) -> Result<Inspected> {
 
     // 3. A pid namespace, and PID 1.
     let first = first_process(pid);
+    let first_summary = match (
+        first.split_once(" is ").map(|(_, r)| r),
+        first.contains("orphans stay zombies"),
+    ) {
+        (Some(rest), zombies) => format!(
+            "{}, {}",
+            rest.split(' ').next().unwrap_or("?"),
+            if zombies {
+                "reaps no orphans"
+            } else {
+                "reaps orphans"
+            }
+        ),
+        (None, _) => "not found".to_string(),
+    };
     layers.push(Found {
         layer: 3,
         title: "pid namespace",
         on: On::of(&[own("pid")]),
+        summary: format!(
+            "{}; PID 1: {}",
+            if own("pid") { "own" } else { "the host's" },
+            first_summary
+        ),
         facts: vec![ns_fact("pid", &nspid(pid)), first],
     });
 
@@ -196,6 +241,12 @@ pub fn look(pid: i32) -> Result<Inspected> {
         layer: 4,
         title: "uts and ipc namespaces",
         on: On::of(&[own("uts"), own("ipc")]),
+        summary: match (own("uts"), own("ipc")) {
+            (true, true) => "own hostname and IPC".into(),
+            (true, false) => "own hostname, the host's IPC".into(),
+            (false, true) => "the host's hostname, own IPC".into(),
+            (false, false) => "the host's hostname and IPC".into(),
+        },
         facts: vec![
             ns_fact(
                 "uts",
@@ -218,6 +269,19 @@ pub fn look(pid: i32) -> Result<Inspected> {
             (true, false) => On::Part,
             _ => On::No,
         },
+        summary: match (own("net"), &way_out) {
+            (false, _) => "the host's network".to_string(),
+            (true, None) => format!("own, {} only: no way out", links.join(", ")),
+            (true, Some(_)) => format!(
+                "own: {}, a default route",
+                links
+                    .iter()
+                    .filter(|l| *l != "lo")
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        },
         facts: vec![
             ns_fact("net", &format!("interfaces {}", links.join(", "))),
             way_out.unwrap_or_else(|| "no default route: no way out".into()),
@@ -237,6 +301,19 @@ pub fn look(pid: i32) -> Result<Inspected> {
         layer: 6,
         title: "cgroup limits",
         on: On::of(&limited),
+        summary: format!(
+            "{}; cgroup namespace {}",
+            limits
+                .iter()
+                .map(|(c, l)| format!("{c} {}", l.as_deref().unwrap_or("none")))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if own("cgroup") {
+                "its own"
+            } else {
+                "the host's"
+            }
+        ),
         facts,
     });
 
@@ -246,6 +323,10 @@ pub fn look(pid: i32) -> Result<Inspected> {
         layer: 7,
         title: "overlay filesystem",
         on: On::of(&[root.fs_type == "overlay" && root.upper.is_some()]),
+        summary: match root.fs_type.as_str() {
+            "overlay" => format!("overlay, {} read-only layer(s) below", root.lower.len()),
+            other => format!("a directory ({other}), no overlay"),
+        },
         facts: vec![match root.fs_type.as_str() {
             "overlay" => format!(
                 "/ is an overlay: {} read-only layer(s), its own layer {}",
@@ -267,6 +348,23 @@ pub fn look(pid: i32) -> Result<Inspected> {
         layer: 8,
         title: "capabilities, seccomp, no_new_privs",
         on: On::of(&[cut, status.seccomp == 2, status.no_new_privs]),
+        summary: format!(
+            "capabilities {}; seccomp {}; no_new_privs {}",
+            capabilities::known(c.bounding & all)
+                .map_or(format!("{} kept", (c.bounding & all).count_ones()), |k| {
+                    format!("{k} ({})", (c.bounding & all).count_ones())
+                }),
+            if status.seccomp == 2 {
+                "filter"
+            } else {
+                "none"
+            },
+            if status.no_new_privs {
+                "set"
+            } else {
+                "not set"
+            }
+        ),
         facts: vec![
             format!(
                 "capabilities: {}",
@@ -303,6 +401,11 @@ pub fn look(pid: i32) -> Result<Inspected> {
         layer: 9,
         title: "user namespace",
         on: On::of(&[own("user") && !root_is_root]),
+        summary: match (root_is_root, uids.split(' ').nth(1)) {
+            (true, _) => "root is the host's root".into(),
+            (false, Some(host)) => format!("root is user {host} of the host"),
+            (false, None) => "root is no user of the host".into(),
+        },
         facts: vec![
             format!("uid_map {uids}; gid_map {gids}"),
             match root_is_root {
@@ -374,195 +477,6 @@ pub fn look(pid: i32) -> Result<Inspected> {
         calls,
         escapes,
     })
-}
-
-/// The system calls the table tries, each with arguments that make it do
-/// nothing (sys::Harmless): what a seccomp profile and the capabilities let
-/// through shows in what they answer.
-const TELLING: [(&str, Harmless); 10] = [
-    ("mount", Harmless::Mount),
-    ("unshare(CLONE_NEWUSER)", Harmless::UnshareUser),
-    ("clone3", Harmless::Clone3),
-    ("keyctl", Harmless::Keyctl),
-    ("bpf", Harmless::Bpf),
-    ("perf_event_open", Harmless::PerfEventOpen),
-    ("io_uring_setup", Harmless::IoUringSetup),
-    ("userfaultfd", Harmless::Userfaultfd),
-    ("open_by_handle_at", Harmless::OpenByHandleAt),
-    ("finit_module", Harmless::FinitModule),
-];
-
-/// In a probe with the container's restrictions: each call and its answer.
-fn telling_calls(_p: &Probe) -> Outcome {
-    let answers: Vec<String> = TELLING
-        .iter()
-        .map(|(name, call)| format!("{name}: {}", answer(try_harmless(*call))))
-        .collect();
-    Outcome::Pass(answers.join("; "))
-}
-
-fn answer(e: nix::errno::Errno) -> String {
-    use nix::errno::Errno;
-    match e {
-        Errno::EPERM => "EPERM (refused)".into(),
-        Errno::ENOSYS => "ENOSYS (refused as unknown)".into(),
-        Errno::EACCES => "EACCES (refused)".into(),
-        Errno::UnknownErrno => "allowed".into(),
-        other => format!("allowed (the kernel then refused its arguments: {other:?})"),
-    }
-}
-
-/// Small inits that runtimes put first to reap orphans (`docker run --init`
-/// is tini, as docker-init; Podman's is catatonit), and the big ones.
-const INITS: [&str; 8] = [
-    "docker-init",
-    "tini",
-    "catatonit",
-    "dumb-init",
-    "lab-init",
-    "systemd",
-    "init",
-    "runit",
-];
-
-/// PID 1 of its pid namespace and whether it can reap orphans: a known init, or a process
-/// that catches SIGCHLD (an init waits in its handler), blocks it to wait for
-/// it (tini) or ignores it (then the kernel reaps for it) can; a program like
-/// `sleep`, that does none of these, cannot.
-fn first_process(pid: i32) -> String {
-    let own = check::ns_inode(&pid.to_string(), "pid");
-    let first = check::pids_in(std::path::Path::new("/proc"))
-        .into_iter()
-        .find(|p| {
-            check::ns_inode(&p.to_string(), "pid") == own && nspid_of(*p as i32).last() == Some(&1)
-        });
-    let Some(first) = first else {
-        return "PID 1 of its namespace: not found (the host's init, or it has ended)".into();
-    };
-    let status = std::fs::read_to_string(format!("/proc/{first}/status")).unwrap_or_default();
-    let mask = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            .unwrap_or(0)
-    };
-    let chld = 1u64 << (nix::libc::SIGCHLD - 1);
-    let name = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Name:"))
-        .unwrap_or("?")
-        .trim();
-    let reaps = if INITS.contains(&name) {
-        "an init: it reaps orphans"
-    } else if mask("SigCgt:") & chld != 0 {
-        "it catches SIGCHLD: it can reap orphans"
-    } else if mask("SigBlk:") & chld != 0 {
-        "it blocks SIGCHLD to wait for it (as tini does): it can reap orphans"
-    } else if mask("SigIgn:") & chld != 0 {
-        "it ignores SIGCHLD: the kernel reaps its orphans"
-    } else {
-        "it neither catches nor ignores SIGCHLD: orphans stay zombies"
-    };
-    format!("PID 1 is {name} (host PID {first}): {reaps}")
-}
-
-fn nspid_of(pid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("NSpid:"))
-        .map(|l| {
-            l.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn nspid(pid: i32) -> String {
-    let n = nspid_of(pid);
-    match n.last() {
-        Some(inside) if n.len() > 1 => format!("host PID {pid} is PID {inside} inside"),
-        _ => format!("PID {pid} is the same number inside"),
-    }
-}
-
-/// The hostname of the uts namespace of `pid`, read by a thread that joins it
-/// (a uts namespace is a thread's own to join: the rest of lab stays out).
-fn hostname_of(pid: i32) -> Option<String> {
-    let file = std::fs::File::open(format!("/proc/{pid}/ns/uts")).ok()?;
-    std::thread::spawn(move || {
-        nix::sched::setns(file, nix::sched::CloneFlags::CLONE_NEWUTS).ok()?;
-        Some(check::host_hostname())
-    })
-    .join()
-    .ok()
-    .flatten()
-}
-
-/// One screen: a line or two for each layer, the calls, the escapes.
-pub fn text(i: &Inspected) -> String {
-    let mut o = String::new();
-    let _ = writeln!(o, "Process {} · made by {}", i.pid, i.maker);
-    let _ = writeln!(o, "its root: {}", i.root);
-    let _ = writeln!(
-        o,
-        "\nLayer                                      on?   what the kernel shows"
-    );
-    for l in &i.layers {
-        let title = format!("{} {}", l.layer, l.title);
-        for (n, f) in l.facts.iter().enumerate() {
-            match n {
-                0 => {
-                    let _ = writeln!(o, "  {title:<40} {:<5} {f}", l.on.word());
-                }
-                _ => {
-                    let _ = writeln!(o, "  {:<40} {:<5} {f}", "", "");
-                }
-            }
-        }
-    }
-    if !i.calls.is_empty() {
-        let _ = writeln!(
-            o,
-            "\nSystem calls inside (harmless arguments, the container's restrictions)"
-        );
-        for c in &i.calls {
-            let _ = writeln!(o, "  {:<24} {}", c.name, c.answer);
-        }
-    }
-    let _ = writeln!(
-        o,
-        "\nEscapes of the arc (tried harmlessly, as lab check does)"
-    );
-    for e in &i.escapes {
-        let name = e.name.trim_start_matches("escape: ");
-        let _ = writeln!(o, "  {:<10} {name}", e.state);
-    }
-    let _ = writeln!(
-        o,
-        "\nEach layer's checks prove more, and say why: sudo lab check 9 --pid {}",
-        i.pid
-    );
-    o
-}
-
-pub fn json(i: &Inspected) -> String {
-    let v: Value = json!({
-        "pid": i.pid,
-        "made_by": i.maker,
-        "root": i.root,
-        "layers": i.layers.iter().map(|l| json!({
-            "layer": l.layer,
-            "title": l.title,
-            "on": l.on.word(),
-            "facts": l.facts,
-        })).collect::<Vec<_>>(),
-        "system_calls": i.calls.iter().map(|c| json!({"call": c.name, "answer": c.answer})).collect::<Vec<_>>(),
-        "escapes": i.escapes.iter().map(|e| json!({"escape": e.name, "state": e.state, "detail": e.detail})).collect::<Vec<_>>(),
-    });
-    serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
 }
 
 #[cfg(test)]
