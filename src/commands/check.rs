@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 pub fn run(target: &Target, pid: i32, json: bool) -> Result<ExitCode> {
     need_root_below_9("check", target.step)?;
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        anyhow::bail!(
+            "process {pid} not found: is the container still running? (lab ps lists lab's)"
+        );
+    }
     let mut spec = spec(target, vec![], false)?;
     let (pid, way) = check::graded(nix::unistd::Pid::from_raw(pid));
     if let Some(way) = way {
@@ -24,13 +29,13 @@ pub fn run(target: &Target, pid: i32, json: bool) -> Result<ExitCode> {
         }
         None => (target.name.clone(), check::maker_of(pid.as_raw())),
     };
-    // The directory its / should be: the one given, at every step; lab's own
-    // place for its containers and the recipe's; for another runtime's, where
-    // the host sees the container's root (its mount table says).
+    // The directory its / should be: lab's own place for its containers and
+    // the recipe's (whose --rootfs is the image, as `lab script` takes it);
+    // for another runtime's, the one given, at every step, or where the host
+    // sees the container's root (its mount table says).
     let root = match (&target.rootfs, &maker) {
-        (_, Maker::Lab) => spec.new_root(),
-        (Some(_), _) => spec.rootfs.clone(),
-        (None, Maker::ByHand) => spec.new_root(),
+        (_, Maker::Lab | Maker::ByHand) => spec.new_root(),
+        (Some(_), Maker::Other(_)) => spec.rootfs.clone(),
         (None, Maker::Other(who)) => {
             let found = check::find_root(pid.as_raw());
             errln!("lab: a container of {who}: each check says what it found, and the hints speak of that runtime's settings");

@@ -272,12 +272,12 @@ pub fn look(pid: i32) -> Result<Inspected> {
         summary: match (own("net"), &way_out) {
             (false, _) => "the host's network".to_string(),
             (true, None) => format!("own, {} only: no way out", links.join(", ")),
+            // Names only: addresses change from one machine to the next.
             (true, Some(_)) => format!(
                 "own: {}, a default route",
                 links
                     .iter()
-                    .filter(|l| *l != "lo")
-                    .cloned()
+                    .filter_map(|l| l.split(' ').next().filter(|n| *n != "lo"))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),

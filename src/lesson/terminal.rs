@@ -47,6 +47,15 @@ pub fn for_terminal(text: &str, key: &str, answers: bool, machine: &Machine) -> 
             ));
             continue;
         }
+        // A table is too wide for a terminal: a block per row instead.
+        if line.starts_with('|') {
+            let mut rows = vec![line];
+            while let Some(l) = lines.next_if(|l| l.starts_with('|')) {
+                rows.push(l);
+            }
+            out.push_str(&table(&rows));
+            continue;
+        }
         let trimmed = line.trim();
         if trimmed == "<details><summary>Answer</summary>" {
             let mut answer = Vec::new();
@@ -85,6 +94,37 @@ pub fn for_terminal(text: &str, key: &str, answers: bool, machine: &Machine) -> 
         }
     }
     out
+}
+
+/// A Markdown table as a block per row: the row's first cell, then each other
+/// cell under its column's heading, wrapped to 80 columns.
+fn table(rows: &[&str]) -> String {
+    let cells = |row: &str| -> Vec<String> {
+        row.trim()
+            .trim_matches('|')
+            .split(" | ")
+            .map(|c| c.trim().to_string())
+            .collect()
+    };
+    let Some((head, body)) = rows.split_first() else {
+        return String::new();
+    };
+    let head = cells(head);
+    let mut out = String::new();
+    for row in body.iter().filter(|r| !r.starts_with("|---")) {
+        let row = cells(row);
+        out.push_str(&format!("{}\n", inline(&row[0])));
+        for (name, cell) in head.iter().zip(&row).skip(1) {
+            for (i, l) in words_in_lines(&format!("{name}: {cell}"), 74)
+                .iter()
+                .enumerate()
+            {
+                let indent = if i == 0 { "  " } else { "      " };
+                out.push_str(&format!("{indent}{}\n", inline(l)));
+            }
+        }
+    }
+    out + "\n"
 }
 
 /// The paragraph (or list item) that starts with `first` and goes on with the
@@ -299,6 +339,21 @@ mod tests {
     use super::super::tests::classroom_explain;
     use super::super::{fill, find, LESSONS};
     use super::*;
+
+    #[test]
+    fn a_table_is_a_block_per_row_in_a_terminal() {
+        colored::control::set_override(false);
+        let shown = table(&[
+            "| Layer | Docker · `docker run` | lab |",
+            "|---|---|---|",
+            "| 1 a root | yes: its own | yes: its own |",
+        ]);
+        assert_eq!(
+            shown,
+            "1 a root\n  Docker · `docker run`: yes: its own\n  lab: yes: its own\n\n"
+        );
+        assert!(!shown.contains('|'));
+    }
 
     /// The marks of Markdown left in `text` as a terminal without colours shows
     /// it (its code blocks aside: `code` lists their lines): a code span's

@@ -604,3 +604,137 @@ impl Drop for RuncContainer {
         }
     }
 }
+
+/// The tables of lessons 08 and 10, of what Docker's and Podman's default
+/// containers have beside lab's: made here from `lab inspect` of real ones,
+/// and equal to the lessons' (a new Docker or Podman that changes a default
+/// fails this test, and `LAB_UPDATE_LESSONS=1 sudo cargo test --test it
+/// peers::the_lessons` writes the new tables into the lessons).
+#[test]
+#[ignore = "needs root: sudo ./test.sh"]
+fn the_lessons_tables_of_docker_and_podman_are_measured() {
+    let Some(_g) = privileged() else { return };
+    if !peers::have("dockerd", "docker.io") || !peers::have("podman", "podman") {
+        return;
+    }
+    let before = existing();
+    let cgroup = CgroupParent::new();
+    let docker = Docker::start(&cgroup, true);
+    docker.import();
+    let podman = Podman::new(&cgroup);
+    podman.import();
+    let mut lab = lab_isolated();
+    lab.args(["step", "9", "--", "sleep", "1005"]);
+    lab.stdout(std::process::Stdio::null());
+    let running = Background::spawn(lab);
+    let lab_pid = wait_for_process("sleep 1005");
+    let seen = [
+        (
+            format!(
+                "Docker {}",
+                docker.docker(&["version", "-f", "{{.Server.Version}}"])
+            ),
+            inspect(docker.run("web", &[])),
+        ),
+        (
+            format!(
+                "Podman {}, as root",
+                podman.podman(&["version", "-f", "{{.Client.Version}}"])
+            ),
+            inspect(podman.run("web", &[])),
+        ),
+        ("lab step 9".to_string(), inspect(lab_pid)),
+    ];
+    running.stop();
+    kill_leftovers("sleep 1005");
+    drop(podman);
+    drop(docker);
+
+    let header = |first: &str| {
+        let names: Vec<&str> = seen.iter().map(|(n, _)| n.as_str()).collect();
+        format!(
+            "| {first} | {} |\n|---|{}\n",
+            names.join(" | "),
+            "---|".repeat(names.len())
+        )
+    };
+    let mut layers = header("Layer");
+    for n in 0..9 {
+        let title = seen[0].1["layers"][n]["title"].as_str().unwrap();
+        let cells: Vec<String> = seen
+            .iter()
+            .map(|(_, v)| {
+                let l = &v["layers"][n];
+                format!(
+                    "{}: {}",
+                    l["on"].as_str().unwrap(),
+                    l["summary"].as_str().unwrap()
+                )
+            })
+            .collect();
+        layers += &format!("| {} {title} | {} |\n", n + 1, cells.join(" | "));
+    }
+    let mut calls = header("System call (harmless arguments)");
+    for (i, call) in seen[0].1["system_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let cells: Vec<&str> = seen
+            .iter()
+            .map(|(_, v)| {
+                let a = v["system_calls"][i]["answer"].as_str().unwrap();
+                a.split(' ').next().unwrap()
+            })
+            .collect();
+        calls += &format!(
+            "| `{}` | {} |\n",
+            call["call"].as_str().unwrap(),
+            cells.join(" | ")
+        );
+    }
+
+    let update = std::env::var_os("LAB_UPDATE_LESSONS").is_some();
+    for lesson in ["lessons/08-privileges.md", "lessons/10-what-comes-next.md"] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(lesson);
+        let old = std::fs::read_to_string(&path).unwrap();
+        let new = fill_measured(
+            &fill_measured(&old, "layers", &layers),
+            "system calls",
+            &calls,
+        );
+        assert!(
+            new.contains("<!-- measured: layers -->"),
+            "{lesson} has no measured table"
+        );
+        if update {
+            std::fs::write(&path, &new).unwrap();
+        } else {
+            assert!(
+                old == new,
+                "{lesson}: its measured tables are not what Docker, Podman and lab have here; write them with LAB_UPDATE_LESSONS=1 sudo cargo test --test it peers::the_lessons -- --include-ignored, and read the difference:\n{layers}\n{calls}"
+            );
+        }
+    }
+    assert_nothing_left(cgroup, &before);
+}
+
+/// The text with the block after `<!-- measured: NAME -->`, up to
+/// `<!-- /measured -->`, replaced by `table`.
+fn fill_measured(text: &str, name: &str, table: &str) -> String {
+    let open = format!("<!-- measured: {name} -->\n");
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find(&open) {
+        out.push_str(&rest[..i + open.len()]);
+        rest = &rest[i + open.len()..];
+        let end = rest
+            .find("<!-- /measured -->")
+            .expect("<!-- /measured --> closes the table");
+        out.push_str(table);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}

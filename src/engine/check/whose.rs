@@ -52,20 +52,21 @@ const RUNTIMES: [(&str, &str); 8] = [
 
 /// Who made the container of `pid`, when it is not one of lab's (the caller
 /// knows those): the lessons' recipe typed by hand when one of its ancestors is
-/// the shell that a recipe recorded; else the first runtime among its
-/// ancestors.
+/// the shell that a recipe recorded, or when it is a plain process of the
+/// host; else the first runtime among its ancestors.
 pub fn maker_of(pid: i32) -> Maker {
+    let chain = ancestors(pid);
+    let shells = hand_shells();
+    if chain.iter().any(|(p, _)| shells.contains(p)) {
+        return Maker::ByHand;
+    }
+    // A process of the host, in all of its namespaces, is no runtime's
+    // container: a student's first try (step 1's chroot shares them all), or
+    // the wrong PID. lab's recipe is what its hints explain.
     let mine = |p: &str| {
         ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup"].map(|ns| super::ns_inode(p, ns))
     };
     if mine(&pid.to_string()) == mine("self") {
-        return Maker::Other(
-            "no runtime: a plain process, in every namespace of the host's".into(),
-        );
-    }
-    let chain = ancestors(pid);
-    let shells = hand_shells();
-    if chain.iter().any(|(p, _)| shells.contains(p)) {
         return Maker::ByHand;
     }
     for (p, comm) in &chain {

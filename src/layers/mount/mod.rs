@@ -279,7 +279,9 @@ impl super::Hooks for MountHooks {
     /// joining: they can be read from inside, even where the container has no /proc.
     fn probe_data(&self, p: &Probe) -> Result<Option<Gathered>> {
         let target = p.target;
+        let ns = |p: &str| crate::engine::check::ns_inode(p, "mnt");
         let tables = MountTables {
+            shares_host: ns(&target.to_string()).is_some() && ns(&target.to_string()) == ns("self"),
             host: File::open("/proc/self/mountinfo")?,
             container: File::open(format!("/proc/{target}/mountinfo")).with_context(|| {
                 format!("process {target} not found (is the container still running?)")
@@ -297,6 +299,9 @@ impl super::Hooks for MountHooks {
 }
 
 struct MountTables {
+    /// Is the container in the host's mount namespace (seen from the host:
+    /// a probe in a chroot has no /proc to look)?
+    shares_host: bool,
     host: File,
     container: File,
 }
@@ -432,6 +437,11 @@ fn old_root_detached(p: &Probe) -> Outcome {
         Ok(t) => t,
         Err(o) => return o,
     };
+    // In the host's mount namespace the host's tree is all around it, whatever
+    // its mount table shows from its root (nothing, from inside a chroot).
+    if t.shares_host {
+        return Outcome::Fail("the container is in the host's mount namespace".into());
+    }
     let inside = parse_mountinfo(&t.container());
     let old = inside
         .iter()
