@@ -738,3 +738,159 @@ fn fill_measured(text: &str, name: &str, table: &str) -> String {
     out.push_str(rest);
     out
 }
+
+/// iptables-save without its counters and comment lines: the rules and the
+/// chains' policies.
+fn iptables_rules() -> String {
+    let out = Command::new("iptables-save").output().unwrap();
+    text(&out)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match l.starts_with(':') {
+            // ":FORWARD DROP [12:345]": the counters go.
+            true => l.rsplit_once(' ').map_or(l, |(chain, _)| chain),
+            false => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// lab beside Docker, as on a classroom VM where Docker is installed: dockerd
+/// with its bridge and rules in this namespace (FORWARD policy DROP, its
+/// DOCKER chains, its NAT) and a published port, an uplink to an "outside"
+/// namespace. lab's steps 5, 7 and 8 pass, two lab containers reach each other
+/// and the outside, Docker's container still reaches the outside and its port
+/// still answers after lab, and the rules are as before.
+#[test]
+#[ignore = "needs root: sudo ./test.sh"]
+fn lab_beside_docker_keeps_both_working() {
+    let Some(_g) = privileged() else { return };
+    if !peers::have("dockerd", "docker.io") {
+        return;
+    }
+    let before = existing();
+    let outside = Outside::new();
+    let cgroup = CgroupParent::new();
+    let docker = Docker::start(&cgroup, true);
+    docker.import();
+    docker.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--ulimit",
+        "nofile=1024:1024",
+        "-p",
+        "18090:80",
+        "labroot",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    // From the outside, to the host's uplink address: Docker's DNAT.
+    let fetch = || {
+        outside.run(|| -> Result<String, String> {
+            use std::io::{Read, Write};
+            let addr = format!("{}:18090", Outside::HOST);
+            let timeout = std::time::Duration::from_secs(3);
+            let mut s = std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), timeout)
+                .map_err(|e| format!("{addr}: {e}"))?;
+            s.set_read_timeout(Some(timeout)).unwrap();
+            s.write_all(b"GET /hostname HTTP/1.0\r\n\r\n")
+                .map_err(|e| e.to_string())?;
+            let mut got = String::new();
+            let _ = s.read_to_string(&mut got);
+            Ok(got)
+        })
+    };
+    let ping_out = |args: &[&str]| {
+        let mut all = vec!["exec"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["ping", "-c1", "-W2", Outside::ROUTER]);
+        docker.cli().args(&all).output().unwrap().status.success()
+    };
+    let mut answered = Err(String::new());
+    for _ in 0..50 {
+        answered = fetch();
+        if answered.as_ref().is_ok_and(|a| a.starts_with("HTTP/1")) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        answered.as_ref().is_ok_and(|a| a.starts_with("HTTP/1")),
+        "Docker's published port, before lab: {answered:?}"
+    );
+    assert!(
+        ping_out(&["web"]),
+        "Docker's container reaches the outside, before lab"
+    );
+    let rules = iptables_rules();
+    assert!(
+        rules.contains(":FORWARD DROP") && rules.contains("-j DOCKER"),
+        "Docker's rules are here:\n{rules}"
+    );
+
+    for n in ["5", "7", "8"] {
+        let out = lab_isolated()
+            .args(["verify", n, "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "lab verify {n} beside Docker:\n{}{}",
+            text(&out),
+            err(&out)
+        );
+    }
+    // Two lab containers: the second reaches the first and the outside.
+    let mut first = lab_isolated();
+    first.args(["step", "5", "--name", "k1", "--", "sleep", "1006"]);
+    first.stdout(std::process::Stdio::null());
+    let first = Background::spawn(first);
+    wait_for_process("sleep 1006");
+    let ps = text(&lab_isolated().arg("ps").output().unwrap());
+    let address = ps
+        .lines()
+        .find(|l| l.starts_with("k1"))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("10.")))
+        .unwrap_or_else(|| panic!("no address of k1 in lab ps:\n{ps}"))
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let second = lab_isolated()
+        .args(["step", "5", "--name", "k2", "--no-checks", "--", "sh", "-c"])
+        .arg(format!(
+            "ping -c1 -W2 {address} && ping -c1 -W2 {}",
+            Outside::ROUTER
+        ))
+        .output()
+        .unwrap();
+    first.stop();
+    kill_leftovers("sleep 1006");
+    assert!(
+        second.status.success(),
+        "k2 reaches k1 ({address}) and the outside:\n{}{}",
+        text(&second),
+        err(&second)
+    );
+
+    // Docker's side, after lab.
+    settled();
+    assert!(
+        ping_out(&["web"]),
+        "Docker's container reaches the outside, after lab"
+    );
+    let answered = fetch();
+    assert!(
+        answered.as_ref().is_ok_and(|a| a.starts_with("HTTP/1")),
+        "Docker's published port, after lab: {answered:?}"
+    );
+    assert_eq!(iptables_rules(), rules, "the rules after lab");
+    drop(docker);
+    assert_nothing_left(cgroup, &before);
+}
