@@ -172,8 +172,17 @@ fn first_process_is_pid1(p: &Probe) -> Outcome {
     Outcome::Fail("no process of the container's pid namespace is PID 1 in it".into())
 }
 
-fn proc_is_own(_: &Probe) -> Outcome {
+fn proc_is_own(p: &Probe) -> Outcome {
     let me = std::process::id().to_string();
+    // The host's /proc passes the test below as well: in the host's pid
+    // namespace the probe's number is the same in both.
+    if let Ok(h) = host(p) {
+        if ns_inode("self", "pid") == Some(h.namespace) {
+            return Outcome::Fail(
+                "the container is in the host's pid namespace: its /proc is the host's".into(),
+            );
+        }
+    }
     match std::fs::read_link("/proc/self") {
         Ok(link) => Outcome::from(
             link.to_string_lossy() == me,

@@ -256,6 +256,27 @@ fn docker_containers_are_graded_on_what_they_have() {
                     "{rows:#?}"
                 );
             }
+            // Negative controls where Docker can switch a layer off: no check
+            // of it passes, but for what stays on (the masks and a read-only
+            // /sys, which only --privileged takes away).
+            "hostpid" | "unconfined" => {
+                let (layer, still_on): (u64, &[&str]) = match name {
+                    "hostpid" => (3, &[]),
+                    _ => (
+                        8,
+                        &["/proc/kcore and the other masked", "/sys is read-only"],
+                    ),
+                };
+                let (rows, _) = check(9, pid);
+                for r in rows.iter().filter(|r| r["layer"] == layer) {
+                    let name = r["check"].as_str().unwrap();
+                    if name.starts_with("escape:") {
+                        continue;
+                    }
+                    let on = still_on.iter().any(|s| name.starts_with(s));
+                    assert_eq!(r["passed"] == true, on, "docker run {args:?}: {r}");
+                }
+            }
             "limited" => {
                 let (rows, _) = check(6, pid);
                 assert!(
