@@ -638,17 +638,26 @@ fn checks_of_a_step_fail_on_the_step_before() {
             "step {n}: only {failed} checks failed:\n{json}"
         );
     }
-    // And the checks of step 1 fail for a plain host process.
+    // And layer 1's checks fail for a plain process of the host (no root of
+    // its own): the negative control of layer 1. (Its escape, closed by
+    // layer 2, works there and passes, as it should at step 1.)
+    let plain = Background::spawn({
+        let mut c = Command::new("sleep");
+        c.arg("4317");
+        c
+    });
     let out = lab_isolated()
-        .args(["check", "1", "--json", "--pid", "1"])
+        .args(["check", "1", "--json", "--pid", &plain.pid().to_string()])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    drop(plain);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert_eq!(
         json_passed(&text(&out))[..2],
         [false, false],
-        "{}",
-        text(&out)
+        "{}{}",
+        text(&out),
+        err(&out)
     );
 }
 
