@@ -157,6 +157,35 @@ fn docker_containers_are_graded_on_what_they_have() {
     let ip = docker.docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web"]);
     assert!(facts(&v, 5).contains(&ip), "docker's address {ip}: {v:#}");
 
+    // What a student reads, reviewed like code: numbers, paths and names
+    // that change from run to run redacted.
+    let screen = text(
+        &lab_isolated()
+            .args(["inspect", &pid.to_string()])
+            .output()
+            .unwrap(),
+    );
+    let mut settings = snapshot_settings();
+    settings.add_filter(
+        &regex_escape(&docker.scratch.0.to_string_lossy()),
+        "[DOCKER]",
+    );
+    settings.add_filter(&regex_escape(&run_dir().to_string_lossy()), "[LAB_RUN]");
+    settings.add_filter(r"/[0-9a-f]{64}/", "/[ID]/");
+    settings.add_filter(r"\b[0-9a-f]{12}\b", "[HOSTNAME]");
+    settings.add_filter(r"\b40265\d{5}\b", "[INODE]");
+    settings.add_filter(r"(PID|Process|pid) \d{2,}", "$1 [PID]");
+    settings.add_filter(r"check-\d+", "check-[PID]");
+    settings.add_filter(
+        r"\(the host's: [^)]*\)\)?: System",
+        "(the host's: [HOST]): System",
+    );
+    settings.add_filter(
+        r"hostname \[HOSTNAME\] \(the host's: [^)]*\)",
+        "hostname [HOSTNAME] (the host's: [HOST])",
+    );
+    settings.bind(|| insta::assert_snapshot!("inspect-docker", screen));
+
     // lab check: neutral facts, the runtime's hints, the root found.
     let (rows, said) = check(9, pid);
     assert!(said.contains("a container of Docker"), "{said}");
