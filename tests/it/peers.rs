@@ -177,10 +177,6 @@ fn docker_containers_are_graded_on_what_they_have() {
     settings.add_filter(r"(PID|Process|pid) \d{2,}", "$1 [PID]");
     settings.add_filter(r"check-\d+", "check-[PID]");
     settings.add_filter(
-        r"\(the host's: [^)]*\)\)?: System",
-        "(the host's: [HOST]): System",
-    );
-    settings.add_filter(
         r"hostname \[HOSTNAME\] \(the host's: [^)]*\)",
         "hostname [HOSTNAME] (the host's: [HOST])",
     );
