@@ -75,9 +75,9 @@ fn commands(spec: &Spec) -> Result<Vec<Command>> {
     // (Without root, the user's own files are root's inside already.)
     let rootless = crate::dirs::rootless();
     let range = (spec.in_user_namespace() && !rootless)
-        .then(super::userns::range::lab)
-        .and_then(|r| r.ok())
-        .map(|(range, _)| range);
+        .then(|| super::userns::maps(spec))
+        .and_then(|m| m.ok())
+        .map(|m| m.uid);
     if let Some(range) = range {
         use super::userns::shift;
         commands.push(LAYER.at(

@@ -43,9 +43,11 @@ pub(super) struct Ids {
 }
 
 pub(super) fn gather(p: &Probe) -> Result<Ids> {
+    // A running container of lab's: its range on this machine (--id-range only
+    // prints).
     let range = match p.maker.is_other() {
         true => None,
-        false => Some(range::maps()?.uid),
+        false => Some(range::maps(None)?.uid),
     };
     let upper = crate::layers::overlay::layers_of(&p.target.to_string())
         .ok()
