@@ -207,7 +207,7 @@ fn the_shifted_copy_lab_makes_is_the_one_the_commands_make() {
     let define = explain
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("shift_ids() {"))
+        .find(|l| l.starts_with("shift_ids() "))
         .unwrap();
     let by_hand = home().join("shifted-by-hand");
     let _ = std::fs::remove_dir_all(&by_hand);

@@ -82,7 +82,7 @@ fn commands(spec: &Spec) -> Result<Vec<Command>> {
         use super::userns::shift;
         commands.push(LAYER.at(
             Phase::Host,
-            "a shell function that moves every owner of a tree up by a number, and puts back each mode (chown clears setuid bits)",
+            "a shell function that moves every owner of a tree up by a number, and puts back each mode (chown clears setuid bits). find lists the whole tree into a file before the first chown: a file with two names (a hard link) is one inode, and its second name, listed after the first was chowned, would be moved twice",
             shift::DefineShiftIds,
         ));
         for layer in &spec.image {
