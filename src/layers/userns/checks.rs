@@ -1,4 +1,4 @@
-//! Layer 9, part 4: the checks.
+//! Layer 9, part 5: the checks.
 //!
 //! From the host, the container's process is the mapped user; inside, it is
 //! root, and the image's files are root's; what it writes lands in its own layer

@@ -17,10 +17,12 @@
 //! container copies it owns.
 //!
 //! The layer reads in order: this file (the idea, the commands), `range.rs`
-//! (which host IDs), `shift.rs` (the image), `checks.rs`; `apparmor.rs` is
-//! what Ubuntu's AppArmor asks of it without root.
+//! (which host IDs), `shift.rs` (the image), `caps.rs` (its file
+//! capabilities), `checks.rs`; `apparmor.rs` is what Ubuntu's AppArmor asks of
+//! it without root.
 
 pub mod apparmor;
+pub mod caps;
 mod checks;
 mod options;
 pub mod range;

@@ -1,4 +1,4 @@
-//! Layer 9, part 3: the image as the container's root sees it. Next: `checks.rs`.
+//! Layer 9, part 3: the image as the container's root sees it. Next: `caps.rs`.
 //!
 //! The image's files belong to the host's root, user 0, which the container's
 //! map leaves out: inside they would show as `nobody`, and the container's root
@@ -15,9 +15,9 @@
 //! lab makes shifted copies, by hand and with system calls alike, under
 //! LAB_HOME/shifted/BASE-COUNT/, and reuses them. The container's own layer
 //! (upper, work) belongs to the mapped root. A `chown` drops a file's setuid bits
-//! (restored) and its file capabilities (not restored: inside a user namespace
-//! the host's capability attributes would not apply anyway).
+//! (put back) and its file capabilities (written back, caps.rs).
 
+use super::caps;
 use super::range::Range;
 use crate::engine::plan::{quote_path, Action, RunContext};
 use anyhow::{Context, Result};
@@ -58,7 +58,8 @@ impl Action for DefineShiftIds {
     }
 }
 
-/// `[ -d COPY ] || { cp -a LAYER COPY.new-$$ && shift_ids BASE COPY.new-$$ && mv ... ; }`:
+/// `[ -d COPY ] || { cp -a LAYER COPY.new-$$ && shift_ids BASE COPY.new-$$ && shift_caps ... && mv ... ; }`
+/// (shift_caps: caps.rs):
 /// a layer's shifted copy, made once.
 pub struct Shift {
     pub layer: PathBuf,
@@ -76,10 +77,10 @@ impl Action for Shift {
         let copy = quote_path(&self.copy());
         let new = format!("{}.new-$$", self.copy().display());
         format!(
-            "[ -d {copy} ] || {{ mkdir -p {} && cp -a {} {new} && shift_ids {} {new} && mv {new} {copy}; }}",
+            "[ -d {copy} ] || {{ mkdir -p {} && cp -a {layer} {new} && shift_ids {base} {new} && shift_caps {base} {layer} {new} && mv {new} {copy}; }}",
             quote_path(&dir(self.range)),
-            quote_path(&self.layer),
-            self.range.base
+            layer = quote_path(&self.layer),
+            base = self.range.base
         )
     }
     fn apply(&self, _run: &RunContext) -> Result<()> {
@@ -190,7 +191,7 @@ fn in_use(copy: &Path) -> bool {
 /// by `base` and put back the mode, as `shift_ids` does. Each owner is read
 /// from `from`, which no chown touches, and a file with two names is copied and
 /// chowned once, its second name linked to the copy: never shifted twice.
-fn copy_tree(
+pub(super) fn copy_tree(
     from: &Path,
     to: &Path,
     base: u32,
@@ -241,10 +242,14 @@ fn copy_tree(
         )
         .with_context(|| format!("mknod {}", to.display()))?;
     }
-    // As `cp -a` then `chown`: the attributes first (chown then drops a file
-    // capability, as it does in the shell), then the owner, then the mode.
+    // As `cp -a`, then `chown`: the attributes first, but for a file capability,
+    // which the chown would clear; then the owner, then the mode.
+    let mut caps = None;
     for (name, value) in crate::sys::xattrs(from)? {
-        crate::sys::set_xattr(to, &name, &value)?;
+        match caps::is_capability(&name) {
+            true => caps = Some(value),
+            false => crate::sys::set_xattr(to, &name, &value)?,
+        }
     }
     let (uid, gid) = (meta.uid() + base, meta.gid() + base);
     nix::unistd::fchownat(
@@ -257,6 +262,11 @@ fn copy_tree(
     .with_context(|| format!("chown {}", to.display()))?;
     if !kind.is_symlink() {
         std::fs::set_permissions(to, std::fs::Permissions::from_mode(mode))?;
+    }
+    // Then the file capability, as shift_caps writes it: the container's root's.
+    if let Some(value) = caps {
+        caps::write_namespaced(to, &value, base)
+            .with_context(|| format!("the file capability of {}", from.display()))?;
     }
     Ok(())
 }
