@@ -35,9 +35,10 @@ apt_update() {
 # util-linux for unshare/nsenter/setpriv (the tests use setpriv), bubblewrap for the
 # seccomp filter of step 8 typed by hand (bwrap --seccomp), iptables for the
 # NAT of step 5, iproute2 and procps for the `ip`, `sysctl` and `pgrep` that
-# `lab script 5` and the lessons use, a C toolchain to link Rust programs.
+# `lab script 5` and the lessons use, libcap2-bin for the getcap and setcap of
+# step 9's shifted copy typed by hand, a C toolchain to link Rust programs.
 system_packages() {
-  need_packages busybox-static util-linux iptables iproute2 procps bubblewrap gcc libc6-dev ca-certificates
+  need_packages busybox-static util-linux iptables iproute2 procps bubblewrap libcap2-bin gcc libc6-dev ca-certificates
   want_packages bash-completion
 }
 

@@ -49,6 +49,9 @@ pub struct Target {
     /// Step 5: the bridge's subnet and the published ports (the network layer's)
     #[command(flatten)]
     pub network: layers::network::Options,
+    /// Step 9: the range of host IDs printed (the user namespace layer's)
+    #[command(flatten)]
+    pub userns: layers::userns::Options,
 }
 
 impl Target {

@@ -401,6 +401,11 @@ fn tools() -> Vec<Finding> {
             "bubblewrap",
             "to type the last line of step 8 (and in the root filesystem)",
         ),
+        (
+            "setcap",
+            "libcap2-bin",
+            "(with getcap) to type step 9's shifted copy, whose file capabilities chown clears",
+        ),
     ] {
         all.push(match which(program) {
             Some(p) => found(program, format!("{}, {why}", p.display())),

@@ -27,6 +27,7 @@ pub fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<pla
     target.overlay.check(target.step)?;
     target.cgroups.check(target.step, for_real)?;
     target.network.check(target.step)?;
+    target.userns.check(target.step, for_real)?;
     let limits = target.cgroups.limits();
     let (image, image_config) = target.overlay.image()?;
     // As docker run: the image's Entrypoint, then the command given or its Cmd.
@@ -74,7 +75,8 @@ pub fn spec(target: &Target, command: Vec<String>, for_real: bool) -> Result<pla
         keep: target.overlay.keep,
         options: plan::LayerOptions::default()
             .with(limits)
-            .with(target.network.clone()),
+            .with(target.network.clone())
+            .with(target.userns.clone()),
         by_hand: !for_real,
     })
 }

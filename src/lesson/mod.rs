@@ -3,7 +3,8 @@
 //!
 //! A lesson shows the commands of its step as `lab explain N` prints them, in a
 //! block after a `<!-- lab explain N -->` line. The files hold the text printed for
-//! the classroom VM (cgroup v2, subnet 10.200.0.0/24, uplink eth0); the test below
+//! the classroom VM (cgroup v2, subnet 10.200.0.0/24, uplink eth0, vagrant's
+//! range 100000-165535 in /etc/subuid, so lab's is 200000-265535); the test below
 //! fails when it differs from what lab prints, so the two never drift apart
 //! (`LAB_UPDATE_LESSONS=1 cargo test lesson` rewrites the blocks). `lab lesson N`
 //! fills the block in with the commands for this machine. The slides (slides/)
@@ -141,7 +142,8 @@ mod tests {
 
     /// What `lab explain N` prints for the classroom VM: cgroup v2, lab0 on
     /// 10.200.0.0/24, the uplink called eth0, the resolver list of systemd-resolved
-    /// (/run/systemd/resolve/resolv.conf).
+    /// (/run/systemd/resolve/resolv.conf), the range of host IDs lab takes there
+    /// (vagrant has the first in /etc/subuid).
     pub(super) fn classroom_explain(n: u8, only: Option<u8>) -> String {
         colored::control::set_override(false);
         let n = n.to_string();
@@ -151,6 +153,15 @@ mod tests {
         }
         if n.parse::<u8>().unwrap() >= 6 {
             args.extend(["--cgroup", "v2"]);
+        }
+        // The range of host IDs lab takes with the classroom VM's /etc/subuid,
+        // /etc/subgid, /etc/passwd and /etc/group.
+        let (range, from) =
+            crate::layers::userns::range::choose(&crate::layers::userns::range::classroom())
+                .unwrap();
+        let range = format!("{}:{}", range.base, range.count);
+        if n.parse::<u8>().unwrap() >= 9 {
+            args.extend(["--id-range", range.as_str()]);
         }
         let Some(crate::Cmd::Explain { target, .. }) = crate::Cli::parse_from(args).command else {
             unreachable!()
@@ -164,6 +175,7 @@ mod tests {
             "cgroup v2, as --cgroup asks",
             "cgroup v2 found here: /sys/fs/cgroup is a cgroup2 filesystem",
         );
+        let text = text.replace("as --id-range asks", &from);
         // The classroom VM runs systemd-resolved: lab reads its list of servers.
         let text = text.replace(
             "/d' /etc/resolv.conf >",

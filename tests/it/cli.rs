@@ -9,8 +9,10 @@ use crate::support::{err, lab, text};
 const BUILT: [u8; 9] = [1, 2, 3, 4, 5, 6, 7, 8, 9];
 
 /// `lab explain N` and `lab script N`, for steps with cgroups printed for cgroup v2
-/// (the classroom's), whatever this machine runs, and from step 5 with the
-/// subnet lab would pick on a machine without 10.200.0.0/24 in use.
+/// (the classroom's), whatever this machine runs, from step 5 with the
+/// subnet lab would pick on a machine without 10.200.0.0/24 in use, and from
+/// step 9 with the range of host IDs lab takes on the classroom VM (where
+/// vagrant has 100000-165535), whatever /etc/subuid holds here.
 fn print(what: &str, n: u8) -> std::process::Output {
     let n = n.to_string();
     let mut args = vec![what, n.as_str()];
@@ -19,6 +21,9 @@ fn print(what: &str, n: u8) -> std::process::Output {
     }
     if n.parse::<u8>().unwrap() >= 6 {
         args.extend(["--cgroup", "v2"]);
+    }
+    if n.parse::<u8>().unwrap() >= 9 {
+        args.extend(["--id-range", "200000:65536"]);
     }
     run(&args)
 }

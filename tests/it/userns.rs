@@ -1,5 +1,6 @@
 //! Layer 9, the user namespace: step 9 without root, the range of host IDs
-//! (one holding a real user's is refused), and the shifted copy of the image.
+//! (one holding a real user's or another's range is refused), and the shifted
+//! copy of the image.
 
 use crate::support::*;
 use nix::sys::signal::{kill, Signal};
@@ -7,38 +8,58 @@ use nix::unistd::Pid;
 use std::process::Command;
 
 /// Step 9 refuses a range of host IDs that holds a real user's ID (here daemon,
-/// 1), said in one line, and makes nothing. The range comes from the lab line of
-/// /etc/subuid and /etc/subgid: bind-mounted over, in a mount namespace of the
-/// test's own.
+/// 1), or that overlaps another user's range of /etc/subuid, said in one line,
+/// and makes nothing; without a lab line it takes the first free range. The
+/// files are bind-mounted over /etc/subuid and /etc/subgid, in a mount namespace
+/// of the test's own.
 #[test]
 #[ignore = "needs root: sudo ./test.sh"]
 fn a_range_that_holds_a_real_users_id_is_refused() {
     let _g = privileged!();
     let fake = run_dir().join("subuid-test");
     std::fs::create_dir_all(run_dir()).unwrap();
-    std::fs::write(&fake, "lab:1:100\n").unwrap();
-    let script = format!(
-        "mount --make-rprivate / && mount --bind {0} /etc/subuid && mount --bind {0} /etc/subgid && exec {1} step 9 -- true",
-        fake.display(),
-        LAB
-    );
-    let out = Command::new("unshare")
-        .args(["--mount", "sh", "-c", &script])
-        .env("LAB_HOME", home())
-        .env("LAB_RUN", run_dir())
-        .env("LAB_CGROUP_PARENT", CGROUP_PARENT)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let with = |lines: &str, args: &str| {
+        std::fs::write(&fake, lines).unwrap();
+        let script = format!(
+            "mount --make-rprivate / && mount --bind {0} /etc/subuid && mount --bind {0} /etc/subgid && exec {1} {args}",
+            fake.display(),
+            LAB
+        );
+        Command::new("unshare")
+            .args(["--mount", "sh", "-c", &script])
+            .env("LAB_HOME", home())
+            .env("LAB_RUN", run_dir())
+            .env("LAB_CGROUP_PARENT", CGROUP_PARENT)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    for (lines, says) in [
+        (
+            "lab:1:100\n",
+            "the ID range 1-100 holds the user daemon (1)",
+        ),
+        (
+            "vagrant:100000:65536\nlab:120000:65536\n",
+            "the ID range 120000-185535 overlaps vagrant's range 100000-165535 in /etc/subuid",
+        ),
+    ] {
+        let out = with(lines, "step 9 -- true");
+        assert_eq!(out.status.code(), Some(1), "{}{}", text(&out), err(&out));
+        let e = err(&out);
+        assert!(e.contains(says), "{e}");
+        assert_eq!(e.trim().lines().count(), 1, "{e}");
+        assert!(leftover_containers().is_empty());
+    }
+    // vagrant's range, the first useradd gives: lab takes the next free one.
+    let out = with("vagrant:100000:65536\n", "explain 9");
     let _ = std::fs::remove_file(&fake);
-    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out), err(&out));
-    let e = err(&out);
     assert!(
-        e.contains("the ID range 1-100 holds the user daemon (1)"),
-        "{e}"
+        text(&out).contains("echo '0 200000 65536' > /proc/$PID/uid_map"),
+        "{}{}",
+        text(&out),
+        err(&out)
     );
-    assert_eq!(e.trim().lines().count(), 1, "{e}");
-    assert!(leftover_containers().is_empty());
 }
 
 /// Without root, step 9 runs in a user namespace of the user's own, with the
@@ -159,34 +180,44 @@ fn step_9_runs_without_root() {
 }
 
 /// Step 9's shifted copy of the image: what lab makes with system calls is what
-/// the printed commands (cp -a, then shift_ids) make, file for file: kind, mode,
-/// owner, link target, size.
+/// the printed commands (cp -a, then shift_ids and shift_caps) make, file for
+/// file: kind, mode, owner, link target, size. (The file capabilities, which the
+/// default root filesystem has none of, are compared in caps.rs's unit test.)
 #[test]
 #[ignore = "needs root: sudo ./test.sh"]
 fn the_shifted_copy_lab_makes_is_the_one_the_commands_make() {
     let _g = privileged!();
     let out = step(9, &["true"]);
     assert!(out.status.success(), "{}", err(&out));
-    let ours = home().join("shifted/100000-65536/rootfs");
+    // The range lab takes on this machine (100000, or the first free one after
+    // the ranges of /etc/subuid): the one `lab explain 9` prints here.
+    let explain = text(&lab_isolated().args(["explain", "9"]).output().unwrap());
+    let base: u32 = explain
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("echo '0 "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|b| b.parse().ok())
+        .unwrap_or_else(|| panic!("no uid_map line in lab explain 9: {explain}"));
+    let ours = home().join(format!("shifted/{base}-65536/rootfs"));
     assert!(
         ours.is_dir(),
         "lab made no shifted copy at {}",
         ours.display()
     );
     // The same lines, from `lab explain 9`, run with bash into another directory.
-    let explain = text(&lab_isolated().args(["explain", "9"]).output().unwrap());
     let define = explain
         .lines()
         .map(str::trim)
-        .find(|l| l.starts_with("shift_ids() {"))
-        .unwrap();
+        .filter(|l| l.starts_with("shift_ids() ") || l.starts_with("shift_caps() "))
+        .collect::<Vec<_>>();
+    assert_eq!(define.len(), 2, "{explain}");
     let by_hand = home().join("shifted-by-hand");
     let _ = std::fs::remove_dir_all(&by_hand);
     let script = format!(
-        "{define}\ncp -a {} {} && shift_ids 100000 {}",
-        rootfs().display(),
-        by_hand.display(),
-        by_hand.display()
+        "{}\ncp -a {rootfs} {to} && shift_ids {base} {to} && shift_caps {base} {rootfs} {to}",
+        define.join("\n"),
+        rootfs = rootfs().display(),
+        to = by_hand.display()
     );
     let out = Command::new("bash")
         .args(["-ec", &script])

@@ -75,21 +75,29 @@ fn commands(spec: &Spec) -> Result<Vec<Command>> {
     // (Without root, the user's own files are root's inside already.)
     let rootless = crate::dirs::rootless();
     let range = (spec.in_user_namespace() && !rootless)
-        .then(super::userns::range::lab)
-        .and_then(|r| r.ok())
-        .map(|(range, _)| range);
+        .then(|| super::userns::maps(spec))
+        .and_then(|m| m.ok())
+        .map(|m| m.uid);
     if let Some(range) = range {
         use super::userns::shift;
         commands.push(LAYER.at(
             Phase::Host,
-            "a shell function that moves every owner of a tree up by a number, and puts back each mode (chown clears setuid bits)",
+            "a shell function that moves every owner of a tree up by a number, and puts back each mode (chown clears setuid bits). find lists the whole tree into a file before the first chown: a file with two names (a hard link) is one inode, and its second name, listed after the first was chowned, would be moved twice",
             shift::DefineShiftIds,
+        ));
+        commands.push(LAYER.at(
+            Phase::Host,
+            format!(
+                "chown also clears file capabilities (Debian's ping has cap_net_raw): a shell function that writes those of a layer onto its copy, after the chowns, as the container's root's. setcap -n {} writes a namespaced one (revision 3 of security.capability, with the host ID of its root), which the kernel honours only in a user namespace whose root is host user {0}; the image's, the host root's, would count on the host too, for whoever ran the copy there",
+                range.base
+            ),
+            super::userns::caps::DefineShiftCaps,
         ));
         for layer in &spec.image {
             commands.push(LAYER.at(
                 Phase::Host,
                 format!(
-                    "once for every container of this range: a copy of the image layer with its owners moved up by {}, so that the container's root (user {0} outside) owns what the host's root owns",
+                    "once for every container of this range: a copy of the image layer with its owners moved up by {}, so that the container's root (user {0} outside) owns what the host's root owns, and its file capabilities the container's root's",
                     range.base
                 ),
                 shift::Shift {

@@ -1,4 +1,4 @@
-//! Layer 9, part 4: the checks.
+//! Layer 9, part 5: the checks.
 //!
 //! From the host, the container's process is the mapped user; inside, it is
 //! root, and the image's files are root's; what it writes lands in its own layer
@@ -43,9 +43,11 @@ pub(super) struct Ids {
 }
 
 pub(super) fn gather(p: &Probe) -> Result<Ids> {
+    // A running container of lab's: its range on this machine (--id-range only
+    // prints).
     let range = match p.maker.is_other() {
         true => None,
-        false => Some(range::maps()?.uid),
+        false => Some(range::maps(None)?.uid),
     };
     let upper = crate::layers::overlay::layers_of(&p.target.to_string())
         .ok()

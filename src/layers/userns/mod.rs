@@ -4,11 +4,11 @@
 //! of the host: a file of the host's root that reaches the container (a bind
 //! mount, a volume) is root's to read and write, and a way past every other
 //! layer (a kernel bug) would hand over the host. A user namespace translates
-//! user and group IDs: its `uid_map` says that 0-65535 inside are 100000-165535
-//! outside. Every namespace made with it belongs to it, so root inside has full
-//! power over the container's own mounts, network and processes, and none over
-//! anything else: to the host, it is user 100000. This is what rootless Podman and
-//! Docker's `userns-remap` do.
+//! user and group IDs: its `uid_map` says, for example, that 0-65535 inside are
+//! 200000-265535 outside (range.rs chooses). Every namespace made with it belongs
+//! to it, so root inside has full power over the container's own mounts, network
+//! and processes, and none over anything else: to the host, it is user 200000.
+//! This is what rootless Podman and Docker's `userns-remap` do.
 //!
 //! The kernel makes the user namespace first and the others inside it. Its
 //! first process is nobody until the host writes the maps (a process may write
@@ -17,13 +17,18 @@
 //! container copies it owns.
 //!
 //! The layer reads in order: this file (the idea, the commands), `range.rs`
-//! (which host IDs), `shift.rs` (the image), `checks.rs`; `apparmor.rs` is
-//! what Ubuntu's AppArmor asks of it without root.
+//! (which host IDs), `shift.rs` (the image), `caps.rs` (its file
+//! capabilities), `checks.rs`; `apparmor.rs` is what Ubuntu's AppArmor asks of
+//! it without root.
 
 pub mod apparmor;
+pub mod caps;
 mod checks;
+mod options;
 pub mod range;
 pub mod shift;
+
+pub use options::Options;
 
 use super::Layer;
 use crate::engine::plan::{Action, Command, Namespace, Phase, RunContext, Spec};
@@ -44,8 +49,15 @@ pub const LAYER: Layer = Layer {
 
 // ── The commands ───────────────────────────────────────────────────────────────
 
+/// The maps of `spec`'s container: lab's range on this machine, or the one
+/// --id-range asks `lab explain` to print. The overlay's shifted copies take the
+/// same (overlay/mod.rs).
+pub fn maps(spec: &Spec) -> Result<range::Maps> {
+    range::maps(spec.options.get::<Options>().id_range)
+}
+
 fn commands(spec: &Spec) -> Result<Vec<Command>> {
-    let maps = range::maps().context("find the range of host IDs")?;
+    let maps = maps(spec).context("find the range of host IDs")?;
     let (uid, gid) = (maps.uid, maps.gid);
     let rootless = crate::dirs::rootless();
     let mut c = Vec::new();
@@ -185,8 +197,8 @@ fn rootless_possible() -> Result<()> {
 struct UserHooks;
 
 impl super::Hooks for UserHooks {
-    fn preflight(&self, _spec: &Spec) -> Result<()> {
-        range::maps()?;
+    fn preflight(&self, spec: &Spec) -> Result<()> {
+        maps(spec)?;
         if crate::dirs::rootless() {
             rootless_possible()?;
         }
