@@ -84,9 +84,9 @@ pub(super) fn first_process(pid: i32) -> String {
     let reaps = if INITS.contains(&name) {
         "an init: it reaps orphans"
     } else if mask("SigCgt:") & chld != 0 {
-        "it catches SIGCHLD: it can reap orphans"
+        "it catches SIGCHLD: it may reap orphans (an init does; a program that waits only for its own children does not)"
     } else if mask("SigBlk:") & chld != 0 {
-        "it blocks SIGCHLD to wait for it (as tini does): it can reap orphans"
+        "it blocks SIGCHLD to wait for it (as tini does): it may reap orphans"
     } else if mask("SigIgn:") & chld != 0 {
         "it ignores SIGCHLD: the kernel reaps its orphans"
     } else {

@@ -179,23 +179,33 @@ pub fn look(pid: i32) -> Result<Inspected> {
         .rev()
         .find(|m| m.mount_point == "/dev")
         .map(|m| m.fs_type.clone());
+    // A tmpfs can hold the host's disks too (docker run --privileged fills it
+    // with every device): its block devices say so.
+    let disks = std::fs::read_dir(format!("/proc/{pid}/root/dev"))
+        .map(|d| {
+            use std::os::unix::fs::FileTypeExt;
+            d.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_block_device()))
+                .count()
+        })
+        .unwrap_or(0);
+    let own_dev = dev_fs.as_deref().is_some_and(|f| f != "devtmpfs") && disks == 0;
     let dev = match dev_fs.as_deref() {
         None => "the root filesystem's".to_string(),
         Some("devtmpfs") => "a devtmpfs: the host's devices".to_string(),
-        Some(fs) => format!("a {fs}"),
+        Some(fs) if disks > 0 => format!("a {fs} with {disks} block devices: the host's disks"),
+        Some(fs) => format!("a {fs} without block devices"),
     };
     layers.push(Found {
         layer: 2,
         title: "mount namespace, own /dev",
-        on: On::of(&[
-            own("mnt"),
-            dev_fs.as_deref().is_some_and(|f| f != "devtmpfs"),
-        ]),
+        on: On::of(&[own("mnt"), own_dev]),
         summary: format!(
             "{} mount table, /dev {}",
             if own("mnt") { "own" } else { "the host's" },
             match dev_fs.as_deref() {
                 Some("devtmpfs") => "the host's (devtmpfs)",
+                Some(_) if disks > 0 => "with the host's disks",
                 Some(_) => "its own",
                 None => "of the root filesystem",
             }
@@ -208,20 +218,19 @@ pub fn look(pid: i32) -> Result<Inspected> {
 
     // 3. A pid namespace, and PID 1.
     let first = first_process(pid);
-    let first_summary = match (
-        first.split_once(" is ").map(|(_, r)| r),
-        first.contains("orphans stay zombies"),
-    ) {
-        (Some(rest), zombies) => format!(
+    let first_summary = match first.split_once(" is ").map(|(_, r)| r) {
+        Some(rest) => format!(
             "{}, {}",
             rest.split(' ').next().unwrap_or("?"),
-            if zombies {
+            if first.contains("orphans stay zombies") {
                 "reaps no orphans"
+            } else if first.contains("may reap") {
+                "may reap orphans"
             } else {
                 "reaps orphans"
             }
         ),
-        (None, _) => "not found".to_string(),
+        None => "not found".to_string(),
     };
     layers.push(Found {
         layer: 3,
@@ -344,12 +353,28 @@ pub fn look(pid: i32) -> Result<Inspected> {
     let all = (1u64 << (capabilities::last_cap() + 1)) - 1;
     let c = status.caps;
     let cut = c.bounding & all & !capabilities::docker_set() == 0;
+    // The masks, from its mount table: something mounted over /proc/kcore
+    // (or /proc/keys), and /proc/sys mounted read-only (the mount's own
+    // options, the sixth field of a mountinfo line).
+    let table = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+    let at = |point: &str| {
+        table
+            .lines()
+            .filter(move |l| l.split(' ').nth(4) == Some(point))
+            .collect::<Vec<_>>()
+    };
+    let masked = !at("/proc/kcore").is_empty() || !at("/proc/keys").is_empty();
+    let sys_ro = at("/proc/sys")
+        .last()
+        .and_then(|l| l.split(' ').nth(5))
+        .is_some_and(|o| o.split(',').any(|o| o == "ro"));
+    let masks = masked && sys_ro;
     layers.push(Found {
         layer: 8,
-        title: "capabilities, seccomp, no_new_privs",
-        on: On::of(&[cut, status.seccomp == 2, status.no_new_privs]),
+        title: "capabilities, seccomp, nnp, masks",
+        on: On::of(&[cut, status.seccomp == 2, status.no_new_privs, masks]),
         summary: format!(
-            "capabilities {}; seccomp {}; no_new_privs {}",
+            "capabilities {}; seccomp {}; no_new_privs {}; masked paths {}",
             capabilities::known(c.bounding & all)
                 .map_or(format!("{} kept", (c.bounding & all).count_ones()), |k| {
                     format!("{k} ({})", (c.bounding & all).count_ones())
@@ -363,7 +388,8 @@ pub fn look(pid: i32) -> Result<Inspected> {
                 "set"
             } else {
                 "not set"
-            }
+            },
+            if masks { "yes" } else { "no" }
         ),
         facts: vec![
             format!(
@@ -383,6 +409,11 @@ pub fn look(pid: i32) -> Result<Inspected> {
                     "not set"
                 }
             ),
+            format!(
+                "masked paths: /proc/kcore {}, /proc/sys {}",
+                if masked { "covered" } else { "open" },
+                if sys_ro { "read-only" } else { "writable" }
+            ),
         ],
     });
 
@@ -397,11 +428,18 @@ pub fn look(pid: i32) -> Result<Inspected> {
     };
     let (uids, gids) = (map("uid_map"), map("gid_map"));
     let root_is_root = uids.split("; ").any(|l| l.starts_with("0 0 "));
+    // The host's user for root: the line of the map whose first ID is 0.
+    let root_host = uids.split("; ").find_map(|l| {
+        let w: Vec<&str> = l.split(' ').collect();
+        (w.first() == Some(&"0"))
+            .then(|| w.get(1).copied())
+            .flatten()
+    });
     layers.push(Found {
         layer: 9,
         title: "user namespace",
         on: On::of(&[own("user") && !root_is_root]),
-        summary: match (root_is_root, uids.split(' ').nth(1)) {
+        summary: match (root_is_root, root_host) {
             (true, _) => "root is the host's root".into(),
             (false, Some(host)) => format!("root is user {host} of the host"),
             (false, None) => "root is no user of the host".into(),
@@ -410,7 +448,7 @@ pub fn look(pid: i32) -> Result<Inspected> {
             format!("uid_map {uids}; gid_map {gids}"),
             match root_is_root {
                 true => "root inside is the host's root".into(),
-                false => match uids.split(' ').nth(1) {
+                false => match root_host {
                     Some(host) => format!("root inside is user {host} of the host"),
                     None => "root inside is no user of the host".into(),
                 },

@@ -29,7 +29,7 @@ pub fn text(i: &Inspected) -> String {
     if !i.calls.is_empty() {
         let _ = writeln!(
             o,
-            "\nSystem calls inside (harmless arguments, the container's restrictions)"
+            "\nSystem calls inside (harmless arguments; under its capabilities and seccomp filter, not its AppArmor or SELinux profile)"
         );
         for c in &i.calls {
             let _ = writeln!(o, "  {:<24} {}", c.name, c.answer);

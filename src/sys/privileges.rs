@@ -240,13 +240,16 @@ pub enum Harmless {
     UnshareUser,
     /// keyctl(KEYCTL_GET_KEYRING_ID, 0, 0): EINVAL once allowed.
     Keyctl,
-    /// bpf(BPF_PROG_LOAD, NULL, 0): EINVAL or EFAULT once allowed.
+    /// bpf(BPF_PROG_LOAD, NULL, 0): EINVAL or EFAULT once allowed; EPERM also
+    /// from kernel.unprivileged_bpf_disabled without CAP_BPF or CAP_SYS_ADMIN.
     Bpf,
     /// perf_event_open(NULL, 0, -1, -1, 0): EFAULT once allowed.
     PerfEventOpen,
     /// io_uring_setup(0, NULL): EINVAL or EFAULT once allowed.
     IoUringSetup,
-    /// userfaultfd(unknown flags): EINVAL once allowed.
+    /// userfaultfd(UFFD_USER_MODE_ONLY and unknown flags): EINVAL once allowed
+    /// (user mode only is what vm.unprivileged_userfaultfd=0 still lets through
+    /// without CAP_SYS_PTRACE, so the answer is the filter's, not the sysctl's).
     Userfaultfd,
     /// open_by_handle_at(-1, NULL, 0): EBADF or EFAULT once allowed.
     OpenByHandleAt,
@@ -273,7 +276,7 @@ pub fn try_harmless(call: Harmless) -> nix::errno::Errno {
             Harmless::Bpf => syscall(libc::SYS_bpf, 5, null, 0),
             Harmless::PerfEventOpen => syscall(libc::SYS_perf_event_open, null, 0, -1, -1, 0),
             Harmless::IoUringSetup => syscall(libc::SYS_io_uring_setup, 0, null),
-            Harmless::Userfaultfd => syscall(libc::SYS_userfaultfd, 0x7fff_0000),
+            Harmless::Userfaultfd => syscall(libc::SYS_userfaultfd, 0x7ffe_0001),
             Harmless::OpenByHandleAt => syscall(libc::SYS_open_by_handle_at, -1, null, 0),
             Harmless::Clone3 => syscall(libc::SYS_clone3, null, 0),
             Harmless::FinitModule => syscall(libc::SYS_finit_module, -1, b"\0".as_ptr(), 0),

@@ -166,7 +166,8 @@ pub fn find_root(pid: i32) -> FoundRoot {
         if same(&path) {
             return FoundRoot {
                 how: format!(
-                    "found from its mount table: its / is {} {}, which the host has at {}",
+                    "found from its mount table: its / is a{} {} (source {}), which the host has at {}",
+                    if root.fs_type.starts_with(['a', 'e', 'i', 'o', 'u']) { "n" } else { "" },
                     root.fs_type,
                     root.source,
                     path.display()

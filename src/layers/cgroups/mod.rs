@@ -43,7 +43,7 @@ pub const LAYER: Layer = Layer {
     title: "cgroup limits: memory, cpu, pids",
     idea: "the container gets limits the kernel enforces: memory, CPU time, number of processes",
     look: "cat /proc/self/cgroup: the cgroups that hold this container and its limits (memory, CPU time, processes).",
-    elsewhere: "A runtime sets memory, CPU and pids limits when asked (`docker run --memory 64m --cpus 0.5 --pids-limit 50`, the same options for podman); `--cgroupns private` asks for a cgroup namespace. `cat /proc/PID/cgroup` names its cgroups; their memory.max and pids.max (v2) or memory.limit_in_bytes and pids.max (v1) hold the limits.",
+    elsewhere: "A runtime sets memory, CPU and pids limits when asked (`docker run --memory 64m --cpus 0.5 --pids-limit 50`, the same options for podman); on cgroup v2 Docker and Podman give a container its own cgroup namespace by default, on v1 `--cgroupns private` asks for one. `cat /proc/PID/cgroup` names its cgroups; their memory.max and pids.max (v2) or memory.limit_in_bytes and pids.max (v1) hold the limits.",
     namespaces: &[Namespace::Cgroup],
     commands,
     note: |_| None,

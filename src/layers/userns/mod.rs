@@ -39,7 +39,7 @@ pub const LAYER: Layer = Layer {
     title: "user namespace",
     idea: "root inside is an ordinary user outside: container IDs map to a range of unprivileged host IDs",
     look: "id: uid 0 in here. On the host, ps -o user,pid,comm -C lab-init shows the same process as an unprivileged user.",
-    elsewhere: "Root inside is the host's root unless the runtime maps it: Podman run without sudo (root is your user), `podman run --userns=auto`, Docker's daemon-wide `userns-remap`. `cat /proc/PID/uid_map`: `0 0 4294967295` is no mapping at all.",
+    elsewhere: "Root inside is the host's root unless the runtime maps it: Podman run without sudo (root is your user), `podman run --userns=auto` or `--uidmap`, rootless Docker, Docker's daemon-wide `userns-remap`. `cat /proc/PID/uid_map`: `0 0 4294967295` is no mapping at all.",
     namespaces: &[Namespace::User],
     commands,
     note: |_| None,
