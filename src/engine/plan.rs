@@ -78,6 +78,11 @@ pub trait Action {
     fn done_at_birth(&self, run: &RunContext) -> bool {
         self.born_in().is_some() && run.born_in_cgroup()
     }
+    /// Whether this is the line that finds the container's PID for the lines
+    /// of the second terminal ([`FindPid`]).
+    fn finds_pid(&self) -> bool {
+        false
+    }
 }
 
 /// A line of the plan: which layer it belongs to, when it runs, why, and what.
@@ -158,7 +163,7 @@ impl Plan {
         // Typed by hand, the first terminal notes its shell's PID: the second
         // terminal, and `lab check`, find the container it starts by it, whatever
         // other containers run.
-        let note = spec.files_dir().join("shell");
+        let note = shell_note(&spec);
         commands.push(Command::at(
             Phase::Host,
             0,
@@ -250,6 +255,12 @@ impl Plan {
     pub fn commands_in(&self, phase: Phase) -> impl Iterator<Item = &Command> {
         self.commands.iter().filter(move |c| c.phase == phase)
     }
+}
+
+/// Where the first terminal notes its shell's PID ([`NoteShell`]), which
+/// [`FindPid`] and `lab check` read.
+pub fn shell_note(spec: &Spec) -> PathBuf {
+    spec.files_dir().join("shell")
 }
 
 /// The line printed in place of a layer's commands that this machine cannot
@@ -479,6 +490,9 @@ impl Action for FindPid {
     fn apply(&self, _run: &RunContext) -> Result<()> {
         // lab made the process itself: it knows the PID (and noted it in its state).
         Ok(())
+    }
+    fn finds_pid(&self) -> bool {
+        true
     }
 }
 

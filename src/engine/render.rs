@@ -6,7 +6,7 @@
 
 use crate::engine::check::{Outcome, Report};
 use crate::engine::layer::Layer;
-use crate::engine::plan::{join_quoted, Command, Phase, Plan, Unshare};
+use crate::engine::plan::{join_quoted, shell_note, Command, FindPid, Phase, Plan, Unshare};
 use colored::Colorize;
 use std::fmt::Write;
 
@@ -218,6 +218,9 @@ pub fn explain(plan: &Plan, only: Option<u8>) -> String {
         let _ = writeln!(out, "{line}");
     }
     let mut printer = Printer::default();
+    // With `--only L`, the line that finds the PID, when an earlier layer's
+    // section has it, comes first in L's section in the second terminal.
+    let mut find_pid = only.and_then(|l| find_pid_again(plan, l));
     for item in plan.sequence() {
         let shown = match (&item, only) {
             (_, None) => true,
@@ -225,6 +228,13 @@ pub fn explain(plan: &Plan, only: Option<u8>) -> String {
             (Item::Unshare(u), Some(l)) => u.namespaces.iter().any(|(n, _)| *n == l),
             (Item::Command(c), Some(l)) => c.layer == l || c.layer == 0,
         };
+        if let Item::Command(c) = &item {
+            if shown && c.phase == Phase::Connect {
+                if let Some(find) = find_pid.take() {
+                    out.push_str(&printer.item(plan, &Item::Command(&find)));
+                }
+            }
+        }
         if shown {
             out.push_str(&printer.item(plan, &item));
         }
@@ -235,13 +245,35 @@ pub fn explain(plan: &Plan, only: Option<u8>) -> String {
     out
 }
 
+/// The line that finds the container's PID ([`FindPid`]), again, in the
+/// section of `layer`: when that layer's lines in the second terminal use the
+/// PID and the section of an earlier layer finds it (step 9's maps, after step
+/// 5's veth pair), so that `--only` shows lines that work as typed.
+fn find_pid_again(plan: &Plan, layer: u8) -> Option<Command> {
+    let find = plan.commands.iter().find(|c| c.action.finds_pid())?;
+    let uses = plan
+        .commands_in(Phase::Connect)
+        .any(|c| c.layer == layer && !c.action.finds_pid());
+    (find.layer != layer && uses).then(|| {
+        Command::at(
+            Phase::Connect,
+            layer,
+            format!(
+                "{} (layer {}'s line: in the terminal where you typed it, PID is set already)",
+                find.why, find.layer
+            ),
+            FindPid(shell_note(&plan.spec)),
+        )
+    })
+}
+
 /// How a student grades the container they typed: `lab check` with the PID of
 /// the newest child of the shell that [`crate::engine::plan::NoteShell`] noted (chroot's
 /// shell at step 1, unshare from step 2; lab follows unshare down to the
 /// container's process).
 pub fn grade(plan: &Plan) -> (String, String) {
     let sudo = if crate::dirs::rootless() { "" } else { "sudo " };
-    let note = crate::engine::plan::quote_path(&plan.spec.files_dir().join("shell"));
+    let note = crate::engine::plan::quote_path(&shell_note(&plan.spec));
     (
         format!(
             "{sudo}lab check {} --pid \"$(pgrep -n -P \"$(cat {note})\")\"",

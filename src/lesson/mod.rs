@@ -383,6 +383,68 @@ mod tests {
         );
     }
 
+    /// Whether `line` reads the shell variable `name` (`$PID`, `"$PID"`,
+    /// `${PID}`), and whether it sets it (`PID=...`), each at a word's edge:
+    /// `$PIDS` and `PPID=` are other variables.
+    fn reads_and_sets(line: &str, name: &str) -> (bool, bool) {
+        let edge = |c: Option<char>| !c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+        let reads = line
+            .match_indices(&format!("${name}"))
+            .any(|(i, m)| edge(line[i + m.len()..].chars().next()))
+            || line.contains(&format!("${{{name}}}"));
+        let sets = line
+            .match_indices(&format!("{name}="))
+            .any(|(i, _)| edge(line[..i].chars().next_back()));
+        (reads, sets)
+    }
+
+    /// Every `$PID` a lesson's commands read is set before it, in an earlier
+    /// line of the lesson (of the same block, or of one before it: the second
+    /// terminal where the reader set it), so that they work as typed. A block
+    /// of one layer (`lab explain 9 --only 9`) whose lines use the PID that an
+    /// earlier layer finds shows the line that finds it.
+    #[test]
+    fn every_pid_a_lesson_reads_is_set_before() {
+        for lesson in LESSONS {
+            let mut set = false;
+            for (n, line) in lesson.text.lines().enumerate() {
+                let (reads, sets) = reads_and_sets(line, "PID");
+                let set_here = sets
+                    && line.find("PID=").unwrap_or(usize::MAX)
+                        < line.find("$PID").unwrap_or(usize::MAX);
+                assert!(
+                    !reads || set || set_here,
+                    "lessons/{}, line {}: $PID is read before any line sets it:\n  {line}",
+                    lesson.file,
+                    n + 1
+                );
+                set |= sets;
+            }
+        }
+        assert_eq!(
+            reads_and_sets("echo x > /proc/$PID/uid_map", "PID"),
+            (true, false)
+        );
+        assert_eq!(reads_and_sets("PID=$(pgrep -n x)", "PID"), (false, true));
+        assert_eq!(reads_and_sets("PPID=1; echo $PIDS", "PID"), (false, false));
+    }
+
+    /// `lab explain 9 --only 9` shows the line that finds the PID, which is
+    /// layer 5's in the whole step, before the maps that read it; the whole
+    /// step and layer 5's own block show it once.
+    #[test]
+    fn a_layers_own_block_finds_the_pid_it_uses() {
+        let find = "PID=$(pgrep -nx -P \"$(cat /run/lab/hand/c1/shell)\" unshare)";
+        let nine = classroom_explain(9, Some(9));
+        let (at, map) = (nine.find(find), nine.find("> /proc/$PID/uid_map"));
+        assert!(at.is_some() && at < map, "{nine}");
+        assert_eq!(nine.matches(find).count(), 1, "{nine}");
+        assert_eq!(classroom_explain(9, None).matches(find).count(), 1);
+        assert_eq!(classroom_explain(5, Some(5)).matches(find).count(), 1);
+        // A layer with no line in the second terminal gets none.
+        assert!(!classroom_explain(9, Some(8)).contains(find));
+    }
+
     #[test]
     fn fill_replaces_only_the_block_after_the_marker() {
         let text = "a\n<!-- lab explain 3 -->\n```text\nold\nlines\n```\nb\n";
