@@ -6,13 +6,18 @@
 //! layer (a kernel bug) would hand over the host. A user namespace translates
 //! user and group IDs: its `uid_map` says, for example, that 0-65535 inside are
 //! 200000-265535 outside (range.rs chooses). Every namespace made with it belongs
-//! to it, so root inside has full power over the container's own mounts, network
+//! to it, so root inside has power over the container's own mounts, network
 //! and processes, and none over anything else: to the host, it is user 200000.
-//! This is what rootless Podman and Docker's `userns-remap` do.
+//! Even over its own, the kernel keeps some powers for the host's root: no
+//! device nodes, only filesystems marked safe to mount there, the mounts it
+//! inherited locked, no modules. This is what Docker's `userns-remap` and
+//! Podman's `--userns=auto` do (rootless Podman maps root to the user who runs
+//! it, and 1-65536 to that user's range in /etc/subuid).
 //!
 //! The kernel makes the user namespace first and the others inside it. Its
-//! first process is nobody until the host writes the maps (a process may write
-//! its own only for its own ID); then it becomes root of the namespace. The
+//! first process is nobody until the host writes the maps (from inside, a
+//! process may write only a one-line map of its own ID; a range takes
+//! CAP_SETUID in the parent namespace); then it becomes root of the namespace. The
 //! image's files, the host root's, would show as `nobody`: shift.rs gives the
 //! container copies it owns.
 //!
@@ -75,11 +80,15 @@ fn commands(spec: &Spec) -> Result<Vec<Command>> {
     c.push(LAYER.at(
         Phase::Connect,
         format!(
-            "map the container's user IDs 0-{} to the host's {}-{} ({}): written from the parent namespace, once",
+            "map the container's user IDs 0-{} to the host's {}-{} ({}): {}",
             uid.count - 1,
             uid.base,
             uid.base + uid.count - 1,
-            maps.from
+            maps.from,
+            match rootless {
+                true => "written from the parent namespace, once",
+                false => "written once, by the host's root: a range of IDs takes CAP_SETUID in the parent namespace, and the container's shell holds its capabilities only in its own",
+            }
         ),
         WriteMap {
             file: "uid_map",
@@ -98,7 +107,13 @@ fn commands(spec: &Spec) -> Result<Vec<Command>> {
     ));
     c.push(LAYER.at(
         Phase::Wait,
-        "first thing inside, once the host has written the maps: become root of the user namespace (until now this shell is user 0 of the host, which the map leaves out, and shows as nobody); the shell it starts runs as user 0 inside",
+        format!(
+            "first thing inside, once the host has written the maps: become root of the user namespace (until now this shell {}, and shows as nobody); the shell it starts runs as user 0 inside",
+            match rootless {
+                true => "is your user, which no map has given an ID inside yet",
+                false => "is user 0 of the host, which the map leaves out",
+            }
+        ),
         BecomeRoot { rootless },
     ));
     Ok(c)
