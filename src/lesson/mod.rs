@@ -42,6 +42,7 @@ pub const LESSONS: &[Lesson] = &[
 ];
 
 mod blocks;
+mod claims;
 mod terminal;
 pub use blocks::fill;
 #[cfg(test)]
