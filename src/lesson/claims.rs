@@ -18,6 +18,17 @@ mod tests {
         text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
+    /// The section under `## heading`, to the next `## ` (flat).
+    fn section(lesson: &Lesson, heading: &str) -> String {
+        let start = lesson
+            .text
+            .find(&format!("\n## {heading}\n"))
+            .unwrap_or_else(|| panic!("lessons/{}: no section {heading}", lesson.file));
+        let rest = &lesson.text[start + 1..];
+        let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+        flat(&rest[..end])
+    }
+
     fn absent(lesson: &Lesson, phrase: &str, why: &str) {
         assert!(
             !flat(lesson.text).contains(phrase),
@@ -49,5 +60,27 @@ mod tests {
         );
         let nnp = flat(eight.text);
         assert!(nnp.contains("never raises the permitted set"), "{nnp}");
+    }
+
+    /// lab keeps CAP_NET_RAW, as Docker does: lesson 8 says what it gives root
+    /// inside over its neighbours on lab0 (raw and packet sockets: any source
+    /// address, ARP), and that Podman's default drops it.
+    #[test]
+    fn lesson_8_says_what_cap_net_raw_allows() {
+        use crate::layers::privileges::capabilities::{kept_set, podman_set};
+        const NET_RAW: u64 = 1 << 13;
+        assert!(kept_set() & NET_RAW != 0 && podman_set() & NET_RAW == 0);
+        let open = section(lesson("8"), "What it still does not protect against");
+        for said in [
+            "`CAP_NET_RAW` stays",
+            "source address",
+            "ARP",
+            "Podman's default drops it",
+        ] {
+            assert!(
+                open.contains(said),
+                "lesson 8 does not say {said:?}: {open}"
+            );
+        }
     }
 }
