@@ -83,4 +83,32 @@ mod tests {
             );
         }
     }
+
+    /// lab's seccomp filter allows every call it does not name (its last rule),
+    /// no LSM confines the container, and the kernel is the host's: steps 8
+    /// and 9 harden the container, they do not make it a boundary. The lessons
+    /// that said they did say so, and name what is one (a kernel of its own:
+    /// gVisor, Kata Containers, a VM); an LSM's rules do not hold against a
+    /// bug of the kernel that enforces them.
+    #[test]
+    fn steps_8_and_9_are_not_called_a_boundary() {
+        let filter = super::super::tests::classroom_explain(8, Some(8));
+        assert!(filter.contains("# everything else: allow"), "{filter}");
+        absent(
+            lesson("7"),
+            "steps 8 and 9 make it one",
+            "a denylist filter, no LSM and one shared kernel make no boundary",
+        );
+        absent(
+            lesson("closing"),
+            "which hold even for a bug in the other layers",
+            "the kernel enforces an LSM's rules: a bug of the kernel is past them",
+        );
+        for key in ["8", "closing"] {
+            let text = flat(lesson(key).text);
+            for named in ["gVisor", "Kata Containers", "virtual machine"] {
+                assert!(text.contains(named), "lesson {key} does not name {named}");
+            }
+        }
+    }
 }
