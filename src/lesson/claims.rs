@@ -111,4 +111,41 @@ mod tests {
             }
         }
     }
+
+    /// The introduction's table of what each step switches on lists every step
+    /// of the curriculum, each row naming its step's layer by the first word of
+    /// its title (chroot, mount, pid, ... user).
+    #[test]
+    fn the_introductions_table_lists_every_step() {
+        let intro = lesson("intro");
+        let rows: Vec<(String, Vec<u8>)> = intro
+            .text
+            .lines()
+            .skip_while(|l| !l.starts_with("| what the process sees or uses |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+                let steps = cells[cells.len() - 1]
+                    .split(", ")
+                    .map(|n| n.parse().unwrap())
+                    .collect();
+                (cells[..cells.len() - 1].join(" "), steps)
+            })
+            .collect();
+        let steps = crate::engine::curriculum::steps();
+        let listed: std::collections::BTreeSet<u8> =
+            rows.iter().flat_map(|(_, s)| s.iter().copied()).collect();
+        let all: std::collections::BTreeSet<u8> = steps.iter().map(|s| s.number).collect();
+        assert_eq!(listed, all, "the introduction's table: {rows:?}");
+        for step in steps {
+            let word = step.title.split([' ', ',', ':']).next().unwrap();
+            assert!(
+                rows.iter()
+                    .any(|(text, s)| s.contains(&step.number) && text.contains(word)),
+                "the introduction's row for step {} does not name {word}",
+                step.number
+            );
+        }
+    }
 }
