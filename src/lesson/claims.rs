@@ -148,4 +148,21 @@ mod tests {
             );
         }
     }
+
+    /// Step 5 switches `ip_forward` on for the whole network namespace: on a
+    /// machine whose FORWARD chain accepts (no Docker, no ufw), it routes for
+    /// its neighbours while the container runs. The lesson says where to type
+    /// it and how to see the policy first.
+    #[test]
+    fn lesson_5_says_where_forwarding_is_safe_to_switch_on() {
+        let five = super::super::tests::classroom_explain(5, None);
+        assert!(five.contains("sysctl -w net.ipv4.ip_forward=1"), "{five}");
+        let idea = section(lesson("5"), "The idea");
+        for said in ["iptables -S FORWARD", "-P FORWARD ACCEPT", "classroom VM"] {
+            assert!(
+                idea.contains(said),
+                "lesson 5 does not say {said:?}: {idea}"
+            );
+        }
+    }
 }
