@@ -165,4 +165,36 @@ mod tests {
             );
         }
     }
+
+    /// The lesson of the layer whose check first shows an escape says what the
+    /// escape really gives (the host's root: core_pattern's pipe for
+    /// /proc/sys, cgroup v1's release_agent for the cgroup filesystem), and
+    /// that lab's own attempt writes nothing that changes the host.
+    #[test]
+    fn the_escapes_stakes_are_said_where_they_are_taught() {
+        use crate::layers::escapes;
+        for (check, stakes) in [
+            (
+                escapes::kernel_settings(),
+                &["core_pattern", "as the host's root"][..],
+            ),
+            (
+                escapes::cgroup_limits(),
+                &["release_agent", "as the host's root", "CVE-2022-0492"][..],
+            ),
+        ] {
+            let key = check.layer.to_string();
+            let open = section(lesson(&key), "What it does not protect against");
+            for said in stakes
+                .iter()
+                .chain(&["writes nothing that changes the host"])
+            {
+                assert!(
+                    open.contains(said),
+                    "lesson {key} teaches \"{}\" without saying {said:?}",
+                    check.name
+                );
+            }
+        }
+    }
 }
