@@ -197,4 +197,47 @@ mod tests {
             }
         }
     }
+
+    /// Root of a user namespace is not root over everything it owns (no device
+    /// node, FS_USERNS_MOUNT filesystems only, locked mounts, no module, little
+    /// of /proc/sys: tried with `unshare -r` as nobody, the module read in the
+    /// kernel's source). From inside, a process may write a one-line map of
+    /// its own ID; a range takes CAP_SETUID in the parent namespace, which is
+    /// why lab's map (a range, with root) is written by the host's root. A range
+    /// from 200000 is userns-remap's and --userns=auto's, not rootless Podman's.
+    #[test]
+    fn lesson_9_says_what_root_of_a_user_namespace_may_not_do() {
+        let map = super::super::tests::classroom_explain(9, Some(9));
+        assert!(
+            map.contains("echo '0 200000 65536' > /proc/$PID/uid_map"),
+            "{map}"
+        );
+        let nine = lesson("9");
+        absent(
+            nine,
+            "This is what rootless Podman and Docker's `userns-remap` do",
+            "rootless Podman maps root to the user and 1-65536 to the user's range",
+        );
+        absent(
+            nine,
+            "a process may only map its own ID",
+            "from inside, it may write one line for its own ID (unshare -r)",
+        );
+        let idea = section(nine, "The idea");
+        for said in [
+            "`mknod` fails",
+            "FS_USERNS_MOUNT",
+            "*locked*",
+            "no kernel module",
+            "`/proc/sys`",
+            "`unshare -r`",
+            "`CAP_SETUID` in the parent namespace",
+            "`--userns=auto`",
+        ] {
+            assert!(
+                idea.contains(said),
+                "lesson 9 does not say {said:?}: {idea}"
+            );
+        }
+    }
 }
