@@ -460,6 +460,9 @@ pub fn reports(title: &str, reports: &[Report]) -> String {
         return out;
     }
     let _ = writeln!(out, "\n{}", title.bold());
+    // A hint given for the check above is not printed again (another
+    // runtime's container gets one hint for all of a layer's checks).
+    let mut last_hint = "";
     for r in reports {
         let mark = match r.outcome {
             Outcome::Pass(_) => "pass".green().bold(),
@@ -469,13 +472,22 @@ pub fn reports(title: &str, reports: &[Report]) -> String {
         let _ = writeln!(out, "  {mark}  layer {}: {}", r.layer, r.name);
         let _ = writeln!(out, "        {}", r.outcome.detail().dimmed());
         if r.outcome.failed() {
-            let _ = writeln!(out, "        {} {}", "hint:".yellow(), r.hint);
+            match r.hint == last_hint {
+                true => {
+                    let _ = writeln!(out, "        {} the same as above", "hint:".yellow());
+                }
+                false => {
+                    let _ = writeln!(out, "        {} {}", "hint:".yellow(), r.hint);
+                }
+            }
+            last_hint = r.hint;
         }
     }
     out
 }
 
-/// Check reports as a JSON array of {layer, check, passed, skipped, detail}.
+/// Check reports as a JSON array of {layer, check, passed, skipped, detail,
+/// hint} (the hint is for a check that failed).
 /// serde_json writes each value (and escapes the strings); the layout is ours:
 /// one report a line, its keys in this order (a `Value` object would sort
 /// them), so that `grep` and a reader find a check's row whole.
@@ -490,6 +502,7 @@ pub fn json(reports: &[Report]) -> String {
                 ("passed", json!(r.outcome.passed())),
                 ("skipped", json!(matches!(r.outcome, Outcome::Skip(_)))),
                 ("detail", json!(r.outcome.detail())),
+                ("hint", json!(r.hint)),
             ];
             let fields: Vec<String> = fields
                 .iter()
@@ -527,8 +540,8 @@ mod tests {
             },
         ];
         let expected = r#"[
-  {"layer": 2, "check": "a \"quoted\" name", "passed": false, "skipped": true, "detail": "back\\slash\nnew line\u0001"},
-  {"layer": 3, "check": "plain", "passed": true, "skipped": false, "detail": "ok"}
+  {"layer": 2, "check": "a \"quoted\" name", "passed": false, "skipped": true, "detail": "back\\slash\nnew line\u0001", "hint": ""},
+  {"layer": 3, "check": "plain", "passed": true, "skipped": false, "detail": "ok", "hint": ""}
 ]
 "#;
         assert_eq!(json(&reports), expected);

@@ -300,7 +300,11 @@ pub fn run_these(
             layer: c.layer,
             name: c.name,
             hint: match c.kind {
-                // Another runtime's container: what its settings are, in its terms.
+                // Another runtime's container: what its settings are, in its
+                // terms (for an escape, those of the layer that closes it).
+                Kind::Escape(e) if other => {
+                    crate::engine::curriculum::layer(e.closed_at).map_or("", |l| l.elsewhere)
+                }
                 _ if other => crate::engine::curriculum::layer(c.layer).map_or("", |l| l.elsewhere),
                 // An escape that failed where it should still work.
                 Kind::Escape(e) if step < e.closed_at => e.hint_open,

@@ -35,7 +35,7 @@ pub(super) fn checks(_step: u8) -> Vec<Check> {
             Kind::Inside(eth0_configured),
         ),
         super::LAYER.check(
-            "the gateway (lab0 on the host) answers ping",
+            "the gateway answers ping (lab0 on the host, for lab's)",
             "No answer from the gateway: lab0 is down, has no address, or the host's end of the veth is not on the bridge. Look with `ip -br link` and `bridge link` on the host.",
             Kind::Confined(gateway_answers),
         ),

@@ -1,4 +1,5 @@
-//! Layer 5: `ping`, for the checks: an ICMP echo request on a raw socket.
+//! Layer 5: `ping`, for the checks: an ICMP echo request on a raw socket (or,
+//! without CAP_NET_RAW, on a ping socket).
 
 use anyhow::{bail, Context, Result};
 use std::net::Ipv4Addr;
@@ -13,13 +14,31 @@ pub fn ping(ip: Ipv4Addr) -> Result<f64> {
         SockProtocol, SockType, SockaddrIn,
     };
     use std::os::fd::AsRawFd;
-    let fd = socket(
+    // Without CAP_NET_RAW (Podman drops it), a "ping socket" of the datagram
+    // kind, which the kernel allows to the groups of net.ipv4.ping_group_range
+    // (Podman sets it so that root inside may ping).
+    let raw = socket(
         AddressFamily::Inet,
         SockType::Raw,
         SockFlag::SOCK_CLOEXEC,
         SockProtocol::Icmp,
-    )
-    .context("socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)")?;
+    );
+    let (fd, with_ip_header) = match raw {
+        Ok(fd) => (fd, true),
+        Err(nix::errno::Errno::EPERM) => (
+            socket(
+                AddressFamily::Inet,
+                SockType::Datagram,
+                SockFlag::SOCK_CLOEXEC,
+                SockProtocol::Icmp,
+            )
+            .context(
+                "socket(AF_INET, SOCK_RAW, IPPROTO_ICMP): EPERM (no CAP_NET_RAW), and a ping socket (SOCK_DGRAM) is not allowed either: net.ipv4.ping_group_range",
+            )?,
+            false,
+        ),
+        Err(e) => return Err(e).context("socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)"),
+    };
     setsockopt(
         &fd,
         sockopt::ReceiveTimeout,
@@ -44,14 +63,17 @@ pub fn ping(ip: Ipv4Addr) -> Result<f64> {
                 continue;
             };
             // A raw socket gets the IP header too: its length is in the low nibble.
-            let ihl = ((buf[0] & 0x0f) as usize) * 4;
+            let ihl = match with_ip_header {
+                true => ((buf[0] & 0x0f) as usize) * 4,
+                false => 0,
+            };
             let icmp = &buf[ihl.min(n)..n];
             let from_ip = from.map(|f| f.ip());
             // Any of our requests counts: a late reply to an earlier one still
-            // proves the path.
+            // proves the path. (A ping socket's identifier is the kernel's.)
             if icmp.len() >= 8
                 && icmp[0] == 0
-                && icmp[4..6] == id.to_be_bytes()
+                && (!with_ip_header || icmp[4..6] == id.to_be_bytes())
                 && from_ip == Some(ip)
             {
                 return Ok(start.elapsed().as_secs_f64() * 1000.0);

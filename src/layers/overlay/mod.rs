@@ -51,10 +51,19 @@ impl super::Hooks for OverlayHooks {
         Some(spec.container_dir().join("merged"))
     }
     fn probe_data(&self, p: &Probe) -> Result<Option<super::Gathered>> {
-        super::gathered(probe_dirs(
-            &p.target.to_string(),
-            &p.fixtures.join("second"),
-        ))
+        let dirs = probe_dirs(&p.target.to_string(), &p.fixtures.join("second"));
+        match dirs {
+            // Another runtime may keep its layers where the host cannot see
+            // them (Podman's copies for a user namespace, mounted in its own
+            // mount namespace): nothing to compare, which is no failure of the
+            // container.
+            Err(e) if p.maker.is_other() && layers_of(&p.target.to_string()).is_ok() => {
+                super::gathered(Ok(Unseen(format!(
+                "its layers cannot be reached from the host, to compare ({e:#}): the runtime keeps them in a mount namespace of its own"
+            ))))
+            }
+            dirs => super::gathered(dirs),
+        }
     }
     /// The container is gone: the copy that the whiteout check wrote back into
     /// a kept upper layer goes too (lab's, not the student's).
@@ -330,6 +339,9 @@ fn remove_check_traces(traces: &Path) {
 
 /// What the overlay checks need, opened on the host before the probe joins the
 /// container: its layers, and the root of a second overlay of the same image.
+/// For another runtime's container whose layers the host cannot reach: why.
+struct Unseen(String);
+
 struct ProbeDirs {
     pub upper: File,
     pub lower: Vec<File>,
@@ -457,6 +469,9 @@ fn look(dir: &File, name: &str) -> Found {
 }
 
 fn dirs(p: &Probe) -> Result<&ProbeDirs, Outcome> {
+    if let Ok(Unseen(why)) = p.data::<Unseen>(LAYER.number) {
+        return Err(Outcome::Skip(why.clone()));
+    }
     p.data(LAYER.number)
 }
 
