@@ -13,15 +13,16 @@
 //! shows it (`mount::LAYER.check`), and its `closed_at` is the number of the
 //! layer that closes it.
 //!
-//! | escape                                    | works at | closed by                     |
-//! |-------------------------------------------|----------|-------------------------------|
-//! | chroot's `cd ..` trick                    | 1        | 2: pivot_root, old root gone  |
-//! | /proc/1/root: the host's init's root      | 2        | 3: pid namespace              |
-//! | a device node for the host's disk         | 2-7      | 8: no CAP_MKNOD               |
-//! | loading a kernel module                   | 2-7      | 8: no CAP_SYS_MODULE, seccomp |
-//! | writing the host's kernel settings        | 3-7      | 8: /proc/sys read-only        |
-//! | mounting cgroupfs to lift its own limits  | 6-7 (1)  | 8: no CAP_SYS_ADMIN, seccomp  |
-//! | a host file of root's that reaches it     | 8        | 9: root inside is not root    |
+//! | escape                                   | works at | closed by                          |
+//! |------------------------------------------|----------|------------------------------------|
+//! | chroot's `cd ..` trick                   | 1        | 2: pivot_root, old root gone       |
+//! | /proc/1/root: the host's init's root     | 2        | 3: pid namespace                   |
+//! | a device node for the host's disk        | 2-7      | 8: no CAP_MKNOD                    |
+//! | loading a kernel module                  | 2-7      | 8: no CAP_SYS_MODULE, seccomp      |
+//! | a file handle it makes up (shocker)      | 2-7 (2)  | 8: no CAP_DAC_READ_SEARCH, seccomp |
+//! | writing the host's kernel settings       | 3-7      | 8: /proc/sys read-only             |
+//! | mounting cgroupfs to lift its own limits | 6-7 (1)  | 8: no CAP_SYS_ADMIN, seccomp       |
+//! | a host file of root's that reaches it    | 8        | 9: root inside is not root         |
 //!
 //! Step 9 (a user namespace) closes the last one, and the others a second time:
 //! root inside is not root on the host.
@@ -29,11 +30,21 @@
 //! (1) On cgroup v1 and on a cgroup v2 mounted without `nsdelegate`. With it (as
 //! systemd mounts v2), step 6's cgroup namespace closes it already: from inside,
 //! the files of the namespace's root cgroup are read-only.
+//!
+//! (2) Where a file of the host that the container holds (the checks' marker,
+//! in lab's run directory), or the container's own /, is on ext2/3/4, whose
+//! handles can be made up; not on tmpfs or an overlay. Where the run directory
+//! is a tmpfs (/run, on most machines), step 7's overlay leaves nothing to try:
+//! the check is skipped there, and says why.
 
 use crate::engine::check::{Attempt, Check, Escape, Kind, Probe};
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::path::{Path, PathBuf};
+
+// The file handle's escape (5), in escapes/handle.rs.
+mod handle;
+pub use handle::file_handle;
 
 // ── 1. chroot's `cd ..` trick (layer 1; closed by layer 2) ──────────────────────
 
@@ -282,7 +293,9 @@ fn load_module(_p: &Probe) -> Attempt {
     }
 }
 
-// ── 5. Writing the host's kernel settings (layer 3; closed by layer 8) ──────────
+// ── 5. A file handle it forges (layer 2; closed by layer 8): handle.rs ──────────
+
+// ── 6. Writing the host's kernel settings (layer 3; closed by layer 8) ──────────
 
 pub fn kernel_settings() -> Check {
     super::pid::LAYER.check(
@@ -321,7 +334,7 @@ fn open_kernel_setting(_p: &Probe) -> Attempt {
     }
 }
 
-// ── 6. Mounting cgroupfs to lift its own limits (layer 6; closed by layer 8) ────
+// ── 7. Mounting cgroupfs to lift its own limits (layer 6; closed by layer 8) ────
 
 pub fn cgroup_limits() -> Check {
     super::cgroups::LAYER.check(
@@ -409,7 +422,7 @@ fn mounted_with(dir: &Path, option: &str) -> bool {
         .any(|m| m.options.split(',').any(|o| o == option))
 }
 
-// ── 7. A host file of root's that reaches the container (layer 8; closed by 9) ──
+// ── 8. A host file of root's that reaches the container (layer 8; closed by 9) ──
 
 pub fn root_file() -> Check {
     super::privileges::LAYER.check(

@@ -1,5 +1,6 @@
-//! Files: small reads in one call, the mount a path is on, and extended
-//! attributes (overlayfs's opaque mark, layer 9's shifted copies).
+//! Files: small reads in one call, the mount a path is on, extended attributes
+//! (overlayfs's opaque mark, layer 9's shifted copies), and a file opened by its
+//! handle (an escape of the arc).
 
 use anyhow::{bail, Result};
 
@@ -39,6 +40,45 @@ pub fn mount_id(path: &std::path::Path) -> Option<u64> {
     // SAFETY: zeroed, then filled by the kernel: every field is a plain integer.
     let s = unsafe { buf.assume_init() };
     (s.stx_mask & libc::STATX_MNT_ID != 0).then_some(s.stx_mnt_id)
+}
+
+/// open_by_handle_at(2): open the file that a handle names (its type and its
+/// bytes, as name_to_handle_at gives them or as someone makes them up) on the
+/// filesystem that `mount_fd` is a file of. The kernel walks no path: this is
+/// why it asks for CAP_DAC_READ_SEARCH.
+pub fn open_by_handle(
+    mount_fd: std::os::fd::BorrowedFd,
+    handle_type: i32,
+    handle: &[u8],
+    flags: nix::fcntl::OFlag,
+) -> Result<std::os::fd::OwnedFd, nix::errno::Errno> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // struct file_handle: its size in bytes (u32), its type (int), the bytes;
+    // in 32-bit words, for the struct's alignment.
+    let mut words = vec![0u32; 2 + handle.len().div_ceil(4)];
+    words[0] = handle.len() as u32;
+    words[1] = handle_type as u32;
+    for (i, chunk) in handle.chunks(4).enumerate() {
+        let mut w = [0u8; 4];
+        w[..chunk.len()].copy_from_slice(chunk);
+        words[2 + i] = u32::from_ne_bytes(w);
+    }
+    // SAFETY: `words` holds a struct file_handle whose handle_bytes bytes follow
+    // its header, alive across the call; the kernel only reads it.
+    let ret = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_open_by_handle_at,
+            mount_fd.as_raw_fd(),
+            words.as_ptr(),
+            flags.bits(),
+        )
+    };
+    if ret < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: the kernel just made this descriptor for this call; nothing else
+    // owns it.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(ret as i32) })
 }
 
 /// `/proc/PID/stat` (PID may be `self`), in one read.

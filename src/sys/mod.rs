@@ -15,7 +15,7 @@ mod privileges;
 mod process;
 mod signals;
 
-pub use files::{mount_id, proc_stat, read_small, set_opaque, set_xattr, xattrs};
+pub use files::{mount_id, open_by_handle, proc_stat, read_small, set_opaque, set_xattr, xattrs};
 pub use ipc::{msg_queue_exists, msg_queue_remove, msgget_private};
 pub use memory::fill_memory;
 pub use privileges::{

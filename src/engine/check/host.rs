@@ -230,6 +230,32 @@ impl Fixtures {
     }
 }
 
+/// A probe of this very process, whose fixtures are the marker in `dir` (made
+/// here): for unit tests of an attempt, outside any container.
+#[cfg(test)]
+impl Probe {
+    pub fn of_this_process(step: u8, dir: &Path) -> Result<Probe> {
+        let marker = dir.join("host-file");
+        std::fs::write(
+            &marker,
+            "this file lives on the host, outside the container\n",
+        )?;
+        Ok(Probe {
+            step,
+            target: Pid::this(),
+            name: None,
+            maker: super::Maker::Lab,
+            root: None,
+            root_path: "/".into(),
+            marker,
+            host: HostFacts::read(),
+            host_dir: File::open(dir)?,
+            fixtures: dir.to_path_buf(),
+            data: vec![],
+        })
+    }
+}
+
 impl Drop for Fixtures {
     fn drop(&mut self) {
         // The layers' host objects first (they are removed as they are dropped),

@@ -363,6 +363,7 @@ fn checks(_step: u8) -> Vec<Check> {
         super::escapes::proc_1_root(),
         super::escapes::device_node(),
         super::escapes::kernel_module(),
+        super::escapes::file_handle(),
     ]
 }
 

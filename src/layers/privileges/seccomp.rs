@@ -7,13 +7,23 @@
 //! of packet filters: a list of 8-byte instructions (a 16-bit opcode, two jump
 //! offsets, a 32-bit constant), run top to bottom, jumps only forward.
 //!
-//! lab's program denies what Docker's default profile denies that matters most
-//! (the table in [`RULES`], printed by `lab explain 8` as one line per rule), and
-//! allows everything else. It fails them with EPERM rather than killing the
-//! process, as Docker does: a program that tries `mount` gets an error it can
-//! report. There is no crate here: the program is a few dozen instructions that
-//! lab must print one by one anyway, and seccompiler or libseccomp would compile
-//! rules into a program lab would then have to take apart to show it.
+//! lab's program is a denylist: it names the calls it refuses (the table in
+//! [`RULES`], printed by `lab explain 8` as one line per rule) and allows every
+//! other. Docker's default profile is an allowlist, the opposite: it names the
+//! calls it allows (some only to a process with a given capability) and refuses
+//! the rest. lab's list holds what Docker's refuses that matters most (mount and
+//! the new mount API, namespaces, keyrings, modules, file handles, userfaultfd)
+//! and io_uring, which Docker 20.10 allows: a ring whose requests the filter
+//! never sees. None of them is a call that ordinary programs make (a shell,
+//! busybox, apt and dpkg, the C library), or they fall back without it. It
+//! fails them with EPERM rather than killing the process, as Docker does: a
+//! program that tries `mount` gets an error it can report (clone3 gets ENOSYS,
+//! below). A call of another ABI kills the process, and one of x32 fails (see
+//! [`ARCH`]).
+//!
+//! There is no crate here: the program is a few dozen instructions that lab must
+//! print one by one anyway, and seccompiler or libseccomp would compile rules
+//! into a program lab would then have to take apart to show it.
 
 use crate::engine::plan::{quote_path, Action, RunContext};
 use anyhow::{bail, Context, Result};
@@ -52,80 +62,58 @@ macro_rules! rule {
 }
 
 /// libc's number for a system call on this architecture.
+#[rustfmt::skip]
 macro_rules! paste_sys {
-    (mount) => {
-        libc::SYS_mount
-    };
-    (umount2) => {
-        libc::SYS_umount2
-    };
-    (pivot_root) => {
-        libc::SYS_pivot_root
-    };
-    (unshare) => {
-        libc::SYS_unshare
-    };
-    (setns) => {
-        libc::SYS_setns
-    };
-    (clone) => {
-        libc::SYS_clone
-    };
-    (clone3) => {
-        libc::SYS_clone3
-    };
-    (keyctl) => {
-        libc::SYS_keyctl
-    };
-    (add_key) => {
-        libc::SYS_add_key
-    };
-    (request_key) => {
-        libc::SYS_request_key
-    };
-    (bpf) => {
-        libc::SYS_bpf
-    };
-    (perf_event_open) => {
-        libc::SYS_perf_event_open
-    };
-    (kexec_load) => {
-        libc::SYS_kexec_load
-    };
-    (kexec_file_load) => {
-        libc::SYS_kexec_file_load
-    };
-    (init_module) => {
-        libc::SYS_init_module
-    };
-    (finit_module) => {
-        libc::SYS_finit_module
-    };
-    (delete_module) => {
-        libc::SYS_delete_module
-    };
-    (reboot) => {
-        libc::SYS_reboot
-    };
-    (swapon) => {
-        libc::SYS_swapon
-    };
-    (swapoff) => {
-        libc::SYS_swapoff
-    };
-    (open_by_handle_at) => {
-        libc::SYS_open_by_handle_at
-    };
-    (acct) => {
-        libc::SYS_acct
-    };
+    (mount) => { libc::SYS_mount };
+    (umount2) => { libc::SYS_umount2 };
+    (pivot_root) => { libc::SYS_pivot_root };
+    (unshare) => { libc::SYS_unshare };
+    (setns) => { libc::SYS_setns };
+    (clone) => { libc::SYS_clone };
+    (clone3) => { libc::SYS_clone3 };
+    (keyctl) => { libc::SYS_keyctl };
+    (add_key) => { libc::SYS_add_key };
+    (request_key) => { libc::SYS_request_key };
+    (bpf) => { libc::SYS_bpf };
+    (perf_event_open) => { libc::SYS_perf_event_open };
+    (kexec_load) => { libc::SYS_kexec_load };
+    (kexec_file_load) => { libc::SYS_kexec_file_load };
+    (init_module) => { libc::SYS_init_module };
+    (finit_module) => { libc::SYS_finit_module };
+    (delete_module) => { libc::SYS_delete_module };
+    (reboot) => { libc::SYS_reboot };
+    (swapon) => { libc::SYS_swapon };
+    (swapoff) => { libc::SYS_swapoff };
+    (open_by_handle_at) => { libc::SYS_open_by_handle_at };
+    (acct) => { libc::SYS_acct };
+    (fsopen) => { libc::SYS_fsopen };
+    (fsconfig) => { libc::SYS_fsconfig };
+    (fsmount) => { libc::SYS_fsmount };
+    (fspick) => { libc::SYS_fspick };
+    (open_tree) => { libc::SYS_open_tree };
+    (move_mount) => { libc::SYS_move_mount };
+    (mount_setattr) => { libc::SYS_mount_setattr };
+    (name_to_handle_at) => { libc::SYS_name_to_handle_at };
+    (io_uring_setup) => { libc::SYS_io_uring_setup };
+    (io_uring_enter) => { libc::SYS_io_uring_enter };
+    (io_uring_register) => { libc::SYS_io_uring_register };
+    (userfaultfd) => { libc::SYS_userfaultfd };
 }
 
-/// The table, in the order the program tests it.
-pub const RULES: [Rule; 22] = [
+/// The table, in the order the program tests it: the calls it refuses. Any
+/// other call passes (a denylist: Docker's profile is the opposite, a list of
+/// the calls it allows).
+pub const RULES: [Rule; 34] = [
     rule!(mount, Eperm, "mount over the container's files, or a fresh proc or sysfs without the masks"),
     rule!(umount2, Eperm, "unmount the masks and see what they hide"),
     rule!(pivot_root, Eperm, "change the root again"),
+    rule!(fsopen, Eperm, "the new mount API (Linux 5.2) does what mount does, in steps: open a filesystem to set up"),
+    rule!(fsconfig, Eperm, "the new mount API: set that filesystem's options"),
+    rule!(fsmount, Eperm, "the new mount API: make it a mount"),
+    rule!(fspick, Eperm, "the new mount API: pick a mounted filesystem to reconfigure"),
+    rule!(open_tree, Eperm, "the new mount API: a copy of a mount (a bind mount), not yet attached"),
+    rule!(move_mount, Eperm, "the new mount API: attach a mount, or move one (a mask) away"),
+    rule!(mount_setattr, Eperm, "the new mount API: change a mount's flags (the read-only of /proc/sys)"),
     rule!(unshare, Eperm, "new namespaces; a new user namespace needs no capability at all and gives every capability inside it"),
     rule!(setns, Eperm, "join another namespace, such as one of the host's through a file descriptor"),
     rule!(clone3, Enosys, "its flags are in memory the filter cannot read: ENOSYS makes the C library use clone, which the filter can check"),
@@ -142,14 +130,23 @@ pub const RULES: [Rule; 22] = [
     rule!(reboot, Eperm, "reboot the machine (in a pid namespace: end the container)"),
     rule!(swapon, Eperm, "the host's swap"),
     rule!(swapoff, Eperm, "the host's swap"),
-    rule!(open_by_handle_at, Eperm, "open any file of a filesystem by its handle: the 2014 'shocker' escape from Docker"),
+    rule!(open_by_handle_at, Eperm, "open any file of a filesystem by a handle, made up if need be, around every mount: the 2014 'shocker' escape from Docker"),
+    rule!(name_to_handle_at, Eperm, "a file's handle, for open_by_handle_at (Docker allows it only with CAP_SYS_ADMIN)"),
+    rule!(io_uring_setup, Eperm, "a ring of requests the kernel reads from memory: the opens, reads and connects it carries never pass this filter, and its code has been a frequent way into the kernel"),
+    rule!(io_uring_enter, Eperm, "submit the requests of such a ring"),
+    rule!(io_uring_register, Eperm, "give such a ring files and buffers"),
+    rule!(userfaultfd, Eperm, "handle page faults in the process: an exploit uses it to stop the kernel in the middle of reading its memory, for as long as it likes"),
     rule!(acct, Eperm, "process accounting for the whole machine"),
     rule!(clone, NamespaceFlags, "with a CLONE_NEW* flag: new namespaces, like unshare; without one: a thread or a process, allowed"),
 ];
 
 /// The architecture this filter is written for, as seccomp_data.arch reports it
 /// (linux/audit.h): a process could make system calls of another ABI (i386's
-/// `int 0x80` on x86_64), where the numbers mean other calls.
+/// `int 0x80` on x86_64, arm's on aarch64), where the numbers mean other calls.
+/// The program kills the process at its first such call: a 32-bit program
+/// cannot run under it (Docker's profile lists i386 and x32 beside x86_64, and
+/// allows them the same calls). x32 calls carry x86_64's architecture and
+/// [`X32_BIT`] in their number: the program fails each with EPERM.
 #[cfg(target_arch = "x86_64")]
 pub const ARCH: Option<(u32, &str)> = Some((0xc000_003e, "AUDIT_ARCH_X86_64"));
 #[cfg(target_arch = "aarch64")]
@@ -472,5 +469,111 @@ mod tests {
             }
         }
         assert_eq!(p.last().unwrap().code, RET);
+    }
+
+    /// What the kernel answers a call: the program run by an interpreter of the
+    /// five instructions it uses, on the call's seccomp_data (its number at byte
+    /// 0, its architecture at 4, its first argument's low word at 16).
+    fn answer(p: &[Insn], arch: u32, nr: u32, arg0: u32) -> u32 {
+        let word = |k: u32| match k {
+            0 => nr,
+            4 => arch,
+            16 => arg0,
+            _ => panic!("a load of byte {k}"),
+        };
+        let (mut pc, mut a) = (0, 0);
+        loop {
+            let i = &p[pc];
+            pc += 1;
+            let jump = |taken: bool| usize::from(if taken { i.jt } else { i.jf });
+            match i.code {
+                LD => a = word(i.k),
+                JEQ => pc += jump(a == i.k),
+                JGE => pc += jump(a >= i.k),
+                JSET => pc += jump(a & i.k != 0),
+                RET => return i.k,
+                c => panic!("opcode {c:#x}"),
+            }
+        }
+    }
+
+    const EPERM: u32 = ERRNO | libc::EPERM as u32;
+    const ENOSYS: u32 = ERRNO | libc::ENOSYS as u32;
+
+    /// Each rule of the table, run through the program: the answer it names.
+    #[test]
+    fn the_program_answers_each_rule_as_the_table_says() {
+        let p = program().unwrap();
+        let arch = ARCH.unwrap().0;
+        for r in &RULES {
+            let nr = r.nr as u32;
+            match r.deny {
+                Deny::Eperm => assert_eq!(answer(&p, arch, nr, 0), EPERM, "{}", r.name),
+                Deny::Enosys => assert_eq!(answer(&p, arch, nr, 0), ENOSYS, "{}", r.name),
+                Deny::NamespaceFlags => {
+                    let thread = (libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES) as u32;
+                    assert_eq!(answer(&p, arch, nr, thread), ALLOW, "{}", r.name);
+                    for flag in [libc::CLONE_NEWNS, libc::CLONE_NEWUSER, libc::CLONE_NEWNET] {
+                        assert_eq!(answer(&p, arch, nr, flag as u32), EPERM, "{}", r.name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What ordinary programs call passes; a call of another ABI kills the
+    /// process, and an x32 call fails.
+    #[test]
+    fn the_program_allows_the_rest_and_guards_the_architecture() {
+        let p = program().unwrap();
+        let arch = ARCH.unwrap().0;
+        for nr in [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_openat,
+            libc::SYS_execve,
+            libc::SYS_getpid,
+            libc::SYS_mmap,
+            libc::SYS_seccomp,
+            libc::SYS_statx,
+        ] {
+            assert_eq!(answer(&p, arch, nr as u32, 0), ALLOW, "call {nr}");
+        }
+        // i386's getpid (20), made with int 0x80 on x86_64.
+        const AUDIT_ARCH_I386: u32 = 0x4000_0003;
+        assert_eq!(answer(&p, AUDIT_ARCH_I386, 20, 0), KILL_PROCESS);
+        if cfg!(target_arch = "x86_64") {
+            assert_eq!(answer(&p, arch, X32_BIT | 39, 0), EPERM);
+        }
+    }
+
+    /// The calls step 8 refuses besides Docker's headline ones, by their
+    /// numbers on x86_64 (arch/x86/entry/syscalls/syscall_64.tbl): the table
+    /// names them with those numbers, and the program fails each with EPERM.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_new_mount_api_io_uring_userfaultfd_and_handles_fail_with_eperm_on_x86_64() {
+        let p = program().unwrap();
+        let arch = ARCH.unwrap().0;
+        let numbers = [
+            ("name_to_handle_at", 303),
+            ("open_by_handle_at", 304),
+            ("userfaultfd", 323),
+            ("io_uring_setup", 425),
+            ("io_uring_enter", 426),
+            ("io_uring_register", 427),
+            ("open_tree", 428),
+            ("move_mount", 429),
+            ("fsopen", 430),
+            ("fsconfig", 431),
+            ("fsmount", 432),
+            ("fspick", 433),
+            ("mount_setattr", 442),
+        ];
+        for (name, nr) in numbers {
+            let rule = RULES.iter().find(|r| r.name == name);
+            assert_eq!(rule.map(|r| r.nr), Some(nr), "{name}");
+            assert_eq!(answer(&p, arch, nr as u32, 0), EPERM, "{name}");
+        }
     }
 }

@@ -351,6 +351,22 @@ pub fn check_names(n: u8) -> Vec<String> {
         .collect()
 }
 
+/// What an escape says when this machine cannot show it, and skips it: its
+/// kernel loads no modules at all; something around it guards its disks; no
+/// file of the host that the container holds, nor the container's /, is on a
+/// filesystem whose handles can be made up (tmpfs, overlay).
+pub const MACHINE_SKIPS: [&str; 3] = [
+    "cannot load modules at all",
+    "no disk to read here",
+    "no file handle to forge here",
+];
+
+/// How many escapes `text` (lab's printed checks, or its JSON) says this machine
+/// cannot show.
+pub fn unshowable(text: &str) -> usize {
+    MACHINE_SKIPS.iter().map(|s| text.matches(s).count()).sum()
+}
+
 /// The checks of lab's JSON (`lab verify N --json`, `lab check N --json`) as
 /// lines "layer L: NAME", in order.
 pub fn checks_in(json: &str) -> Vec<String> {
