@@ -7,7 +7,9 @@
 //! terminal: `... layer L host -->` (the first terminal, before the container
 //! exists), `... layer L second -->` (a second terminal on the host, once it
 //! runs), `... layer L inside -->` (the container's shell); `<!-- lab explain N
-//! run -->` (the line that runs the command), `<!-- lab explain N grade -->`.
+//! run -->` (the line that runs the command), `<!-- lab explain N grade -->`;
+//! `<!-- lab explain N after [A-B] -->` (the teardown: what is typed in the first
+//! terminal after the container's shell exits, every layer's, or lines A to B).
 
 pub(super) const MARKER: &str = "<!-- lab explain ";
 
@@ -38,12 +40,10 @@ pub fn fill(text: &str, explain: impl Fn(u8, Option<u8>) -> String) -> String {
             Block::Full(n) => explain(n, None),
             Block::Only(n, l) => explain(n, Some(l)),
             Block::Layer(n, l) => layer_commands(&explain(n, None), l),
-            Block::Typed(n, l, t, (from, to)) => terminal_commands(&explain(n, None), l, t)
-                .lines()
-                .skip(from - 1)
-                .take(to + 1 - from)
-                .map(|l| format!("{l}\n"))
-                .collect(),
+            Block::Typed(n, l, t, range) => {
+                lines_in(&terminal_commands(&explain(n, None), l, t), range)
+            }
+            Block::After(n, range) => lines_in(&after_exit(&explain(n, None)), range),
             Block::Run(n) => run_line(&explain(n, None)),
             Block::Grade(n) => grade_line(&explain(n, None)),
         };
@@ -70,6 +70,29 @@ enum Block {
     Run(u8),
     /// `<!-- lab explain N grade -->`: the bare line that grades it (lessons).
     Grade(u8),
+    /// `<!-- lab explain N after [A-B] -->`: the teardown, typed in the first
+    /// terminal after the container's shell exits (slides), or lines A to B of it.
+    After(u8, (usize, usize)),
+}
+
+/// Lines `from` to `to` of `text` (from 1).
+fn lines_in(text: &str, (from, to): (usize, usize)) -> String {
+    text.lines()
+        .skip(from - 1)
+        .take(to + 1 - from)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// `A-B` (from 1), `A-` (to the last line).
+fn range(text: &str) -> Option<(usize, usize)> {
+    let (from, to) = text.split_once('-')?;
+    let from: usize = from.parse().ok().filter(|f| *f >= 1)?;
+    let to: usize = match to {
+        "" => usize::MAX - 1,
+        to => to.parse().ok().filter(|t| *t >= from)?,
+    };
+    Some((from, to))
 }
 
 fn marker(line: &str) -> Option<Block> {
@@ -80,19 +103,22 @@ fn marker(line: &str) -> Option<Block> {
     if let Some(n) = inner.strip_suffix(" grade") {
         return Some(Block::Grade(n.parse().ok()?));
     }
+    if let Some((n, rest)) = inner.split_once(" after") {
+        let lines = match rest.strip_prefix(' ') {
+            Some(r) => range(r)?,
+            None if rest.is_empty() => (1, usize::MAX - 1),
+            None => return None,
+        };
+        return Some(Block::After(n.parse().ok()?, lines));
+    }
     if let Some((n, l)) = inner.split_once(" --only ") {
         return Some(Block::Only(n.parse().ok()?, l.parse().ok()?));
     }
     match inner.split_once(" layer ") {
         Some((n, l)) => match l.split_once(' ') {
             Some((l, t)) => {
-                let (t, range) = t.split_once(' ').unwrap_or((t, "1-"));
-                let (from, to) = range.split_once('-')?;
-                let from: usize = from.parse().ok().filter(|f| *f >= 1)?;
-                let to: usize = match to {
-                    "" => usize::MAX - 1,
-                    to => to.parse().ok().filter(|t| *t >= from)?,
-                };
+                let (t, lines) = t.split_once(' ').unwrap_or((t, "1-"));
+                let (from, to) = range(lines)?;
                 let t = match t {
                     "host" => Terminal::Host,
                     "second" => Terminal::Second,
@@ -187,8 +213,10 @@ fn joined<'a>(lines: impl Iterator<Item = &'a Line<'a>>) -> String {
 
 /// The command lines of layer `layer` typed in terminal `which`, in the output
 /// of `lab explain`, up to the line that runs the command, without comments.
-/// The note of the first terminal's shell comes first on the host when the
-/// second terminal's lines read it.
+/// On the host, the note of the first terminal's shell comes first: the line
+/// that grades the container (`lab check N --pid ...`) and the second terminal
+/// find it by that note, so whoever types a host block from its top starts the
+/// container where they look for it.
 pub fn terminal_commands(explain: &str, layer: u8, which: Terminal) -> String {
     let all = lines(explain, layer);
     let mut out = joined(
@@ -202,11 +230,7 @@ pub fn terminal_commands(explain: &str, layer: u8, which: Terminal) -> String {
             out = format!("{}\n{out}", find.cmd);
         }
     }
-    let second = match which {
-        Terminal::Host => terminal_commands(explain, layer, Terminal::Second),
-        _ => String::new(),
-    };
-    match second.contains("/shell)") {
+    match which == Terminal::Host && !out.is_empty() {
         true => {
             joined(
                 all.iter()
@@ -251,6 +275,29 @@ pub fn run_line(explain: &str) -> String {
     out
 }
 
+/// The teardown of `lab explain`: the command lines of every section typed in
+/// the first terminal after the container's shell exits ("Layer 5 · ... · this
+/// terminal, after exit", then "This terminal, after exit"), in order, without
+/// comments.
+pub fn after_exit(explain: &str) -> String {
+    let mut out = String::new();
+    let mut ours = false;
+    for line in explain.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            ours = line.ends_with("after exit");
+            continue;
+        }
+        let Some(cmd) = line.strip_prefix("  ") else {
+            continue;
+        };
+        if ours && !cmd.starts_with(' ') && !cmd.starts_with('(') && !cmd.starts_with("Note:") {
+            out.push_str(cmd);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// The command line of the "Grade it" section of `lab explain`.
 pub fn grade_line(explain: &str) -> String {
     let mut lines = explain.lines().skip_while(|l| *l != "Grade it").skip(1);
@@ -258,4 +305,112 @@ pub fn grade_line(explain: &str) -> String {
         .next()
         .map(|l| format!("{}\n", l.trim()))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lesson::tests::classroom_explain;
+
+    #[test]
+    fn markers_say_which_block() {
+        assert_eq!(
+            marker("<!-- lab explain 5 after -->"),
+            Some(Block::After(5, (1, usize::MAX - 1)))
+        );
+        assert_eq!(
+            marker("<!-- lab explain 6 after 15- -->"),
+            Some(Block::After(6, (15, usize::MAX - 1)))
+        );
+        assert_eq!(
+            marker("<!-- lab explain 7 after 1-14 -->"),
+            Some(Block::After(7, (1, 14)))
+        );
+        assert_eq!(marker("<!-- lab explain 7 after 0-3 -->"), None);
+        assert_eq!(marker("<!-- lab explain 7 afterwards -->"), None);
+        assert_eq!(
+            marker("<!-- lab explain 2 layer 2 inside 12- -->"),
+            Some(Block::Typed(2, 2, Terminal::Inside, (12, usize::MAX - 1)))
+        );
+        assert_eq!(marker("<!-- lab explain 4 run -->"), Some(Block::Run(4)));
+    }
+
+    /// The teardown: every "after exit" section of `lab explain`, in order, the
+    /// note of the first terminal's shell last; nothing of what builds the
+    /// container, nor the grading line.
+    #[test]
+    fn the_teardown_is_what_follows_exit() {
+        assert_eq!(
+            after_exit(&classroom_explain(1, None)),
+            "rm -f /run/lab/hand/c1/shell && rmdir /run/lab/hand/c1\n"
+        );
+        let five = after_exit(&classroom_explain(5, None));
+        let lines: Vec<&str> = five.lines().collect();
+        assert!(
+            lines[0].starts_with("for i in $(seq 100); do ip link show lab-veth2"),
+            "{five}"
+        );
+        assert!(lines.contains(&"iptables -X LAB-FORWARD"), "{five}");
+        assert!(
+            lines.contains(&"iptables -t nat -X LAB-POSTROUTING"),
+            "{five}"
+        );
+        assert!(lines.contains(&"ip link del lab0"), "{five}");
+        assert_eq!(
+            lines.last(),
+            Some(&"rm -f /run/lab/hand/c1/shell && rmdir /run/lab/hand/c1")
+        );
+        assert!(
+            !five.contains("iptables -N") && !five.contains("lab check"),
+            "{five}"
+        );
+        // Each step's teardown is the one before's, with its own layer's lines
+        // before the last: the network's first, then the cgroup's, the overlay's.
+        let six = after_exit(&classroom_explain(6, None));
+        let seven = after_exit(&classroom_explain(7, None));
+        fn head(t: &str, n: usize) -> Vec<&str> {
+            t.lines().take(n).collect()
+        }
+        let net = lines.len() - 1;
+        assert_eq!(head(&six, net), head(&five, net));
+        assert_eq!(
+            head(&seven, six.lines().count() - 1),
+            head(&six, six.lines().count() - 1)
+        );
+        assert!(
+            six.contains("rmdir /sys/fs/cgroup/lab/c1\nrmdir /sys/fs/cgroup/lab\n"),
+            "{six}"
+        );
+        assert!(
+            seven.contains("umount /var/lib/lab/hand/c1/merged\nrm -rf /var/lib/lab/hand/c1\n"),
+            "{seven}"
+        );
+    }
+
+    #[test]
+    fn an_after_block_is_filled_with_the_teardown() {
+        let text = "a\n<!-- lab explain 6 after 15- -->\n```sh\nold\n```\nb\n";
+        let filled = fill(text, classroom_explain);
+        assert_eq!(
+            filled,
+            "a\n<!-- lab explain 6 after 15- -->\n```sh\nrmdir /sys/fs/cgroup/lab/c1\nrmdir /sys/fs/cgroup/lab\n\
+             rm -f /run/lab/hand/c1/shell && rmdir /run/lab/hand/c1\n```\nb\n"
+        );
+    }
+
+    /// Every host block starts with the note of the first terminal's shell,
+    /// which `lab check N --pid "$(pgrep -n -P "$(cat .../shell)")"` reads: a
+    /// container started from a slide's lines is found as typed.
+    #[test]
+    fn a_host_block_starts_with_the_shells_note() {
+        let note = "mkdir -p /run/lab/hand/c1 && echo $$ > /run/lab/hand/c1/shell\n";
+        for n in 1..=9 {
+            let host = terminal_commands(&classroom_explain(n, None), n, Terminal::Host);
+            assert!(host.starts_with(note), "step {n}:\n{host}");
+            assert_eq!(host.matches(note).count(), 1, "step {n}:\n{host}");
+        }
+        // Nothing typed on the host for a layer: no block, and no note alone.
+        let inside = classroom_explain(4, None);
+        assert_eq!(terminal_commands(&inside, 1, Terminal::Host), "");
+    }
 }
