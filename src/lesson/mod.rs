@@ -43,6 +43,7 @@ pub const LESSONS: &[Lesson] = &[
 
 mod blocks;
 mod claims;
+mod deck;
 mod terminal;
 pub use blocks::fill;
 #[cfg(test)]
