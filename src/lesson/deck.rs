@@ -1,9 +1,13 @@
 //! The instructor's deck (slides/deck.md) as a plan for a real day, tested:
-//! its schedule adds up (part of lesson/, beside blocks.rs, whose blocks the
-//! deck takes from `lab explain`).
+//! its schedule adds up, what a student types by hand from its slides works as
+//! typed (the note of the shell that `lab check` reads, the earlier layers, the
+//! teardown), and the notes of each step's live slide are that step's (part of
+//! lesson/, beside blocks.rs, whose blocks the deck takes from `lab explain`).
 
 #[cfg(test)]
 mod tests {
+    use super::super::blocks::MARKER;
+
     fn deck() -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("slides/deck.md");
         std::fs::read_to_string(path).unwrap()
@@ -33,6 +37,19 @@ mod tests {
             .and_then(|(_, n)| n.split_once("-->"))
             .map(|(n, _)| n)
             .unwrap_or_default()
+    }
+
+    /// The blocks of commands of a slide: each marker line and the lines below it.
+    fn blocks(slide: &str) -> Vec<(&str, Vec<&str>)> {
+        let mut out = Vec::new();
+        let mut lines = slide.lines();
+        while let Some(line) = lines.next() {
+            if line.starts_with(MARKER) {
+                lines.next();
+                out.push((line, lines.by_ref().take_while(|l| *l != "```").collect()));
+            }
+        }
+        out
     }
 
     /// `HH:MM` in minutes.
@@ -165,5 +182,87 @@ mod tests {
                 .contains("30 to 50 minutes a step"),
             "the notes say how long a step takes"
         );
+    }
+
+    const NOTE: &str = "mkdir -p /run/lab/hand/c1 && echo $$ > /run/lab/hand/c1/shell";
+
+    /// `lab check N --pid "$(pgrep -n -P "$(cat /run/lab/hand/c1/shell)")"` finds
+    /// a container typed by hand by the note of the shell that started it: every
+    /// block that starts a container writes that note first, and each step's first
+    /// block on the host starts with it.
+    #[test]
+    fn every_block_that_starts_a_container_notes_its_shell_first() {
+        let deck = deck();
+        let mut starts = 0;
+        // A host block whose lines go on, on the next slide, in a block of lines
+        // from N on: the note is at the top of its first part.
+        let mut noted_part = false;
+        for slide in slides(&deck) {
+            for (marker, lines) in blocks(slide) {
+                let host = marker.contains(" host");
+                let first_part = marker.ends_with(" host -->") || marker.contains(" host 1-");
+                if first_part {
+                    noted_part = lines.first() == Some(&NOTE);
+                }
+                let start = lines
+                    .iter()
+                    .position(|l| l.starts_with("chroot ") || l.contains("unshare "));
+                if let Some(start) = start {
+                    starts += 1;
+                    let noted = match lines.iter().position(|l| *l == NOTE) {
+                        Some(n) => n < start,
+                        None => host && !first_part && noted_part,
+                    };
+                    assert!(
+                        noted,
+                        "{marker} starts a container without the note of its shell first:\n{}",
+                        lines.join("\n")
+                    );
+                }
+            }
+        }
+        assert!(starts >= 6, "{starts} blocks start a container");
+        for n in 1..=9 {
+            let host = format!("{MARKER}{n} layer {n} host");
+            let (_, lines) = slides(&deck)
+                .into_iter()
+                .flat_map(blocks)
+                .find(|(m, _)| m.starts_with(&host))
+                .unwrap_or_else(|| panic!("no host block of step {n}"));
+            assert_eq!(lines.first(), Some(&NOTE), "step {n}'s first host block");
+        }
+    }
+
+    /// A step's slides show its own layer's lines: its first by-hand slide says
+    /// where the earlier layers' come from (`lab explain N`), or how to have them
+    /// all typed (`lab script N`), and a slide says so where by-hand work starts.
+    #[test]
+    fn the_by_hand_slides_say_where_the_earlier_layers_come_from() {
+        let deck = deck();
+        let all = slides(&deck);
+        let first_hand = |n: u8| {
+            all.iter()
+                .position(|s| s.contains(&format!("{MARKER}{n} layer {n} ")))
+                .unwrap_or_else(|| panic!("no by-hand slide of step {n}"))
+        };
+        let intro = all
+            .iter()
+            .position(|s| heading(s).starts_with("By hand"))
+            .expect("a slide where by-hand work starts");
+        assert!(intro < first_hand(1), "it comes before step 1's commands");
+        for words in [
+            "`lab explain N`",
+            "sudo lab script N > stepN.sh; sudo bash stepN.sh",
+        ] {
+            assert!(all[intro].contains(words), "{words}");
+        }
+        for n in 1..=9u8 {
+            let slide = all[first_hand(n)];
+            let script = format!("`sudo lab script {n} > step{n}.sh; sudo bash step{n}.sh`");
+            assert!(
+                slide.contains(&script),
+                "step {n}'s first by-hand slide: {script}"
+            );
+        }
     }
 }
