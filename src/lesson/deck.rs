@@ -6,7 +6,8 @@
 
 #[cfg(test)]
 mod tests {
-    use super::super::blocks::MARKER;
+    use super::super::blocks::{after_exit, MARKER};
+    use super::super::tests::classroom_explain;
 
     fn deck() -> String {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("slides/deck.md");
@@ -230,6 +231,44 @@ mod tests {
                 .find(|(m, _)| m.starts_with(&host))
                 .unwrap_or_else(|| panic!("no host block of step {n}"));
             assert_eq!(lines.first(), Some(&NOTE), "step {n}'s first host block");
+        }
+    }
+
+    /// Steps 5 to 7 leave lab0, the LAB-* chains, the cgroups and the overlay on
+    /// the host: each has its teardown on its slides, every line of what `lab
+    /// explain N` types after exit, in order, on slides that say so.
+    #[test]
+    fn steps_5_to_7_have_their_teardown() {
+        let deck = deck();
+        for n in 5..=7u8 {
+            let want = after_exit(&classroom_explain(n, None)).lines().count();
+            let mut next = 1;
+            for slide in slides(&deck) {
+                for (marker, lines) in blocks(slide) {
+                    let Some(rest) = marker
+                        .strip_prefix(&format!("{MARKER}{n} after"))
+                        .and_then(|r| r.strip_suffix(" -->"))
+                    else {
+                        continue;
+                    };
+                    assert!(heading(slide).contains("after exit"), "{}", heading(slide));
+                    let from = match rest.trim().split_once('-') {
+                        Some((from, _)) => from.parse().unwrap(),
+                        None => 1,
+                    };
+                    assert_eq!(
+                        from, next,
+                        "{marker}: the teardown of step {n} from line {next}"
+                    );
+                    next += lines.len();
+                }
+            }
+            assert_eq!(
+                next - 1,
+                want,
+                "step {n}: {want} lines of teardown, {} on the slides",
+                next - 1
+            );
         }
     }
 
