@@ -304,4 +304,48 @@ mod tests {
             );
         }
     }
+
+    /// Each step's live, break-it and checkpoint slide has notes of its own: what
+    /// lab prints (as many checks as `lab verify N` runs, snapshots/checks-N.snap,
+    /// and `lab check N` by hand, without the after-exit ones), the errors students
+    /// hit, the questions they ask.
+    #[test]
+    fn each_live_slide_has_notes_of_its_own() {
+        let deck = deck();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots");
+        let mut seen: Vec<String> = Vec::new();
+        for n in 1..=9u8 {
+            let title = format!("Step {n}: live, break it, checkpoint");
+            let slide = slides(&deck)
+                .into_iter()
+                .find(|s| heading(s) == title)
+                .unwrap_or_else(|| panic!("no slide {title:?}"));
+            let notes = notes(slide)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            for part in ["Expected", "Errors they hit:", "Questions:"] {
+                assert!(notes.contains(part), "{title}: no {part:?}");
+            }
+            let snap = std::fs::read_to_string(dir.join(format!("checks-{n}.snap"))).unwrap();
+            let checks: Vec<&str> = snap.lines().filter(|l| l.starts_with("layer ")).collect();
+            let after = checks.iter().filter(|c| c.contains(": after exit")).count();
+            let m = checks.len();
+            assert!(
+                notes.contains(&format!("\"{m} of {m} checks passed.")),
+                "{title}: lab verify {n} runs {m} checks"
+            );
+            let by_hand = match after {
+                0 => format!("runs the same {m}"),
+                _ => format!("runs {}", m - after),
+            };
+            assert!(notes.contains(&by_hand), "{title}: lab check {n} {by_hand}");
+            let own = notes.replace(&n.to_string(), "N");
+            assert!(
+                !seen.contains(&own),
+                "{title}: the same notes as another step's"
+            );
+            seen.push(own);
+        }
+    }
 }
