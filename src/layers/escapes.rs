@@ -22,7 +22,7 @@
 //! | a file handle it makes up (shocker)      | 2-7 (2)  | 8: no CAP_DAC_READ_SEARCH, seccomp |
 //! | writing the host's kernel settings       | 3-7      | 8: /proc/sys read-only             |
 //! | mounting cgroupfs to lift its own limits | 6-7 (1)  | 8: no CAP_SYS_ADMIN, seccomp       |
-//! | a host file of root's that reaches it    | 8        | 9: root inside is not root         |
+//! | a host file of root's that reaches it    | 1-8 (3)  | 9: root inside is not root         |
 //!
 //! Step 9 (a user namespace) closes the last one, and the others a second time:
 //! root inside is not root on the host.
@@ -36,6 +36,10 @@
 //! handles can be made up; not on tmpfs or an overlay. Where the run directory
 //! is a tmpfs (/run, on most machines), step 7's overlay leaves nothing to try:
 //! the check is skipped there, and says why.
+//!
+//! (3) Root inside is user 0 of the host at every step before 9 (its `closed_at`),
+//! so the escape works from step 1; layer 8 lists its check, and lab tries it from
+//! step 8, when it is the last one left open.
 
 use crate::engine::check::{Attempt, Check, Escape, Kind, Probe};
 use nix::errno::Errno;

@@ -348,4 +348,59 @@ mod tests {
             seen.push(own);
         }
     }
+
+    /// The escape arc's table, in the deck and in src/layers/escapes.rs, says what
+    /// the code does: each escape closed at the step its check's `closed_at` names,
+    /// and working until the step before.
+    #[test]
+    fn the_escape_arc_tables_say_what_the_checks_do() {
+        use crate::engine::check::Kind;
+        let mut closed: Vec<u8> = crate::layers::STEPS
+            .iter()
+            .filter_map(|s| s.layer)
+            .flat_map(|l| (l.checks)(9))
+            .filter_map(|c| match c.kind {
+                Kind::Escape(e) => Some(e.closed_at),
+                _ => None,
+            })
+            .collect();
+        closed.sort();
+        let code = include_str!("../layers/escapes.rs");
+        let deck = deck();
+        let arc = slides(&deck)
+            .into_iter()
+            .find(|s| heading(s).starts_with("The escape arc"))
+            .unwrap();
+        for (table, text) in [
+            ("slides/deck.md", arc.to_string()),
+            ("escapes.rs", code.replace("//! ", "")),
+        ] {
+            let mut found = Vec::new();
+            for line in text.lines().filter(|l| l.starts_with("| ")) {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let works = cells[2].split(' ').next().unwrap();
+                let Ok(by) = cells[3].split(':').next().unwrap().parse::<u8>() else {
+                    continue;
+                };
+                let until: u8 = works.rsplit('-').next().unwrap().parse().unwrap();
+                assert_eq!(until + 1, by, "{table}: {line}");
+                found.push(by);
+            }
+            found.sort();
+            assert_eq!(
+                found, closed,
+                "{table}: the escapes and the steps that close them"
+            );
+        }
+        let row = |text: &str| {
+            text.lines()
+                .find(|l| l.contains("host file of root's"))
+                .map(String::from)
+                .unwrap()
+        };
+        // Root inside is user 0 of the host until step 9's user namespace: that
+        // escape works from step 1 (lab tries it from step 8, whose layer lists it).
+        assert!(row(arc).contains("| 1-8"), "{}", row(arc));
+        assert!(row(code).contains("| 1-8"), "{}", row(code));
+    }
 }
