@@ -403,4 +403,72 @@ mod tests {
         assert!(row(arc).contains("| 1-8"), "{}", row(arc));
         assert!(row(code).contains("| 1-8"), "{}", row(code));
     }
+
+    /// The edges of a Graphviz file: `a -> b -> c [...]` as (a, b), (b, c).
+    fn edges(dot: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for statement in dot.lines().flat_map(|l| l.split(';')) {
+            let statement = statement.split('[').next().unwrap_or_default();
+            let nodes: Vec<String> = statement
+                .split("->")
+                .map(|n| n.trim().to_string())
+                .collect();
+            for pair in nodes.windows(2) {
+                out.push((pair[0].clone(), pair[1].clone()));
+            }
+        }
+        out
+    }
+
+    /// The diagrams the lessons and slides share draw what the kernel does:
+    /// seccomp before any capability check; a published port's packet routed
+    /// and forwarded to lab0, not back out of the uplink; the shared peer group
+    /// that --make-rprivate cuts; both ID maps, and who owns the image before
+    /// and after the shifted copy.
+    #[test]
+    fn the_diagrams_draw_what_the_kernel_does() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("lessons/diagrams");
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        let has =
+            |e: &[(String, String)], a: &str, b: &str| e.iter().any(|(x, y)| x == a && y == b);
+        let privileges = edges(&read("08-privileges.dot"));
+        assert!(
+            has(&privileges, "proc", "seccomp"),
+            "a system call meets seccomp first"
+        );
+        assert!(
+            has(&privileges, "seccomp", "caps"),
+            "then, allowed, its capability check"
+        );
+        assert!(!has(&privileges, "caps", "seccomp"), "not the other way");
+        let network = edges(&read("05-network.dot"));
+        for (a, b) in [
+            ("uplink", "pre"),
+            ("pre", "route"),
+            ("route", "fwd"),
+            ("fwd", "lab0"),
+        ] {
+            assert!(has(&network, a, b), "in to a published port: {a} -> {b}");
+        }
+        assert!(!has(&network, "pre", "uplink") && !has(&network, "pre", "post"));
+        let mount = read("02-mount.dot");
+        assert!(
+            mount.contains("shared") && mount.contains("peer group"),
+            "02-mount.dot"
+        );
+        assert!(mount.contains("mount --make-rprivate /"), "02-mount.dot");
+        assert!(
+            has(&edges(&mount), "h_root", "b_root"),
+            "the host's / and its copy"
+        );
+        let userns = read("09-userns.dot");
+        for words in [
+            "uid_map",
+            "gid_map",
+            "owned by 0:0",
+            "owned by 200000:200000",
+        ] {
+            assert!(userns.contains(words), "09-userns.dot: {words}");
+        }
+    }
 }
