@@ -171,7 +171,7 @@ fn at_pivot_root(shown: &str) -> bool {
         .rev()
         .filter(|l| !l.trim().is_empty())
         .take(10)
-        .any(|l| l.trim() == "pivot_root . .oldroot")
+        .any(|l| l.trim() == "pivot_root . .")
 }
 
 /// A home of the test's own: the progress file and the hints go there.
