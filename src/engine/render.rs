@@ -240,7 +240,7 @@ pub fn explain(plan: &Plan, only: Option<u8>) -> String {
 /// shell at step 1, unshare from step 2; lab follows unshare down to the
 /// container's process).
 pub fn grade(plan: &Plan) -> (String, String) {
-    let sudo = if crate::dirs::rootless() { "" } else { "sudo " };
+    let sudo = crate::dirs::sudo();
     let note = crate::engine::plan::quote_path(&plan.spec.files_dir().join("shell"));
     (
         format!(

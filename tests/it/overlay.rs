@@ -123,6 +123,35 @@ fn keep_leaves_the_writable_layer_to_look_at() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(err(&out).contains("--keep"), "{}", err(&out));
+    // Without --name too: the next container gets the next free name, and a
+    // line says why it is not the kept one's.
+    let name_of = |out: &std::process::Output| -> String {
+        text(out)
+            .lines()
+            .find_map(|l| l.strip_prefix("container "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or_else(|| panic!("no container named in:\n{}", text(out)))
+            .to_string()
+    };
+    let out = lab_isolated()
+        .args(["step", "7", "--keep", "--no-checks", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    let first = name_of(&out);
+    let _first = RemoveOnDrop(home().join("containers").join(&first));
+    let out = lab_isolated()
+        .args(["step", "7", "--no-checks", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    assert_ne!(name_of(&out), first);
+    let said = err(&out);
+    let why = said
+        .lines()
+        .find(|l| l.contains("that --keep left hold"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(why.contains(&format!(" {first} (")), "{said}");
 }
 
 /// The container's root as its own /proc/self/mountinfo shows it: is the overlay
