@@ -141,7 +141,7 @@ impl Printer {
     }
 }
 
-fn layer_title(layer: &Layer) -> String {
+pub(super) fn layer_title(layer: &Layer) -> String {
     format!("Layer {} · {}", layer.number, layer.title)
 }
 

@@ -1389,7 +1389,8 @@ fn the_image_config_gives_environment_directory_and_command() {
         "{t}"
     );
     let run = |args: &[&str]| {
-        let mut all = vec!["step", "7", "--no-checks", "--image", "app"];
+        // (--verbose: the commands of the image's config, read below.)
+        let mut all = vec!["step", "7", "--verbose", "--no-checks", "--image", "app"];
         all.extend_from_slice(args);
         let out = s.lab(&all);
         assert!(out.status.success(), "{args:?}: {}", err(&out));

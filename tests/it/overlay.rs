@@ -13,8 +13,18 @@ fn after_kill_9_at_step_7_the_next_run_unmounts_the_overlay() {
     let before = mountinfo();
     // A neighbour that outlives it, with its checks.
     let mut cmd = lab_isolated();
-    cmd.args(["step", "7", "--name", "s7", "--", "sleep", "4477"])
-        .stdout(std::process::Stdio::piped());
+    // (--verbose: each check with its detail, read below.)
+    cmd.args([
+        "step",
+        "7",
+        "--verbose",
+        "--name",
+        "s7",
+        "--",
+        "sleep",
+        "4477",
+    ])
+    .stdout(std::process::Stdio::piped());
     let survivor = Background::spawn(cmd);
     let sleeper = wait_for_process("sleep 4477");
     let mut cmd = lab_isolated();
@@ -80,6 +90,19 @@ fn keep_leaves_the_writable_layer_to_look_at() {
         .unwrap();
     assert!(out.status.success(), "{}", err(&out));
     let upper = home().join("containers/kept/upper");
+    // The summary says where the layer is, and that it holds the name.
+    let kept = text(&out)
+        .lines()
+        .find(|l| l.trim_start().starts_with("kept  "))
+        .unwrap_or_else(|| panic!("no kept line in:\n{}", text(&out)))
+        .to_string();
+    assert!(
+        kept.contains(&format!(
+            "{}: what container kept changed (--keep)",
+            upper.display()
+        )) && kept.contains("It holds the name kept until you remove it"),
+        "{kept}"
+    );
     assert_eq!(
         std::fs::read_to_string(upper.join("etc/motd")).unwrap(),
         "changed\n"

@@ -61,6 +61,20 @@ impl super::Hooks for OverlayHooks {
     fn release(&self, state: &Path) {
         remove_check_traces(&state.join(TRACES));
     }
+    /// With --keep: where the container's writable layer is, and that it holds
+    /// the container's name until removed (engine/state: never reused).
+    fn kept(&self, spec: &Spec) -> Option<String> {
+        let dir = spec.container_dir();
+        spec.keep.then(|| {
+            format!(
+                "{}: what container {} changed (--keep). It holds the name {1} until you remove it: {}rm -rf {}",
+                dir.join("upper").display(),
+                spec.name,
+                crate::dirs::sudo(),
+                quote_path(&dir)
+            )
+        })
+    }
 }
 
 // ── The commands ───────────────────────────────────────────────────────────────
