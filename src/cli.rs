@@ -134,6 +134,10 @@ pub enum Cmd {
         /// everything): to step through a layer live
         #[arg(long)]
         walk: bool,
+        /// Print every command as lab runs it, and each check with its detail
+        /// (by default: a line per layer, the checks' verdict, a summary)
+        #[arg(long, short)]
+        verbose: bool,
         /// What runs inside [default: /bin/sh]
         #[arg(last = true)]
         command: Vec<String>,
@@ -145,6 +149,9 @@ pub enum Cmd {
         /// Print the checks as JSON
         #[arg(long)]
         json: bool,
+        /// Print each check with its detail before the summary
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Run the checks of step N against a running container, e.g. one built by hand
     Check {

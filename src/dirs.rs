@@ -20,6 +20,16 @@ pub fn rootless() -> bool {
     *ROOTLESS.get_or_init(|| !nix::unistd::geteuid().is_root())
 }
 
+/// How a command the student types to change lab's files starts: `sudo ` with
+/// root, nothing without.
+pub fn sudo() -> &'static str {
+    if rootless() {
+        ""
+    } else {
+        "sudo "
+    }
+}
+
 /// Without root (step 9 only), lab keeps its files where the XDG base directory
 /// specification says a user's belong: data in ~/.local/share/lab, what lives
 /// only while containers run in $XDG_RUNTIME_DIR/lab.

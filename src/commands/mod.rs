@@ -82,7 +82,21 @@ fn left_before(step: u8, before: &[String]) -> Option<String> {
     ))
 }
 
-/// The checks as text (or JSON), and the exit code: 0 only if none failed.
+/// The summary that ends `lab step` and `lab verify` (render::summary).
+fn print_summary(step: u8, done: &crate::engine::container::Finished, more: Option<&str>) {
+    render::out(&crate::engine::screen::summary(
+        &crate::engine::screen::Ending {
+            step,
+            name: &done.name,
+            reports: &done.reports,
+            kept: &done.kept,
+            more,
+        },
+    ));
+}
+
+/// The checks as text (or JSON), and the exit code: 0 only if none failed
+/// (`lab check`).
 fn print_verdict(reports: &[Report], json: bool) -> ExitCode {
     let failed = reports.iter().filter(|r| r.outcome.failed()).count();
     let passed = reports.iter().filter(|r| r.outcome.passed()).count();

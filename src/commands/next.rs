@@ -17,5 +17,5 @@ pub fn run(command: Vec<String>) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     // As `lab step N -- COMMAND` with no other option.
-    super::step::run(&Target::at(n), false, false, command)
+    super::step::run(&Target::at(n), false, false, false, command)
 }

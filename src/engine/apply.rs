@@ -74,11 +74,11 @@ mod tests {
 
     #[test]
     fn a_hint_given_where_it_failed_comes_before_the_errnos() {
-        let e = anyhow::Error::new(Errno::EINVAL).context("pivot_root(\".\", \".oldroot\")");
+        let e = anyhow::Error::new(Errno::EINVAL).context("pivot_root(\".\", \".\")");
         assert_eq!(hint_for(&e), None, "EINVAL alone says nothing");
         let e = crate::engine::error::hinted(e, "bind it onto itself first");
         assert_eq!(hint_for(&e).as_deref(), Some("bind it onto itself first"));
-        let e = anyhow::Error::new(Errno::EBUSY).context("umount /.oldroot");
+        let e = anyhow::Error::new(Errno::EBUSY).context("umount -l .");
         let hint = hint_for(&e);
         assert_eq!(
             hint.as_deref(),

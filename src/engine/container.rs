@@ -32,10 +32,11 @@ use crate::engine::init;
 use crate::engine::message::{Setup, Word};
 use crate::engine::plan::{Phase, Plan, RunContext, Spec};
 use crate::engine::render::{self, Item, Printer};
+use crate::engine::screen::{self, announce};
+pub use crate::engine::screen::{Mode, Show};
 use crate::engine::state::{fault_point, Claim};
 use crate::sys;
 use anyhow::{anyhow, bail, Context, Result};
-use colored::Colorize;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{kill, Signal};
@@ -45,21 +46,16 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// `lab step`: print everything, then run the command; `checks: false` skips the
-    /// checks (`--no-checks`, to time the container itself); `walk` waits for Enter
-    /// before each command (`--walk`).
-    Step { checks: bool, walk: bool },
-    /// `lab verify`: run the checks, then stop; print nothing (main prints the checks).
-    Verify,
-}
-
 /// How a run ended.
 pub struct Finished {
     pub reports: Vec<Report>,
     /// The command's exit status (128+N when killed by signal N).
     pub exit_code: i32,
+    /// The container's name.
+    pub name: String,
+    /// What the layers left on the host on purpose, one line each (a layer kept
+    /// with --keep), for the summary.
+    pub kept: Vec<String>,
 }
 
 /// lab was stopped before the command started: by a signal (Ctrl-C is
@@ -103,32 +99,6 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// How loud a run is, and what it does besides building the container.
-#[derive(Clone, Copy)]
-pub struct Show {
-    /// Print the layers' commands and the checks (`lab step`).
-    pub loud: bool,
-    /// Wait for Enter before each command (`--walk`).
-    pub walk: bool,
-    /// Run the checks (all but `--no-checks`).
-    pub checks: bool,
-}
-
-impl Show {
-    fn of(mode: Mode) -> Show {
-        Show {
-            loud: matches!(mode, Mode::Step { .. }),
-            walk: matches!(mode, Mode::Step { walk: true, .. }),
-            checks: !matches!(mode, Mode::Step { checks: false, .. }),
-        }
-    }
-    fn say(&self, text: &str) {
-        if self.loud {
-            render::out(text);
-        }
-    }
-}
-
 /// Build the container of `spec`, check it, run its command, tear it down: the
 /// phases a student sees, in order.
 pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
@@ -152,6 +122,9 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         .checks
         .then(|| Before::take(plan.spec.step, &plan.spec.name));
     announce(&plan, show);
+    if !show.full {
+        show.say(&screen::outline(&plan));
+    }
     let mut printer = Printer::default();
     let sequence = plan.sequence();
     let parts = Parts::of(&sequence);
@@ -193,7 +166,11 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     } else {
         vec![]
     };
-    show.say(&render::reports("Checks", &reports));
+    if show.full {
+        show.say(&render::reports("Checks", &reports));
+    } else if show.checks {
+        show.say(&screen::verdict_before(&reports));
+    }
     if let Some(signal) = sys::take_signal() {
         return Err(Interrupted::by(signal).into());
     }
@@ -202,7 +179,7 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
     mark("container exited");
     // 8. Teardown, then what the host looks like after.
     for item in parts.teardown {
-        show.say(&printer.item(&plan, item));
+        show.detail(&printer.item(&plan, item));
     }
     undo.run()?;
     drop(claim);
@@ -211,12 +188,21 @@ pub fn run(mut spec: Spec, name: Option<&str>, mode: Mode) -> Result<Finished> {
         Some(before) => check::after_exit(plan.spec.step, &before.now()),
         None => vec![],
     };
-    show.say(&render::reports(
+    show.detail(&render::reports(
         &format!("After exit (container {} is gone)", plan.spec.name),
         &after,
     ));
     reports.extend(after);
-    Ok(Finished { reports, exit_code })
+    let kept = crate::engine::curriculum::active(plan.spec.step)
+        .iter()
+        .filter_map(|l| l.hooks.kept(&plan.spec))
+        .collect();
+    Ok(Finished {
+        reports,
+        exit_code,
+        name: plan.spec.name.clone(),
+        kept,
+    })
 }
 
 /// Take a name and a state directory; let each layer reserve what it takes from
@@ -229,29 +215,6 @@ fn reserve(spec: &mut Spec, name: Option<&str>) -> Result<Claim> {
         layer.hooks.reserve(spec, &claim)?;
     }
     Ok(claim)
-}
-
-/// The step's title, the container's name and what its root is made of.
-fn announce(plan: &Plan, show: Show) {
-    let root = if plan.spec.new_root() == plan.spec.rootfs {
-        format!("root filesystem {}", plan.spec.rootfs.display())
-    } else {
-        let layers: Vec<String> = plan
-            .spec
-            .image
-            .iter()
-            .map(|l| l.display().to_string())
-            .collect();
-        format!("image layers (bottom first) {}", layers.join(", "))
-    };
-    show.say(&format!(
-        "{}\ncontainer {} · {root}\n",
-        render::step_title(plan).bold(),
-        plan.spec.name,
-    ));
-    for line in render::left_out(plan.spec.step) {
-        show.say(&format!("{line}\n"));
-    }
 }
 
 /// The container's first process, as lab sees it: its guard, and the pipes to it.
@@ -456,7 +419,7 @@ fn on_host(
     show: Show,
 ) -> Result<()> {
     for item in items {
-        show.say(&printer.item(plan, item));
+        show.detail(&printer.item(plan, item));
         if let Item::Command(c) = item {
             if show.walk {
                 crate::engine::walk::before(plan, c)?;

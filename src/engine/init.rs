@@ -141,7 +141,7 @@ fn apply_inside(
     show: Show,
 ) -> Result<(), Setup> {
     for item in inside {
-        if show.loud {
+        if show.loud && show.full {
             render::out(&printer.item(plan, item));
         }
         let Item::Command(c) = item else { continue };

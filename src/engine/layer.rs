@@ -134,6 +134,12 @@ pub trait Hooks: Sync {
     /// The container in `state` is gone: release what this layer recorded
     /// there (step 6: the cgroup parents its run made, when empty).
     fn release(&self, _state: &Path) {}
+    /// The container of `spec` is gone: what this layer left on the host on
+    /// purpose, where it is and how it goes, one line for the summary (step
+    /// 7: the writable layer kept with --keep).
+    fn kept(&self, _spec: &Spec) -> Option<String> {
+        None
+    }
     /// What containers share, taken down when none uses it any more (step 5:
     /// lab0 and the rules). Returns what was removed, for the student.
     fn remove_shared_if_unused(&self) -> Result<Option<String>> {

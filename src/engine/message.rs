@@ -306,11 +306,11 @@ mod tests {
     #[test]
     fn a_setup_error_keeps_its_hint() {
         let e = crate::engine::error::hinted(anyhow::anyhow!("EINVAL"), "bind it first")
-            .context("`pivot_root . .oldroot` failed");
+            .context("`pivot_root . .` failed");
         assert_eq!(
             Setup::failed(&e),
             Setup::Failed {
-                error: "`pivot_root . .oldroot` failed: EINVAL".into(),
+                error: "`pivot_root . .` failed: EINVAL".into(),
                 hint: Some("bind it first".into()),
             }
         );

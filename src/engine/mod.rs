@@ -36,6 +36,7 @@ pub mod namespace;
 pub mod plan;
 pub mod prompt;
 pub mod render;
+pub mod screen;
 pub mod spec;
 pub mod state;
 pub mod walk;

@@ -42,8 +42,8 @@ pub enum Phase {
     /// Inside, in the container's own mount table: what is mounted into the new
     /// root before it becomes `/`.
     Root,
-    /// Inside: the root filesystem becomes `/` (the host's tree stays in view
-    /// below it until the first commands of `Inside` detach it).
+    /// Inside: the root filesystem becomes `/` (the host's tree stays in view,
+    /// stacked on it, until the first commands of `Inside` detach it).
     ChangeRoot,
     /// Inside the new root, the host's tree still in view: what comes from the
     /// host, mounted on paths that now resolve in the container (a symbolic link

@@ -141,7 +141,7 @@ impl Printer {
     }
 }
 
-fn layer_title(layer: &Layer) -> String {
+pub(super) fn layer_title(layer: &Layer) -> String {
     format!("Layer {} · {}", layer.number, layer.title)
 }
 
@@ -272,7 +272,7 @@ fn find_pid_again(plan: &Plan, layer: u8) -> Option<Command> {
 /// shell at step 1, unshare from step 2; lab follows unshare down to the
 /// container's process).
 pub fn grade(plan: &Plan) -> (String, String) {
-    let sudo = if crate::dirs::rootless() { "" } else { "sudo " };
+    let sudo = crate::dirs::sudo();
     let note = crate::engine::plan::quote_path(&shell_note(&plan.spec));
     (
         format!(

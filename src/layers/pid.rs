@@ -54,7 +54,7 @@ fn commands(spec: &Spec) -> Result<Vec<Command>> {
         // /proc, is detached.
         return Ok(vec![LAYER.at(
             Phase::FromOldRoot,
-            "a fresh /proc, mounted before the host's tree is detached: in a user namespace the kernel wants a proc already in view, the host's (under /.oldroot), to allow it",
+            "a fresh /proc, mounted before the host's tree is detached: in a user namespace the kernel wants a proc already in view in the mount namespace, the host's (on the host's tree, stacked on /), to allow it",
             MountProc("/proc".into()),
         )]);
     }

@@ -355,7 +355,7 @@ mod tests {
             "{inside}"
         );
         assert!(
-            inside.contains("mount --bind /.oldroot/run/lab/hand/c1/etc/hosts /etc/hosts"),
+            inside.contains("mount --bind /../run/lab/hand/c1/etc/hosts /etc/hosts"),
             "{inside}"
         );
         let all = layer_commands(&explain, 5);

@@ -169,7 +169,7 @@ fn quoted(hint: &str) -> Vec<String> {
 }
 
 /// The commands of a hint that show the cause, not the ones that fix it: the
-/// layer's own lines (`umount -l /.oldroot`, in `fix`) wait for level 3, and a
+/// layer's own lines (`umount -l .`, in `fix`) wait for level 3, and a
 /// command that would change something (`hostname NAME`: typed where the
 /// container has no uts namespace, it renames the host) is never offered as a
 /// way to look.
@@ -208,9 +208,9 @@ mod tests {
     fn the_cause_shows_what_to_look_at_not_the_fix() {
         assert_eq!(
             super::to_look(
-                "The old root is still mounted: `umount -l /.oldroot` did not run. Look for it with `cat /proc/mounts` inside.",
+                "The host's root is still mounted: after `pivot_root . .`, `umount -l .` did not run. Look for a second mount on / with `cat /proc/mounts` inside.",
                 // As on a terminal: in colour.
-                "Layer 2\n  pivot_root . .oldroot\n  \x1b[36mumount -l /.oldroot\x1b[0m\n"
+                "Layer 2\n  pivot_root . .\n  \x1b[36mumount -l .\x1b[0m\n"
             ),
             vec!["cat /proc/mounts".to_string()]
         );

@@ -83,6 +83,38 @@ fn script_prints_a_runnable_bash_script_for_each_step() {
     }
 }
 
+/// From step 2 on, the root changes with `pivot_root . .` and the host's tree,
+/// stacked on the new root, goes with `umount -l .`: lab names no path of its
+/// own in the image's tree (an image may hold a file or a link at any path; it
+/// once made `/.oldroot` there, and an image holding one was refused), and what
+/// comes from the host is named through `/..` before the host's tree goes.
+#[test]
+fn the_root_changes_without_a_name_of_labs_in_the_image() {
+    for n in BUILT.into_iter().filter(|n| *n >= 2) {
+        for what in ["explain", "script"] {
+            let out = print(what, n);
+            let s = text(&out);
+            assert!(out.status.success(), "{}", err(&out));
+            assert!(!s.contains("oldroot"), "lab {what} {n}:\n{s}");
+            let lines: Vec<&str> = s.lines().map(str::trim).collect();
+            let at = |line: &str| {
+                lines
+                    .iter()
+                    .position(|l| *l == line)
+                    .unwrap_or_else(|| panic!("lab {what} {n} has no `{line}`:\n{s}"))
+            };
+            let (pivot, detach) = (at("pivot_root . ."), at("umount -l ."));
+            assert!(pivot < detach, "lab {what} {n}:\n{s}");
+            // Every line that takes a file of the host's tree comes between them.
+            for (i, l) in lines.iter().enumerate() {
+                if l.contains(" /../") {
+                    assert!(pivot < i && i < detach, "lab {what} {n}: `{l}`");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn script_carries_the_command_and_quotes_it() {
     let out = run(&[

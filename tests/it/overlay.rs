@@ -13,8 +13,18 @@ fn after_kill_9_at_step_7_the_next_run_unmounts_the_overlay() {
     let before = mountinfo();
     // A neighbour that outlives it, with its checks.
     let mut cmd = lab_isolated();
-    cmd.args(["step", "7", "--name", "s7", "--", "sleep", "4477"])
-        .stdout(std::process::Stdio::piped());
+    // (--verbose: each check with its detail, read below.)
+    cmd.args([
+        "step",
+        "7",
+        "--verbose",
+        "--name",
+        "s7",
+        "--",
+        "sleep",
+        "4477",
+    ])
+    .stdout(std::process::Stdio::piped());
     let survivor = Background::spawn(cmd);
     let sleeper = wait_for_process("sleep 4477");
     let mut cmd = lab_isolated();
@@ -80,6 +90,19 @@ fn keep_leaves_the_writable_layer_to_look_at() {
         .unwrap();
     assert!(out.status.success(), "{}", err(&out));
     let upper = home().join("containers/kept/upper");
+    // The summary says where the layer is, and that it holds the name.
+    let kept = text(&out)
+        .lines()
+        .find(|l| l.trim_start().starts_with("kept  "))
+        .unwrap_or_else(|| panic!("no kept line in:\n{}", text(&out)))
+        .to_string();
+    assert!(
+        kept.contains(&format!(
+            "{}: what container kept changed (--keep)",
+            upper.display()
+        )) && kept.contains("It holds the name kept until you remove it"),
+        "{kept}"
+    );
     assert_eq!(
         std::fs::read_to_string(upper.join("etc/motd")).unwrap(),
         "changed\n"
@@ -123,6 +146,35 @@ fn keep_leaves_the_writable_layer_to_look_at() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(err(&out).contains("--keep"), "{}", err(&out));
+    // Without --name too: the next container gets the next free name, and a
+    // line says why it is not the kept one's.
+    let name_of = |out: &std::process::Output| -> String {
+        text(out)
+            .lines()
+            .find_map(|l| l.strip_prefix("container "))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or_else(|| panic!("no container named in:\n{}", text(out)))
+            .to_string()
+    };
+    let out = lab_isolated()
+        .args(["step", "7", "--keep", "--no-checks", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    let first = name_of(&out);
+    let _first = RemoveOnDrop(home().join("containers").join(&first));
+    let out = lab_isolated()
+        .args(["step", "7", "--no-checks", "--", "true"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    assert_ne!(name_of(&out), first);
+    let said = err(&out);
+    let why = said
+        .lines()
+        .find(|l| l.contains("that --keep left hold"))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(why.contains(&format!(" {first} (")), "{said}");
 }
 
 /// The container's root as its own /proc/self/mountinfo shows it: is the overlay

@@ -171,7 +171,7 @@ fn at_pivot_root(shown: &str) -> bool {
         .rev()
         .filter(|l| !l.trim().is_empty())
         .take(10)
-        .any(|l| l.trim() == "pivot_root . .oldroot")
+        .any(|l| l.trim() == "pivot_root . .")
 }
 
 /// A home of the test's own: the progress file and the hints go there.
@@ -393,7 +393,7 @@ fn the_shell_inside_says_where_it_is_and_a_command_gets_no_prompt() {
     let env = [("LAB_HOME", home()), ("LAB_RUN", run_dir())];
     let env: Vec<(&str, &Path)> = env.iter().map(|(k, v)| (*k, v.as_path())).collect();
     // With its checks: on a terminal, lab-init waits on it too, and still reaps.
-    let s = Screen::start(&format!("{LAB} step 3 --name tutor1"), &env);
+    let s = Screen::start(&format!("{LAB} step 3 --verbose --name tutor1"), &env);
     let screen = s.wait_for("[tutor1 · step 3] / #", 1);
     assert!(
         screen.contains("pass  layer 3: PID 1 reaps orphaned processes"),

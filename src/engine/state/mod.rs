@@ -121,6 +121,8 @@ impl Claim {
             .flat_map(|h| std::fs::read_dir(h).into_iter().flatten().flatten())
             .map(|e| e.file_name())
             .collect();
+        // The names passed over for a layer that --keep left, to say why.
+        let mut kept = Vec::new();
         for candidate in &candidates {
             let path = dir.join(candidate);
             if name.is_none() && running.contains(&path) {
@@ -145,14 +147,18 @@ impl Claim {
             }
             let layer = home().join("containers").join(candidate);
             if layer.exists() && !path.exists() {
-                // The writable layer an earlier `lab step 7 --keep` left: never reuse it.
+                // The writable layer an earlier `lab step 7 --keep` left: it
+                // holds the name, as a stopped container of Docker's does, and
+                // is never reused.
                 if name.is_some() {
                     bail!(
-                        "{} holds what an earlier container {candidate} changed (--keep): look at it, then remove it with sudo rm -rf {}, or sudo lab clean",
+                        "{} holds what an earlier container {candidate} changed (--keep), and the name with it: look at it, then remove it ({}rm -rf {}), or choose another --name",
                         layer.display(),
+                        crate::dirs::sudo(),
                         layer.display()
                     );
                 }
+                kept.push(candidate.clone());
                 continue;
             }
             for _attempt in 0..2 {
@@ -169,6 +175,9 @@ impl Claim {
                         .context("locking the container's owner file")?;
                         std::io::Write::write_all(&mut &*owner, me.text().as_bytes())?;
                         crate::sys::set_claim_lock(std::os::fd::AsRawFd::as_raw_fd(&*owner));
+                        if let Some(said) = names_kept(candidate, &kept) {
+                            errln!("lab: {said}");
+                        }
                         return Ok(Claim {
                             name: candidate.clone(),
                             dir: path,
@@ -221,6 +230,33 @@ impl Drop for Claim {
         // must not close whatever file reuses its number.)
         crate::sys::set_claim_lock(-1);
     }
+}
+
+/// Why a container got the name `name` when the names `kept` before it are free
+/// of running containers: --keep left their writable layers, which hold them.
+fn names_kept(name: &str, kept: &[String]) -> Option<String> {
+    let dir = home().join("containers");
+    let (layer, names, layers, them, those) = match kept {
+        [] => return None,
+        [one] => (
+            "layer that --keep left holds the name",
+            one.clone(),
+            dir.join(one).display().to_string(),
+            "it",
+            "that name",
+        ),
+        [first @ .., last] => (
+            "layers that --keep left hold the names",
+            format!("{} and {last}", first.join(", ")),
+            format!("{}/{{{}}}", dir.display(), kept.join(",")),
+            "them",
+            "those names",
+        ),
+    };
+    Some(format!(
+        "this container is {name}: the writable {layer} {names} ({layers}), until you remove {them} ({}rm -rf {layers} frees {those})",
+        crate::dirs::sudo()
+    ))
 }
 
 /// A process written in a state file (`owner`, `pid`).
@@ -401,5 +437,37 @@ pub fn fault_point(what: &str) -> Result<()> {
         }
         "panic" => panic!("fault injected after {what} (LAB_FAULT={fault})"),
         _ => bail!("fault injected after {what} (LAB_FAULT={fault})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_kept;
+
+    #[test]
+    fn a_name_passed_over_for_a_kept_layer_is_said() {
+        assert_eq!(names_kept("c1", &[]), None);
+        let dir = crate::dirs::home().join("containers");
+        let sudo = crate::dirs::sudo();
+        let one = names_kept("c2", &["c1".into()]).unwrap();
+        assert_eq!(
+            one,
+            format!(
+                "this container is c2: the writable layer that --keep left holds the name c1 ({0}/c1), until you remove it ({sudo}rm -rf {0}/c1 frees that name)",
+                dir.display()
+            )
+        );
+        let three = names_kept("c5", &["c1".into(), "c2".into(), "c4".into()]).unwrap();
+        assert!(
+            three.starts_with("this container is c5: the writable layers that --keep left hold the names c1, c2 and c4 ("),
+            "{three}"
+        );
+        assert!(
+            three.contains(&format!(
+                "rm -rf {}/{{c1,c2,c4}} frees those names",
+                dir.display()
+            )),
+            "{three}"
+        );
     }
 }

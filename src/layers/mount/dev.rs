@@ -9,8 +9,8 @@
 //! the links to the process's open files.
 //!
 //! In a user namespace (step 9) no device node may be made: the host's six are
-//! bound over empty files instead, while the host's tree is still in view under
-//! /.oldroot.
+//! bound over empty files instead, while the host's tree is still stacked on
+//! the container's `/`, as `/..` (mod.rs).
 
 use crate::engine::check::{Check, Kind, Outcome, Probe};
 use crate::engine::plan::{quote_path, Action, Command, Phase, RunContext, Spec};
@@ -64,7 +64,7 @@ pub(super) fn commands(spec: &Spec) -> Vec<Command> {
     for (name, major, minor, what) in DEVICES {
         if in_userns {
             c.push(at(
-                &format!("{what}. In a user namespace no device node may be made (the kernel refuses mknod): bind the host's, still in view under /.oldroot, over an empty file"),
+                &format!("{what}. In a user namespace no device node may be made (the kernel refuses mknod): bind the host's, still in view as /../dev/NAME until the host's tree is detached, over an empty file"),
                 Box::new(BindDevice(name)),
             ));
         } else {
@@ -89,7 +89,7 @@ pub(super) fn commands(spec: &Spec) -> Vec<Command> {
 struct MountDev;
 /// `mknod -m 666 /dev/NAME c MAJOR MINOR`
 struct MakeDevice(&'static str, u64, u64);
-/// `touch /dev/NAME && mount --bind /.oldroot/dev/NAME /dev/NAME`
+/// `touch /dev/NAME && mount --bind /../dev/NAME /dev/NAME`
 struct BindDevice(&'static str);
 /// `mkdir /dev/pts && mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts`
 struct MountPts;
@@ -168,7 +168,7 @@ impl Action for BindDevice {
             MsFlags::MS_BIND,
             None::<&str>,
         )
-        .with_context(|| format!("mount --bind /.oldroot/dev/{0} /dev/{0}", self.0))
+        .with_context(|| format!("mount --bind /../dev/{0} /dev/{0}", self.0))
     }
 }
 

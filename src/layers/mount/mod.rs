@@ -3,9 +3,17 @@
 //! A mount namespace gives the container its own copy of the mount table: what it
 //! mounts or unmounts is its own business. Inside it, pivot_root swaps the root
 //! *mount* (not just a process's root directory, as chroot does): the root
-//! filesystem becomes `/`, the host's tree is hung below it and then detached. Once
-//! the host's tree is no longer mounted anywhere in the namespace, no `..` and no
-//! chroot trick leads back to it.
+//! filesystem becomes `/`, the host's tree is stacked on top of it and then
+//! detached. Once the host's tree is no longer mounted anywhere in the namespace,
+//! no `..` and no chroot trick leads back to it.
+//!
+//! `pivot_root . .`, as runc does it: the new root and the place for the old one
+//! are the same directory, so lab needs no name of its own in the image's tree
+//! (an image may hold anything at any path, a symbolic link included). The old
+//! root lands on top of the new one, at `/` too; a path starts from the
+//! process's root, the new root below, so `/etc` is the container's, and only
+//! `/..` climbs onto the mount stacked there: the host's tree, until `umount -l
+//! .` detaches it (umount acts on the topmost mount of the directory it is given).
 //!
 //! This file is the mount namespace and pivot_root; `dev.rs` gives the container
 //! its own /dev.
@@ -36,24 +44,37 @@ pub const LAYER: Layer = Layer {
     hooks: &MountHooks,
 };
 
-/// Where pivot_root puts the host's root, relative to the new root.
-const OLD_ROOT: &str = ".oldroot";
-
-/// A path of the host's tree as it is seen between pivot_root and the detaching
-/// of the old root (the `FromOldRoot` phase).
+/// A path of the host's tree as it is named between `pivot_root . .` and the
+/// detaching of the old root (the `FromOldRoot` phase): `/..` climbs from the
+/// new root onto the host's root, stacked on top of it.
 pub fn in_old_root(host_path: &Path) -> PathBuf {
-    Path::new("/")
-        .join(OLD_ROOT)
-        .join(host_path.strip_prefix("/").unwrap_or(host_path))
+    Path::new("/..").join(host_path.strip_prefix("/").unwrap_or(host_path))
 }
 
 /// Make the directory `path` where it is missing, as runc does for what it
 /// mounts on, and return the directory the kernel will mount on. Called after
 /// pivot_root, where `/` is the container's root: an image's symbolic link
 /// (`/proc -> /host/proc`) is followed as the container sees it, one component at
-/// a time, and leads to a path of the container, never to one of the host.
+/// a time, and leads to a path of the container, never to one of the host
+/// (a `..` at `/` stays there, as it does for the container once the host's
+/// tree is detached; the kernel would climb onto the host's tree until then).
 /// (Typed by hand, `mkdir -p` refuses a link to a missing path: File exists.)
 pub fn mount_point(path: &Path) -> Result<PathBuf> {
+    walk(Path::new("/"), path, false)
+}
+
+/// As [`mount_point`], for a file mounted over another (`mount --bind FILE
+/// PATH`): where `path` leads, an empty file made there if it is missing (from
+/// step 7 it lands in the container's writable layer), with its directories.
+pub fn file_mount_point(path: &Path) -> Result<PathBuf> {
+    walk(Path::new("/"), path, true)
+}
+
+/// Follow `path` from `root` (the container's `/`), one component at a time,
+/// each symbolic link as the container sees it (an absolute one from `root`, a
+/// `..` at `root` staying there); make what is missing: directories, and with
+/// `file`, the last component as an empty file.
+fn walk(root: &Path, path: &Path, file: bool) -> Result<PathBuf> {
     use std::ffi::OsString;
     use std::path::Component;
     let reversed = |p: &Path| -> Vec<OsString> {
@@ -67,25 +88,30 @@ pub fn mount_point(path: &Path) -> Result<PathBuf> {
             .collect()
     };
     let mut todo = reversed(path);
-    let mut at = PathBuf::from("/");
+    let mut at = root.to_path_buf();
     let mut links = 0;
     while let Some(name) = todo.pop() {
         if name == ".." {
-            at.pop();
+            if at != root {
+                at.pop();
+            }
             continue;
         }
         let next = at.join(&name);
+        // The last component of the path, once every link before it is followed.
+        let last = todo.is_empty();
         match next.symlink_metadata() {
             Ok(m) if m.file_type().is_symlink() => {
                 links += 1;
                 anyhow::ensure!(links <= 40, "{}: too many symbolic links", path.display());
                 let target = std::fs::read_link(&next)?;
                 if target.is_absolute() {
-                    at = PathBuf::from("/");
+                    at = root.to_path_buf();
                 }
                 todo.extend(reversed(&target));
             }
             Ok(m) if m.is_dir() => at = next,
+            Ok(_) if last && file => at = next,
             Ok(_) => {
                 let what = match next == path {
                     true => format!("{} is not a directory", path.display()),
@@ -96,6 +122,16 @@ pub fn mount_point(path: &Path) -> Result<PathBuf> {
                     ),
                 };
                 return Err(anyhow::Error::new(nix::errno::Errno::ENOTDIR).context(what));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && last && file => {
+                std::fs::write(&next, "").with_context(|| {
+                    format!(
+                        "{} is missing and cannot be made (as {})",
+                        path.display(),
+                        next.display()
+                    )
+                })?;
+                at = next;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir(&next).with_context(|| {
@@ -131,18 +167,8 @@ fn commands(spec: &Spec) -> Result<Vec<Command>> {
         ),
         LAYER.at(
             Phase::ChangeRoot,
-            "a place below the new root for the old root to go (it stays, empty: containers that start at the same moment from this root filesystem share it, so none may remove it)",
-            MakeDir(OLD_ROOT.into()),
-        ),
-        LAYER.at(
-            Phase::ChangeRoot,
-            "the root filesystem becomes /; the host's root moves to /.oldroot",
+            "the root filesystem becomes /, and the host's root is stacked on top of it, at / too (new root and old root the same directory, as runc does: no name of lab's in the image's tree). A path starts from the process's root, the new one below: from here on paths (and the image's symbolic links) resolve in the container; only /.. climbs onto the host's tree, which is how what comes from the host is named until it is detached",
             PivotRoot,
-        ),
-        LAYER.at(
-            Phase::ChangeRoot,
-            "step into the new root: from here on, paths (and the image's symbolic links) resolve in the container, and what comes from the host is named by its path under /.oldroot",
-            ChangeDir("/".into()),
         ),
         LAYER.at(
             Phase::ChangeRoot,
@@ -150,7 +176,7 @@ fn commands(spec: &Spec) -> Result<Vec<Command>> {
             ForgetProgramPaths,
         ),
         LAYER.inside(
-            "detach the host's tree: until now it was still reachable under /.oldroot",
+            "detach the host's tree, stacked on / until now: umount acts on the topmost mount of the directory it is given (here /, the current directory), and -l detaches it although it is busy",
             DetachOldRoot,
         ),
     ]
@@ -165,13 +191,11 @@ struct MakePrivate;
 struct BindSelf(PathBuf);
 /// `cd DIR`
 struct ChangeDir(PathBuf);
-/// `mkdir -p DIR`
-struct MakeDir(PathBuf);
-/// `pivot_root . .oldroot`
+/// `pivot_root . .`
 struct PivotRoot;
 /// `hash -r`
 struct ForgetProgramPaths;
-/// `umount -l /.oldroot`
+/// `umount -l .`
 struct DetachOldRoot;
 
 // ── The system calls ───────────────────────────────────────────────────────────
@@ -218,22 +242,13 @@ impl Action for ChangeDir {
     }
 }
 
-impl Action for MakeDir {
-    fn shell(&self) -> String {
-        format!("mkdir -p {}", quote_path(&self.0))
-    }
-    fn apply(&self, _run: &RunContext) -> Result<()> {
-        std::fs::create_dir_all(&self.0).with_context(|| format!("mkdir {}", self.0.display()))
-    }
-}
-
 impl Action for PivotRoot {
     fn shell(&self) -> String {
-        format!("pivot_root . {OLD_ROOT}")
+        "pivot_root . .".into()
     }
     fn apply(&self, _run: &RunContext) -> Result<()> {
-        unistd::pivot_root(".", OLD_ROOT).map_err(|errno| {
-            let e = anyhow::Error::new(errno).context(format!("pivot_root(\".\", \"{OLD_ROOT}\")"));
+        unistd::pivot_root(".", ".").map_err(|errno| {
+            let e = anyhow::Error::new(errno).context("pivot_root(\".\", \".\")");
             match errno {
                 nix::errno::Errno::EINVAL => crate::engine::error::hinted(e, PIVOT_ROOT_REFUSED),
                 _ => e,
@@ -260,12 +275,13 @@ impl Action for ForgetProgramPaths {
 
 impl Action for DetachOldRoot {
     fn shell(&self) -> String {
-        format!("umount -l /{OLD_ROOT}")
+        "umount -l .".into()
     }
     fn apply(&self, _run: &RunContext) -> Result<()> {
+        // The current directory is the new root (pivot_root left it there);
+        // umount2 resolves "." to the topmost mount on it, the host's root.
         // Lazy (MNT_DETACH): the old root is busy (lab's own binary came from it).
-        umount2(format!("/{OLD_ROOT}").as_str(), MntFlags::MNT_DETACH)
-            .with_context(|| format!("umount2(/{OLD_ROOT}, MNT_DETACH)"))
+        umount2(".", MntFlags::MNT_DETACH).context("umount2(\".\", MNT_DETACH)")
     }
 }
 
@@ -349,7 +365,7 @@ fn checks(_step: u8) -> Vec<Check> {
         ),
         LAYER.check(
             "the host's root is detached",
-            "The old root is still mounted: `umount -l /.oldroot` did not run. Look for it with `cat /proc/mounts` inside.",
+            "The host's root is still mounted: after `pivot_root . .`, `umount -l .` did not run. Look for a second mount on / with `cat /proc/mounts` inside.",
             Kind::Inside(old_root_detached),
         ),
         dev::check(),
@@ -444,10 +460,9 @@ fn old_root_detached(p: &Probe) -> Outcome {
         return Outcome::Fail("the container is in the host's mount namespace".into());
     }
     let inside = parse_mountinfo(&t.container());
-    let old = inside
-        .iter()
-        .filter(|m| m.mount_point.starts_with("/.oldroot"))
-        .count();
+    // After `pivot_root . .` the host's root is stacked on the container's, at
+    // / too, until it is detached: more than one mount on /.
+    let on_root = inside.iter().filter(|m| m.mount_point == "/").count();
     // The host's root filesystem, mounted whole (its root directory, not a
     // directory of it such as the root filesystem's bind mount), anywhere inside:
     // the host's tree, still reachable.
@@ -463,9 +478,9 @@ fn old_root_detached(p: &Probe) -> Outcome {
             .count()
     });
     Outcome::from(
-        old == 0 && whole == 0,
+        on_root <= 1 && whole == 0,
         format!(
-            "the container has {} mounts: {old} under /{OLD_ROOT}, {whole} of the host's whole root filesystem",
+            "the container has {} mounts: {on_root} on / (2 while the host's root is stacked on the container's), {whole} of the host's whole root filesystem",
             inside.len()
         ),
     )
@@ -524,4 +539,58 @@ fn host_mounts_unchanged(b: &Before) -> Outcome {
         new.join(" | "),
         gone.join(" | ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::walk;
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    /// A tree standing for the container's root, with the host's beside it.
+    fn trees(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("lab-walk-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (root, host) = (dir.join("root"), dir.join("host"));
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(host.join("etc")).unwrap();
+        (root, host)
+    }
+
+    /// Between `pivot_root . .` and `umount -l .` a `..` at `/` climbs onto the
+    /// host's tree for the kernel; lab's walk keeps it at the container's root,
+    /// as it is once the host's tree is gone: a link with more `..` than it has
+    /// directories above it (`../../run/...`, from /etc) leads inside.
+    #[test]
+    fn links_lead_inside_the_root_whatever_they_say() {
+        let (root, host) = trees("links");
+        symlink("../../../run/resolv.conf", root.join("etc/resolv.conf")).unwrap();
+        symlink("/..", root.join("etc/hosts")).unwrap();
+        symlink(&host, root.join("proc")).unwrap();
+        let at = |p: &str, file| walk(&root, Path::new(p), file).unwrap();
+        assert_eq!(at("/etc/resolv.conf", true), root.join("run/resolv.conf"));
+        assert!(root.join("run/resolv.conf").is_file());
+        assert_eq!(at("/etc/hosts", false), root);
+        // An absolute link names a path of the container, however it reads.
+        assert_eq!(
+            at("/proc", false),
+            root.join(host.strip_prefix("/").unwrap())
+        );
+        assert_eq!(std::fs::read_dir(host.join("etc")).unwrap().count(), 0);
+        assert_eq!(at("/../../dev", false), root.join("dev"));
+        let _ = std::fs::remove_dir_all(root.parent().unwrap());
+    }
+
+    #[test]
+    fn a_file_where_a_directory_is_wanted_is_refused() {
+        let (root, _) = trees("file");
+        std::fs::write(root.join("etc/hosts"), "").unwrap();
+        assert_eq!(
+            walk(&root, Path::new("/etc/hosts"), true).unwrap(),
+            root.join("etc/hosts")
+        );
+        let e = walk(&root, Path::new("/etc/hosts/x"), false).unwrap_err();
+        assert!(format!("{e:#}").contains("not a directory"), "{e:#}");
+        let _ = std::fs::remove_dir_all(root.parent().unwrap());
+    }
 }

@@ -328,14 +328,14 @@ fn commands(spec: &Spec) -> anyhow::Result<Vec<Command>> {
         "everything that is not on the subnet goes to the gateway: the host's end of lab0",
         Box::new(Inside::DefaultRoute(net.gateway)),
     ));
-    // After the root changed, while the host's tree is still at /.oldroot: the
+    // After the root changed, while the host's tree is still stacked on / (as /..): the
     // target resolves in the container, so an image whose /etc/resolv.conf is a
     // symbolic link (to /run/systemd/resolve/stub-resolv.conf, say) gets the file
     // where its link leads inside, and never covers a file of the host's.
     for file in ["hosts", "hostname", "resolv.conf"] {
         c.push(at(
             Phase::FromOldRoot,
-            "mount the container's own file (on the host, now under /.oldroot) over the root filesystem's, in the container's mount table only",
+            "mount the container's own file (on the host, named through /.. until the host's tree is detached) over the root filesystem's, in the container's mount table only",
             Box::new(BindFile {
                 from: super::mount::in_old_root(&net.etc.join(file)),
                 to: Path::new("/etc").join(file),

@@ -12,7 +12,7 @@ use crate::netlink::Netlink;
 use anyhow::{bail, Context, Result};
 use nix::errno::Errno;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `ip link add lab0 type bridge`, `ip addr add ... dev lab0`, `ip link set lab0 up`,
 /// `ip link del lab0`.
@@ -378,23 +378,13 @@ impl Action for BindFile {
         )
     }
     fn apply(&self, _run: &RunContext) -> Result<()> {
-        if self.to.metadata().is_err() {
-            // A mount needs something to cover: an empty file (from step 7 it lands
-            // in the container's writable layer), where the image's symbolic link
-            // leads when it has one (as runc makes it), with its directories.
-            let target = match std::fs::read_link(&self.to) {
-                Ok(link) => self.to.parent().unwrap_or(Path::new("/")).join(link),
-                Err(_) => self.to.clone(),
-            };
-            if let Some(dir) = target.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            std::fs::write(&target, "")
-                .with_context(|| format!("{} is missing and cannot be made", self.to.display()))?;
-        }
+        // A mount needs something to cover: where the image's symbolic link
+        // leads inside, when it has one, an empty file if it is missing (as runc
+        // makes it), with its directories.
+        let to = crate::layers::mount::file_mount_point(&self.to)?;
         nix::mount::mount(
             Some(&self.from),
-            &self.to,
+            &to,
             None::<&str>,
             nix::mount::MsFlags::MS_BIND,
             None::<&str>,

@@ -53,10 +53,8 @@ impl super::Hooks for OverlayHooks {
     fn probe_data(&self, p: &Probe) -> Result<Option<super::Gathered>> {
         let dirs = probe_dirs(&p.target.to_string(), &p.fixtures.join("second"));
         match dirs {
-            // Another runtime may keep its layers where the host cannot see
-            // them (Podman's copies for a user namespace, mounted in its own
-            // mount namespace): nothing to compare, which is no failure of the
-            // container.
+            // Another runtime may keep its layers out of the host's sight
+            // (Podman's copies for --uidmap): not the container's failure.
             Err(e) if p.maker.is_other() && layers_of(&p.target.to_string()).is_ok() => {
                 super::gathered(Ok(Unseen(format!(
                 "its layers cannot be reached from the host, to compare ({e:#}): the runtime keeps them in a mount namespace of its own"
@@ -69,6 +67,20 @@ impl super::Hooks for OverlayHooks {
     /// a kept upper layer goes too (lab's, not the student's).
     fn release(&self, state: &Path) {
         remove_check_traces(&state.join(TRACES));
+    }
+    /// With --keep: where the container's writable layer is, and that it holds
+    /// the container's name until removed (engine/state: never reused).
+    fn kept(&self, spec: &Spec) -> Option<String> {
+        let dir = spec.container_dir();
+        spec.keep.then(|| {
+            format!(
+                "{}: what container {} changed (--keep). It holds the name {1} until you remove it: {}rm -rf {}",
+                dir.join("upper").display(),
+                spec.name,
+                crate::dirs::sudo(),
+                quote_path(&dir)
+            )
+        })
     }
 }
 
@@ -337,11 +349,10 @@ fn remove_check_traces(traces: &Path) {
     }
 }
 
+/// Why another runtime's layers cannot be reached from the host.
+struct Unseen(String);
 /// What the overlay checks need, opened on the host before the probe joins the
 /// container: its layers, and the root of a second overlay of the same image.
-/// For another runtime's container whose layers the host cannot reach: why.
-struct Unseen(String);
-
 struct ProbeDirs {
     pub upper: File,
     pub lower: Vec<File>,

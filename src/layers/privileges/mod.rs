@@ -100,7 +100,7 @@ fn commands(spec: &Spec) -> Result<Vec<Command>> {
         // is detached.
         c.push(LAYER.at(
             Phase::FromOldRoot,
-            format!("{sys_why}; in a user namespace, mounted before the host's tree is detached, while the host's /sys is in view (under /.oldroot)"),
+            format!("{sys_why}; in a user namespace, mounted before the host's tree is detached, while the host's /sys is in view (on the host's tree, stacked on /)"),
             masks::MountSys("/sys".into()),
         ));
     } else {
