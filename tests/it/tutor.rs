@@ -166,12 +166,10 @@ fn as_env<'a>(pairs: &'a [(&'static str, PathBuf)]) -> Vec<(&'static str, &'a Pa
 
 /// Whether a walk prompt on the screen is the one before pivot_root.
 fn at_pivot_root(shown: &str) -> bool {
-    shown
-        .lines()
-        .rev()
-        .filter(|l| !l.trim().is_empty())
-        .take(10)
-        .any(|l| l.trim() == "pivot_root . .")
+    // What the prompt asks about: the lines after the last one answered (its
+    // comment may wrap over many lines of the terminal).
+    let asked = shown.rsplit("✔ --walk").next().unwrap_or(shown);
+    asked.lines().any(|l| l.trim() == "pivot_root . .")
 }
 
 /// A home of the test's own: the progress file and the hints go there.
