@@ -167,7 +167,7 @@ fn commands(spec: &Spec) -> Result<Vec<Command>> {
         ),
         LAYER.at(
             Phase::ChangeRoot,
-            "the root filesystem becomes /, and the host's root is stacked on top of it, at / too (new root and old root the same directory, as runc does: no name of lab's in the image's tree). A path starts from the process's root, the new one below: from here on paths (and the image's symbolic links) resolve in the container; only /.. climbs onto the host's tree, which is how what comes from the host is named until it is detached",
+            "the root filesystem becomes /, and the host's root is stacked on top of it, at / too (new root and old root the same directory, as runc does: no name of lab's in the image's tree). A path starts from the process's root, the new one below: from here on /etc is the container's; but a .. that reaches / (/.., /etc/..) then follows what is mounted there, the host's tree: that is how what comes from the host is named until it is detached, and why the image's links that climb to / wait for that",
             PivotRoot,
         ),
         LAYER.at(
