@@ -199,8 +199,11 @@ pub fn explain(plan: &Plan, only: Option<u8>) -> String {
     let _ = match only {
         Some(l) => writeln!(
             out,
-            "Layer {l} by hand: its commands, in the places they go among those of layers 1-{} (lab explain {step} shows them all).",
-            step - 1
+            "Layer {l} by hand: its commands, in the places they go among those of {} (lab explain {step} shows them all).",
+            match step - 1 {
+                1 => "layer 1".to_string(),
+                before => format!("layers 1-{before}"),
+            }
         ),
         None => writeln!(
             out,

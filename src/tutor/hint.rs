@@ -138,15 +138,20 @@ pub fn next(step: u8, explain: impl Fn(u8, u8) -> String) -> Result<String> {
             ));
         }
         _ => {
+            // An escape that still works is closed by the lines of the layer
+            // that closes it, not by those of the layer that lists it.
+            let fix = match check.kind {
+                crate::engine::check::Kind::Escape(e) if step >= e.closed_at => e.closed_at,
+                _ => f.layer,
+            };
             out.push_str(&format!(
                 "{}\n",
                 format!(
-                    "The fix: the lines of layer {} that make this true, as lab explain {step} --only {} prints them. In a new container, type them again, in order, and check again:",
-                    f.layer, f.layer
+                    "The fix: the lines of layer {fix} that make this true, as lab explain {step} --only {fix} prints them. In a new container, type them again, in order, and check again:"
                 )
                 .bold()
             ));
-            out.push_str(&explain(step, f.layer));
+            out.push_str(&explain(step, fix));
             out.push_str(&format!(
                 "\nThat was the last hint. lab lesson {} tells the why of each line.\n",
                 f.layer

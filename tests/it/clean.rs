@@ -196,3 +196,28 @@ fn clean_never_removes_files_through_a_mount_left_below() {
         mountinfo()
     );
 }
+
+/// The directories of containers typed by hand are the student's: `lab clean`
+/// removes them when empty, and says what it keeps when not.
+#[test]
+#[ignore = "needs root: sudo ./test.sh"]
+fn clean_removes_empty_hand_directories_and_names_what_it_keeps() {
+    let _g = privileged!();
+    let (run_hand, home_hand) = (run_dir().join("hand"), home().join("hand"));
+    std::fs::create_dir_all(&run_hand).unwrap();
+    std::fs::create_dir_all(home_hand.join("c9")).unwrap();
+    let _cleanup = RemoveOnDrop(home_hand.join("c9"));
+    let out = lab_isolated().arg("clean").output().unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}{}", err(&out));
+    assert!(!run_hand.exists(), "{said}");
+    assert!(
+        said.contains(&format!("removed {} (empty)", run_hand.display())),
+        "{said}"
+    );
+    assert!(home_hand.join("c9").is_dir(), "{said}");
+    assert!(
+        said.contains(&format!("kept {} (c9)", home_hand.display())),
+        "{said}"
+    );
+}

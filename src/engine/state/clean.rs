@@ -206,6 +206,23 @@ pub fn clean(all: bool) -> Result<Vec<String>> {
             done.push(format!("removed {}", dir.display()));
         }
     }
+    // The directories of containers typed by hand are the student's: empty,
+    // they go; else lab says what it keeps and why.
+    for hand in [run.join("hand"), home.join("hand")] {
+        if std::fs::remove_dir(&hand).is_ok() {
+            done.push(format!("removed {} (empty)", hand.display()));
+        } else if let Ok(entries) = std::fs::read_dir(&hand) {
+            let names: Vec<String> = entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            done.push(format!(
+                "kept {} ({}): containers typed by hand, which lab never removes; their teardown lines do",
+                hand.display(),
+                names.join(", ")
+            ));
+        }
+    }
     for dir in [run, home] {
         if std::fs::remove_dir(&dir).is_ok() {
             done.push(format!("removed {}", dir.display()));
