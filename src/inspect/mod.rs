@@ -18,7 +18,7 @@
 mod inside;
 mod print;
 
-use inside::{first_process, hostname_of, nspid, telling_calls, TELLING};
+use inside::{calls_of, first_process, hostname_of, nspid, telling_calls};
 pub use print::{json, text};
 
 use crate::engine::check::{self, Check, Kind, Maker, Outcome};
@@ -106,19 +106,23 @@ pub fn target(what: &str) -> Result<i32> {
 pub fn look(pid: i32) -> Result<Inspected> {
     let (pid, _) = check::graded(nix::unistd::Pid::from_raw(pid));
     let pid = pid.as_raw();
-    let maker = match crate::engine::state::container_of(pid) {
-        Some(c) => Maker::Other(format!(
-            "lab (container {}, step {})",
-            c.name,
-            c.step.map_or("?".into(), |s| s.to_string())
-        )),
+    // Who made it, for the checks run below, and in words for the screen.
+    let (maker, who) = match crate::engine::state::container_of(pid) {
+        Some(c) => (
+            Maker::Lab,
+            format!(
+                "lab (container {}, step {})",
+                c.name,
+                c.step.map_or("?".into(), |s| s.to_string())
+            ),
+        ),
         None => match check::maker_of(pid) {
-            Maker::ByHand => Maker::Other("the lessons' recipe, typed by hand".into()),
-            m => m,
+            Maker::Other(who) => (Maker::Other(who.clone()), who),
+            other => (
+                other,
+                "the lessons' recipe typed by hand, or a plain process of the host".to_string(),
+            ),
         },
-    };
-    let Maker::Other(who) = &maker else {
-        unreachable!("named above")
     };
     let found = check::find_root(pid);
     let status = capabilities::Status::of(&pid.to_string())
@@ -218,19 +222,12 @@ pub fn look(pid: i32) -> Result<Inspected> {
 
     // 3. A pid namespace, and PID 1.
     let first = first_process(pid);
-    let first_summary = match first.split_once(" is ").map(|(_, r)| r) {
-        Some(rest) => format!(
-            "{}, {}",
-            rest.split(' ').next().unwrap_or("?"),
-            if first.contains("orphans stay zombies") {
-                "reaps no orphans"
-            } else if first.contains("may reap") {
-                "may reap orphans"
-            } else {
-                "reaps orphans"
-            }
+    let (first_fact, first_summary) = match &first {
+        Some(f) => (f.fact(), f.summary()),
+        None => (
+            "PID 1 of its namespace: not found (the host's init, or it has ended)".to_string(),
+            "not found".to_string(),
         ),
-        None => "not found".to_string(),
     };
     layers.push(Found {
         layer: 3,
@@ -241,7 +238,7 @@ pub fn look(pid: i32) -> Result<Inspected> {
             if own("pid") { "own" } else { "the host's" },
             first_summary
         ),
-        facts: vec![ns_fact("pid", &nspid(pid)), first],
+        facts: vec![ns_fact("pid", &nspid(pid)), first_fact],
     });
 
     // 4. uts and ipc.
@@ -476,7 +473,7 @@ pub fn look(pid: i32) -> Result<Inspected> {
         nix::unistd::Pid::from_raw(pid),
         &found.path,
         None,
-        maker.clone(),
+        maker,
     )?;
     let mut calls = Vec::new();
     let mut escapes = Vec::new();
@@ -492,24 +489,12 @@ pub fn look(pid: i32) -> Result<Inspected> {
                 detail: r.outcome.detail().to_string(),
             });
         } else {
-            calls = r
-                .outcome
-                .detail()
-                .split("; ")
-                .filter_map(|c| {
-                    let (name, answer) = c.split_once(": ")?;
-                    let name = TELLING.iter().find(|(n, _)| *n == name)?.0;
-                    Some(Call {
-                        name,
-                        answer: answer.to_string(),
-                    })
-                })
-                .collect();
+            calls = calls_of(r.outcome.detail());
         }
     }
     Ok(Inspected {
         pid,
-        maker: who.clone(),
+        maker: who,
         root: found.how,
         layers,
         calls,
