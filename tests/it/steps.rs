@@ -275,19 +275,24 @@ per_step!(
     the_script_of_step_9_passes_the_same_checks = 9,
 );
 
+/// What `lab script N` prints for the test run's root filesystem.
+fn script_of(n: u8) -> String {
+    text(
+        &lab_isolated()
+            .args(["script", &n.to_string(), "--rootfs"])
+            .arg(rootfs())
+            .output()
+            .unwrap(),
+    )
+}
+
 /// The honesty check of what lab prints: run `lab script N` with bash, and the
 /// checks of step N pass against the container it builds, as they do for lab step.
 fn the_script_passes_the_same_checks(n: u8) {
     let _g = privileged!();
     let before = mountinfo();
     let marker = format!("{}", 4200 + n as u32 * 7 + std::process::id() % 1000);
-    let script = text(
-        &lab_isolated()
-            .args(["script", &n.to_string(), "--rootfs"])
-            .arg(rootfs())
-            .output()
-            .unwrap(),
-    );
+    let script = script_of(n);
     let path = run_dir().join(format!("script-{n}.sh"));
     std::fs::create_dir_all(run_dir()).unwrap();
     std::fs::write(&path, &script).unwrap();
@@ -366,13 +371,7 @@ fn grading_a_hand_built_container_leaves_it_running(n: u8) {
     let progress = home().join("progress");
     let _ = std::fs::remove_file(&progress);
     let before = mountinfo();
-    let script = text(
-        &lab_isolated()
-            .args(["script", &n.to_string(), "--rootfs"])
-            .arg(rootfs())
-            .output()
-            .unwrap(),
-    );
+    let script = script_of(n);
     let grade = script
         .lines()
         .find_map(|l| l.strip_prefix("# Grade it in a second terminal while it runs: sudo "))
