@@ -40,3 +40,18 @@ pub mod screen;
 pub mod spec;
 pub mod state;
 pub mod walk;
+
+/// For the unit tests that run printed commands: `bash FLAGS SCRIPT`, which
+/// must succeed (its stderr is the failure's message).
+#[cfg(test)]
+pub fn run_bash(flags: &str, script: &str) {
+    let out = std::process::Command::new("bash")
+        .args([flags, script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

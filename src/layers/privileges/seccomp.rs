@@ -437,15 +437,7 @@ mod tests {
             script.push_str(&w.shell());
             script.push('\n');
         }
-        let out = std::process::Command::new("bash")
-            .args(["-euc", &script])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::engine::run_bash("-euc", &script);
         let written = std::fs::read(&file).unwrap();
         let _ = std::fs::remove_file(&file);
         let expected: Vec<u8> = program().unwrap().iter().flat_map(|i| i.bytes()).collect();

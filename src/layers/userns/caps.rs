@@ -232,15 +232,7 @@ mod tests {
             src = quote_path(&src.0),
             to = quote_path(&by_hand.0)
         );
-        let out = std::process::Command::new("bash")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::engine::run_bash("-c", &script);
 
         for copy in [&ours.0, &by_hand.0] {
             for (name, source) in [

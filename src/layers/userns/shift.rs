@@ -386,15 +386,7 @@ mod tests {
             DefineShiftIds.shell(),
             quote_path(&tree.0)
         );
-        let out = std::process::Command::new("bash")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::engine::run_bash("-c", &script);
         shifted_once(&before, &tree.0, 100_000);
     }
 
