@@ -226,6 +226,16 @@ pub fn run(
     run_these(checks, step, target, rootfs, name, maker)
 }
 
+/// The process to grade runs, or the error that says so.
+pub fn ensure_running(target: Pid) -> Result<()> {
+    if crate::engine::state::ProcessId::of(target.as_raw()).is_none() {
+        anyhow::bail!(
+            "process {target} not found: is the container still running? (lab ps lists lab's)"
+        );
+    }
+    Ok(())
+}
+
 /// Run these checks (none of them `AfterExit`) as if at `step`: what `lab
 /// inspect` runs, the escapes and a table of its own, goes through here too.
 pub fn run_these(
@@ -237,11 +247,7 @@ pub fn run_these(
     maker: Maker,
 ) -> Result<Vec<Report>> {
     // Before any fixture is made: a wrong PID leaves nothing behind.
-    if crate::engine::state::ProcessId::of(target.as_raw()).is_none() {
-        anyhow::bail!(
-            "process {target} not found: is the container still running? (lab ps lists lab's)"
-        );
-    }
+    ensure_running(target)?;
     let started = std::time::Instant::now();
     let fixtures = Fixtures::make(step, target, rootfs, name, maker)?;
     let probe = &fixtures.probe;
