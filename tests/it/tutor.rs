@@ -557,7 +557,8 @@ fn the_menu_gets_the_terminal_back_after_a_steps_shell_at_every_step() {
         let s = Screen::start("PS1='host$ ' exec bash --norc --noprofile -i", &env);
         s.wait_for("host$", 1);
         s.keys(&[LAB, "Enter"]);
-        let menu = s.wait_for("What next?", 1);
+        // The question comes before its items: wait for the first item.
+        let menu = s.wait_for("Continue: build step", 1);
         assert!(
             menu.contains(&format!("Continue: build step {step},")),
             "{menu}"
